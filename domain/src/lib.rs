@@ -1,0 +1,16 @@
+//! Berth's domain rules, in plain Rust so they are unit-tested natively and
+//! shared by every component: what a valid repository name, tag or digest is,
+//! how `/v2/` paths route, how manifests are validated, which errors the
+//! protocol answers, and how metadata keys are laid out.
+
+pub mod digest;
+pub mod error;
+pub mod keys;
+pub mod manifest;
+pub mod name;
+pub mod paging;
+pub mod range;
+pub mod route;
+
+pub use digest::{Algorithm, Digest};
+pub use error::{ErrorCode, OciError};
