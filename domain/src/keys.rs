@@ -24,6 +24,15 @@ pub fn manifest(name: &str, digest: &str) -> String {
     format!("manifest/{name}:{digest}")
 }
 
+/// `mtag/<name>:<digest>:<tag>` → empty: the tags pointing at a manifest, so
+/// deleting a manifest removes its tags without scanning all of them.
+pub fn manifest_tag_prefix(name: &str, digest: &str) -> String {
+    format!("mtag/{name}:{digest}:")
+}
+pub fn manifest_tag(name: &str, digest: &str, tag: &str) -> String {
+    format!("mtag/{name}:{digest}:{tag}")
+}
+
 /// `blob/<name>:<digest>` → [`BlobLink`]: the repository may serve this blob.
 pub fn blob_link(name: &str, digest: &str) -> String {
     format!("blob/{name}:{digest}")

@@ -1,1 +1,129 @@
-fn main() { let _ = wasmtime::Engine::default(); }
+//! `berth`: the local host. `berth serve` runs the application described by
+//! `spin.toml` on wasmtime with Berth's capabilities provided natively
+//! (SQLite metadata, filesystem blobs).
+
+mod capabilities;
+mod manifest;
+mod runtime;
+mod server;
+
+use anyhow::{Context, Result};
+use capabilities::Backends;
+use clap::{Parser, Subcommand};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Berth container registry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the registry.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:5000")]
+    listen: SocketAddr,
+    /// Where metadata (SQLite) and blobs live.
+    #[arg(long, env = "BERTH_DATA_DIR", default_value = "./berth-data")]
+    data_dir: PathBuf,
+    /// The application manifest.
+    #[arg(long, env = "BERTH_MANIFEST", default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, env = "BERTH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "BERTH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, env = "BERTH_LOG", default_value = "info")]
+    log_level: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "BERTH_LOG_JSON")]
+    log_json: bool,
+    /// Application variables, `name=value` (repeatable); see `[variables]` in spin.toml.
+    #[arg(long = "var", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Uploads untouched for this many seconds are removed.
+    #[arg(long, env = "BERTH_UPLOAD_EXPIRY_SECS", default_value_t = 24 * 3600)]
+    upload_expiry_secs: u64,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("expected name=value, got {s:?}"))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(args))
+        }
+    }
+}
+
+fn init_logs(args: &ServeArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json { fmt.json().init() } else { fmt.init() }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    init_logs(&args);
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let backends = Arc::new(Backends {
+        metadata: capabilities::metadata::Metadata::open(&args.data_dir.join("metadata.db"))?,
+        blobs: capabilities::blobs::BlobStore::open(&args.data_dir)?,
+    });
+    let overrides: HashMap<String, String> = args.vars.iter().cloned().collect();
+    let app = manifest::App::load(&args.manifest, &overrides)?;
+    let engine = runtime::engine()?;
+    let mut handlers = HashMap::new();
+    for c in &app.components {
+        let t = std::time::Instant::now();
+        handlers.insert(c.id.clone(), runtime::load(&engine, c, backends.clone())?);
+        tracing::info!(component = %c.id, ms = t.elapsed().as_millis() as u64, "component ready");
+    }
+
+    // Abandoned uploads: the local host schedules the sweep itself.
+    let sweeper = backends.clone();
+    let idle = Duration::from_secs(args.upload_expiry_secs);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600).min(idle.max(Duration::from_secs(1))));
+        loop {
+            tick.tick().await;
+            match sweeper.blobs.expire(idle) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired abandoned uploads"),
+                Err(e) => tracing::warn!(error = %e, "upload expiry failed"),
+            }
+        }
+    });
+
+    let health_backends = backends.clone();
+    let server = Arc::new(server::Server {
+        app,
+        handlers,
+        health: Box::new(move || {
+            health_backends.metadata.get("health").map(|_| ()).map_err(|e| anyhow::anyhow!("{e}"))
+        }),
+    });
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), data_dir = %args.data_dir.display(), "berth listening");
+    server::serve(server, listener, tls).await
+}

@@ -1,0 +1,76 @@
+//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`. Bytes stream from the
+//! blob capability straight into the response.
+
+use crate::http::{Incoming, Reply};
+use crate::store::{self, blobs, fault};
+use berth_domain::digest::{Digest, DigestError};
+use berth_domain::keys::{self, BlobLink};
+use berth_domain::range::parse_range;
+use berth_domain::{ErrorCode, OciError};
+
+pub fn parse_digest(s: &str) -> Result<Digest, OciError> {
+    Digest::parse(s).map_err(|e| match e {
+        DigestError::Invalid => OciError::digest_invalid(format!("invalid digest {s:?}")),
+        DigestError::Unsupported(a) => OciError::unsupported(format!("digest algorithm {a:?} is not supported")),
+    })
+}
+
+pub async fn get(req: &Incoming, name: &str, digest: &str, with_body: bool) -> Result<Reply, OciError> {
+    let digest = parse_digest(digest)?;
+    let Some(link) = store::get_json::<BlobLink>(&keys::blob_link(name, digest.as_str())).await? else {
+        // Manifests are content too: serve them through the blob endpoint as Distribution does.
+        if let Some(entry) = store::get(&keys::manifest(name, digest.as_str())).await?
+            && let Some((_, body)) = keys::decode_manifest(&entry.value)
+        {
+            return Ok(Reply::new(200)
+                .header("content-type", "application/octet-stream")
+                .header("docker-content-digest", digest.as_str())
+                .bytes(body.to_vec()));
+        }
+        return Err(OciError::blob_unknown(digest.as_str()));
+    };
+    let size = link.size;
+    let base = |status| {
+        Reply::new(status)
+            .header("content-type", "application/octet-stream")
+            .header("docker-content-digest", digest.as_str())
+            .header("accept-ranges", "bytes")
+            .header("etag", format!("\"{digest}\""))
+    };
+    let range = match req.header("range") {
+        Some(h) => parse_range(&h, size).map_err(|_| {
+            OciError::new(ErrorCode::RangeInvalid, "requested range not satisfiable")
+                .with_detail(serde_json::json!({ "size": size }))
+        })?,
+        None => None,
+    };
+    let (reply, offset, length) = match range {
+        Some(r) => (
+            base(206).header("content-range", format!("bytes {}-{}/{size}", r.start, r.end)),
+            r.start,
+            r.len(),
+        ),
+        None => (base(200), 0, size),
+    };
+    let reply = reply.header("content-length", length.to_string());
+    if !with_body {
+        return Ok(reply);
+    }
+    match blobs::read(digest.to_string(), offset, Some(length)).await {
+        Ok(stream) => Ok(reply.stream(stream)),
+        Err(store::StoreError::NotFound) => Err(OciError::blob_unknown(digest.as_str())),
+        Err(e) => Err(fault(e)),
+    }
+}
+
+/// Unlinks the blob from the repository. The bytes stay until garbage
+/// collection finds no repository referencing them.
+pub async fn delete(name: &str, digest: &str) -> Result<Reply, OciError> {
+    let digest = parse_digest(digest)?;
+    let key = keys::blob_link(name, digest.as_str());
+    if !store::exists(&key).await? {
+        return Err(OciError::blob_unknown(digest.as_str()));
+    }
+    store::commit(vec![store::delete(key)]).await.map_err(fault)?;
+    Ok(Reply::new(202).header("content-length", "0"))
+}

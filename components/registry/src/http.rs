@@ -1,0 +1,151 @@
+//! Thin glue between raw `wasi:http@0.3.0` requests/responses and the
+//! endpoint modules. Raw types (not the SDK's buffered wrappers) keep body
+//! streams as streams.
+
+use berth_domain::OciError;
+use spin_sdk::wasip3::http::types::{Fields, Method, Request, Response};
+use spin_sdk::wasip3::wit_bindgen::{self, StreamReader};
+use spin_sdk::wasip3::{wit_future, wit_stream};
+
+pub struct Incoming {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    headers: Fields,
+    request: std::cell::Cell<Option<Request>>,
+}
+
+impl Incoming {
+    pub fn new(request: Request) -> Self {
+        let pq = request.get_path_with_query().unwrap_or_default();
+        let (path, query) = pq.split_once('?').unwrap_or((&pq, ""));
+        Incoming {
+            method: request.get_method(),
+            path: path.to_string(),
+            query: berth_domain::route::query_pairs(query),
+            headers: request.get_headers(),
+            request: std::cell::Cell::new(Some(request)),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).into_iter().next().and_then(|v| String::from_utf8(v).ok())
+    }
+
+    pub fn headers_all(&self, name: &str) -> Vec<String> {
+        self.headers.get(name).into_iter().filter_map(|v| String::from_utf8(v).ok()).collect()
+    }
+
+    pub fn query(&self, key: &str) -> Option<&str> {
+        berth_domain::route::query_get(&self.query, key)
+    }
+
+    pub fn content_length(&self) -> Option<u64> {
+        self.header("content-length").and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Whether the request may carry body bytes at all.
+    pub fn has_body(&self) -> bool {
+        match self.content_length() {
+            Some(n) => n > 0,
+            None => self.header("transfer-encoding").is_some(),
+        }
+    }
+
+    /// Takes the body as a byte stream (once).
+    pub fn body_stream(&self) -> StreamReader<u8> {
+        let request = self.request.take().expect("request body taken twice");
+        let (tx, rx) = wit_future::new(|| Ok(()));
+        let (stream, _trailers) = Request::consume_body(request, rx);
+        drop(tx);
+        stream
+    }
+
+    /// Reads a small body into memory, refusing more than `limit` bytes.
+    pub async fn body_bytes(&self, limit: u64) -> Result<Vec<u8>, OciError> {
+        if let Some(n) = self.content_length()
+            && n > limit
+        {
+            return Err(OciError::too_large("request body", limit));
+        }
+        let mut stream = self.body_stream();
+        let mut out = Vec::new();
+        loop {
+            let (result, chunk) = stream.read(Vec::with_capacity(64 * 1024)).await;
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > limit {
+                return Err(OciError::too_large("request body", limit));
+            }
+            if !matches!(result, wit_bindgen::StreamResult::Complete(_)) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    Stream(StreamReader<u8>),
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Body,
+}
+
+impl Reply {
+    pub fn new(status: u16) -> Self {
+        Reply { status, headers: Vec::new(), body: Body::Empty }
+    }
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into().into_bytes()));
+        self
+    }
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
+        Reply::new(status).header("content-type", "application/json").bytes(body)
+    }
+    pub fn bytes(mut self, body: Vec<u8>) -> Self {
+        self.headers.push(("content-length".into(), body.len().to_string().into_bytes()));
+        self.body = Body::Bytes(body);
+        self
+    }
+    pub fn stream(mut self, body: StreamReader<u8>) -> Self {
+        self.body = Body::Stream(body);
+        self
+    }
+    pub fn error(err: &OciError) -> Self {
+        Reply::json(err.status(), err.body())
+    }
+
+    pub fn into_response(mut self, req: Incoming) -> Response {
+        self.headers.push(("docker-distribution-api-version".into(), b"registry/2.0".to_vec()));
+        let is_head = matches!(req.method, Method::Head);
+        // Drop an unread request body now so the host can finish reading it.
+        drop(req);
+        let headers = Fields::from_list(&self.headers).unwrap_or_else(|_| Fields::new());
+        let contents = match (self.body, is_head) {
+            (Body::Empty, _) => None,
+            (Body::Bytes(_), true) => None,
+            (Body::Stream(s), true) => {
+                drop(s);
+                None
+            }
+            (Body::Bytes(bytes), false) => {
+                let (mut tx, rx) = wit_stream::new();
+                wit_bindgen::spawn(async move {
+                    tx.write_all(bytes).await;
+                });
+                Some(rx)
+            }
+            (Body::Stream(s), false) => Some(s),
+        };
+        let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
+        drop(trailers_tx);
+        let (response, _done) = Response::new(headers, contents, trailers_rx);
+        let _ = response.set_status_code(self.status);
+        response
+    }
+}

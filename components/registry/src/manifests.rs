@@ -1,0 +1,201 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+//!
+//! A manifest is kept with its metadata in one record, so a GET by digest
+//! is one metadata read and a GET by tag two. A PUT commits the manifest,
+//! its tag, its referrer entry and the repository record atomically.
+
+use crate::blobs::parse_digest;
+use crate::http::{Incoming, Reply};
+use crate::store::{self, Precondition, StoreError, WriteOp, fault, metadata};
+use berth_domain::keys::{self, ManifestRecord};
+use berth_domain::manifest::{self, Kind};
+use berth_domain::{Algorithm, Digest, ErrorCode, OciError, name};
+use sha2::Digest as _;
+
+enum Reference<'a> {
+    Tag(&'a str),
+    Digest(Digest),
+}
+
+fn reference(r: &str) -> Result<Reference<'_>, OciError> {
+    if r.contains(':') {
+        Ok(Reference::Digest(parse_digest(r)?))
+    } else if name::is_valid_tag(r) {
+        Ok(Reference::Tag(r))
+    } else {
+        Err(OciError::manifest_invalid(format!("invalid tag {r:?}")).with_detail(serde_json::json!({ "tag": r })))
+    }
+}
+
+/// Resolves a reference to the digest it names in this repository.
+async fn resolve(name: &str, r: &Reference<'_>) -> Result<Option<String>, OciError> {
+    match r {
+        Reference::Digest(d) => Ok(Some(d.to_string())),
+        Reference::Tag(t) => Ok(store::get(&keys::tag(name, t)).await?.and_then(|e| String::from_utf8(e.value).ok())),
+    }
+}
+
+pub async fn get(req: &Incoming, name: &str, reference_str: &str, with_body: bool) -> Result<Reply, OciError> {
+    let r = reference(reference_str)?;
+    let Some(digest) = resolve(name, &r).await? else {
+        return Err(OciError::manifest_unknown(reference_str));
+    };
+    let Some(entry) = store::get(&keys::manifest(name, &digest)).await? else {
+        return Err(OciError::manifest_unknown(reference_str));
+    };
+    let (record, body) = keys::decode_manifest(&entry.value)
+        .ok_or_else(|| OciError::internal(format!("corrupt manifest record {digest}")))?;
+    let accept = req.headers_all("accept");
+    let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
+    if !manifest::accepts(&accept, &record.media_type) {
+        return Err(OciError::manifest_unknown(reference_str).with_detail(serde_json::json!({
+            "reference": reference_str,
+            "mediaType": record.media_type,
+            "reason": "the manifest's media type is not in the Accept header",
+        })));
+    }
+    let mut reply = Reply::new(200)
+        .header("content-type", record.media_type.clone())
+        .header("docker-content-digest", digest.clone())
+        .header("etag", format!("\"{digest}\""));
+    if with_body {
+        reply = reply.bytes(body.to_vec());
+    } else {
+        reply = reply.header("content-length", body.len().to_string());
+    }
+    Ok(reply)
+}
+
+fn digest_of(algorithm: Algorithm, body: &[u8]) -> String {
+    match algorithm {
+        Algorithm::Sha256 => format!("sha256:{}", hex::encode(sha2::Sha256::digest(body))),
+        Algorithm::Sha512 => format!("sha512:{}", hex::encode(sha2::Sha512::digest(body))),
+    }
+}
+
+pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Reply, OciError> {
+    let r = reference(reference_str)?;
+    let max = store::max_manifest();
+    let body = req.body_bytes(max).await.map_err(|e| {
+        if e.status() == 413 { OciError::new(ErrorCode::ManifestInvalid, e.message).with_status(413) } else { e }
+    })?;
+    let digest = match &r {
+        Reference::Digest(d) => {
+            let actual = digest_of(d.algorithm(), &body);
+            if actual != d.as_str() {
+                return Err(OciError::digest_invalid("manifest digest does not match its content")
+                    .with_detail(serde_json::json!({ "expected": d.as_str(), "computed": actual })));
+            }
+            actual
+        }
+        Reference::Tag(_) => digest_of(Algorithm::Sha256, &body),
+    };
+    let parsed = manifest::parse(&body, req.header("content-type").as_deref()).map_err(OciError::manifest_invalid)?;
+
+    // Everything the manifest references must already be in this repository.
+    let mut wanted: Vec<String> = parsed.blobs.iter().map(|d| keys::blob_link(name, d.as_str())).collect();
+    if parsed.kind == Kind::Index {
+        wanted.extend(parsed.manifests.iter().map(|d| keys::manifest(name, d.as_str())));
+    }
+    if !wanted.is_empty() {
+        let found = metadata::get_many(wanted.clone()).await.map_err(fault)?;
+        if let Some((key, _)) = wanted.iter().zip(found).find(|(_, f)| f.is_none()) {
+            let missing = key.rsplit(':').take(2).collect::<Vec<_>>();
+            let missing = format!("{}:{}", missing[1], missing[0]);
+            return Err(OciError::new(ErrorCode::ManifestBlobUnknown, "manifest references unknown content")
+                .with_detail(serde_json::json!({ "digest": missing }))
+                .with_status(400));
+        }
+    }
+
+    let record = ManifestRecord {
+        media_type: parsed.media_type.clone(),
+        subject: parsed.subject.as_ref().map(|s| s.to_string()),
+        created: store::now(),
+    };
+    let mut ops = vec![WriteOp::Put((keys::manifest(name, &digest), keys::encode_manifest(&record, &body), Precondition::None))];
+    if let Some(subject) = &parsed.subject {
+        let descriptor = manifest::Descriptor {
+            media_type: parsed.media_type.clone(),
+            digest: digest.clone(),
+            size: body.len() as i64,
+            artifact_type: parsed.artifact_type.clone(),
+            annotations: parsed.annotations.clone(),
+            urls: None,
+            platform: None,
+        };
+        ops.push(store::put_json(keys::referrer(name, subject.as_str(), &digest), &descriptor));
+    }
+    if let Reference::Tag(tag) = r {
+        // Moving a tag: drop the old manifest's reverse entry.
+        if let Some(old) = resolve(name, &r).await?
+            && old != digest
+        {
+            ops.push(store::delete(keys::manifest_tag(name, &old, tag)));
+        }
+        ops.push(store::put(keys::tag(name, tag), digest.clone().into_bytes()));
+        ops.push(store::put(keys::manifest_tag(name, &digest, tag), Vec::new()));
+    }
+    store::commit_in_repo(name, ops).await?;
+
+    let mut reply = Reply::new(201)
+        .header("location", format!("/v2/{name}/manifests/{digest}"))
+        .header("docker-content-digest", digest)
+        .header("content-length", "0");
+    if let Some(subject) = parsed.subject {
+        reply = reply.header("oci-subject", subject.to_string());
+    }
+    Ok(reply)
+}
+
+pub async fn delete(name: &str, reference_str: &str) -> Result<Reply, OciError> {
+    let accepted = Reply::new(202).header("content-length", "0");
+    match reference(reference_str)? {
+        Reference::Tag(tag) => {
+            let key = keys::tag(name, tag);
+            let Some(entry) = store::get(&key).await? else {
+                return Err(OciError::manifest_unknown(reference_str));
+            };
+            let digest = String::from_utf8_lossy(&entry.value).into_owned();
+            let ops = vec![
+                WriteOp::Delete((key, Precondition::Version(entry.version))),
+                store::delete(keys::manifest_tag(name, &digest, tag)),
+            ];
+            match store::commit(ops).await {
+                Ok(_) => Ok(accepted),
+                Err(StoreError::Conflict) => Err(OciError::manifest_unknown(reference_str)),
+                Err(e) => Err(fault(e)),
+            }
+        }
+        Reference::Digest(digest) => {
+            let key = keys::manifest(name, digest.as_str());
+            let Some(entry) = store::get(&key).await? else {
+                return Err(OciError::manifest_unknown(reference_str));
+            };
+            let record = keys::decode_manifest(&entry.value).map(|(r, _)| r);
+            let mut ops = vec![WriteOp::Delete((key, Precondition::Version(entry.version)))];
+            if let Some(subject) = record.and_then(|r| r.subject) {
+                ops.push(store::delete(keys::referrer(name, &subject, digest.as_str())));
+            }
+            let prefix = keys::manifest_tag_prefix(name, digest.as_str());
+            let mut after = None;
+            loop {
+                let page = metadata::scan(prefix.clone(), after.clone(), 500).await.map_err(fault)?;
+                for e in &page {
+                    let tag = &e.key[prefix.len()..];
+                    ops.push(store::delete(keys::tag(name, tag)));
+                    ops.push(store::delete(e.key.clone()));
+                }
+                if page.len() < 500 {
+                    break;
+                }
+                after = page.last().map(|e| e.key.clone());
+            }
+            match store::commit(ops).await {
+                Ok(_) => Ok(accepted),
+                Err(StoreError::Conflict) => Err(OciError::manifest_unknown(reference_str)),
+                Err(e) => Err(fault(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Bindings to Berth's store capabilities, and the small helpers every
+//! endpoint uses on top of them.
+
+use berth_domain::OciError;
+
+spin_sdk::wit_bindgen::generate!({
+    runtime_path: "::spin_sdk::wit_bindgen::rt",
+    world: "berth:store/component-imports",
+    path: "../../wit",
+    generate_all,
+});
+
+pub use berth::store::blobs::{self, DigestAlgorithm};
+pub use berth::store::metadata::{self, Precondition, WriteOp};
+pub use berth::store::types::StoreError;
+pub use berth::store::{config, uploads};
+
+/// Server faults become `UNKNOWN` errors; the detail stays in the host's logs.
+pub fn fault(e: StoreError) -> OciError {
+    OciError::internal(format!("storage failure: {e:?}"))
+}
+
+pub async fn get(key: &str) -> Result<Option<metadata::Entry>, OciError> {
+    metadata::get(key.to_string()).await.map_err(fault)
+}
+
+pub async fn exists(key: &str) -> Result<bool, OciError> {
+    Ok(get(key).await?.is_some())
+}
+
+pub async fn get_json<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<T>, OciError> {
+    match get(key).await? {
+        Some(e) => serde_json::from_slice(&e.value).map(Some).map_err(|e| OciError::internal(format!("corrupt record {key}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+pub async fn commit(ops: Vec<WriteOp>) -> Result<Vec<u64>, StoreError> {
+    metadata::commit(ops).await
+}
+
+pub fn put(key: String, value: Vec<u8>) -> WriteOp {
+    WriteOp::Put((key, value, Precondition::None))
+}
+
+pub fn put_json<T: serde::Serialize>(key: String, value: &T) -> WriteOp {
+    put(key, serde_json::to_vec(value).expect("records serialize"))
+}
+
+pub fn delete(key: String) -> WriteOp {
+    WriteOp::Delete((key, Precondition::None))
+}
+
+/// A limit from deployment config, or its default.
+pub fn limit(key: &str, default: u64) -> u64 {
+    config::get(key).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+pub const DEFAULT_MAX_LAYER: u64 = 10 * 1024 * 1024 * 1024;
+
+pub fn max_layer() -> u64 {
+    limit("max_layer_bytes", DEFAULT_MAX_LAYER)
+}
+
+pub fn max_manifest() -> u64 {
+    limit("max_manifest_bytes", berth_domain::manifest::DEFAULT_MAX_MANIFEST)
+}
+
+pub fn now() -> u64 {
+    spin_sdk::wasip3::clocks::system_clock::now().seconds.max(0) as u64
+}
+
+/// Records that repository `name` exists (for the catalog), once.
+pub async fn ensure_repo(name: &str) -> Result<Option<WriteOp>, OciError> {
+    let key = berth_domain::keys::repo(name);
+    if exists(&key).await? {
+        return Ok(None);
+    }
+    let record = berth_domain::keys::RepoRecord { created: now() };
+    Ok(Some(WriteOp::Put((key, serde_json::to_vec(&record).unwrap(), Precondition::Absent))))
+}
+
+/// Commits `ops` plus the repository record if it is new. A racing writer
+/// may create the repository first; then the write is retried without it.
+pub async fn commit_in_repo(name: &str, ops: Vec<WriteOp>) -> Result<(), OciError> {
+    for _ in 0..3 {
+        let mut all = ops.clone();
+        if let Some(op) = ensure_repo(name).await? {
+            all.push(op);
+        }
+        match commit(all).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(fault(e)),
+        }
+    }
+    Err(OciError::internal("could not record the repository"))
+}

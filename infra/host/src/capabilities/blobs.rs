@@ -1,0 +1,428 @@
+//! Blobs and resumable uploads on the local filesystem.
+//!
+//! Layout under the data directory:
+//! - `blobs/<alg>/<2 hex>/<hex>`: published, immutable blobs;
+//! - `tmp/`: monolithic uploads being written;
+//! - `uploads/<id>`: resumable uploads.
+//!
+//! A blob is written to a temporary file, fsynced, verified, then renamed
+//! into place and its directory fsynced: a crash at any moment leaves either
+//! no blob or a complete one, never a partial one under a blob's name.
+//! Hashing runs natively while bytes are written.
+
+use anyhow::Result;
+use berth_domain::{Algorithm, Digest};
+use bytes::Bytes;
+use sha2::Digest as _;
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("not found")]
+    NotFound,
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("content hashes to {0}")]
+    DigestMismatch(String),
+    #[error("upload is at offset {0}")]
+    BadOffset(u64),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: String,
+    pub size: u64,
+}
+
+/// A running hash, in either supported algorithm.
+#[derive(Clone)]
+pub enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    pub fn new(alg: Algorithm) -> Self {
+        match alg {
+            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(b),
+            Hasher::Sha512(h) => h.update(b),
+        }
+    }
+    fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
+            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
+        }
+    }
+}
+
+/// The sha256 state of an upload whose bytes all went through this process,
+/// so finishing it needs no second read. Lost on restart: then the file is
+/// re-read and hashed at finish.
+struct RunningHash {
+    size: u64,
+    hasher: Hasher,
+}
+
+pub struct BlobStore {
+    root: PathBuf,
+    /// Upload id → lock serialising appends, and the running hash if known.
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<RunningHash>>>>>,
+}
+
+/// Size of the chunks moved between the component stream and the disk.
+pub const CHUNK: usize = 256 * 1024;
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl BlobStore {
+    pub fn open(root: &Path) -> Result<BlobStore> {
+        for d in ["blobs/sha256", "blobs/sha512", "tmp", "uploads"] {
+            fs::create_dir_all(root.join(d))?;
+        }
+        // Temporary files are never valid after a restart.
+        for entry in fs::read_dir(root.join("tmp"))? {
+            let _ = fs::remove_file(entry?.path());
+        }
+        Ok(BlobStore { root: root.to_path_buf(), uploads: Mutex::new(HashMap::new()) })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("blobs").join(digest.algorithm().name()).join(&hex[..2]).join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf, BlobError> {
+        // Ids are ours (hex); anything else never names a file.
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BlobError::NotFound);
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+
+    fn parse(digest: &str) -> Result<Digest, BlobError> {
+        Digest::parse(digest).map_err(|_| BlobError::Invalid(format!("invalid digest {digest:?}")))
+    }
+
+    pub fn stat(&self, digest: &str) -> Result<Option<u64>, BlobError> {
+        match fs::metadata(self.blob_path(&Self::parse(digest)?)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens a blob for reading `[offset, offset+length)`; bytes arrive on the channel.
+    pub fn read(&self, digest: &str, offset: u64, length: Option<u64>) -> Result<mpsc::Receiver<std::io::Result<Bytes>>, BlobError> {
+        let file = match File::open(self.blob_path(&Self::parse(digest)?)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata()?.len();
+        let end = match length {
+            Some(l) => offset.saturating_add(l).min(size),
+            None => size,
+        };
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut pos = offset;
+            while pos < end {
+                let n = ((end - pos) as usize).min(CHUNK * 4);
+                let mut buf = vec![0u8; n];
+                let res = file.read_exact_at(&mut buf, pos).map(|_| Bytes::from(buf));
+                let failed = res.is_err();
+                if tx.blocking_send(res).is_err() || failed {
+                    return;
+                }
+                pos += n as u64;
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Writes a whole blob from `rx`, verifies it, and publishes it.
+    pub async fn put(&self, rx: mpsc::Receiver<Bytes>, expected: Option<String>, alg: Algorithm, max: u64) -> Result<BlobInfo, BlobError> {
+        let expected = expected.map(|e| Self::parse(&e)).transpose()?;
+        let alg = expected.as_ref().map_or(alg, Digest::algorithm);
+        let tmp = self.root.join("tmp").join(random_id());
+        let file = File::create(&tmp)?;
+        let (file, size, hasher) = match ingest(rx, file, 0, Some(Hasher::new(alg)), max).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let digest = hasher.expect("hash requested").finish();
+        if let Some(exp) = &expected
+            && exp.as_str() != digest
+        {
+            let _ = fs::remove_file(&tmp);
+            return Err(BlobError::DigestMismatch(digest));
+        }
+        drop(file);
+        self.publish(&tmp, &Self::parse(&digest)?).await?;
+        Ok(BlobInfo { digest, size })
+    }
+
+    /// Moves a complete, synced file into its content address.
+    async fn publish(&self, from: &Path, digest: &Digest) -> Result<(), BlobError> {
+        let to = self.blob_path(digest);
+        let from = from.to_path_buf();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let dir = to.parent().expect("blob paths have parents");
+            fs::create_dir_all(dir)?;
+            if to.exists() {
+                // Same digest, same bytes: keep the one already published.
+                return fs::remove_file(&from);
+            }
+            fs::rename(&from, &to)?;
+            sync_dir(dir)
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
+
+    pub fn delete(&self, digest: &str) -> Result<bool, BlobError> {
+        match fs::remove_file(self.blob_path(&Self::parse(digest)?)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn create_upload(&self) -> Result<String, BlobError> {
+        let id = random_id();
+        let file = File::create(self.upload_path(&id)?)?;
+        file.sync_all()?;
+        sync_dir(&self.root.join("uploads"))?;
+        self.uploads.lock().unwrap().insert(
+            id.clone(),
+            Arc::new(tokio::sync::Mutex::new(Some(RunningHash { size: 0, hasher: Hasher::new(Algorithm::Sha256) }))),
+        );
+        Ok(id)
+    }
+
+    fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<Option<RunningHash>>> {
+        self.uploads.lock().unwrap().entry(id.to_string()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None))).clone()
+    }
+
+    pub fn upload_size(&self, id: &str) -> Result<u64, BlobError> {
+        match fs::metadata(self.upload_path(id)?) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Appends to an upload at `offset` (which must be its size). The bytes
+    /// are on disk (fdatasync) before this returns.
+    pub async fn append(&self, id: &str, offset: u64, rx: mpsc::Receiver<Bytes>, max: u64) -> Result<u64, BlobError> {
+        let path = self.upload_path(id)?;
+        let lock = self.upload_lock(id);
+        let mut running = lock.lock().await;
+        let file = match OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata()?.len();
+        if offset != size {
+            return Err(BlobError::BadOffset(size));
+        }
+        let hasher = running.take().filter(|r| r.size == size).map(|r| r.hasher);
+        let (_file, new_size, hasher) = ingest(rx, file, size, hasher, max).await?;
+        *running = hasher.map(|hasher| RunningHash { size: new_size, hasher });
+        Ok(new_size)
+    }
+
+    /// Verifies an upload against `digest` and publishes it; on mismatch the
+    /// upload is discarded.
+    pub async fn finish(&self, id: &str, digest: &str) -> Result<BlobInfo, BlobError> {
+        let expected = Self::parse(digest)?;
+        let path = self.upload_path(id)?;
+        let lock = self.upload_lock(id);
+        let mut running = lock.lock().await;
+        let size = self.upload_size(id)?;
+        let computed = match running.take() {
+            Some(r) if r.size == size && expected.algorithm() == Algorithm::Sha256 => r.hasher.finish(),
+            // Restarted, or another algorithm: hash the file.
+            _ => {
+                let (p, alg) = (path.clone(), expected.algorithm());
+                tokio::task::spawn_blocking(move || hash_file(&p, alg))
+                    .await
+                    .map_err(|e| BlobError::Io(std::io::Error::other(e)))??
+            }
+        };
+        let result = if computed != expected.as_str() {
+            let _ = fs::remove_file(&path);
+            Err(BlobError::DigestMismatch(computed))
+        } else {
+            self.publish(&path, &expected).await.map(|_| BlobInfo { digest: computed, size })
+        };
+        drop(running);
+        self.uploads.lock().unwrap().remove(id);
+        result
+    }
+
+    pub fn abort(&self, id: &str) -> Result<(), BlobError> {
+        let path = self.upload_path(id)?;
+        self.uploads.lock().unwrap().remove(id);
+        match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes uploads not written to for `idle`.
+    pub fn expire(&self, idle: Duration) -> Result<u32, BlobError> {
+        let mut removed = 0;
+        let now = SystemTime::now();
+        for entry in fs::read_dir(self.root.join("uploads"))? {
+            let entry = entry?;
+            let modified = entry.metadata()?.modified()?;
+            if now.duration_since(modified).unwrap_or_default() >= idle {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                self.uploads.lock().unwrap().remove(&name);
+                if fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn hash_file(path: &Path, alg: Algorithm) -> std::io::Result<String> {
+    let file = File::open(path)?;
+    let mut h = Hasher::new(alg);
+    let mut buf = vec![0u8; CHUNK * 4];
+    let mut pos = 0;
+    loop {
+        let n = file.read_at(&mut buf, pos)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(h.finish())
+}
+
+/// Writes chunks from `rx` to `file` at `start`, hashing on the way, then
+/// fdatasyncs. Runs on a blocking thread; fails past `max` bytes in total.
+async fn ingest(
+    mut rx: mpsc::Receiver<Bytes>,
+    mut file: File,
+    start: u64,
+    mut hasher: Option<Hasher>,
+    max: u64,
+) -> Result<(File, u64, Option<Hasher>), BlobError> {
+    tokio::task::spawn_blocking(move || {
+        let mut size = start;
+        let mut io = std::io::BufWriter::with_capacity(CHUNK * 4, &mut file);
+        use std::io::Seek;
+        io.seek(std::io::SeekFrom::Start(start))?;
+        while let Some(chunk) = rx.blocking_recv() {
+            size += chunk.len() as u64;
+            if size > max {
+                return Err(BlobError::TooLarge(max));
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
+            io.write_all(&chunk)?;
+        }
+        io.flush()?;
+        drop(io);
+        file.sync_data()?;
+        Ok((file, size, hasher))
+    })
+    .await
+    .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+}
+
+pub fn random_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("system randomness");
+    hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn feed(chunks: Vec<&'static [u8]>) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(chunks.len().max(1));
+        for c in chunks {
+            tx.send(Bytes::from_static(c)).await.unwrap();
+        }
+        rx
+    }
+
+    const HELLO: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    #[tokio::test]
+    async fn put_verifies_and_publishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let bad = s.put(feed(vec![b"hello"]).await, Some(HELLO.replace("2cf", "3cf")), Algorithm::Sha256, 100).await;
+        assert!(matches!(bad, Err(BlobError::DigestMismatch(d)) if d == HELLO));
+        assert_eq!(s.stat(HELLO).unwrap(), None);
+        let info = s.put(feed(vec![b"hel", b"lo"]).await, Some(HELLO.into()), Algorithm::Sha256, 100).await.unwrap();
+        assert_eq!(info, BlobInfo { digest: HELLO.into(), size: 5 });
+        assert_eq!(s.stat(HELLO).unwrap(), Some(5));
+        assert!(matches!(s.put(feed(vec![b"hello"]).await, None, Algorithm::Sha256, 4).await, Err(BlobError::TooLarge(4))));
+        // Nothing half-written is left behind.
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn uploads_resume_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let id = s.create_upload().unwrap();
+        assert_eq!(s.append(&id, 0, feed(vec![b"he"]).await, 100).await.unwrap(), 2);
+        assert!(matches!(s.append(&id, 0, feed(vec![b"xx"]).await, 100).await, Err(BlobError::BadOffset(2))));
+        // A new process has no running hash and re-reads the file.
+        let s = BlobStore::open(dir.path()).unwrap();
+        assert_eq!(s.upload_size(&id).unwrap(), 2);
+        assert_eq!(s.append(&id, 2, feed(vec![b"llo"]).await, 100).await.unwrap(), 5);
+        let info = s.finish(&id, HELLO).await.unwrap();
+        assert_eq!(info.size, 5);
+        assert!(matches!(s.upload_size(&id), Err(BlobError::NotFound)));
+        assert!(matches!(s.upload_size("../x"), Err(BlobError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn expire_removes_idle_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let id = s.create_upload().unwrap();
+        assert_eq!(s.expire(Duration::from_secs(3600)).unwrap(), 0);
+        assert_eq!(s.expire(Duration::ZERO).unwrap(), 1);
+        assert!(matches!(s.upload_size(&id), Err(BlobError::NotFound)));
+    }
+}

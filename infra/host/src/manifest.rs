@@ -1,0 +1,172 @@
+//! Reads `spin.toml` (manifest version 2): HTTP triggers, components and
+//! their variables. The local host gives these the meaning Spin gives them,
+//! so `spin up` and `berth serve` run the same application.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+struct Raw {
+    spin_manifest_version: u32,
+    #[serde(default)]
+    variables: BTreeMap<String, Variable>,
+    #[serde(default)]
+    trigger: Triggers,
+    #[serde(default)]
+    component: BTreeMap<String, RawComponent>,
+}
+
+#[derive(Deserialize, Default)]
+struct Triggers {
+    #[serde(default)]
+    http: Vec<HttpTrigger>,
+}
+
+#[derive(Deserialize)]
+struct HttpTrigger {
+    route: String,
+    component: String,
+}
+
+#[derive(Deserialize)]
+struct Variable {
+    default: Option<String>,
+    #[serde(default)]
+    required: bool,
+}
+
+#[derive(Deserialize)]
+struct RawComponent {
+    source: String,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+}
+
+/// One routable component, ready to instantiate.
+pub struct Component {
+    pub id: String,
+    pub source: PathBuf,
+    /// Config the component reads through `berth:store/config`.
+    pub config: HashMap<String, String>,
+}
+
+pub struct Route {
+    /// Path prefix (for `/...` wildcard routes) or exact path.
+    pub path: String,
+    pub wildcard: bool,
+    pub component: String,
+}
+
+pub struct App {
+    pub components: Vec<Component>,
+    pub routes: Vec<Route>,
+}
+
+impl App {
+    /// Loads the manifest; `overrides` (from the command line) win over
+    /// `SPIN_VARIABLE_<NAME>` environment variables, which win over defaults.
+    pub fn load(path: &Path, overrides: &HashMap<String, String>) -> Result<App> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let raw: Raw = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if raw.spin_manifest_version != 2 {
+            bail!("only spin_manifest_version = 2 is supported");
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut vars = HashMap::new();
+        for (name, var) in &raw.variables {
+            let env = std::env::var(format!("SPIN_VARIABLE_{}", name.to_uppercase())).ok();
+            match overrides.get(name).cloned().or(env).or_else(|| var.default.clone()) {
+                Some(v) => {
+                    vars.insert(name.clone(), v);
+                }
+                None if var.required => bail!("variable {name} is required"),
+                None => {}
+            }
+        }
+        let mut components = Vec::new();
+        for (id, c) in raw.component {
+            let mut config = HashMap::new();
+            for (k, template) in c.variables {
+                config.insert(k, render(&template, &vars)?);
+            }
+            components.push(Component { id, source: base.join(c.source), config });
+        }
+        let mut routes = Vec::new();
+        for t in raw.trigger.http {
+            if !components.iter().any(|c| c.id == t.component) {
+                bail!("route {} names unknown component {}", t.route, t.component);
+            }
+            let (path, wildcard) = match t.route.strip_suffix("/...") {
+                Some(p) => (p.to_string(), true),
+                None => (t.route.clone(), false),
+            };
+            routes.push(Route { path, wildcard, component: t.component });
+        }
+        // Longest prefix first, as Spin's router prefers the most specific route.
+        routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+        Ok(App { components, routes })
+    }
+
+    pub fn route(&self, path: &str) -> Option<&str> {
+        self.routes
+            .iter()
+            .find(|r| {
+                if r.wildcard {
+                    path == r.path || path.strip_prefix(&r.path).is_some_and(|rest| rest.starts_with('/') || r.path.is_empty())
+                } else {
+                    path == r.path
+                }
+            })
+            .map(|r| r.component.as_str())
+    }
+}
+
+/// Expands `{{ name }}` references to application variables.
+fn render(template: &str, vars: &HashMap<String, String>) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").context("unclosed {{ in a variable template")? + start;
+        let name = rest[start + 2..end].trim();
+        out.push_str(vars.get(name).with_context(|| format!("unknown variable {name}"))?);
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_routes_and_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("spin.toml");
+        std::fs::write(&p, r#"
+spin_manifest_version = 2
+[application]
+name = "t"
+[variables]
+max = { default = "10" }
+[[trigger.http]]
+route = "/v2/..."
+component = "registry"
+[component.registry]
+source = "r.wasm"
+[component.registry.variables]
+max_layer_bytes = "{{ max }}"
+"#).unwrap();
+        let app = App::load(&p, &HashMap::new()).unwrap();
+        assert_eq!(app.route("/v2/"), Some("registry"));
+        assert_eq!(app.route("/v2"), Some("registry"));
+        assert_eq!(app.route("/v2/a/tags/list"), Some("registry"));
+        assert_eq!(app.route("/v20"), None);
+        assert_eq!(app.components[0].config["max_layer_bytes"], "10");
+        let app = App::load(&p, &HashMap::from([("max".to_string(), "7".to_string())])).unwrap();
+        assert_eq!(app.components[0].config["max_layer_bytes"], "7");
+    }
+}

@@ -1,0 +1,156 @@
+//! HTTP(S) front: accepts connections, answers `/healthz` natively, routes
+//! everything else to components per `spin.toml`, and on SIGINT/SIGTERM
+//! stops accepting and lets in-flight requests finish.
+
+use crate::manifest::App;
+use crate::runtime::Handler;
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, body::Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::WasiBody;
+
+pub struct Server {
+    pub app: App,
+    pub handlers: HashMap<String, Handler>,
+    pub health: Box<dyn Fn() -> Result<()> + Send + Sync>,
+}
+
+type Body = WasiBody;
+
+fn plain(status: u16, text: &'static str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from_static(text.as_bytes())).map_err(|never| match never {}).boxed_unsync())
+        .expect("static response")
+}
+
+fn oci_error(status: u16, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] });
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).map_err(|never| match never {}).boxed_unsync())
+        .expect("static response")
+}
+
+impl Server {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let start = Instant::now();
+        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let resp = if path == "/healthz" {
+            match (self.health)() {
+                Ok(()) => plain(200, "ok\n"),
+                Err(e) => {
+                    tracing::error!(error = %e, "health check failed");
+                    plain(503, "unhealthy\n")
+                }
+            }
+        } else if let Some(handler) = self.app.route(&path).and_then(|c| self.handlers.get(c)) {
+            let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+            match handler.handle((), req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = ?e, %method, %path, "component failed");
+                    oci_error(500, "UNKNOWN", "internal server error")
+                }
+            }
+        } else {
+            oci_error(404, "UNSUPPORTED", "no such endpoint")
+        };
+        let status = resp.status().as_u16();
+        if status >= 500 {
+            tracing::warn!(%method, %path, status, %peer, elapsed_us = start.elapsed().as_micros() as u64, "request");
+        } else {
+            tracing::debug!(%method, %path, status, %peer, elapsed_us = start.elapsed().as_micros() as u64, "request");
+        }
+        resp
+    }
+}
+
+pub async fn serve(server: Arc<Server>, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let server = server.clone();
+            async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer).await) }
+        });
+        let builder = auto::Builder::new(TokioExecutor::new());
+        match &tls {
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    tracing::info!("shutting down: waiting for in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("gave up waiting for connections after 30s"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor> {
+    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(cert).with_context(|| format!("opening {}", cert.display()))?))
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading TLS certificates")?;
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(std::fs::File::open(key).with_context(|| format!("opening {}", key.display()))?))
+        .context("reading TLS key")?
+        .context("no private key found")?;
+    let mut config = tokio_rustls::rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
