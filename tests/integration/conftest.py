@@ -1,0 +1,174 @@
+"""Fixtures that start the real Berth host (target/release/berth) on a free
+loopback port with an empty data directory, and helpers to build images."""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BERTH = ROOT / "target" / "release" / "berth"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Registry:
+    """A running `berth serve` process."""
+
+    def __init__(self, data_dir, port=None, extra_args=()):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log = self.data_dir.parent / f"berth-{self.port}.log"
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self):
+        return f"http://{self.host}"
+
+    def start(self):
+        cmd = [str(BERTH), "serve", "--listen", self.host, "--data-dir", str(self.data_dir),
+               "--manifest", str(ROOT / "spin.toml"), *self.extra_args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"berth exited: {self.log.read_text()}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("berth did not become healthy")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self):
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    r = Registry(tmp_path_factory.mktemp("berth") / "data").start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def fresh_registry(tmp_path):
+    r = Registry(tmp_path / "data").start()
+    yield r
+    r.stop()
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push_blob(url, repo, data: bytes) -> str:
+    digest = sha256(data)
+    r = requests.post(f"{url}/v2/{repo}/blobs/uploads/", params={"digest": digest}, data=data)
+    assert r.status_code == 201, r.text
+    return digest
+
+
+def put_manifest(url, repo, ref, manifest: dict, media_type=None):
+    body = json.dumps(manifest).encode()
+    mt = media_type or manifest.get("mediaType", "application/vnd.oci.image.manifest.v1+json")
+    r = requests.put(f"{url}/v2/{repo}/manifests/{ref}", data=body, headers={"Content-Type": mt})
+    return r, sha256(body), body
+
+
+def image(url, repo, layers=(b"layer",), tag=None, config=None):
+    """Pushes blobs and an OCI image manifest; returns (manifest dict, digest)."""
+    config = config or json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    cd = push_blob(url, repo, config)
+    descs = []
+    for l in layers:
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": push_blob(url, repo, l), "size": len(l)})
+    m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": len(config)},
+         "layers": descs}
+    r, digest, _ = put_manifest(url, repo, tag or sha256(json.dumps(m).encode()), m)
+    assert r.status_code == 201, r.text
+    return m, digest
+
+
+def layer_tar_gz(files: dict, seed=0) -> bytes:
+    """A gzip (level 0: stable, cheap) tar layer with the given files."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mtime = 1700000000 + seed
+            tar.addfile(info, io.BytesIO(content))
+    return gzip.compress(raw.getvalue(), compresslevel=0, mtime=0)
+
+
+def write_oci_layout(path: Path, images: dict, index_platforms=None):
+    """Writes an OCI image layout with one image per tag.
+
+    images: tag -> list of layer bytes. With index_platforms, the tag points at
+    an index of one image per platform instead."""
+    blobs = path / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+
+    def blob(data: bytes):
+        d = sha256(data)
+        (blobs / d.split(":")[1]).write_bytes(data)
+        return d
+
+    def one_image(layers, arch="amd64"):
+        diff_ids = [sha256(gzip.decompress(l)) for l in layers]
+        config = json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                             "config": {"Cmd": ["/bin/true"]}}).encode()
+        m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blob(config), "size": len(config)},
+             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": blob(l), "size": len(l)} for l in layers]}
+        body = json.dumps(m).encode()
+        return {"mediaType": m["mediaType"], "digest": blob(body), "size": len(body), "platform": {"architecture": arch, "os": "linux"}}
+
+    manifests = []
+    for tag, layers in images.items():
+        if index_platforms:
+            idx = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                   "manifests": [one_image(layers, arch) for arch in index_platforms]}
+            body = json.dumps(idx).encode()
+            desc = {"mediaType": idx["mediaType"], "digest": blob(body), "size": len(body)}
+        else:
+            desc = one_image(layers)
+            desc.pop("platform")
+        desc["annotations"] = {"org.opencontainers.image.ref.name": tag}
+        manifests.append(desc)
+    (path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}))
+    return manifests
