@@ -52,14 +52,20 @@ impl Digest {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
             other => {
-                if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b)) {
+                if hex.is_empty()
+                    || !hex
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
+                {
                     return Err(DigestError::Invalid);
                 }
                 return Err(DigestError::Unsupported(other.to_string()));
             }
         };
         if hex.len() != algorithm.hex_len()
-            || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(DigestError::Invalid);
         }
@@ -67,7 +73,11 @@ impl Digest {
     }
 
     pub fn algorithm(&self) -> Algorithm {
-        if self.0.starts_with("sha512:") { Algorithm::Sha512 } else { Algorithm::Sha256 }
+        if self.0.starts_with("sha512:") {
+            Algorithm::Sha512
+        } else {
+            Algorithm::Sha256
+        }
     }
 
     pub fn hex(&self) -> &str {
@@ -109,14 +119,26 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "sha256", "sha256:", "sha256:abc", &format!("sha256:{}", H256.to_uppercase()),
-            &format!("SHA256:{H256}"), &format!("sha256:{H256}0"), "sha512:abcd", &format!("sha256:../{}", &H256[3..])] {
+        for bad in [
+            "",
+            "sha256",
+            "sha256:",
+            "sha256:abc",
+            &format!("sha256:{}", H256.to_uppercase()),
+            &format!("SHA256:{H256}"),
+            &format!("sha256:{H256}0"),
+            "sha512:abcd",
+            &format!("sha256:../{}", &H256[3..]),
+        ] {
             assert_eq!(Digest::parse(bad), Err(DigestError::Invalid), "{bad}");
         }
     }
 
     #[test]
     fn unknown_algorithm_is_unsupported_not_invalid() {
-        assert_eq!(Digest::parse("blake3:abcd"), Err(DigestError::Unsupported("blake3".into())));
+        assert_eq!(
+            Digest::parse("blake3:abcd"),
+            Err(DigestError::Unsupported("blake3".into()))
+        );
     }
 }

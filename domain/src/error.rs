@@ -29,7 +29,8 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            BlobUnknown | BlobUploadUnknown | ManifestUnknown | NameUnknown | ManifestBlobUnknown => 404,
+            BlobUnknown | BlobUploadUnknown | ManifestUnknown | NameUnknown
+            | ManifestBlobUnknown => 404,
             BlobUploadInvalid | DigestInvalid | ManifestInvalid | NameInvalid | SizeInvalid => 400,
             Unauthorized => 401,
             Denied => 403,
@@ -65,7 +66,12 @@ struct Item<'a> {
 
 impl OciError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        OciError { code, message: message.into(), detail: None, status: None }
+        OciError {
+            code,
+            message: message.into(),
+            detail: None,
+            status: None,
+        }
     }
     pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = Some(detail);
@@ -80,7 +86,11 @@ impl OciError {
     }
     pub fn body(&self) -> Vec<u8> {
         serde_json::to_vec(&Body {
-            errors: [Item { code: self.code, message: &self.message, detail: self.detail.as_ref() }],
+            errors: [Item {
+                code: self.code,
+                message: &self.message,
+                detail: self.detail.as_ref(),
+            }],
         })
         .expect("error bodies serialize")
     }
@@ -94,11 +104,17 @@ impl OciError {
             .with_detail(serde_json::json!({ "reference": reference }))
     }
     pub fn name_unknown(name: &str) -> Self {
-        Self::new(ErrorCode::NameUnknown, "repository name not known to registry")
-            .with_detail(serde_json::json!({ "name": name }))
+        Self::new(
+            ErrorCode::NameUnknown,
+            "repository name not known to registry",
+        )
+        .with_detail(serde_json::json!({ "name": name }))
     }
     pub fn upload_unknown() -> Self {
-        Self::new(ErrorCode::BlobUploadUnknown, "blob upload unknown to registry")
+        Self::new(
+            ErrorCode::BlobUploadUnknown,
+            "blob upload unknown to registry",
+        )
     }
     pub fn digest_invalid(msg: impl Into<String>) -> Self {
         Self::new(ErrorCode::DigestInvalid, msg)
@@ -116,9 +132,12 @@ impl OciError {
         Self::new(ErrorCode::Unsupported, "the operation is unsupported").with_status(405)
     }
     pub fn too_large(what: &str, limit: u64) -> Self {
-        Self::new(ErrorCode::SizeInvalid, format!("{what} exceeds the limit of {limit} bytes"))
-            .with_detail(serde_json::json!({ "limit": limit }))
-            .with_status(413)
+        Self::new(
+            ErrorCode::SizeInvalid,
+            format!("{what} exceeds the limit of {limit} bytes"),
+        )
+        .with_detail(serde_json::json!({ "limit": limit }))
+        .with_status(413)
     }
 }
 
@@ -141,7 +160,8 @@ mod tests {
         assert_eq!(ErrorCode::NameInvalid.status(), 400);
         assert_eq!(ErrorCode::Toomanyrequests.status(), 429);
         assert_eq!(OciError::method_not_allowed().status(), 405);
-        let v: serde_json::Value = serde_json::from_slice(&OciError::new(ErrorCode::Toomanyrequests, "x").body()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&OciError::new(ErrorCode::Toomanyrequests, "x").body()).unwrap();
         assert_eq!(v["errors"][0]["code"], "TOOMANYREQUESTS");
     }
 }

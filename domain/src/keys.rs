@@ -106,7 +106,11 @@ mod tests {
 
     #[test]
     fn manifest_values_round_trip() {
-        let r = ManifestRecord { media_type: "m".into(), subject: None, created: 7 };
+        let r = ManifestRecord {
+            media_type: "m".into(),
+            subject: None,
+            created: 7,
+        };
         let body = b"{\n \"x\": 1\n}";
         let v = encode_manifest(&r, body);
         let (r2, b2) = decode_manifest(&v).unwrap();

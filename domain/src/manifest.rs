@@ -82,7 +82,8 @@ fn check_descriptor(d: &Descriptor, what: &str) -> Result<Digest, String> {
     if d.size < 0 {
         return Err(invalid(format!("{what} has a negative size")));
     }
-    Digest::parse(&d.digest).map_err(|_| invalid(format!("{what} has an invalid digest {:?}", d.digest)))
+    Digest::parse(&d.digest)
+        .map_err(|_| invalid(format!("{what} has an invalid digest {:?}", d.digest)))
 }
 
 fn is_nondistributable(media_type: &str) -> bool {
@@ -92,14 +93,19 @@ fn is_nondistributable(media_type: &str) -> bool {
 /// Validates `body` sent with `content_type`. Errors are messages for a
 /// `MANIFEST_INVALID` answer.
 pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> {
-    let raw: Raw = serde_json::from_slice(body).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
-    let header = content_type.map(|c| c.split(';').next().unwrap_or("").trim()).filter(|c| !c.is_empty());
+    let raw: Raw =
+        serde_json::from_slice(body).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
+    let header = content_type
+        .map(|c| c.split(';').next().unwrap_or("").trim())
+        .filter(|c| !c.is_empty());
     if raw.schema_version != Some(2) {
         return Err(invalid("schemaVersion must be 2"));
     }
     let media_type = match (&raw.media_type, header) {
         (Some(body_type), Some(h)) if body_type != h => {
-            return Err(invalid(format!("mediaType {body_type:?} does not match Content-Type {h:?}")));
+            return Err(invalid(format!(
+                "mediaType {body_type:?} does not match Content-Type {h:?}"
+            )));
         }
         (Some(t), _) => t.clone(),
         (None, Some(h)) => h.to_string(),
@@ -113,19 +119,28 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> 
         // Some clients send a generic type; fall back to the body's shape.
         "application/json" | "application/octet-stream" if raw.manifests.is_some() => Kind::Index,
         "application/json" | "application/octet-stream" if raw.config.is_some() => Kind::Image,
-        other => return Err(invalid(format!("unsupported manifest media type {other:?}"))),
+        other => {
+            return Err(invalid(format!(
+                "unsupported manifest media type {other:?}"
+            )));
+        }
     };
     let mut blobs = Vec::new();
     let mut manifests = Vec::new();
-    let artifact_type;
-    match kind {
+    let artifact_type = match kind {
         Kind::Image => {
             if raw.manifests.is_some() {
                 return Err(invalid("an image manifest cannot list manifests"));
             }
-            let config = raw.config.as_ref().ok_or_else(|| invalid("image manifest has no config"))?;
+            let config = raw
+                .config
+                .as_ref()
+                .ok_or_else(|| invalid("image manifest has no config"))?;
             blobs.push(check_descriptor(config, "config")?);
-            let layers = raw.layers.as_ref().ok_or_else(|| invalid("image manifest has no layers"))?;
+            let layers = raw
+                .layers
+                .as_ref()
+                .ok_or_else(|| invalid("image manifest has no layers"))?;
             if media_type == DOCKER_MANIFEST && layers.is_empty() {
                 return Err(invalid("a Docker image manifest needs at least one layer"));
             }
@@ -135,21 +150,38 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> 
                     blobs.push(d);
                 }
             }
-            artifact_type = raw.artifact_type.clone().or_else(|| Some(config.media_type.clone()));
+            raw.artifact_type
+                .clone()
+                .or_else(|| Some(config.media_type.clone()))
         }
         Kind::Index => {
             if raw.config.is_some() || raw.layers.is_some() {
                 return Err(invalid("an index cannot have config or layers"));
             }
-            let list = raw.manifests.as_ref().ok_or_else(|| invalid("index has no manifests"))?;
+            let list = raw
+                .manifests
+                .as_ref()
+                .ok_or_else(|| invalid("index has no manifests"))?;
             for (i, m) in list.iter().enumerate() {
                 manifests.push(check_descriptor(m, &format!("manifest {i}"))?);
             }
-            artifact_type = raw.artifact_type.clone();
+            raw.artifact_type.clone()
         }
-    }
-    let subject = raw.subject.as_ref().map(|s| check_descriptor(s, "subject")).transpose()?;
-    Ok(Parsed { media_type, kind, blobs, manifests, subject, artifact_type, annotations: raw.annotations })
+    };
+    let subject = raw
+        .subject
+        .as_ref()
+        .map(|s| check_descriptor(s, "subject"))
+        .transpose()?;
+    Ok(Parsed {
+        media_type,
+        kind,
+        blobs,
+        manifests,
+        subject,
+        artifact_type,
+        annotations: raw.annotations,
+    })
 }
 
 /// Media types a manifest GET may answer with, from an `Accept` header list.
@@ -197,16 +229,27 @@ mod tests {
     fn image_manifest_references_config_and_layers() {
         let p = parse(&image(json!({})), Some(OCI_MANIFEST)).unwrap();
         assert_eq!(p.kind, Kind::Image);
-        assert_eq!(p.blobs.iter().map(|x| x.to_string()).collect::<Vec<_>>(), vec![d(1), d(2)]);
-        assert_eq!(p.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            p.blobs.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            vec![d(1), d(2)]
+        );
+        assert_eq!(
+            p.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
     }
 
     #[test]
     fn artifact_with_subject() {
-        let body = image(json!({"artifactType": "application/vnd.example.sbom", "subject": {"mediaType": OCI_MANIFEST, "digest": d(9), "size": 5}}));
+        let body = image(
+            json!({"artifactType": "application/vnd.example.sbom", "subject": {"mediaType": OCI_MANIFEST, "digest": d(9), "size": 5}}),
+        );
         let p = parse(&body, None).unwrap();
         assert_eq!(p.subject.unwrap().to_string(), d(9));
-        assert_eq!(p.artifact_type.as_deref(), Some("application/vnd.example.sbom"));
+        assert_eq!(
+            p.artifact_type.as_deref(),
+            Some("application/vnd.example.sbom")
+        );
     }
 
     #[test]
@@ -223,23 +266,50 @@ mod tests {
     fn rejects_bad_manifests() {
         assert!(parse(b"not json", None).is_err());
         assert!(parse(&image(json!({"schemaVersion": 1})), None).is_err());
-        assert!(parse(&image(json!({})), Some(DOCKER_MANIFEST)).unwrap_err().contains("does not match"));
-        assert!(parse(&image(json!({"layers": [{"mediaType": "x", "digest": "sha256:zz", "size": 1}]})), None).is_err());
-        assert!(parse(&image(json!({"config": {"mediaType": "x", "digest": d(1), "size": -1}})), None).is_err());
-        assert!(parse(&image(json!({"mediaType": "text/plain"})), Some("text/plain")).is_err());
+        assert!(
+            parse(&image(json!({})), Some(DOCKER_MANIFEST))
+                .unwrap_err()
+                .contains("does not match")
+        );
+        assert!(
+            parse(
+                &image(json!({"layers": [{"mediaType": "x", "digest": "sha256:zz", "size": 1}]})),
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            parse(
+                &image(json!({"config": {"mediaType": "x", "digest": d(1), "size": -1}})),
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            parse(
+                &image(json!({"mediaType": "text/plain"})),
+                Some("text/plain")
+            )
+            .is_err()
+        );
         assert!(parse(&image(json!({"manifests": []})), None).is_err());
     }
 
     #[test]
     fn nondistributable_layers_are_not_required() {
-        let body = image(json!({"layers": [{"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": d(4), "size": 1, "urls": ["https://example.invalid/x"]}]}));
+        let body = image(
+            json!({"layers": [{"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": d(4), "size": 1, "urls": ["https://example.invalid/x"]}]}),
+        );
         assert_eq!(parse(&body, None).unwrap().blobs.len(), 1);
     }
 
     #[test]
     fn accept_negotiation() {
         assert!(accepts(&[], OCI_MANIFEST));
-        assert!(accepts(&[&format!("{DOCKER_MANIFEST}, {OCI_MANIFEST};q=0.5")], OCI_MANIFEST));
+        assert!(accepts(
+            &[&format!("{DOCKER_MANIFEST}, {OCI_MANIFEST};q=0.5")],
+            OCI_MANIFEST
+        ));
         assert!(!accepts(&[DOCKER_MANIFEST], OCI_INDEX));
         assert!(accepts(&["*/*"], OCI_INDEX));
     }

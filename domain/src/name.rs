@@ -50,7 +50,9 @@ pub fn is_valid_tag(tag: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..].iter().all(|&c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+        && b[1..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
 }
 
 #[cfg(test)]
@@ -59,10 +61,34 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "library/alpine", "a/b/c/d", "my-app", "my--app", "a.b", "a_b", "a__b", "x0/y-1.z_2"] {
+        for ok in [
+            "a",
+            "library/alpine",
+            "a/b/c/d",
+            "my-app",
+            "my--app",
+            "a.b",
+            "a_b",
+            "a__b",
+            "x0/y-1.z_2",
+        ] {
             assert!(is_valid_name(ok), "{ok}");
         }
-        for bad in ["", "A", "a/", "/a", "a//b", "-a", "a-", "a..b", "a___b", "a_.b", "a b", "a:b", &"a".repeat(256)] {
+        for bad in [
+            "",
+            "A",
+            "a/",
+            "/a",
+            "a//b",
+            "-a",
+            "a-",
+            "a..b",
+            "a___b",
+            "a_.b",
+            "a b",
+            "a:b",
+            &"a".repeat(256),
+        ] {
             assert!(!is_valid_name(bad), "{bad}");
         }
         assert!(is_valid_name(&"a".repeat(255)));

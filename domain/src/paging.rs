@@ -17,14 +17,23 @@ pub struct Page {
 pub fn parse(n: Option<&str>, last: Option<&str>) -> Result<Page, String> {
     let limit = match n {
         None | Some("") => DEFAULT_PAGE,
-        Some(v) => v.parse::<u32>().map_err(|_| format!("invalid n {v:?}"))?.min(MAX_PAGE),
+        Some(v) => v
+            .parse::<u32>()
+            .map_err(|_| format!("invalid n {v:?}"))?
+            .min(MAX_PAGE),
     };
-    Ok(Page { limit, last: last.filter(|l| !l.is_empty()).map(str::to_string) })
+    Ok(Page {
+        limit,
+        last: last.filter(|l| !l.is_empty()).map(str::to_string),
+    })
 }
 
 /// `Link: <path?n=N&last=X>; rel="next"` for the page after `last_item`.
 pub fn next_link(path: &str, limit: u32, last_item: &str) -> String {
-    format!("<{path}?n={limit}&last={}>; rel=\"next\"", percent_encode(last_item))
+    format!(
+        "<{path}?n={limit}&last={}>; rel=\"next\"",
+        percent_encode(last_item)
+    )
 }
 
 #[cfg(test)]
@@ -33,10 +42,25 @@ mod tests {
 
     #[test]
     fn pages() {
-        assert_eq!(parse(None, None).unwrap(), Page { limit: DEFAULT_PAGE, last: None });
-        assert_eq!(parse(Some("5"), Some("b")).unwrap(), Page { limit: 5, last: Some("b".into()) });
+        assert_eq!(
+            parse(None, None).unwrap(),
+            Page {
+                limit: DEFAULT_PAGE,
+                last: None
+            }
+        );
+        assert_eq!(
+            parse(Some("5"), Some("b")).unwrap(),
+            Page {
+                limit: 5,
+                last: Some("b".into())
+            }
+        );
         assert_eq!(parse(Some("999999"), None).unwrap().limit, MAX_PAGE);
         assert!(parse(Some("-1"), None).is_err());
-        assert_eq!(next_link("/v2/a/tags/list", 2, "v1"), "</v2/a/tags/list?n=2&last=v1>; rel=\"next\"");
+        assert_eq!(
+            next_link("/v2/a/tags/list", 2, "v1"),
+            "</v2/a/tags/list?n=2&last=v1>; rel=\"next\""
+        );
     }
 }

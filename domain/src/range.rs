@@ -16,29 +16,43 @@ impl ByteRange {
     }
 }
 
+/// A `Range` that cannot be served (answer 416).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// Resolves a `Range: bytes=…` header against a blob of `size` bytes.
-/// `Ok(None)`: serve the whole blob. `Err(())`: answer 416.
-pub fn parse_range(header: &str, size: u64) -> Result<Option<ByteRange>, ()> {
-    let spec = header.trim().strip_prefix("bytes=").ok_or(())?;
+/// `Ok(None)`: serve the whole blob.
+pub fn parse_range(header: &str, size: u64) -> Result<Option<ByteRange>, Unsatisfiable> {
+    let spec = header.trim().strip_prefix("bytes=").ok_or(Unsatisfiable)?;
     if spec.contains(',') {
         // Multipart ranges are not served; the whole blob is a valid answer.
         return Ok(None);
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
     let (a, b) = (a.trim(), b.trim());
     let r = if a.is_empty() {
-        let suffix: u64 = b.parse().map_err(|_| ())?;
+        let suffix: u64 = b.parse().map_err(|_| Unsatisfiable)?;
         if suffix == 0 || size == 0 {
-            return Err(());
+            return Err(Unsatisfiable);
         }
-        ByteRange { start: size.saturating_sub(suffix), end: size - 1 }
+        ByteRange {
+            start: size.saturating_sub(suffix),
+            end: size - 1,
+        }
     } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
-        let end: u64 = if b.is_empty() { size.saturating_sub(1) } else { b.parse().map_err(|_| ())? };
+        let start: u64 = a.parse().map_err(|_| Unsatisfiable)?;
+        let end: u64 = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse().map_err(|_| Unsatisfiable)?
+        };
         if start >= size || end < start {
-            return Err(());
+            return Err(Unsatisfiable);
         }
-        ByteRange { start, end: end.min(size - 1) }
+        ByteRange {
+            start,
+            end: end.min(size - 1),
+        }
     };
     Ok(Some(r))
 }
@@ -47,7 +61,10 @@ pub fn parse_range(header: &str, size: u64) -> Result<Option<ByteRange>, ()> {
 /// and a `/total` suffix are tolerated). Returns `(start, end)` inclusive.
 pub fn parse_content_range(header: &str) -> Option<(u64, u64)> {
     let v = header.trim();
-    let v = v.strip_prefix("bytes ").or_else(|| v.strip_prefix("bytes=")).unwrap_or(v);
+    let v = v
+        .strip_prefix("bytes ")
+        .or_else(|| v.strip_prefix("bytes="))
+        .unwrap_or(v);
     let v = v.split('/').next()?;
     let (a, b) = v.split_once('-')?;
     let (start, end) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
@@ -60,13 +77,25 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some(ByteRange { start: 0, end: 9 })));
-        assert_eq!(parse_range("bytes=90-", 100), Ok(Some(ByteRange { start: 90, end: 99 })));
-        assert_eq!(parse_range("bytes=-10", 100), Ok(Some(ByteRange { start: 90, end: 99 })));
-        assert_eq!(parse_range("bytes=50-1000", 100), Ok(Some(ByteRange { start: 50, end: 99 })));
-        assert_eq!(parse_range("bytes=100-", 100), Err(()));
-        assert_eq!(parse_range("bytes=5-2", 100), Err(()));
-        assert_eq!(parse_range("items=0-1", 100), Err(()));
+        assert_eq!(
+            parse_range("bytes=0-9", 100),
+            Ok(Some(ByteRange { start: 0, end: 9 }))
+        );
+        assert_eq!(
+            parse_range("bytes=90-", 100),
+            Ok(Some(ByteRange { start: 90, end: 99 }))
+        );
+        assert_eq!(
+            parse_range("bytes=-10", 100),
+            Ok(Some(ByteRange { start: 90, end: 99 }))
+        );
+        assert_eq!(
+            parse_range("bytes=50-1000", 100),
+            Ok(Some(ByteRange { start: 50, end: 99 }))
+        );
+        assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=5-2", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("items=0-1", 100), Err(Unsatisfiable));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
     }
 

@@ -58,7 +58,10 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     }
     let route = if let Some(name) = rest.strip_suffix("/tags/list") {
         Route::Tags { name }
-    } else if let Some(name) = rest.strip_suffix("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads")) {
+    } else if let Some(name) = rest
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| rest.strip_suffix("/blobs/uploads"))
+    {
         Route::UploadStart { name }
     } else if let Some((name, id)) = split_tail(rest, "/blobs/uploads/") {
         Route::Upload { name, id }
@@ -95,7 +98,10 @@ pub fn query_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 pub fn query_get<'q>(pairs: &'q [(String, String)], key: &str) -> Option<&'q str> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 pub fn percent_decode(s: &str) -> String {
@@ -105,7 +111,8 @@ pub fn percent_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(v) => {
                         out.push(v);
                         i += 3;
@@ -145,14 +152,53 @@ mod tests {
         assert_eq!(parse("/v2"), Ok(Route::Base));
         assert_eq!(parse("/v2/_catalog"), Ok(Route::Catalog));
         assert_eq!(parse("/v2/a/b/tags/list"), Ok(Route::Tags { name: "a/b" }));
-        assert_eq!(parse("/v2/a/manifests/latest"), Ok(Route::Manifest { name: "a", reference: "latest" }));
-        assert_eq!(parse("/v2/a/b/blobs/uploads/"), Ok(Route::UploadStart { name: "a/b" }));
-        assert_eq!(parse("/v2/a/blobs/uploads/xyz"), Ok(Route::Upload { name: "a", id: "xyz" }));
-        assert_eq!(parse("/v2/a/blobs/sha256:00"), Ok(Route::Blob { name: "a", digest: "sha256:00" }));
-        assert_eq!(parse("/v2/x/referrers/sha256:00"), Ok(Route::Referrers { name: "x", digest: "sha256:00" }));
+        assert_eq!(
+            parse("/v2/a/manifests/latest"),
+            Ok(Route::Manifest {
+                name: "a",
+                reference: "latest"
+            })
+        );
+        assert_eq!(
+            parse("/v2/a/b/blobs/uploads/"),
+            Ok(Route::UploadStart { name: "a/b" })
+        );
+        assert_eq!(
+            parse("/v2/a/blobs/uploads/xyz"),
+            Ok(Route::Upload {
+                name: "a",
+                id: "xyz"
+            })
+        );
+        assert_eq!(
+            parse("/v2/a/blobs/sha256:00"),
+            Ok(Route::Blob {
+                name: "a",
+                digest: "sha256:00"
+            })
+        );
+        assert_eq!(
+            parse("/v2/x/referrers/sha256:00"),
+            Ok(Route::Referrers {
+                name: "x",
+                digest: "sha256:00"
+            })
+        );
         // A repository may itself contain endpoint words.
-        assert_eq!(parse("/v2/blobs/manifests/blobs/sha256:1"), Ok(Route::Blob { name: "blobs/manifests", digest: "sha256:1" }));
-        assert_eq!(parse("/v2/a/tags/list/manifests/v1"), Ok(Route::Manifest { name: "a/tags/list", reference: "v1" }));
+        assert_eq!(
+            parse("/v2/blobs/manifests/blobs/sha256:1"),
+            Ok(Route::Blob {
+                name: "blobs/manifests",
+                digest: "sha256:1"
+            })
+        );
+        assert_eq!(
+            parse("/v2/a/tags/list/manifests/v1"),
+            Ok(Route::Manifest {
+                name: "a/tags/list",
+                reference: "v1"
+            })
+        );
     }
 
     #[test]

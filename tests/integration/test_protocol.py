@@ -104,6 +104,7 @@ def test_chunked_upload_resume_and_cancel(registry):
     # Out of order: 416, upload untouched.
     r = requests.patch(f"{url}{loc}", data=data[200_000:], headers={"Content-Range": "200000-299999"})
     assert r.status_code == 416 and err(r) == "RANGE_INVALID"
+    assert r.headers["Range"] == "0-99999" and r.headers["Location"] == loc
     # Resume: ask where we are.
     r = requests.get(f"{url}{loc}")
     assert r.status_code == 204 and r.headers["Range"] == "0-99999" and r.headers["Location"] == loc

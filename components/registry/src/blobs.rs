@@ -11,13 +11,21 @@ use berth_domain::{ErrorCode, OciError};
 pub fn parse_digest(s: &str) -> Result<Digest, OciError> {
     Digest::parse(s).map_err(|e| match e {
         DigestError::Invalid => OciError::digest_invalid(format!("invalid digest {s:?}")),
-        DigestError::Unsupported(a) => OciError::unsupported(format!("digest algorithm {a:?} is not supported")),
+        DigestError::Unsupported(a) => {
+            OciError::unsupported(format!("digest algorithm {a:?} is not supported"))
+        }
     })
 }
 
-pub async fn get(req: &Incoming, name: &str, digest: &str, with_body: bool) -> Result<Reply, OciError> {
+pub async fn get(
+    req: &Incoming,
+    name: &str,
+    digest: &str,
+    with_body: bool,
+) -> Result<Reply, OciError> {
     let digest = parse_digest(digest)?;
-    let Some(link) = store::get_json::<BlobLink>(&keys::blob_link(name, digest.as_str())).await? else {
+    let Some(link) = store::get_json::<BlobLink>(&keys::blob_link(name, digest.as_str())).await?
+    else {
         // Manifests are content too: serve them through the blob endpoint as Distribution does.
         if let Some(entry) = store::get(&keys::manifest(name, digest.as_str())).await?
             && let Some((_, body)) = keys::decode_manifest(&entry.value)
@@ -46,7 +54,10 @@ pub async fn get(req: &Incoming, name: &str, digest: &str, with_body: bool) -> R
     };
     let (reply, offset, length) = match range {
         Some(r) => (
-            base(206).header("content-range", format!("bytes {}-{}/{size}", r.start, r.end)),
+            base(206).header(
+                "content-range",
+                format!("bytes {}-{}/{size}", r.start, r.end),
+            ),
             r.start,
             r.len(),
         ),
@@ -71,6 +82,8 @@ pub async fn delete(name: &str, digest: &str) -> Result<Reply, OciError> {
     if !store::exists(&key).await? {
         return Err(OciError::blob_unknown(digest.as_str()));
     }
-    store::commit(vec![store::delete(key)]).await.map_err(fault)?;
+    store::commit(vec![store::delete(key)])
+        .await
+        .map_err(fault)?;
     Ok(Reply::new(202).header("content-length", "0"))
 }

@@ -13,7 +13,9 @@ async fn page(req: &Incoming, prefix: &str) -> Result<(Vec<String>, u32, bool), 
         return Ok((Vec::new(), 0, false));
     }
     let after = p.last.as_ref().map(|l| format!("{prefix}{l}"));
-    let entries = metadata::scan(prefix.to_string(), after, p.limit + 1).await.map_err(fault)?;
+    let entries = metadata::scan(prefix.to_string(), after, p.limit + 1)
+        .await
+        .map_err(fault)?;
     let more = entries.len() > p.limit as usize;
     let items = entries
         .into_iter()
@@ -33,7 +35,13 @@ fn reply(path: &str, body: serde_json::Value, items: &[String], limit: u32, more
 
 pub async fn catalog(req: &Incoming) -> Result<Reply, OciError> {
     let (repos, limit, more) = page(req, keys::REPO).await?;
-    Ok(reply(&req.path, serde_json::json!({ "repositories": repos }), &repos, limit, more))
+    Ok(reply(
+        &req.path,
+        serde_json::json!({ "repositories": repos }),
+        &repos,
+        limit,
+        more,
+    ))
 }
 
 pub async fn tags(req: &Incoming, name: &str) -> Result<Reply, OciError> {
@@ -41,5 +49,11 @@ pub async fn tags(req: &Incoming, name: &str) -> Result<Reply, OciError> {
         return Err(OciError::name_unknown(name));
     }
     let (tags, limit, more) = page(req, &keys::tag_prefix(name)).await?;
-    Ok(reply(&req.path, serde_json::json!({ "name": name, "tags": tags }), &tags, limit, more))
+    Ok(reply(
+        &req.path,
+        serde_json::json!({ "name": name, "tags": tags }),
+        &tags,
+        limit,
+        more,
+    ))
 }

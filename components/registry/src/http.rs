@@ -29,11 +29,19 @@ impl Incoming {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).into_iter().next().and_then(|v| String::from_utf8(v).ok())
+        self.headers
+            .get(name)
+            .into_iter()
+            .next()
+            .and_then(|v| String::from_utf8(v).ok())
     }
 
     pub fn headers_all(&self, name: &str) -> Vec<String> {
-        self.headers.get(name).into_iter().filter_map(|v| String::from_utf8(v).ok()).collect()
+        self.headers
+            .get(name)
+            .into_iter()
+            .filter_map(|v| String::from_utf8(v).ok())
+            .collect()
     }
 
     pub fn query(&self, key: &str) -> Option<&str> {
@@ -41,7 +49,8 @@ impl Incoming {
     }
 
     pub fn content_length(&self) -> Option<u64> {
-        self.header("content-length").and_then(|v| v.trim().parse().ok())
+        self.header("content-length")
+            .and_then(|v| v.trim().parse().ok())
     }
 
     /// Whether the request may carry body bytes at all.
@@ -98,17 +107,25 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16) -> Self {
-        Reply { status, headers: Vec::new(), body: Body::Empty }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
     }
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_string(), value.into().into_bytes()));
+        self.headers
+            .push((name.to_string(), value.into().into_bytes()));
         self
     }
     pub fn json(status: u16, body: Vec<u8>) -> Self {
-        Reply::new(status).header("content-type", "application/json").bytes(body)
+        Reply::new(status)
+            .header("content-type", "application/json")
+            .bytes(body)
     }
     pub fn bytes(mut self, body: Vec<u8>) -> Self {
-        self.headers.push(("content-length".into(), body.len().to_string().into_bytes()));
+        self.headers
+            .push(("content-length".into(), body.len().to_string().into_bytes()));
         self.body = Body::Bytes(body);
         self
     }
@@ -121,7 +138,10 @@ impl Reply {
     }
 
     pub fn into_response(mut self, req: Incoming) -> Response {
-        self.headers.push(("docker-distribution-api-version".into(), b"registry/2.0".to_vec()));
+        self.headers.push((
+            "docker-distribution-api-version".into(),
+            b"registry/2.0".to_vec(),
+        ));
         let is_head = matches!(req.method, Method::Head);
         // Drop an unread request body now so the host can finish reading it.
         drop(req);

@@ -40,10 +40,16 @@ async fn dispatch(req: &Incoming) -> Result<Reply, OciError> {
     let route = match route::parse(&req.path) {
         Ok(r) => r,
         Err(RouteError::NameInvalid) => {
-            return Err(OciError::new(berth_domain::ErrorCode::NameInvalid, "invalid repository name"));
+            return Err(OciError::new(
+                berth_domain::ErrorCode::NameInvalid,
+                "invalid repository name",
+            ));
         }
         Err(RouteError::NotFound) => {
-            return Err(OciError::new(berth_domain::ErrorCode::Unsupported, "no such endpoint").with_status(404));
+            return Err(
+                OciError::new(berth_domain::ErrorCode::Unsupported, "no such endpoint")
+                    .with_status(404),
+            );
         }
     };
     let m = &req.method;

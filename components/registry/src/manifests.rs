@@ -23,7 +23,8 @@ fn reference(r: &str) -> Result<Reference<'_>, OciError> {
     } else if name::is_valid_tag(r) {
         Ok(Reference::Tag(r))
     } else {
-        Err(OciError::manifest_invalid(format!("invalid tag {r:?}")).with_detail(serde_json::json!({ "tag": r })))
+        Err(OciError::manifest_invalid(format!("invalid tag {r:?}"))
+            .with_detail(serde_json::json!({ "tag": r })))
     }
 }
 
@@ -31,11 +32,18 @@ fn reference(r: &str) -> Result<Reference<'_>, OciError> {
 async fn resolve(name: &str, r: &Reference<'_>) -> Result<Option<String>, OciError> {
     match r {
         Reference::Digest(d) => Ok(Some(d.to_string())),
-        Reference::Tag(t) => Ok(store::get(&keys::tag(name, t)).await?.and_then(|e| String::from_utf8(e.value).ok())),
+        Reference::Tag(t) => Ok(store::get(&keys::tag(name, t))
+            .await?
+            .and_then(|e| String::from_utf8(e.value).ok())),
     }
 }
 
-pub async fn get(req: &Incoming, name: &str, reference_str: &str, with_body: bool) -> Result<Reply, OciError> {
+pub async fn get(
+    req: &Incoming,
+    name: &str,
+    reference_str: &str,
+    with_body: bool,
+) -> Result<Reply, OciError> {
     let r = reference(reference_str)?;
     let Some(digest) = resolve(name, &r).await? else {
         return Err(OciError::manifest_unknown(reference_str));
@@ -48,11 +56,13 @@ pub async fn get(req: &Incoming, name: &str, reference_str: &str, with_body: boo
     let accept = req.headers_all("accept");
     let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
     if !manifest::accepts(&accept, &record.media_type) {
-        return Err(OciError::manifest_unknown(reference_str).with_detail(serde_json::json!({
-            "reference": reference_str,
-            "mediaType": record.media_type,
-            "reason": "the manifest's media type is not in the Accept header",
-        })));
+        return Err(
+            OciError::manifest_unknown(reference_str).with_detail(serde_json::json!({
+                "reference": reference_str,
+                "mediaType": record.media_type,
+                "reason": "the manifest's media type is not in the Accept header",
+            })),
+        );
     }
     let mut reply = Reply::new(200)
         .header("content-type", record.media_type.clone())
@@ -77,34 +87,55 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
     let r = reference(reference_str)?;
     let max = store::max_manifest();
     let body = req.body_bytes(max).await.map_err(|e| {
-        if e.status() == 413 { OciError::new(ErrorCode::ManifestInvalid, e.message).with_status(413) } else { e }
+        if e.status() == 413 {
+            OciError::new(ErrorCode::ManifestInvalid, e.message).with_status(413)
+        } else {
+            e
+        }
     })?;
     let digest = match &r {
         Reference::Digest(d) => {
             let actual = digest_of(d.algorithm(), &body);
             if actual != d.as_str() {
-                return Err(OciError::digest_invalid("manifest digest does not match its content")
-                    .with_detail(serde_json::json!({ "expected": d.as_str(), "computed": actual })));
+                return Err(
+                    OciError::digest_invalid("manifest digest does not match its content")
+                        .with_detail(
+                            serde_json::json!({ "expected": d.as_str(), "computed": actual }),
+                        ),
+                );
             }
             actual
         }
         Reference::Tag(_) => digest_of(Algorithm::Sha256, &body),
     };
-    let parsed = manifest::parse(&body, req.header("content-type").as_deref()).map_err(OciError::manifest_invalid)?;
+    let parsed = manifest::parse(&body, req.header("content-type").as_deref())
+        .map_err(OciError::manifest_invalid)?;
 
     // Everything the manifest references must already be in this repository.
-    let mut wanted: Vec<String> = parsed.blobs.iter().map(|d| keys::blob_link(name, d.as_str())).collect();
+    let mut wanted: Vec<String> = parsed
+        .blobs
+        .iter()
+        .map(|d| keys::blob_link(name, d.as_str()))
+        .collect();
     if parsed.kind == Kind::Index {
-        wanted.extend(parsed.manifests.iter().map(|d| keys::manifest(name, d.as_str())));
+        wanted.extend(
+            parsed
+                .manifests
+                .iter()
+                .map(|d| keys::manifest(name, d.as_str())),
+        );
     }
     if !wanted.is_empty() {
         let found = metadata::get_many(wanted.clone()).await.map_err(fault)?;
         if let Some((key, _)) = wanted.iter().zip(found).find(|(_, f)| f.is_none()) {
             let missing = key.rsplit(':').take(2).collect::<Vec<_>>();
             let missing = format!("{}:{}", missing[1], missing[0]);
-            return Err(OciError::new(ErrorCode::ManifestBlobUnknown, "manifest references unknown content")
-                .with_detail(serde_json::json!({ "digest": missing }))
-                .with_status(400));
+            return Err(OciError::new(
+                ErrorCode::ManifestBlobUnknown,
+                "manifest references unknown content",
+            )
+            .with_detail(serde_json::json!({ "digest": missing }))
+            .with_status(400));
         }
     }
 
@@ -113,7 +144,11 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
         subject: parsed.subject.as_ref().map(|s| s.to_string()),
         created: store::now(),
     };
-    let mut ops = vec![WriteOp::Put((keys::manifest(name, &digest), keys::encode_manifest(&record, &body), Precondition::None))];
+    let mut ops = vec![WriteOp::Put((
+        keys::manifest(name, &digest),
+        keys::encode_manifest(&record, &body),
+        Precondition::None,
+    ))];
     if let Some(subject) = &parsed.subject {
         let descriptor = manifest::Descriptor {
             media_type: parsed.media_type.clone(),
@@ -124,7 +159,10 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
             urls: None,
             platform: None,
         };
-        ops.push(store::put_json(keys::referrer(name, subject.as_str(), &digest), &descriptor));
+        ops.push(store::put_json(
+            keys::referrer(name, subject.as_str(), &digest),
+            &descriptor,
+        ));
     }
     if let Reference::Tag(tag) = r {
         // Moving a tag: drop the old manifest's reverse entry.
@@ -133,8 +171,14 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
         {
             ops.push(store::delete(keys::manifest_tag(name, &old, tag)));
         }
-        ops.push(store::put(keys::tag(name, tag), digest.clone().into_bytes()));
-        ops.push(store::put(keys::manifest_tag(name, &digest, tag), Vec::new()));
+        ops.push(store::put(
+            keys::tag(name, tag),
+            digest.clone().into_bytes(),
+        ));
+        ops.push(store::put(
+            keys::manifest_tag(name, &digest, tag),
+            Vec::new(),
+        ));
     }
     store::commit_in_repo(name, ops).await?;
 
@@ -175,12 +219,18 @@ pub async fn delete(name: &str, reference_str: &str) -> Result<Reply, OciError> 
             let record = keys::decode_manifest(&entry.value).map(|(r, _)| r);
             let mut ops = vec![WriteOp::Delete((key, Precondition::Version(entry.version)))];
             if let Some(subject) = record.and_then(|r| r.subject) {
-                ops.push(store::delete(keys::referrer(name, &subject, digest.as_str())));
+                ops.push(store::delete(keys::referrer(
+                    name,
+                    &subject,
+                    digest.as_str(),
+                )));
             }
             let prefix = keys::manifest_tag_prefix(name, digest.as_str());
             let mut after = None;
             loop {
-                let page = metadata::scan(prefix.clone(), after.clone(), 500).await.map_err(fault)?;
+                let page = metadata::scan(prefix.clone(), after.clone(), 500)
+                    .await
+                    .map_err(fault)?;
                 for e in &page {
                     let tag = &e.key[prefix.len()..];
                     ops.push(store::delete(keys::tag(name, tag)));

@@ -17,7 +17,9 @@ pub async fn list(req: &Incoming, name: &str, digest: &str) -> Result<Reply, Oci
     let mut manifests = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = metadata::scan(prefix.clone(), after.clone(), PAGE).await.map_err(fault)?;
+        let page = metadata::scan(prefix.clone(), after.clone(), PAGE)
+            .await
+            .map_err(fault)?;
         for e in &page {
             let d: Descriptor = serde_json::from_slice(&e.value)
                 .map_err(|err| OciError::internal(format!("corrupt referrer record: {err}")))?;
@@ -30,8 +32,11 @@ pub async fn list(req: &Incoming, name: &str, digest: &str) -> Result<Reply, Oci
         }
         after = page.last().map(|e| e.key.clone());
     }
-    let body = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
-    let mut reply = Reply::new(200).header("content-type", OCI_INDEX).bytes(serde_json::to_vec(&body).unwrap());
+    let body =
+        serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut reply = Reply::new(200)
+        .header("content-type", OCI_INDEX)
+        .bytes(serde_json::to_vec(&body).unwrap());
     if filter.is_some() {
         reply = reply.header("oci-filters-applied", "artifactType");
     }

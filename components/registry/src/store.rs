@@ -30,7 +30,9 @@ pub async fn exists(key: &str) -> Result<bool, OciError> {
 
 pub async fn get_json<T: serde::de::DeserializeOwned>(key: &str) -> Result<Option<T>, OciError> {
     match get(key).await? {
-        Some(e) => serde_json::from_slice(&e.value).map(Some).map_err(|e| OciError::internal(format!("corrupt record {key}: {e}"))),
+        Some(e) => serde_json::from_slice(&e.value)
+            .map(Some)
+            .map_err(|e| OciError::internal(format!("corrupt record {key}: {e}"))),
         None => Ok(None),
     }
 }
@@ -53,7 +55,9 @@ pub fn delete(key: String) -> WriteOp {
 
 /// A limit from deployment config, or its default.
 pub fn limit(key: &str, default: u64) -> u64 {
-    config::get(key).and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+    config::get(key)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
 }
 
 pub const DEFAULT_MAX_LAYER: u64 = 10 * 1024 * 1024 * 1024;
@@ -63,7 +67,10 @@ pub fn max_layer() -> u64 {
 }
 
 pub fn max_manifest() -> u64 {
-    limit("max_manifest_bytes", berth_domain::manifest::DEFAULT_MAX_MANIFEST)
+    limit(
+        "max_manifest_bytes",
+        berth_domain::manifest::DEFAULT_MAX_MANIFEST,
+    )
 }
 
 pub fn now() -> u64 {
@@ -77,7 +84,11 @@ pub async fn ensure_repo(name: &str) -> Result<Option<WriteOp>, OciError> {
         return Ok(None);
     }
     let record = berth_domain::keys::RepoRecord { created: now() };
-    Ok(Some(WriteOp::Put((key, serde_json::to_vec(&record).unwrap(), Precondition::Absent))))
+    Ok(Some(WriteOp::Put((
+        key,
+        serde_json::to_vec(&record).unwrap(),
+        Precondition::Absent,
+    ))))
 }
 
 /// Commits `ops` plus the repository record if it is new. A racing writer

@@ -42,8 +42,10 @@ fn store_error(e: StoreError, limit: u64) -> OciError {
     match e {
         StoreError::NotFound => OciError::upload_unknown(),
         StoreError::TooLarge(l) => OciError::too_large("blob", l.max(limit)),
-        StoreError::DigestMismatch(actual) => OciError::digest_invalid("provided digest did not match uploaded content")
-            .with_detail(serde_json::json!({ "computed": actual })),
+        StoreError::DigestMismatch(actual) => {
+            OciError::digest_invalid("provided digest did not match uploaded content")
+                .with_detail(serde_json::json!({ "computed": actual }))
+        }
         StoreError::BadOffset(size) => range_invalid(size),
         StoreError::Invalid(m) => OciError::new(ErrorCode::BlobUploadInvalid, m),
         other => fault(other),
@@ -51,12 +53,22 @@ fn store_error(e: StoreError, limit: u64) -> OciError {
 }
 
 fn range_invalid(size: u64) -> OciError {
-    OciError::new(ErrorCode::RangeInvalid, "chunk does not start at the end of the upload")
-        .with_detail(serde_json::json!({ "size": size }))
+    OciError::new(
+        ErrorCode::RangeInvalid,
+        "chunk does not start at the end of the upload",
+    )
+    .with_detail(serde_json::json!({ "size": size }))
 }
 
 async fn link(name: &str, digest: &str, size: u64) -> Result<(), OciError> {
-    store::commit_in_repo(name, vec![store::put_json(keys::blob_link(name, digest), &BlobLink { size })]).await
+    store::commit_in_repo(
+        name,
+        vec![store::put_json(
+            keys::blob_link(name, digest),
+            &BlobLink { size },
+        )],
+    )
+    .await
 }
 
 pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
@@ -64,7 +76,9 @@ pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
         let digest = parse_digest(mount)?;
         let size = match req.query("from") {
             Some(from) if name::is_valid_name(from) => {
-                store::get_json::<BlobLink>(&keys::blob_link(from, digest.as_str())).await?.map(|l| l.size)
+                store::get_json::<BlobLink>(&keys::blob_link(from, digest.as_str()))
+                    .await?
+                    .map(|l| l.size)
             }
             Some(_) => None,
             // No source named: mount any blob the registry already holds.
@@ -94,8 +108,13 @@ pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
         return Ok(created(name, &info.digest));
     }
     let id = uploads::create().await.map_err(fault)?;
-    let record = UploadRecord { repo: name.to_string(), created: store::now() };
-    store::commit(vec![store::put_json(keys::upload(&id), &record)]).await.map_err(fault)?;
+    let record = UploadRecord {
+        repo: name.to_string(),
+        created: store::now(),
+    };
+    store::commit(vec![store::put_json(keys::upload(&id), &record)])
+        .await
+        .map_err(fault)?;
     Ok(in_progress(202, name, &id, 0))
 }
 
@@ -108,7 +127,9 @@ async fn owned(name: &str, id: &str) -> Result<(), OciError> {
 }
 
 async fn size(id: &str) -> Result<u64, OciError> {
-    uploads::size(id.to_string()).await.map_err(|e| store_error(e, 0))
+    uploads::size(id.to_string())
+        .await
+        .map_err(|e| store_error(e, 0))
 }
 
 pub async fn status(name: &str, id: &str) -> Result<Reply, OciError> {
@@ -121,12 +142,19 @@ async fn append(req: &Incoming, id: &str) -> Result<u64, OciError> {
     let max = store::max_layer();
     let offset = match req.header("content-range") {
         Some(h) => {
-            let (start, end) = parse_content_range(&h)
-                .ok_or_else(|| OciError::new(ErrorCode::RangeInvalid, format!("invalid Content-Range {h:?}")))?;
+            let (start, end) = parse_content_range(&h).ok_or_else(|| {
+                OciError::new(
+                    ErrorCode::RangeInvalid,
+                    format!("invalid Content-Range {h:?}"),
+                )
+            })?;
             if let Some(n) = req.content_length()
                 && n != end - start + 1
             {
-                return Err(OciError::new(ErrorCode::SizeInvalid, "Content-Length does not match Content-Range"));
+                return Err(OciError::new(
+                    ErrorCode::SizeInvalid,
+                    "Content-Length does not match Content-Range",
+                ));
             }
             start
         }
@@ -139,13 +167,26 @@ async fn append(req: &Incoming, id: &str) -> Result<u64, OciError> {
 
 pub async fn patch(req: &Incoming, name: &str, id: &str) -> Result<Reply, OciError> {
     owned(name, id).await?;
-    let size = append(req, id).await?;
-    Ok(in_progress(202, name, id, size))
+    match append(req, id).await {
+        Ok(size) => Ok(in_progress(202, name, id, size)),
+        // Tell the client where the upload stands so it can resume from there.
+        Err(e) if e.code == ErrorCode::RangeInvalid => {
+            let current = size(id).await?;
+            let mut reply = Reply::error(&e).header("location", location(name, id));
+            if current > 0 {
+                reply = reply.header("range", range_header(current));
+            }
+            Ok(reply)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn finish(req: &Incoming, name: &str, id: &str) -> Result<Reply, OciError> {
     owned(name, id).await?;
-    let digest = req.query("digest").ok_or_else(|| OciError::digest_invalid("digest query parameter is required"))?;
+    let digest = req
+        .query("digest")
+        .ok_or_else(|| OciError::digest_invalid("digest query parameter is required"))?;
     let digest = parse_digest(digest)?;
     if req.has_body() {
         append(req, id).await?;
@@ -161,7 +202,11 @@ pub async fn finish(req: &Incoming, name: &str, id: &str) -> Result<Reply, OciEr
 
 pub async fn cancel(name: &str, id: &str) -> Result<Reply, OciError> {
     owned(name, id).await?;
-    uploads::abort(id.to_string()).await.map_err(|e| store_error(e, 0))?;
-    store::commit(vec![store::delete(keys::upload(id))]).await.map_err(fault)?;
+    uploads::abort(id.to_string())
+        .await
+        .map_err(|e| store_error(e, 0))?;
+    store::commit(vec![store::delete(keys::upload(id))])
+        .await
+        .map_err(fault)?;
     Ok(Reply::new(204).header("content-length", "0"))
 }

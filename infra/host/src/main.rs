@@ -61,27 +61,38 @@ struct ServeArgs {
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("expected name=value, got {s:?}"))
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected name=value, got {s:?}"))
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
-            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(args))
-        }
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(args)),
     }
 }
 
 fn init_logs(args: &ServeArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if args.log_json { fmt.json().init() } else { fmt.init() }
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        fmt.json().init()
+    } else {
+        fmt.init()
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
     init_logs(&args);
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let backends = Arc::new(Backends {
         metadata: capabilities::metadata::Metadata::open(&args.data_dir.join("metadata.db"))?,
         blobs: capabilities::blobs::BlobStore::open(&args.data_dir)?,
@@ -100,7 +111,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let sweeper = backends.clone();
     let idle = Duration::from_secs(args.upload_expiry_secs);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600).min(idle.max(Duration::from_secs(1))));
+        let mut tick =
+            tokio::time::interval(Duration::from_secs(600).min(idle.max(Duration::from_secs(1))));
         loop {
             tick.tick().await;
             match sweeper.blobs.expire(idle) {
@@ -116,14 +128,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
         app,
         handlers,
         health: Box::new(move || {
-            health_backends.metadata.get("health").map(|_| ()).map_err(|e| anyhow::anyhow!("{e}"))
+            health_backends
+                .metadata
+                .get("health")
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{e}"))
         }),
     });
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), data_dir = %args.data_dir.display(), "berth listening");
     server::serve(server, listener, tls).await
 }

@@ -68,8 +68,10 @@ impl App {
     /// Loads the manifest; `overrides` (from the command line) win over
     /// `SPIN_VARIABLE_<NAME>` environment variables, which win over defaults.
     pub fn load(path: &Path, overrides: &HashMap<String, String>) -> Result<App> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let raw: Raw = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let raw: Raw =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if raw.spin_manifest_version != 2 {
             bail!("only spin_manifest_version = 2 is supported");
         }
@@ -77,7 +79,12 @@ impl App {
         let mut vars = HashMap::new();
         for (name, var) in &raw.variables {
             let env = std::env::var(format!("SPIN_VARIABLE_{}", name.to_uppercase())).ok();
-            match overrides.get(name).cloned().or(env).or_else(|| var.default.clone()) {
+            match overrides
+                .get(name)
+                .cloned()
+                .or(env)
+                .or_else(|| var.default.clone())
+            {
                 Some(v) => {
                     vars.insert(name.clone(), v);
                 }
@@ -91,7 +98,11 @@ impl App {
             for (k, template) in c.variables {
                 config.insert(k, render(&template, &vars)?);
             }
-            components.push(Component { id, source: base.join(c.source), config });
+            components.push(Component {
+                id,
+                source: base.join(c.source),
+                config,
+            });
         }
         let mut routes = Vec::new();
         for t in raw.trigger.http {
@@ -102,7 +113,11 @@ impl App {
                 Some(p) => (p.to_string(), true),
                 None => (t.route.clone(), false),
             };
-            routes.push(Route { path, wildcard, component: t.component });
+            routes.push(Route {
+                path,
+                wildcard,
+                component: t.component,
+            });
         }
         // Longest prefix first, as Spin's router prefers the most specific route.
         routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
@@ -114,7 +129,10 @@ impl App {
             .iter()
             .find(|r| {
                 if r.wildcard {
-                    path == r.path || path.strip_prefix(&r.path).is_some_and(|rest| rest.starts_with('/') || r.path.is_empty())
+                    path == r.path
+                        || path
+                            .strip_prefix(&r.path)
+                            .is_some_and(|rest| rest.starts_with('/') || r.path.is_empty())
                 } else {
                     path == r.path
                 }
@@ -129,9 +147,15 @@ fn render(template: &str, vars: &HashMap<String, String>) -> Result<String> {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find("}}").context("unclosed {{ in a variable template")? + start;
+        let end = rest[start..]
+            .find("}}")
+            .context("unclosed {{ in a variable template")?
+            + start;
         let name = rest[start + 2..end].trim();
-        out.push_str(vars.get(name).with_context(|| format!("unknown variable {name}"))?);
+        out.push_str(
+            vars.get(name)
+                .with_context(|| format!("unknown variable {name}"))?,
+        );
         rest = &rest[end + 2..];
     }
     out.push_str(rest);
@@ -146,7 +170,9 @@ mod tests {
     fn loads_routes_and_variables() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("spin.toml");
-        std::fs::write(&p, r#"
+        std::fs::write(
+            &p,
+            r#"
 spin_manifest_version = 2
 [application]
 name = "t"
@@ -159,7 +185,9 @@ component = "registry"
 source = "r.wasm"
 [component.registry.variables]
 max_layer_bytes = "{{ max }}"
-"#).unwrap();
+"#,
+        )
+        .unwrap();
         let app = App::load(&p, &HashMap::new()).unwrap();
         assert_eq!(app.route("/v2/"), Some("registry"));
         assert_eq!(app.route("/v2"), Some("registry"));

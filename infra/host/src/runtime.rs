@@ -12,9 +12,14 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, GuestTaskId, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreContextMut,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::handler::{HandlerState, Instance, ProxyHandler, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus};
+use wasmtime_wasi_http::handler::{
+    HandlerState, Instance, ProxyHandler, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState,
+    WorkerStatus,
+};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Requests one instance serves before it is recycled (Spin 4's default for p3).
@@ -33,13 +38,20 @@ pub struct HostData {
 
 impl WasiView for HostData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for HostData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: wasmtime_wasi_http::default_hooks() }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
     }
 }
 
@@ -82,13 +94,23 @@ pub fn load(engine: &Engine, c: &manifest::Component, backends: Arc<Backends>) -
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     capabilities::add_to_linker(&mut linker, |d: &mut HostData| &mut d.caps)?;
-    let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| format!("linking component {}", c.id))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("linking component {}", c.id))?;
     let pre = ProxyPre::P3(
         wasmtime_wasi_http::p3::bindings::ServicePre::new(pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("component {} does not export wasi:http/handler@0.3.0", c.id))?,
+            .with_context(|| {
+                format!("component {} does not export wasi:http/handler@0.3.0", c.id)
+            })?,
     );
-    Ok(ProxyHandler::new(ComponentState { engine: engine.clone(), pre, backends, config: Arc::new(c.config.clone()) }))
+    Ok(ProxyHandler::new(ComponentState {
+        engine: engine.clone(),
+        pre,
+        backends,
+        config: Arc::new(c.config.clone()),
+    }))
 }
 
 pub struct Expiration {
@@ -96,7 +118,12 @@ pub struct Expiration {
 }
 
 impl WorkerExpiration for Expiration {
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, status: WorkerStatus, start: Instant) -> Poll<()> {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
         match status {
             // Requests may stream for hours (a 10 GiB layer): no deadline then.
             WorkerStatus::Requests | WorkerStatus::PostReturn => Poll::Pending,
@@ -154,7 +181,10 @@ impl HandlerState for ComponentState {
             table: ResourceTable::new(),
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
-            caps: CapState { backends: self.backends.clone(), config: self.config.clone() },
+            caps: CapState {
+                backends: self.backends.clone(),
+                config: self.config.clone(),
+            },
         };
         let mut store = Store::new(&self.engine, data);
         let proxy = self.pre.instantiate_async(&mut store).await?;
@@ -162,7 +192,9 @@ impl HandlerState for ComponentState {
             store,
             proxy,
             view: WasiHttpView::http,
-            expiration: Expiration { sleep: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)) },
+            expiration: Expiration {
+                sleep: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+            },
             state: Worker,
         })
     }

@@ -103,12 +103,19 @@ impl BlobStore {
         for entry in fs::read_dir(root.join("tmp"))? {
             let _ = fs::remove_file(entry?.path());
         }
-        Ok(BlobStore { root: root.to_path_buf(), uploads: Mutex::new(HashMap::new()) })
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+            uploads: Mutex::new(HashMap::new()),
+        })
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
-        self.root.join("blobs").join(digest.algorithm().name()).join(&hex[..2]).join(hex)
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().name())
+            .join(&hex[..2])
+            .join(hex)
     }
 
     fn upload_path(&self, id: &str) -> Result<PathBuf, BlobError> {
@@ -132,7 +139,12 @@ impl BlobStore {
     }
 
     /// Opens a blob for reading `[offset, offset+length)`; bytes arrive on the channel.
-    pub fn read(&self, digest: &str, offset: u64, length: Option<u64>) -> Result<mpsc::Receiver<std::io::Result<Bytes>>, BlobError> {
+    pub fn read(
+        &self,
+        digest: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<mpsc::Receiver<std::io::Result<Bytes>>, BlobError> {
         let file = match File::open(self.blob_path(&Self::parse(digest)?)) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
@@ -161,7 +173,13 @@ impl BlobStore {
     }
 
     /// Writes a whole blob from `rx`, verifies it, and publishes it.
-    pub async fn put(&self, rx: mpsc::Receiver<Bytes>, expected: Option<String>, alg: Algorithm, max: u64) -> Result<BlobInfo, BlobError> {
+    pub async fn put(
+        &self,
+        rx: mpsc::Receiver<Bytes>,
+        expected: Option<String>,
+        alg: Algorithm,
+        max: u64,
+    ) -> Result<BlobInfo, BlobError> {
         let expected = expected.map(|e| Self::parse(&e)).transpose()?;
         let alg = expected.as_ref().map_or(alg, Digest::algorithm);
         let tmp = self.root.join("tmp").join(random_id());
@@ -219,13 +237,21 @@ impl BlobStore {
         sync_dir(&self.root.join("uploads"))?;
         self.uploads.lock().unwrap().insert(
             id.clone(),
-            Arc::new(tokio::sync::Mutex::new(Some(RunningHash { size: 0, hasher: Hasher::new(Algorithm::Sha256) }))),
+            Arc::new(tokio::sync::Mutex::new(Some(RunningHash {
+                size: 0,
+                hasher: Hasher::new(Algorithm::Sha256),
+            }))),
         );
         Ok(id)
     }
 
     fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<Option<RunningHash>>> {
-        self.uploads.lock().unwrap().entry(id.to_string()).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None))).clone()
+        self.uploads
+            .lock()
+            .unwrap()
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
+            .clone()
     }
 
     pub fn upload_size(&self, id: &str) -> Result<u64, BlobError> {
@@ -238,7 +264,13 @@ impl BlobStore {
 
     /// Appends to an upload at `offset` (which must be its size). The bytes
     /// are on disk (fdatasync) before this returns.
-    pub async fn append(&self, id: &str, offset: u64, rx: mpsc::Receiver<Bytes>, max: u64) -> Result<u64, BlobError> {
+    pub async fn append(
+        &self,
+        id: &str,
+        offset: u64,
+        rx: mpsc::Receiver<Bytes>,
+        max: u64,
+    ) -> Result<u64, BlobError> {
         let path = self.upload_path(id)?;
         let lock = self.upload_lock(id);
         let mut running = lock.lock().await;
@@ -253,7 +285,10 @@ impl BlobStore {
         }
         let hasher = running.take().filter(|r| r.size == size).map(|r| r.hasher);
         let (_file, new_size, hasher) = ingest(rx, file, size, hasher, max).await?;
-        *running = hasher.map(|hasher| RunningHash { size: new_size, hasher });
+        *running = hasher.map(|hasher| RunningHash {
+            size: new_size,
+            hasher,
+        });
         Ok(new_size)
     }
 
@@ -266,7 +301,9 @@ impl BlobStore {
         let mut running = lock.lock().await;
         let size = self.upload_size(id)?;
         let computed = match running.take() {
-            Some(r) if r.size == size && expected.algorithm() == Algorithm::Sha256 => r.hasher.finish(),
+            Some(r) if r.size == size && expected.algorithm() == Algorithm::Sha256 => {
+                r.hasher.finish()
+            }
             // Restarted, or another algorithm: hash the file.
             _ => {
                 let (p, alg) = (path.clone(), expected.algorithm());
@@ -279,7 +316,10 @@ impl BlobStore {
             let _ = fs::remove_file(&path);
             Err(BlobError::DigestMismatch(computed))
         } else {
-            self.publish(&path, &expected).await.map(|_| BlobInfo { digest: computed, size })
+            self.publish(&path, &expected).await.map(|_| BlobInfo {
+                digest: computed,
+                size,
+            })
         };
         drop(running);
         self.uploads.lock().unwrap().remove(id);
@@ -388,13 +428,38 @@ mod tests {
     async fn put_verifies_and_publishes() {
         let dir = tempfile::tempdir().unwrap();
         let s = BlobStore::open(dir.path()).unwrap();
-        let bad = s.put(feed(vec![b"hello"]).await, Some(HELLO.replace("2cf", "3cf")), Algorithm::Sha256, 100).await;
+        let bad = s
+            .put(
+                feed(vec![b"hello"]).await,
+                Some(HELLO.replace("2cf", "3cf")),
+                Algorithm::Sha256,
+                100,
+            )
+            .await;
         assert!(matches!(bad, Err(BlobError::DigestMismatch(d)) if d == HELLO));
         assert_eq!(s.stat(HELLO).unwrap(), None);
-        let info = s.put(feed(vec![b"hel", b"lo"]).await, Some(HELLO.into()), Algorithm::Sha256, 100).await.unwrap();
-        assert_eq!(info, BlobInfo { digest: HELLO.into(), size: 5 });
+        let info = s
+            .put(
+                feed(vec![b"hel", b"lo"]).await,
+                Some(HELLO.into()),
+                Algorithm::Sha256,
+                100,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            info,
+            BlobInfo {
+                digest: HELLO.into(),
+                size: 5
+            }
+        );
         assert_eq!(s.stat(HELLO).unwrap(), Some(5));
-        assert!(matches!(s.put(feed(vec![b"hello"]).await, None, Algorithm::Sha256, 4).await, Err(BlobError::TooLarge(4))));
+        assert!(matches!(
+            s.put(feed(vec![b"hello"]).await, None, Algorithm::Sha256, 4)
+                .await,
+            Err(BlobError::TooLarge(4))
+        ));
         // Nothing half-written is left behind.
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
@@ -404,12 +469,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = BlobStore::open(dir.path()).unwrap();
         let id = s.create_upload().unwrap();
-        assert_eq!(s.append(&id, 0, feed(vec![b"he"]).await, 100).await.unwrap(), 2);
-        assert!(matches!(s.append(&id, 0, feed(vec![b"xx"]).await, 100).await, Err(BlobError::BadOffset(2))));
+        assert_eq!(
+            s.append(&id, 0, feed(vec![b"he"]).await, 100)
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(matches!(
+            s.append(&id, 0, feed(vec![b"xx"]).await, 100).await,
+            Err(BlobError::BadOffset(2))
+        ));
         // A new process has no running hash and re-reads the file.
         let s = BlobStore::open(dir.path()).unwrap();
         assert_eq!(s.upload_size(&id).unwrap(), 2);
-        assert_eq!(s.append(&id, 2, feed(vec![b"llo"]).await, 100).await.unwrap(), 5);
+        assert_eq!(
+            s.append(&id, 2, feed(vec![b"llo"]).await, 100)
+                .await
+                .unwrap(),
+            5
+        );
         let info = s.finish(&id, HELLO).await.unwrap();
         assert_eq!(info.size, 5);
         assert!(matches!(s.upload_size(&id), Err(BlobError::NotFound)));

@@ -87,8 +87,8 @@ impl Metadata {
     fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, MetaError> {
         READERS.with(|readers| {
             let mut readers = readers.borrow_mut();
-            if !readers.contains_key(&self.id) {
-                readers.insert(self.id, open(&self.path)?);
+            if let std::collections::hash_map::Entry::Vacant(slot) = readers.entry(self.id) {
+                slot.insert(open(&self.path)?);
             }
             Ok(f(&readers[&self.id])?)
         })
@@ -97,7 +97,13 @@ impl Metadata {
     pub fn get(&self, key: &str) -> Result<Option<Entry>, MetaError> {
         self.read(|c| {
             c.prepare_cached("SELECT value, version FROM kv WHERE key = ?1")?
-                .query_row([key], |r| Ok(Entry { key: key.to_string(), value: r.get(0)?, version: r.get::<_, i64>(1)? as u64 }))
+                .query_row([key], |r| {
+                    Ok(Entry {
+                        key: key.to_string(),
+                        value: r.get(0)?,
+                        version: r.get::<_, i64>(1)? as u64,
+                    })
+                })
                 .optional()
         })
     }
@@ -107,15 +113,26 @@ impl Metadata {
             let mut stmt = c.prepare_cached("SELECT value, version FROM kv WHERE key = ?1")?;
             keys.iter()
                 .map(|k| {
-                    stmt.query_row([k], |r| Ok(Entry { key: k.clone(), value: r.get(0)?, version: r.get::<_, i64>(1)? as u64 }))
-                        .optional()
+                    stmt.query_row([k], |r| {
+                        Ok(Entry {
+                            key: k.clone(),
+                            value: r.get(0)?,
+                            version: r.get::<_, i64>(1)? as u64,
+                        })
+                    })
+                    .optional()
                 })
                 .collect()
         })
     }
 
     /// Keys under `prefix` in byte order, after `after`, at most `limit`.
-    pub fn scan(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<Entry>, MetaError> {
+    pub fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Entry>, MetaError> {
         // [prefix, prefix + U+10FFFF) covers every key starting with prefix.
         let upper = format!("{prefix}\u{10FFFF}");
         let lower = match after {
@@ -164,7 +181,10 @@ impl Metadata {
 fn check(tx: &rusqlite::Transaction, key: &str, pre: &Precondition) -> Result<(), MetaError> {
     let current: Option<i64> = match pre {
         Precondition::None => return Ok(()),
-        _ => tx.prepare_cached("SELECT version FROM kv WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?,
+        _ => tx
+            .prepare_cached("SELECT version FROM kv WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?,
     };
     let ok = match (pre, current) {
         (Precondition::Absent, None) => true,
@@ -176,7 +196,11 @@ fn check(tx: &rusqlite::Transaction, key: &str, pre: &Precondition) -> Result<()
 
 fn commit_sync(conn: &mut Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let version: i64 = tx.query_row("UPDATE sequence SET next = next + 1 WHERE id = 0 RETURNING next - 1", [], |r| r.get(0))?;
+    let version: i64 = tx.query_row(
+        "UPDATE sequence SET next = next + 1 WHERE id = 0 RETURNING next - 1",
+        [],
+        |r| r.get(0),
+    )?;
     let mut versions = Vec::new();
     for op in ops {
         match op {
@@ -191,7 +215,8 @@ fn commit_sync(conn: &mut Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaE
             }
             WriteOp::Delete(key, pre) => {
                 check(&tx, key, pre)?;
-                tx.prepare_cached("DELETE FROM kv WHERE key = ?1")?.execute([key])?;
+                tx.prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                    .execute([key])?;
             }
         }
     }
@@ -213,22 +238,54 @@ mod tests {
     async fn versioned_writes_and_scans() {
         let (_d, m) = store();
         let put = |k: &str, v: &str, p| WriteOp::Put(k.into(), v.as_bytes().to_vec(), p);
-        let v = m.commit(vec![put("tag/a:1", "x", Precondition::Absent), put("tag/a:2", "y", Precondition::None), put("tag/ab:1", "z", Precondition::None)]).await.unwrap();
+        let v = m
+            .commit(vec![
+                put("tag/a:1", "x", Precondition::Absent),
+                put("tag/a:2", "y", Precondition::None),
+                put("tag/ab:1", "z", Precondition::None),
+            ])
+            .await
+            .unwrap();
         assert_eq!(v.len(), 3);
         // Absent fails when present; the whole commit is refused.
-        assert!(matches!(m.commit(vec![put("new", "n", Precondition::None), put("tag/a:1", "x", Precondition::Absent)]).await, Err(MetaError::Conflict)));
+        assert!(matches!(
+            m.commit(vec![
+                put("new", "n", Precondition::None),
+                put("tag/a:1", "x", Precondition::Absent)
+            ])
+            .await,
+            Err(MetaError::Conflict)
+        ));
         assert!(m.get("new").unwrap().is_none());
         let e = m.get("tag/a:1").unwrap().unwrap();
-        assert!(matches!(m.commit(vec![put("tag/a:1", "w", Precondition::Version(e.version + 1))]).await, Err(MetaError::Conflict)));
-        m.commit(vec![put("tag/a:1", "w", Precondition::Version(e.version))]).await.unwrap();
+        assert!(matches!(
+            m.commit(vec![put(
+                "tag/a:1",
+                "w",
+                Precondition::Version(e.version + 1)
+            )])
+            .await,
+            Err(MetaError::Conflict)
+        ));
+        m.commit(vec![put("tag/a:1", "w", Precondition::Version(e.version))])
+            .await
+            .unwrap();
         let s = m.scan("tag/a:", None, 10).unwrap();
-        assert_eq!(s.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["tag/a:1", "tag/a:2"]);
+        assert_eq!(
+            s.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+            ["tag/a:1", "tag/a:2"]
+        );
         let s = m.scan("tag/a:", Some("tag/a:1"), 10).unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(m.scan("tag/", None, 2).unwrap().len(), 2);
         // Delete then recreate never reuses a version.
-        m.commit(vec![WriteOp::Delete("tag/a:2".into(), Precondition::None)]).await.unwrap();
-        let again = m.commit(vec![put("tag/a:2", "y", Precondition::Absent)]).await.unwrap()[0];
+        m.commit(vec![WriteOp::Delete("tag/a:2".into(), Precondition::None)])
+            .await
+            .unwrap();
+        let again = m
+            .commit(vec![put("tag/a:2", "y", Precondition::Absent)])
+            .await
+            .unwrap()[0];
         assert!(again > v[1]);
     }
 

@@ -87,7 +87,11 @@ impl From<BlobError> for StoreError {
 }
 
 fn to_wit(e: metadata::Entry) -> wit_meta::Entry {
-    wit_meta::Entry { key: e.key, value: e.value, version: e.version }
+    wit_meta::Entry {
+        key: e.key,
+        value: e.value,
+        version: e.version,
+    }
 }
 
 fn precondition(p: wit_meta::Precondition) -> metadata::Precondition {
@@ -110,15 +114,29 @@ impl config::Host for &mut CapState {
 }
 
 impl<T: Send> wit_meta::HostWithStore<T> for Caps {
-    async fn get(a: &Accessor<T, Self>, key: String) -> Result<Option<wit_meta::Entry>, StoreError> {
+    async fn get(
+        a: &Accessor<T, Self>,
+        key: String,
+    ) -> Result<Option<wit_meta::Entry>, StoreError> {
         Ok(backends(a).metadata.get(&key)?.map(to_wit))
     }
 
-    async fn get_many(a: &Accessor<T, Self>, keys: Vec<String>) -> Result<Vec<Option<wit_meta::Entry>>, StoreError> {
-        Ok(backends(a).metadata.get_many(&keys)?.into_iter().map(|e| e.map(to_wit)).collect())
+    async fn get_many(
+        a: &Accessor<T, Self>,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<wit_meta::Entry>>, StoreError> {
+        Ok(backends(a)
+            .metadata
+            .get_many(&keys)?
+            .into_iter()
+            .map(|e| e.map(to_wit))
+            .collect())
     }
 
-    async fn commit(a: &Accessor<T, Self>, ops: Vec<wit_meta::WriteOp>) -> Result<Vec<u64>, StoreError> {
+    async fn commit(
+        a: &Accessor<T, Self>,
+        ops: Vec<wit_meta::WriteOp>,
+    ) -> Result<Vec<u64>, StoreError> {
         let ops = ops
             .into_iter()
             .map(|op| match op {
@@ -133,13 +151,26 @@ impl<T: Send> wit_meta::HostWithStore<T> for Caps {
         Ok(backends(a).metadata.increment(key, delta).await?)
     }
 
-    async fn scan(a: &Accessor<T, Self>, prefix: String, after: Option<String>, limit: u32) -> Result<Vec<wit_meta::Entry>, StoreError> {
-        Ok(backends(a).metadata.scan(&prefix, after.as_deref(), limit)?.into_iter().map(to_wit).collect())
+    async fn scan(
+        a: &Accessor<T, Self>,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<wit_meta::Entry>, StoreError> {
+        Ok(backends(a)
+            .metadata
+            .scan(&prefix, after.as_deref(), limit)?
+            .into_iter()
+            .map(to_wit)
+            .collect())
     }
 }
 
 /// Connects a component's byte stream to a channel the backends read from.
-fn drain<T: 'static>(a: &Accessor<T, Caps>, data: StreamReader<u8>) -> mpsc::Receiver<bytes::Bytes> {
+fn drain<T: 'static>(
+    a: &Accessor<T, Caps>,
+    data: StreamReader<u8>,
+) -> mpsc::Receiver<bytes::Bytes> {
     let (tx, rx) = mpsc::channel(8);
     a.with(|mut s| {
         if let Err(e) = data.pipe(&mut s, ChannelConsumer::new(tx)) {
@@ -161,7 +192,12 @@ impl<T: Send> wit_blobs::HostWithStore<T> for Caps {
         Ok(backends(a).blobs.stat(&digest)?)
     }
 
-    async fn read(a: &Accessor<T, Self>, digest: String, offset: u64, length: Option<u64>) -> Result<StreamReader<u8>, StoreError> {
+    async fn read(
+        a: &Accessor<T, Self>,
+        digest: String,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<StreamReader<u8>, StoreError> {
         let rx = backends(a).blobs.read(&digest, offset, length)?;
         a.with(|mut s| StreamReader::new(&mut s, ChannelProducer::new(rx)))
             .map_err(|e| StoreError::Backend(e.to_string()))
@@ -177,7 +213,10 @@ impl<T: Send> wit_blobs::HostWithStore<T> for Caps {
         let b = backends(a);
         let rx = drain(a, data);
         let info = b.blobs.put(rx, expected, algorithm(alg), max_size).await?;
-        Ok(wit_blobs::BlobInfo { digest: info.digest, size: info.size })
+        Ok(wit_blobs::BlobInfo {
+            digest: info.digest,
+            size: info.size,
+        })
     }
 
     async fn delete(a: &Accessor<T, Self>, digest: String) -> Result<bool, StoreError> {
@@ -190,7 +229,13 @@ impl<T: Send> uploads::HostWithStore<T> for Caps {
         Ok(backends(a).blobs.create_upload()?)
     }
 
-    async fn append(a: &Accessor<T, Self>, id: String, offset: u64, data: StreamReader<u8>, max_size: u64) -> Result<u64, StoreError> {
+    async fn append(
+        a: &Accessor<T, Self>,
+        id: String,
+        offset: u64,
+        data: StreamReader<u8>,
+        max_size: u64,
+    ) -> Result<u64, StoreError> {
         let b = backends(a);
         let rx = drain(a, data);
         Ok(b.blobs.append(&id, offset, rx, max_size).await?)
@@ -200,9 +245,16 @@ impl<T: Send> uploads::HostWithStore<T> for Caps {
         Ok(backends(a).blobs.upload_size(&id)?)
     }
 
-    async fn finish(a: &Accessor<T, Self>, id: String, digest: String) -> Result<wit_blobs::BlobInfo, StoreError> {
+    async fn finish(
+        a: &Accessor<T, Self>,
+        id: String,
+        digest: String,
+    ) -> Result<wit_blobs::BlobInfo, StoreError> {
         let info = backends(a).blobs.finish(&id, &digest).await?;
-        Ok(wit_blobs::BlobInfo { digest: info.digest, size: info.size })
+        Ok(wit_blobs::BlobInfo {
+            digest: info.digest,
+            size: info.size,
+        })
     }
 
     async fn abort(a: &Accessor<T, Self>, id: String) -> Result<(), StoreError> {
@@ -210,6 +262,8 @@ impl<T: Send> uploads::HostWithStore<T> for Caps {
     }
 
     async fn expire(a: &Accessor<T, Self>, idle_seconds: u64) -> Result<u32, StoreError> {
-        Ok(backends(a).blobs.expire(Duration::from_secs(idle_seconds))?)
+        Ok(backends(a)
+            .blobs
+            .expire(Duration::from_secs(idle_seconds))?)
     }
 }

@@ -19,7 +19,9 @@ pub struct ChannelConsumer {
 
 impl ChannelConsumer {
     pub fn new(tx: mpsc::Sender<Bytes>) -> Self {
-        ChannelConsumer { tx: PollSender::new(tx) }
+        ChannelConsumer {
+            tx: PollSender::new(tx),
+        }
     }
 }
 

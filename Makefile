@@ -1,0 +1,35 @@
+# Berth: the two commands are `make serve` and `make test` (see README.md).
+
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip2
+COMPONENTS := registry
+
+.PHONY: serve test build components host deps unit integration fmt lint
+
+## Start the registry on embedded defaults (SQLite + filesystem in ./berth-data) on 127.0.0.1:5000.
+serve: build
+	./target/release/berth serve
+
+## Run the whole test suite (installs what the tests need first).
+test: deps build
+	$(CARGO) test --release
+	python3 -m pytest -q tests/integration
+
+build: components host
+
+components:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(COMPONENTS))
+
+host:
+	$(CARGO) build --release -p berth-host
+
+deps:
+	scripts/install-test-deps
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(WASM_TARGET) $(addprefix -p ,$(COMPONENTS)) -- -D warnings
