@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
-COMPONENTS := registry
+COMPONENTS := registry blobs uploads manifests listings referrers
 
 .PHONY: serve test build components host deps unit integration fmt lint
 

@@ -42,12 +42,22 @@ struct RawComponent {
     source: String,
     #[serde(default)]
     variables: BTreeMap<String, String>,
+    /// Import name → component that provides it (Spin's component dependencies).
+    #[serde(default)]
+    dependencies: BTreeMap<String, RawDependency>,
+}
+
+#[derive(Deserialize)]
+struct RawDependency {
+    path: String,
 }
 
 /// One routable component, ready to instantiate.
 pub struct Component {
     pub id: String,
     pub source: PathBuf,
+    /// Imports satisfied by other components' exports, composed in at load.
+    pub dependencies: Vec<(String, PathBuf)>,
     /// Config the component reads through `berth:store/config`.
     pub config: HashMap<String, String>,
 }
@@ -98,9 +108,15 @@ impl App {
             for (k, template) in c.variables {
                 config.insert(k, render(&template, &vars)?);
             }
+            let dependencies = c
+                .dependencies
+                .into_iter()
+                .map(|(name, d)| (name, base.join(d.path)))
+                .collect();
             components.push(Component {
                 id,
                 source: base.join(c.source),
+                dependencies,
                 config,
             });
         }
@@ -185,6 +201,8 @@ component = "registry"
 source = "r.wasm"
 [component.registry.variables]
 max_layer_bytes = "{{ max }}"
+[component.registry.dependencies]
+"berth:registry/blobs-api@0.1.0" = { path = "b.wasm" }
 "#,
         )
         .unwrap();
@@ -194,6 +212,13 @@ max_layer_bytes = "{{ max }}"
         assert_eq!(app.route("/v2/a/tags/list"), Some("registry"));
         assert_eq!(app.route("/v20"), None);
         assert_eq!(app.components[0].config["max_layer_bytes"], "10");
+        assert_eq!(
+            app.components[0].dependencies,
+            vec![(
+                "berth:registry/blobs-api@0.1.0".to_string(),
+                dir.path().join("b.wasm")
+            )]
+        );
         let app = App::load(&p, &HashMap::from([("max".to_string(), "7".to_string())])).unwrap();
         assert_eq!(app.components[0].config["max_layer_bytes"], "7");
     }

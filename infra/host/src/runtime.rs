@@ -85,10 +85,37 @@ pub struct ComponentState {
 
 pub type Handler = ProxyHandler<ComponentState>;
 
+/// Plugs each dependency's export into the main component's import of the
+/// same name, as Spin does for `[component.<id>.dependencies]`. Imports the
+/// parts share (WASI, capabilities) become single imports of the whole.
+fn compose(c: &manifest::Component) -> Result<Vec<u8>> {
+    use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
+    let mut graph = CompositionGraph::new();
+    let main = Package::from_file("berth:main", None, &c.source, graph.types_mut())?;
+    let main = graph.register_package(main)?;
+    let mut plugs = Vec::new();
+    for (i, (import, path)) in c.dependencies.iter().enumerate() {
+        let package =
+            Package::from_file(&format!("berth:dep{i}"), None, path, graph.types_mut())
+                .with_context(|| format!("loading dependency {import} from {}", path.display()))?;
+        if !graph.types()[package.ty()].exports.contains_key(import) {
+            anyhow::bail!("{} does not export {import}", path.display());
+        }
+        plugs.push(graph.register_package(package)?);
+    }
+    wac_graph::plug(&mut graph, plugs, main)?;
+    Ok(graph.encode(EncodeOptions::default())?)
+}
+
 pub fn load(engine: &Engine, c: &manifest::Component, backends: Arc<Backends>) -> Result<Handler> {
-    let component = Component::from_file(engine, &c.source)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("loading component {} from {}", c.id, c.source.display()))?;
+    let component = if c.dependencies.is_empty() {
+        Component::from_file(engine, &c.source)
+    } else {
+        let bytes = compose(c).with_context(|| format!("composing component {}", c.id))?;
+        Component::new(engine, &bytes)
+    }
+    .map_err(anyhow::Error::from)
+    .with_context(|| format!("loading component {} from {}", c.id, c.source.display()))?;
     let mut linker = Linker::<HostData>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;

@@ -17,11 +17,11 @@ use wasmtime::component::{Accessor, HasData, StreamReader};
 
 wasmtime::component::bindgen!({
     path: "../../wit",
-    world: "berth:store/component-imports",
+    world: "berth:registry/component-imports",
 });
 
-use berth::store::types::StoreError;
-use berth::store::{blobs as wit_blobs, config, metadata as wit_meta, uploads};
+use berth::registry::types::StoreError;
+use berth::registry::{blobs as wit_blobs, config, metadata as wit_meta, uploads};
 
 /// The backends every component instance shares.
 pub struct Backends {
@@ -50,7 +50,7 @@ pub fn add_to_linker<T: Send + 'static>(
     wit_blobs::add_to_linker::<T, Caps>(linker, get)?;
     uploads::add_to_linker::<T, Caps>(linker, get)?;
     config::add_to_linker::<T, Caps>(linker, get)?;
-    berth::store::types::add_to_linker::<T, Caps>(linker, get)?;
+    berth::registry::types::add_to_linker::<T, Caps>(linker, get)?;
     Ok(())
 }
 
@@ -102,7 +102,7 @@ fn precondition(p: wit_meta::Precondition) -> metadata::Precondition {
     }
 }
 
-impl berth::store::types::Host for &mut CapState {}
+impl berth::registry::types::Host for &mut CapState {}
 impl wit_meta::Host for &mut CapState {}
 impl wit_blobs::Host for &mut CapState {}
 impl uploads::Host for &mut CapState {}

@@ -2,11 +2,11 @@
 //! `subject` is `<digest>`, optionally filtered by `artifactType`. Entries
 //! are indexed when a referrer is pushed, whether or not its subject exists.
 
-use crate::blobs::parse_digest;
-use crate::http::{Incoming, Reply};
-use crate::store::{fault, metadata};
 use berth_domain::manifest::{Descriptor, OCI_INDEX};
 use berth_domain::{OciError, keys};
+use berth_guest::http::{Incoming, Reply};
+use berth_guest::parse_digest;
+use berth_guest::store::{fault, metadata};
 
 const PAGE: u32 = 1000;
 

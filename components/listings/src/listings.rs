@@ -1,9 +1,9 @@
 //! `GET /v2/_catalog` and `GET /v2/<name>/tags/list`: ordered, paged scans
 //! of metadata indexes, never of storage.
 
-use crate::http::{Incoming, Reply};
-use crate::store::{self, fault, metadata};
 use berth_domain::{ErrorCode, OciError, keys, paging};
+use berth_guest::http::{Incoming, Reply};
+use berth_guest::store::{self, fault, metadata};
 
 /// One page of keys under `prefix`, without the prefix, plus whether more follow.
 async fn page(req: &Incoming, prefix: &str) -> Result<(Vec<String>, u32, bool), OciError> {

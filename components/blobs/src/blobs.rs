@@ -1,21 +1,12 @@
 //! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`. Bytes stream from the
 //! blob capability straight into the response.
 
-use crate::http::{Incoming, Reply};
-use crate::store::{self, blobs, fault};
-use berth_domain::digest::{Digest, DigestError};
 use berth_domain::keys::{self, BlobLink};
 use berth_domain::range::parse_range;
 use berth_domain::{ErrorCode, OciError};
-
-pub fn parse_digest(s: &str) -> Result<Digest, OciError> {
-    Digest::parse(s).map_err(|e| match e {
-        DigestError::Invalid => OciError::digest_invalid(format!("invalid digest {s:?}")),
-        DigestError::Unsupported(a) => {
-            OciError::unsupported(format!("digest algorithm {a:?} is not supported"))
-        }
-    })
-}
+use berth_guest::http::{Incoming, Reply};
+use berth_guest::parse_digest;
+use berth_guest::store::{self, blobs, fault};
 
 pub async fn get(
     req: &Incoming,

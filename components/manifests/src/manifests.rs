@@ -4,12 +4,12 @@
 //! is one metadata read and a GET by tag two. A PUT commits the manifest,
 //! its tag, its referrer entry and the repository record atomically.
 
-use crate::blobs::parse_digest;
-use crate::http::{Incoming, Reply};
-use crate::store::{self, Precondition, StoreError, WriteOp, fault, metadata};
 use berth_domain::keys::{self, ManifestRecord};
 use berth_domain::manifest::{self, Kind};
 use berth_domain::{Algorithm, Digest, ErrorCode, OciError, name};
+use berth_guest::http::{Incoming, Reply};
+use berth_guest::parse_digest;
+use berth_guest::store::{self, Precondition, StoreError, WriteOp, fault, metadata};
 use sha2::Digest as _;
 
 enum Reference<'a> {

@@ -5,15 +5,15 @@ use berth_domain::OciError;
 
 spin_sdk::wit_bindgen::generate!({
     runtime_path: "::spin_sdk::wit_bindgen::rt",
-    world: "berth:store/component-imports",
+    world: "berth:registry/component-imports",
     path: "../../wit",
     generate_all,
 });
 
-pub use berth::store::blobs::{self, DigestAlgorithm};
-pub use berth::store::metadata::{self, Precondition, WriteOp};
-pub use berth::store::types::StoreError;
-pub use berth::store::{config, uploads};
+pub use berth::registry::blobs::{self, DigestAlgorithm};
+pub use berth::registry::metadata::{self, Precondition, WriteOp};
+pub use berth::registry::types::StoreError;
+pub use berth::registry::{config, uploads};
 
 /// Server faults become `UNKNOWN` errors; the detail stays in the host's logs.
 pub fn fault(e: StoreError) -> OciError {

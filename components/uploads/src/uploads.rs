@@ -4,12 +4,12 @@
 //! between requests and instances; this module only checks ownership and
 //! maps protocol headers.
 
-use crate::blobs::parse_digest;
-use crate::http::{Incoming, Reply};
-use crate::store::{self, DigestAlgorithm, StoreError, blobs, fault, uploads};
 use berth_domain::keys::{self, BlobLink, UploadRecord};
 use berth_domain::range::parse_content_range;
 use berth_domain::{ErrorCode, OciError, name};
+use berth_guest::http::{Incoming, Reply};
+use berth_guest::parse_digest;
+use berth_guest::store::{self, DigestAlgorithm, StoreError, blobs, fault, uploads};
 
 /// Smallest chunk we ask clients to send (except the last one).
 const CHUNK_MIN: u64 = 5 * 1024 * 1024;

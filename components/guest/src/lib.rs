@@ -1,0 +1,68 @@
+//! What every Berth component shares: bindings to the store capabilities
+//! (`store`), the glue between raw `wasi:http@0.3.0` values and endpoint
+//! code (`http`), and the entry point each endpoint family exports
+//! (`serve`). Protocol rules live in `berth-domain`, not here.
+
+pub mod http;
+pub mod store;
+
+use berth_domain::OciError;
+use berth_domain::digest::{Digest, DigestError};
+use http::{Incoming, Reply};
+use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
+
+/// Serves one request with `dispatch`, rendering protocol errors as the
+/// spec's JSON. Every endpoint family's exported `handle` is this.
+pub async fn serve<F>(request: Request, dispatch: F) -> Result<Response, ErrorCode>
+where
+    F: AsyncFn(&Incoming) -> Result<Reply, OciError>,
+{
+    let req = Incoming::new(request);
+    let reply = match dispatch(&req).await {
+        Ok(reply) => reply,
+        Err(err) => Reply::error(&err),
+    };
+    Ok(reply.into_response(req))
+}
+
+/// Parses a digest from a path or query, as the spec's errors want it.
+pub fn parse_digest(s: &str) -> Result<Digest, OciError> {
+    Digest::parse(s).map_err(|e| match e {
+        DigestError::Invalid => OciError::digest_invalid(format!("invalid digest {s:?}")),
+        DigestError::Unsupported(a) => {
+            OciError::unsupported(format!("digest algorithm {a:?} is not supported"))
+        }
+    })
+}
+
+/// The route a family was handed; the router already validated it, so a
+/// mismatch means the wiring in `spin.toml` is wrong.
+pub fn misrouted() -> OciError {
+    OciError::internal("request routed to the wrong endpoint component")
+}
+
+/// Generates the bindings for an endpoint family's world and exports
+/// `dispatch` as its `handle`.
+#[macro_export]
+macro_rules! endpoint {
+    ($world:literal, $iface:ident, $dispatch:path) => {
+        ::spin_sdk::wit_bindgen::generate!({
+            runtime_path: "::spin_sdk::wit_bindgen::rt",
+            world: $world,
+            path: "../../wit",
+            with: { "wasi:http/types@0.3.0": ::spin_sdk::wasip3::http::types },
+            generate_all,
+        });
+
+        struct Endpoint;
+        export!(Endpoint);
+
+        impl exports::berth::registry::$iface::Guest for Endpoint {
+            async fn handle(
+                request: ::spin_sdk::wasip3::http::types::Request,
+            ) -> Result<::spin_sdk::wasip3::http::types::Response, ::spin_sdk::wasip3::http::types::ErrorCode> {
+                ::berth_guest::serve(request, $dispatch).await
+            }
+        }
+    };
+}
