@@ -174,7 +174,10 @@ pub fn tls_acceptor(
     ))
     .context("reading TLS key")?
     .context("no private key found")?;
-    let mut config = tokio_rustls::rustls::ServerConfig::builder()
+    // Several crypto providers are linked in (through dependencies); name one.
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
