@@ -5,6 +5,7 @@
 use crate::manifest::App;
 use crate::runtime::Handler;
 use anyhow::{Context, Result};
+use berth_domain::OciError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Incoming};
@@ -25,29 +26,25 @@ pub struct Server {
 
 type Body = WasiBody;
 
-fn plain(status: u16, text: &'static str) -> Response<Body> {
+fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
         .status(status)
-        .header("content-type", "text/plain")
+        .header("content-type", content_type)
         .body(
-            Full::new(Bytes::from_static(text.as_bytes()))
+            Full::new(body.into())
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         )
         .expect("static response")
 }
 
-fn oci_error(status: u16, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "errors": [{ "code": code, "message": message }] });
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(
-            Full::new(Bytes::from(body.to_string()))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
-        .expect("static response")
+fn plain(status: u16, text: &'static str) -> Response<Body> {
+    respond(status, "text/plain", text)
+}
+
+/// Errors the host answers itself, in the registry protocol's format.
+fn oci_error(e: OciError) -> Response<Body> {
+    respond(e.status(), "application/json", e.body())
 }
 
 impl Server {
@@ -68,11 +65,11 @@ impl Server {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = ?e, %method, %path, "component failed");
-                    oci_error(500, "UNKNOWN", "internal server error")
+                    oci_error(OciError::internal("internal server error"))
                 }
             }
         } else {
-            oci_error(404, "UNSUPPORTED", "no such endpoint")
+            oci_error(OciError::unsupported("no such endpoint").with_status(404))
         };
         let status = resp.status().as_u16();
         if status >= 500 {
