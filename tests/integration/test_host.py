@@ -59,6 +59,10 @@ def test_abandoned_uploads_expire(tmp_path):
         assert list((tmp_path / "data" / "uploads").iterdir()) == []
     finally:
         reg.stop()
+    # The session's metadata record went with it.
+    import sqlite3
+    db = sqlite3.connect(tmp_path / "data" / "metadata.db")
+    assert db.execute("SELECT count(*) FROM kv WHERE key LIKE 'upload/%'").fetchone()[0] == 0
 
 
 def test_json_logs(tmp_path):

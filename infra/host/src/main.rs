@@ -116,8 +116,23 @@ async fn serve(args: ServeArgs) -> Result<()> {
         loop {
             tick.tick().await;
             match sweeper.blobs.expire(idle) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "expired abandoned uploads"),
+                Ok(ids) if ids.is_empty() => {}
+                Ok(ids) => {
+                    // Drop the sessions' records too, so nothing of them is left.
+                    let ops = ids
+                        .iter()
+                        .map(|id| {
+                            capabilities::metadata::WriteOp::Delete(
+                                berth_domain::keys::upload(id),
+                                capabilities::metadata::Precondition::None,
+                            )
+                        })
+                        .collect();
+                    if let Err(e) = sweeper.metadata.commit(ops).await {
+                        tracing::warn!(error = %e, "could not remove expired upload records");
+                    }
+                    tracing::info!(removed = ids.len(), "expired abandoned uploads");
+                }
                 Err(e) => tracing::warn!(error = %e, "upload expiry failed"),
             }
         }

@@ -336,9 +336,9 @@ impl BlobStore {
         }
     }
 
-    /// Removes uploads not written to for `idle`.
-    pub fn expire(&self, idle: Duration) -> Result<u32, BlobError> {
-        let mut removed = 0;
+    /// Removes uploads not written to for `idle`; returns their ids.
+    pub fn expire(&self, idle: Duration) -> Result<Vec<String>, BlobError> {
+        let mut removed = Vec::new();
         let now = SystemTime::now();
         for entry in fs::read_dir(self.root.join("uploads"))? {
             let entry = entry?;
@@ -347,7 +347,7 @@ impl BlobStore {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 self.uploads.lock().unwrap().remove(&name);
                 if fs::remove_file(entry.path()).is_ok() {
-                    removed += 1;
+                    removed.push(name);
                 }
             }
         }
@@ -499,8 +499,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = BlobStore::open(dir.path()).unwrap();
         let id = s.create_upload().unwrap();
-        assert_eq!(s.expire(Duration::from_secs(3600)).unwrap(), 0);
-        assert_eq!(s.expire(Duration::ZERO).unwrap(), 1);
+        assert!(s.expire(Duration::from_secs(3600)).unwrap().is_empty());
+        assert_eq!(s.expire(Duration::ZERO).unwrap(), vec![id.clone()]);
         assert!(matches!(s.upload_size(&id), Err(BlobError::NotFound)));
     }
 }

@@ -264,6 +264,7 @@ impl<T: Send> uploads::HostWithStore<T> for Caps {
     async fn expire(a: &Accessor<T, Self>, idle_seconds: u64) -> Result<u32, StoreError> {
         Ok(backends(a)
             .blobs
-            .expire(Duration::from_secs(idle_seconds))?)
+            .expire(Duration::from_secs(idle_seconds))?
+            .len() as u32)
     }
 }
