@@ -89,6 +89,16 @@ def test_sha512_blobs(registry):
     r = requests.put(f"{url}{loc}", params={"digest": d2}, data=data2)
     assert r.status_code == 201, r.text
     assert r.headers["Docker-Content-Digest"] == d2
+    # A manifest addressed by its sha512 digest, referencing sha512 blobs.
+    m = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d, "size": len(data)},
+         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d2, "size": len(data2)}]}
+    body = json.dumps(m).encode()
+    md = "sha512:" + hashlib.sha512(body).hexdigest()
+    r = requests.put(f"{url}/v2/{repo}/manifests/{md}", data=body, headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 201 and r.headers["Docker-Content-Digest"] == md, r.text
+    r = requests.get(f"{url}/v2/{repo}/manifests/{md}")
+    assert r.content == body and r.headers["Docker-Content-Digest"] == md
 
 
 def test_chunked_upload_resume_and_cancel(registry):
