@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, GuestTaskId, Linker, ResourceTable};
@@ -28,6 +29,9 @@ const REUSE_COUNT: usize = 128;
 const CONCURRENT_REUSE: usize = 16;
 /// An idle instance is dropped after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Set once the server stops accepting requests.
+pub static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 pub struct HostData {
     table: ResourceTable,
@@ -191,8 +195,14 @@ impl WorkerState for Worker {
     }
 
     fn drop(&self, store: Store<HostData>, result: wasmtime::Result<()>) {
-        if let Err(e) = result {
-            tracing::error!(error = ?e, "component instance failed");
+        match result {
+            // At shutdown, idle workers are cancelled; wasmtime reports that
+            // as a panic, but nothing failed.
+            Err(e) if SHUTTING_DOWN.load(Ordering::Relaxed) => {
+                tracing::debug!(error = ?e, "instance dropped at shutdown")
+            }
+            Err(e) => tracing::error!(error = ?e, "component instance failed"),
+            Ok(()) => {}
         }
         drop(store);
     }

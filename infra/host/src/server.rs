@@ -140,6 +140,7 @@ pub async fn serve(
             }
         }
     }
+    crate::runtime::SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("shutting down: waiting for in-flight requests");
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
