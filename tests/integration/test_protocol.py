@@ -298,3 +298,31 @@ def test_methods_not_allowed(registry):
     r = requests.post(f"{registry.url}/v2/_catalog")
     assert r.status_code == 405 and err(r) == "UNSUPPORTED"
     assert requests.put(f"{registry.url}/v2/x/blobs/sha256:{'0' * 64}").status_code == 405
+
+
+def test_concurrent_pushes_to_one_tag_stay_consistent(fresh_registry):
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, repo = fresh_registry.url, "proto/race"
+    config = push_blob(url, repo, b"{}")
+
+    def push(i):
+        m = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "annotations": {"i": str(i)},
+             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2}, "layers": []}
+        r, d, _ = put_manifest(url, repo, "latest", m)
+        assert r.status_code == 201, r.text
+        return d
+
+    with ThreadPoolExecutor(8) as pool:
+        digests = list(pool.map(push, range(40)))
+    current = requests.get(f"{url}/v2/{repo}/manifests/latest").headers["Docker-Content-Digest"]
+    assert current in digests
+    # Exactly one manifest is recorded as carrying the tag: the current one.
+    db = sqlite3.connect(fresh_registry.data_dir / "metadata.db")
+    rows = db.execute("SELECT key FROM kv WHERE key LIKE ?", (f"mtag/{repo}:%",)).fetchall()
+    assert rows == [(f"mtag/{repo}:{current}:latest",)]
+    # So deleting any other manifest leaves the tag alone.
+    other = next(d for d in digests if d != current)
+    assert requests.delete(f"{url}/v2/{repo}/manifests/{other}").status_code == 202
+    assert requests.get(f"{url}/v2/{repo}/manifests/latest").headers["Docker-Content-Digest"] == current

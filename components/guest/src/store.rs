@@ -91,19 +91,23 @@ pub async fn ensure_repo(name: &str) -> Result<Option<WriteOp>, OciError> {
     ))))
 }
 
-/// Commits `ops` plus the repository record if it is new. A racing writer
-/// may create the repository first; then the write is retried without it.
-pub async fn commit_in_repo(name: &str, ops: Vec<WriteOp>) -> Result<(), OciError> {
-    for _ in 0..3 {
-        let mut all = ops.clone();
+/// Commits the operations `build` returns, plus the repository record if it
+/// is new, atomically. `build` reads what its preconditions need; when a
+/// concurrent writer wins (a `conflict`), it runs again on fresh state.
+pub async fn commit_in_repo<F>(name: &str, mut build: F) -> Result<(), OciError>
+where
+    F: AsyncFnMut() -> Result<Vec<WriteOp>, OciError>,
+{
+    for _ in 0..8 {
+        let mut ops = build().await?;
         if let Some(op) = ensure_repo(name).await? {
-            all.push(op);
+            ops.push(op);
         }
-        match commit(all).await {
+        match commit(ops).await {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(fault(e)),
         }
     }
-    Err(OciError::internal("could not record the repository"))
+    Err(OciError::internal("too many concurrent writers; try again").with_status(503))
 }

@@ -164,23 +164,37 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
             &descriptor,
         ));
     }
-    if let Reference::Tag(tag) = r {
-        // Moving a tag: drop the old manifest's reverse entry.
-        if let Some(old) = resolve(name, &r).await?
-            && old != digest
-        {
-            ops.push(store::delete(keys::manifest_tag(name, &old, tag)));
+    let fixed = ops;
+    store::commit_in_repo(name, async || {
+        let mut ops = fixed.clone();
+        if let Reference::Tag(tag) = &r {
+            // The tag is written against the version read here, so two
+            // pushes racing for one tag cannot leave a stale reverse entry.
+            let key = keys::tag(name, tag);
+            let current = store::get(&key).await?;
+            let precondition = match &current {
+                Some(entry) => {
+                    let old = String::from_utf8_lossy(&entry.value);
+                    if old != digest {
+                        ops.push(store::delete(keys::manifest_tag(name, &old, tag)));
+                    }
+                    Precondition::Version(entry.version)
+                }
+                None => Precondition::Absent,
+            };
+            ops.push(WriteOp::Put((
+                key,
+                digest.clone().into_bytes(),
+                precondition,
+            )));
+            ops.push(store::put(
+                keys::manifest_tag(name, &digest, tag),
+                Vec::new(),
+            ));
         }
-        ops.push(store::put(
-            keys::tag(name, tag),
-            digest.clone().into_bytes(),
-        ));
-        ops.push(store::put(
-            keys::manifest_tag(name, &digest, tag),
-            Vec::new(),
-        ));
-    }
-    store::commit_in_repo(name, ops).await?;
+        Ok(ops)
+    })
+    .await?;
 
     let mut reply = Reply::new(201)
         .header("location", format!("/v2/{name}/manifests/{digest}"))

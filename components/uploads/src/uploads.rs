@@ -61,13 +61,10 @@ fn range_invalid(size: u64) -> OciError {
 }
 
 async fn link(name: &str, digest: &str, size: u64) -> Result<(), OciError> {
-    store::commit_in_repo(
-        name,
-        vec![store::put_json(
-            keys::blob_link(name, digest),
-            &BlobLink { size },
-        )],
-    )
+    let key = keys::blob_link(name, digest);
+    store::commit_in_repo(name, async || {
+        Ok(vec![store::put_json(key.clone(), &BlobLink { size })])
+    })
     .await
 }
 
