@@ -326,3 +326,34 @@ def test_concurrent_pushes_to_one_tag_stay_consistent(fresh_registry):
     other = next(d for d in digests if d != current)
     assert requests.delete(f"{url}/v2/{repo}/manifests/{other}").status_code == 202
     assert requests.get(f"{url}/v2/{repo}/manifests/latest").headers["Docker-Content-Digest"] == current
+
+
+def test_blob_downloads_survive_instance_recycling(fresh_registry):
+    """An instance is recycled after 128 requests; downloads it started must
+    still complete (the blob stream is host-to-host, so the guest task has
+    to outlive its response)."""
+    url, repo = fresh_registry.url, "proto/recycle"
+    data = os.urandom(2 << 20)
+    d = push_blob(url, repo, data)
+    s = requests.Session()
+    for i in range(300):
+        r = s.get(f"{url}/v2/{repo}/blobs/{d}")
+        assert r.status_code == 200 and len(r.content) == len(data), f"request {i}: {len(r.content)} bytes"
+
+
+def test_slow_download_outlives_idle_timeout(fresh_registry):
+    """A client reading slowly for longer than the instance idle timeout
+    (10 s) still gets the whole blob."""
+    import time
+    url, repo = fresh_registry.url, "proto/slow"
+    data = os.urandom(48 << 20)
+    d = push_blob(url, repo, data)
+    r = requests.get(f"{url}/v2/{repo}/blobs/{d}", stream=True)
+    got = bytearray()
+    start = time.time()
+    for chunk in r.iter_content(1 << 20):
+        got += chunk
+        if time.time() - start < 12:
+            time.sleep(0.3)
+    assert time.time() - start >= 12
+    assert bytes(got) == data

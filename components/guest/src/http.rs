@@ -164,7 +164,13 @@ impl Reply {
         };
         let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
         drop(trailers_tx);
-        let (response, _done) = Response::new(headers, contents, trailers_rx);
+        let (response, sent) = Response::new(headers, contents, trailers_rx);
+        // Stay alive until the host has sent the whole body: a blob stream
+        // is host-to-host, and an instance with no live task may be
+        // recycled, which would cut the download short.
+        wit_bindgen::spawn(async move {
+            let _ = sent.await;
+        });
         let _ = response.set_status_code(self.status);
         response
     }
