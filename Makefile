@@ -4,7 +4,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 COMPONENTS := registry blobs uploads manifests listings referrers
 
-.PHONY: serve test build components host deps unit integration fmt lint
+.PHONY: serve test bench build components host deps fmt lint
 
 ## Start the registry on embedded defaults (SQLite + filesystem in ./berth-data) on 127.0.0.1:5000.
 serve: build
@@ -14,6 +14,11 @@ serve: build
 test: deps build
 	$(CARGO) test --release
 	python3 -m pytest -q tests/integration
+	./target/release/berth-bench --quick --json target/bench-quick.json
+
+## Benchmark Berth against CNCF Distribution side by side (~15 min); see bench/.
+bench: deps build
+	./target/release/berth-bench
 
 build: components host
 
@@ -22,7 +27,7 @@ components:
 	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(COMPONENTS))
 
 host:
-	$(CARGO) build --release -p berth-host
+	$(CARGO) build --release -p berth-host -p berth-bench
 
 deps:
 	scripts/install-test-deps

@@ -1,0 +1,254 @@
+//! A minimal HTTP/1.1 client: one keep-alive connection per task, so a
+//! load of N tasks is N connections, as with wrk or hey.
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+pub fn empty() -> Body {
+    Empty::new().boxed()
+}
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+/// `total` bytes made of `block` repeated (rotated per block so blocks differ).
+pub fn repeated(block: Bytes, total: u64) -> Body {
+    let n = total.div_ceil(block.len() as u64);
+    let stream = futures::stream::iter((0..n).map(move |i| {
+        let start = (i as usize * 7) % block.len();
+        let mut b = Vec::with_capacity(block.len());
+        b.extend_from_slice(&block[start..]);
+        b.extend_from_slice(&block[..start]);
+        let remaining = total - i * block.len() as u64;
+        b.truncate(remaining.min(block.len() as u64) as usize);
+        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(b)))
+    }));
+    StreamBody::new(stream).boxed()
+}
+
+/// The sha256 digest of what [`repeated`] sends.
+pub fn repeated_digest(block: &[u8], total: u64) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let n = total.div_ceil(block.len() as u64);
+    for i in 0..n {
+        let start = (i as usize * 7) % block.len();
+        let mut b = Vec::with_capacity(block.len());
+        b.extend_from_slice(&block[start..]);
+        b.extend_from_slice(&block[..start]);
+        let remaining = total - i * block.len() as u64;
+        b.truncate(remaining.min(block.len() as u64) as usize);
+        h.update(&b);
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+pub struct Conn {
+    host: String,
+    sender: SendRequest<Body>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+}
+
+impl Conn {
+    pub async fn open(host: &str) -> Result<Conn> {
+        let stream = tokio::net::TcpStream::connect(host)
+            .await
+            .with_context(|| format!("connecting to {host}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn {
+            host: host.to_string(),
+            sender,
+        })
+    }
+
+    /// Sends a request; the body is read fully (`keep` false: counted, not kept).
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Body,
+        keep: bool,
+    ) -> Result<Reply> {
+        let what = format!("{method} http://{}{path}", self.host);
+        self.send_(method, path, headers, body, keep)
+            .await
+            .with_context(|| what)
+    }
+
+    async fn send_(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Body,
+        keep: bool,
+    ) -> Result<Reply> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req.body(body)?).await?;
+        let status = resp.status().as_u16();
+        let (parts, mut incoming) = resp.into_parts();
+        let mut kept = Vec::new();
+        while let Some(frame) = incoming.frame().await {
+            if let Ok(data) = frame?.into_data()
+                && keep
+            {
+                kept.extend_from_slice(&data);
+            }
+        }
+        Ok(Reply {
+            status,
+            headers: parts.headers,
+            body: Bytes::from(kept),
+        })
+    }
+
+    pub async fn get(&mut self, path: &str, headers: &[(&str, String)]) -> Result<Reply> {
+        self.send(Method::GET, path, headers, empty(), true).await
+    }
+
+    /// Pushes a blob as containerd does: POST for a session, then one PUT.
+    pub async fn push_blob(
+        &mut self,
+        repo: &str,
+        digest: &str,
+        body: Body,
+        len: u64,
+    ) -> Result<()> {
+        let r = self
+            .send(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/"),
+                &[],
+                empty(),
+                false,
+            )
+            .await?;
+        let loc = location(&r, &self.host)?;
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = self
+            .send(
+                Method::PUT,
+                &format!("{loc}{sep}digest={digest}"),
+                &[
+                    ("content-length", len.to_string()),
+                    ("content-type", "application/octet-stream".into()),
+                ],
+                body,
+                false,
+            )
+            .await?;
+        if r.status != 201 {
+            bail!("blob PUT answered {}", r.status);
+        }
+        Ok(())
+    }
+
+    /// Pushes a blob as docker does: POST, one streamed PATCH without length, then PUT.
+    pub async fn push_blob_patch(&mut self, repo: &str, digest: &str, body: Body) -> Result<()> {
+        let r = self
+            .send(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/"),
+                &[],
+                empty(),
+                false,
+            )
+            .await?;
+        let loc = location(&r, &self.host)?;
+        let r = self
+            .send(
+                Method::PATCH,
+                &loc,
+                &[("content-type", "application/octet-stream".into())],
+                body,
+                false,
+            )
+            .await?;
+        if r.status != 202 {
+            bail!("PATCH answered {}", r.status);
+        }
+        let loc = location(&r, &self.host)?;
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = self
+            .send(
+                Method::PUT,
+                &format!("{loc}{sep}digest={digest}"),
+                &[("content-length", "0".into())],
+                empty(),
+                false,
+            )
+            .await?;
+        if r.status != 201 {
+            bail!("final PUT answered {}", r.status);
+        }
+        Ok(())
+    }
+
+    pub async fn put_manifest(
+        &mut self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: Bytes,
+    ) -> Result<()> {
+        let r = self
+            .send(
+                Method::PUT,
+                &format!("/v2/{repo}/manifests/{reference}"),
+                &[("content-type", media_type.into())],
+                full(body),
+                false,
+            )
+            .await?;
+        if r.status != 201 {
+            bail!("manifest PUT answered {}", r.status);
+        }
+        Ok(())
+    }
+}
+
+fn location(r: &Reply, host: &str) -> Result<String> {
+    if r.status != 202 && r.status != 201 {
+        bail!("upload answered {}", r.status);
+    }
+    let loc = r.header("location").context("no Location")?;
+    // Distribution answers absolute URLs; keep the path and query.
+    Ok(match loc.find(host) {
+        Some(i) => loc[i + host.len()..].to_string(),
+        None => loc,
+    })
+}

@@ -1,0 +1,403 @@
+//! `berth-bench`: Berth and CNCF Distribution 2.8 on the same machine in the
+//! same run, workloads alternating between them round by round, medians
+//! reported with the ratio Berth/Distribution, next to the machine's own
+//! ceilings. `--quick` only checks that everything still runs (CI).
+
+mod ceilings;
+mod client;
+mod registry;
+mod workloads;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hyper::Method;
+use registry::Registry;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "Benchmark Berth against CNCF Distribution side by side")]
+struct Args {
+    /// Tiny sizes and one round: checks the benchmark runs, not timings.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per workload (medians are reported).
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// A third registry to measure too, e.g. http://127.0.0.1:5000.
+    #[arg(long)]
+    third: Option<String>,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench/results.json")]
+    json: std::path::PathBuf,
+}
+
+struct Plan {
+    rounds: usize,
+    big: u64,
+    load_secs: f64,
+    mixed_sizes: Vec<usize>,
+    mixed_ops: usize,
+    tags: usize,
+    repos: usize,
+}
+
+#[derive(Serialize)]
+struct Row {
+    figure: String,
+    unit: String,
+    higher_is_better: bool,
+    /// Median per registry.
+    values: BTreeMap<String, f64>,
+    /// Berth / Distribution.
+    ratio: Option<f64>,
+}
+
+/// Samples of one figure, per registry, in the order figures were first seen.
+struct Series {
+    figure: String,
+    unit: String,
+    higher_is_better: bool,
+    samples: BTreeMap<String, Vec<f64>>,
+}
+
+#[derive(Default)]
+struct Results(Vec<Series>);
+
+impl Results {
+    fn add(&mut self, figure: &str, unit: &str, higher: bool, registry: &str, v: f64) {
+        let i = match self.0.iter().position(|s| s.figure == figure) {
+            Some(i) => i,
+            None => {
+                self.0.push(Series {
+                    figure: figure.into(),
+                    unit: unit.into(),
+                    higher_is_better: higher,
+                    samples: BTreeMap::new(),
+                });
+                self.0.len() - 1
+            }
+        };
+        self.0[i]
+            .samples
+            .entry(registry.to_string())
+            .or_default()
+            .push(v);
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        self.0
+            .iter()
+            .map(|s| {
+                let values: BTreeMap<String, f64> = s
+                    .samples
+                    .iter()
+                    .map(|(r, v)| (r.clone(), median(v)))
+                    .collect();
+                let ratio = match (values.get("berth"), values.get("distribution")) {
+                    (Some(b), Some(d)) if *d != 0.0 => Some(b / d),
+                    _ => None,
+                };
+                Row {
+                    figure: s.figure.clone(),
+                    unit: s.unit.clone(),
+                    higher_is_better: s.higher_is_better,
+                    values,
+                    ratio,
+                }
+            })
+            .collect()
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+const MIB: usize = 1 << 20;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let plan = if args.quick {
+        Plan {
+            rounds: 1,
+            big: 16 << 20,
+            load_secs: 1.0,
+            mixed_sizes: vec![MIB, 2 * MIB],
+            mixed_ops: 4,
+            tags: 200,
+            repos: 50,
+        }
+    } else {
+        Plan {
+            rounds: 3,
+            big: 1 << 30,
+            load_secs: 10.0,
+            mixed_sizes: vec![MIB, 10 * MIB, 100 * MIB],
+            mixed_ops: 10,
+            tags: 100_000,
+            repos: 10_000,
+        }
+    };
+    let rounds = args.rounds.unwrap_or(plan.rounds);
+    let started = Instant::now();
+    let root = registry::workspace_root();
+    let mut regs = vec![Registry::berth(&root)?, Registry::distribution()?];
+    if let Some(url) = &args.third {
+        regs.push(Registry::external(url)?);
+    }
+    for r in &regs {
+        eprintln!("{} on {}", r.name, r.host);
+    }
+    let mut res = Results::default();
+    let mut cpu_load: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    let mut seed = 1u64;
+    let mut next = || {
+        seed += 1;
+        seed
+    };
+
+    eprintln!("images…");
+    for _ in 0..rounds {
+        for r in &regs {
+            let (push, pull) = workloads::image_round_trip(&r.host, next(), 3, MIB)
+                .await
+                .with_context(|| format!("{}: 3×1 MiB image", r.name))?;
+            res.add("push 3×1 MiB image", "s", false, &r.name, push);
+            res.add("pull 3×1 MiB image", "s", false, &r.name, pull);
+            let (push, pull) = workloads::image_round_trip(&r.host, next(), 40, 256 << 10).await?;
+            res.add("push 40×256 KiB image", "s", false, &r.name, push);
+            res.add("pull 40×256 KiB image", "s", false, &r.name, pull);
+        }
+    }
+
+    eprintln!("large layer…");
+    let big_label = if plan.big >= 1 << 30 {
+        format!("{} GiB", plan.big >> 30)
+    } else {
+        format!("{} MiB", plan.big >> 20)
+    };
+    for _ in 0..rounds {
+        for r in &regs {
+            let (put, patch, pull) = workloads::big_layer(&r.host, next(), plan.big).await?;
+            res.add(
+                &format!("{big_label} layer monolithic PUT"),
+                "MiB/s",
+                true,
+                &r.name,
+                put,
+            );
+            res.add(
+                &format!("{big_label} layer streamed PATCH"),
+                "MiB/s",
+                true,
+                &r.name,
+                patch,
+            );
+            res.add(
+                &format!("{big_label} layer pull"),
+                "MiB/s",
+                true,
+                &r.name,
+                pull,
+            );
+        }
+    }
+
+    eprintln!("concurrent pulls…");
+    for r in &regs {
+        workloads::push_image(
+            &r.host,
+            "bench/forty",
+            "v1",
+            &workloads::image(7, 40, 256 << 10),
+        )
+        .await?;
+    }
+    for _ in 0..rounds {
+        for r in &regs {
+            let s = workloads::concurrent_pulls(&r.host, "bench/forty", 16).await?;
+            res.add("16 concurrent pulls of 40×256 KiB", "s", false, &r.name, s);
+        }
+    }
+
+    eprintln!("request rates…");
+    let forty = workloads::image(7, 40, 256 << 10);
+    let head_path = format!("/v2/bench/forty/blobs/{}", forty.layers[0].0);
+    for _ in 0..rounds {
+        for r in &regs {
+            let cpu0 = r.cpu_seconds();
+            let m = workloads::load(
+                &r.host,
+                Method::GET,
+                "/v2/bench/forty/manifests/v1",
+                Some(workloads::OCI_MANIFEST),
+                32,
+                plan.load_secs,
+            )
+            .await?;
+            let h = workloads::load(&r.host, Method::HEAD, &head_path, None, 32, plan.load_secs)
+                .await?;
+            if let (Some(a), Some(b)) = (cpu0, r.cpu_seconds()) {
+                let e = cpu_load.entry(r.name.clone()).or_default();
+                e.0 += b - a;
+                e.1 += m.requests + h.requests;
+            }
+            res.add("manifest GET by tag, c=32", "req/s", true, &r.name, m.rps);
+            res.add("manifest GET p50, c=32", "ms", false, &r.name, m.p50_ms);
+            res.add("manifest GET p99, c=32", "ms", false, &r.name, m.p99_ms);
+            res.add("blob HEAD, c=32", "req/s", true, &r.name, h.rps);
+            res.add("blob HEAD p50, c=32", "ms", false, &r.name, h.p50_ms);
+            res.add("blob HEAD p99, c=32", "ms", false, &r.name, h.p99_ms);
+        }
+    }
+    for (name, (cpu, n)) in &cpu_load {
+        res.add(
+            "registry CPU per request (GET/HEAD load)",
+            "µs",
+            false,
+            name,
+            cpu / *n as f64 * 1e6,
+        );
+    }
+
+    eprintln!("mixed pull/push…");
+    for _ in 0..rounds {
+        for r in &regs {
+            let ops =
+                workloads::mixed(&r.host, next(), &plan.mixed_sizes, 10, plan.mixed_ops).await?;
+            res.add(
+                "mixed 75% pull / 25% push, c=10",
+                "ops/s",
+                true,
+                &r.name,
+                ops,
+            );
+        }
+    }
+
+    eprintln!(
+        "metadata scale ({} tags, {} repositories)…",
+        plan.tags, plan.repos
+    );
+    for r in &regs {
+        let t = Instant::now();
+        workloads::fill_metadata(&r.host, plan.tags, plan.repos, 16).await?;
+        res.add(
+            "metadata fill (manifest PUTs/s, c=16)",
+            "req/s",
+            true,
+            &r.name,
+            (plan.tags + plan.repos) as f64 / t.elapsed().as_secs_f64(),
+        );
+        let tags =
+            workloads::latency_ms(&r.host, "/v2/scale/tags/tags/list?n=100&last=t050000", 21)
+                .await?;
+        res.add(
+            &format!("tag-list page n=100 at {} tags", plan.tags),
+            "ms",
+            false,
+            &r.name,
+            tags,
+        );
+        let catalog =
+            workloads::latency_ms(&r.host, "/v2/_catalog?n=100&last=scale/repo05000", 21).await?;
+        res.add(
+            &format!("catalog page n=100 at {} repos", plan.repos),
+            "ms",
+            false,
+            &r.name,
+            catalog,
+        );
+    }
+
+    for r in &regs {
+        if let Some(rss) = r.peak_rss_mib() {
+            res.add("peak RSS over the run", "MiB", false, &r.name, rss);
+        }
+    }
+
+    eprintln!("machine ceilings…");
+    let mut ceilings = BTreeMap::new();
+    ceilings.insert(
+        "sha256 MiB/s".to_string(),
+        ceilings::sha256_mib_s(if args.quick { 32 << 20 } else { 512 << 20 }),
+    );
+    let tmp = tempfile::tempdir()?;
+    ceilings.insert(
+        "fdatasync write MiB/s".to_string(),
+        ceilings::fdatasync_write_mib_s(tmp.path(), plan.big as usize)?,
+    );
+    match ceilings::Nginx::start(plan.big) {
+        Ok(n) => {
+            ceilings.insert(
+                "nginx 1 KiB GET req/s, c=32".to_string(),
+                n.small_rps(plan.load_secs).await?,
+            );
+            ceilings.insert(
+                format!("nginx {big_label} GET MiB/s"),
+                n.big_mib_s(plan.big).await?,
+            );
+        }
+        Err(e) => eprintln!("nginx ceiling skipped: {e}"),
+    }
+
+    let rows = res.rows();
+    print_table(&rows, &regs, &ceilings);
+    let doc = serde_json::json!({
+        "date": std::process::Command::new("date").arg("-u").arg("+%Y-%m-%dT%H:%M:%SZ").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "quick": args.quick,
+        "rounds": rounds,
+        "seconds": started.elapsed().as_secs_f64(),
+        "results": rows,
+        "ceilings": ceilings,
+    });
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.json, serde_json::to_vec_pretty(&doc)?)?;
+    eprintln!(
+        "done in {:.0} s; results in {}",
+        started.elapsed().as_secs_f64(),
+        args.json.display()
+    );
+    Ok(())
+}
+
+fn print_table(rows: &[Row], regs: &[Registry], ceilings: &BTreeMap<String, f64>) {
+    let names: Vec<&str> = regs.iter().map(|r| r.name.as_str()).collect();
+    print!("| {:<42} | {:<6} |", "figure", "unit");
+    for n in &names {
+        print!(" {n:>12} |");
+    }
+    println!(" {:>12} |", "berth/dist");
+    print!("| {} | {} |", "-".repeat(42), "-".repeat(6));
+    for _ in &names {
+        print!(" {} |", "-".repeat(12));
+    }
+    println!(" {} |", "-".repeat(12));
+    for row in rows {
+        print!("| {:<42} | {:<6} |", row.figure, row.unit);
+        for n in &names {
+            match row.values.get(*n) {
+                Some(v) => print!(" {v:>12.2} |"),
+                None => print!(" {:>12} |", "—"),
+            }
+        }
+        match row.ratio {
+            Some(r) => println!(" {r:>12.2} |"),
+            None => println!(" {:>12} |", "—"),
+        }
+    }
+    println!();
+    println!("| machine ceiling | value |");
+    println!("| --- | --- |");
+    for (k, v) in ceilings {
+        println!("| {k} | {v:.0} |");
+    }
+}

@@ -1,0 +1,142 @@
+//! Starting the registries under test on loopback, and reading their CPU
+//! time and peak memory from /proc.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Registry {
+    pub name: String,
+    pub host: String,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Registry {
+    pub fn berth(root: &Path) -> Result<Registry> {
+        let bin = root.join("target/release/berth");
+        if !bin.exists() {
+            bail!("{} is missing: run `make build` first", bin.display());
+        }
+        let dir = tempfile::tempdir()?;
+        let host = format!("127.0.0.1:{}", free_port()?);
+        let child = Command::new(bin)
+            .args([
+                "serve",
+                "--listen",
+                &host,
+                "--log-level",
+                "warn",
+                "--manifest",
+            ])
+            .arg(root.join("spin.toml"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        Self::ready("berth", host, Some(child), Some(dir))
+    }
+
+    /// CNCF Distribution 2.8 (Debian's `docker-registry`), filesystem driver, delete enabled.
+    pub fn distribution() -> Result<Registry> {
+        let dir = tempfile::tempdir()?;
+        let host = format!("127.0.0.1:{}", free_port()?);
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: {host}}}\n",
+                dir.path().join("data").display()
+            ),
+        )?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting docker-registry (apt-get install docker-registry)")?;
+        Self::ready("distribution", host, Some(child), Some(dir))
+    }
+
+    /// A registry someone else runs, given by URL (no CPU or memory figures).
+    pub fn external(url: &str) -> Result<Registry> {
+        let host = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        Self::ready("third", host, None, None)
+    }
+
+    fn ready(
+        name: &str,
+        host: String,
+        child: Option<Child>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Result<Registry> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(&host) {
+                use std::io::{Read, Write};
+                let _ =
+                    s.write_all(format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes());
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                if out.contains(" 200 ") {
+                    return Ok(Registry {
+                        name: name.into(),
+                        host,
+                        child,
+                        _dir: dir,
+                    });
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("{name} did not start on {host}")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// User + system CPU seconds the process has used.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
+        let after = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        let ticks: f64 = fields[11].parse::<f64>().ok()? + fields[12].parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+
+    /// Peak resident memory (VmHWM) in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
