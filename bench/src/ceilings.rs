@@ -64,7 +64,7 @@ impl Nginx {
             format!(
                 "user root; daemon off; worker_processes 2; pid {d}/nginx.pid; error_log {d}/error.log;\n\
                  events {{ worker_connections 1024; }}\n\
-                 http {{ access_log off; sendfile on; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+                 http {{ access_log off; sendfile on; keepalive_requests 10000000; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
                  server {{ listen {host}; root {d}/www; }} }}\n"
             ),
         )?;

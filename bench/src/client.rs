@@ -19,17 +19,22 @@ pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).boxed()
 }
 
+/// Block `i` of [`repeated`]: `block` rotated by `i * 7`, cut at `total`.
+fn nth_block(block: &[u8], total: u64, i: u64) -> Vec<u8> {
+    let start = (i as usize * 7) % block.len();
+    let mut b = Vec::with_capacity(block.len());
+    b.extend_from_slice(&block[start..]);
+    b.extend_from_slice(&block[..start]);
+    let remaining = total - i * block.len() as u64;
+    b.truncate(remaining.min(block.len() as u64) as usize);
+    b
+}
+
 /// `total` bytes made of `block` repeated (rotated per block so blocks differ).
 pub fn repeated(block: Bytes, total: u64) -> Body {
     let n = total.div_ceil(block.len() as u64);
     let stream = futures::stream::iter((0..n).map(move |i| {
-        let start = (i as usize * 7) % block.len();
-        let mut b = Vec::with_capacity(block.len());
-        b.extend_from_slice(&block[start..]);
-        b.extend_from_slice(&block[..start]);
-        let remaining = total - i * block.len() as u64;
-        b.truncate(remaining.min(block.len() as u64) as usize);
-        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(b)))
+        Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(nth_block(&block, total, i))))
     }));
     StreamBody::new(stream).boxed()
 }
@@ -38,15 +43,8 @@ pub fn repeated(block: Bytes, total: u64) -> Body {
 pub fn repeated_digest(block: &[u8], total: u64) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    let n = total.div_ceil(block.len() as u64);
-    for i in 0..n {
-        let start = (i as usize * 7) % block.len();
-        let mut b = Vec::with_capacity(block.len());
-        b.extend_from_slice(&block[start..]);
-        b.extend_from_slice(&block[..start]);
-        let remaining = total - i * block.len() as u64;
-        b.truncate(remaining.min(block.len() as u64) as usize);
-        h.update(&b);
+    for i in 0..total.div_ceil(block.len() as u64) {
+        h.update(nth_block(block, total, i));
     }
     format!("sha256:{}", hex::encode(h.finalize()))
 }
@@ -140,14 +138,8 @@ impl Conn {
         self.send(Method::GET, path, headers, empty(), true).await
     }
 
-    /// Pushes a blob as containerd does: POST for a session, then one PUT.
-    pub async fn push_blob(
-        &mut self,
-        repo: &str,
-        digest: &str,
-        body: Body,
-        len: u64,
-    ) -> Result<()> {
+    /// Opens an upload session; returns its location (path and query).
+    async fn start_upload(&mut self, repo: &str) -> Result<String> {
         let r = self
             .send(
                 Method::POST,
@@ -157,7 +149,18 @@ impl Conn {
                 false,
             )
             .await?;
-        let loc = location(&r, &self.host)?;
+        location(&r, &self.host)
+    }
+
+    /// Pushes a blob as containerd does: POST for a session, then one PUT.
+    pub async fn push_blob(
+        &mut self,
+        repo: &str,
+        digest: &str,
+        body: Body,
+        len: u64,
+    ) -> Result<()> {
+        let loc = self.start_upload(repo).await?;
         let sep = if loc.contains('?') { '&' } else { '?' };
         let r = self
             .send(
@@ -179,16 +182,7 @@ impl Conn {
 
     /// Pushes a blob as docker does: POST, one streamed PATCH without length, then PUT.
     pub async fn push_blob_patch(&mut self, repo: &str, digest: &str, body: Body) -> Result<()> {
-        let r = self
-            .send(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/"),
-                &[],
-                empty(),
-                false,
-            )
-            .await?;
-        let loc = location(&r, &self.host)?;
+        let loc = self.start_upload(repo).await?;
         let r = self
             .send(
                 Method::PATCH,
