@@ -94,10 +94,11 @@ impl Conn {
         body: Body,
         keep: bool,
     ) -> Result<Reply> {
-        let what = format!("{method} http://{}{path}", self.host);
+        // The context is built only on failure: this is the load generator's hot path.
+        let m = method.clone();
         self.send_(method, path, headers, body, keep)
             .await
-            .with_context(|| what)
+            .with_context(|| format!("{m} http://{}{path}", self.host))
     }
 
     async fn send_(
