@@ -73,6 +73,10 @@ pub fn max_manifest() -> u64 {
     )
 }
 
+fn now_nanos() -> u64 {
+    spin_sdk::wasip3::clocks::system_clock::now().nanoseconds as u64
+}
+
 pub fn now() -> u64 {
     spin_sdk::wasip3::clocks::system_clock::now().seconds.max(0) as u64
 }
@@ -98,7 +102,13 @@ pub async fn commit_in_repo<F>(name: &str, mut build: F) -> Result<(), OciError>
 where
     F: AsyncFnMut() -> Result<Vec<WriteOp>, OciError>,
 {
-    for _ in 0..8 {
+    for attempt in 0..32u64 {
+        if attempt > 0 {
+            // Back off a little (longer the more often we lost) so a burst of
+            // writers to one key drains instead of starving someone.
+            let nanos = attempt.min(10) * 1_000_000 + (now_nanos() % 1_000_000);
+            spin_sdk::wasip3::clocks::monotonic_clock::wait_for(nanos).await;
+        }
         let mut ops = build().await?;
         if let Some(op) = ensure_repo(name).await? {
             ops.push(op);

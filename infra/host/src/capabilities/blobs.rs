@@ -388,6 +388,10 @@ async fn ingest(
         while let Some(chunk) = rx.blocking_recv() {
             size += chunk.len() as u64;
             if size > max {
+                // Leave the file as it was before this call, so an upload
+                // refused for its size can still be resumed or finished.
+                drop(io);
+                file.set_len(start)?;
                 return Err(BlobError::TooLarge(max));
             }
             if let Some(h) = hasher.as_mut() {
@@ -479,6 +483,13 @@ mod tests {
             s.append(&id, 0, feed(vec![b"xx"]).await, 100).await,
             Err(BlobError::BadOffset(2))
         ));
+        // Past the limit: refused, and the upload keeps its size.
+        assert!(matches!(
+            s.append(&id, 2, feed(vec![b"llo", b"world"]).await, 6)
+                .await,
+            Err(BlobError::TooLarge(6))
+        ));
+        assert_eq!(s.upload_size(&id).unwrap(), 2);
         // A new process has no running hash and re-reads the file.
         let s = BlobStore::open(dir.path()).unwrap();
         assert_eq!(s.upload_size(&id).unwrap(), 2);
