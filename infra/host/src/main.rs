@@ -55,6 +55,10 @@ struct ServeArgs {
     /// Application variables, `name=value` (repeatable); see `[variables]` in spin.toml.
     #[arg(long = "var", value_parser = parse_var)]
     vars: Vec<(String, String)>,
+    /// Where compiled components are kept between starts
+    /// (default: $XDG_CACHE_HOME/berth/components or ~/.cache/berth/components).
+    #[arg(long, env = "BERTH_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
     /// Uploads untouched for this many seconds are removed.
     #[arg(long, env = "BERTH_UPLOAD_EXPIRY_SECS", default_value_t = 24 * 3600)]
     upload_expiry_secs: u64,
@@ -100,10 +104,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let overrides: HashMap<String, String> = args.vars.iter().cloned().collect();
     let app = manifest::App::load(&args.manifest, &overrides)?;
     let engine = runtime::engine()?;
+    let cache = args
+        .cache_dir
+        .clone()
+        .or_else(runtime::default_cache_dir)
+        .unwrap_or_else(|| args.data_dir.join("cache"));
     let mut handlers = HashMap::new();
     for c in &app.components {
         let t = std::time::Instant::now();
-        handlers.insert(c.id.clone(), runtime::load(&engine, c, backends.clone())?);
+        let handler = runtime::load(&engine, c, backends.clone(), Some(&cache))?;
+        handlers.insert(c.id.clone(), handler);
         tracing::info!(component = %c.id, ms = t.elapsed().as_millis() as u64, "component ready");
     }
 

@@ -7,6 +7,7 @@ use crate::capabilities::{self, Backends, CapState};
 use crate::manifest;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,10 +73,6 @@ pub fn engine() -> Result<Engine> {
         // Batched decommit: measured +40% req/s for fresh instances here.
         .decommit_batch_size(64);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    // Compiled components are cached on disk, so restarts are fast.
-    if let Ok(cache) = wasmtime::Cache::new(wasmtime::CacheConfig::default()) {
-        config.cache(Some(cache));
-    }
     Ok(Engine::new(&config)?)
 }
 
@@ -111,15 +108,86 @@ fn compose(c: &manifest::Component) -> Result<Vec<u8>> {
     Ok(graph.encode(EncodeOptions::default())?)
 }
 
-pub fn load(engine: &Engine, c: &manifest::Component, backends: Arc<Backends>) -> Result<Handler> {
-    let component = if c.dependencies.is_empty() {
-        Component::from_file(engine, &c.source)
-    } else {
-        let bytes = compose(c).with_context(|| format!("composing component {}", c.id))?;
-        Component::new(engine, &bytes)
+/// Where compiled components are kept between runs.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("berth/components"))
+}
+
+/// The compiled form of `c` (composed with its dependencies), from the cache
+/// when its inputs and the engine are unchanged. A cache hit maps the
+/// precompiled file instead of composing and compiling: restarts are fast
+/// and the peak memory of compilation (~50 MiB for the registry) is paid
+/// once per build, not once per start.
+fn compiled(engine: &Engine, c: &manifest::Component, cache: Option<&Path>) -> Result<Component> {
+    use sha2::Digest;
+    use std::hash::{Hash, Hasher};
+    let mut key = sha2::Sha256::new();
+    let mut compat = std::hash::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut compat);
+    key.update(compat.finish().to_le_bytes());
+    key.update(env!("CARGO_PKG_VERSION"));
+    key.update(
+        std::fs::read(&c.source).with_context(|| format!("reading {}", c.source.display()))?,
+    );
+    for (import, path) in &c.dependencies {
+        key.update(import.as_bytes());
+        key.update(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
     }
-    .map_err(anyhow::Error::from)
-    .with_context(|| format!("loading component {} from {}", c.id, c.source.display()))?;
+    let file = cache.map(|d| d.join(format!("{}-{}.cwasm", c.id, hex::encode(key.finalize()))));
+    if let Some(file) = file.as_ref().filter(|f| f.exists()) {
+        // SAFETY: the file was written by `precompile_component` of an engine
+        // with the same compatibility hash (part of its name), by this host.
+        match unsafe { Component::deserialize_file(engine, file) } {
+            Ok(component) => return Ok(component),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "recompiling: cached component unusable")
+            }
+        }
+    }
+    let bytes = if c.dependencies.is_empty() {
+        std::fs::read(&c.source)?
+    } else {
+        compose(c).with_context(|| format!("composing component {}", c.id))?
+    };
+    let compiled = engine.precompile_component(&bytes)?;
+    drop(bytes);
+    if let Some(file) = file {
+        let stored = (|| -> Result<()> {
+            let dir = file.parent().expect("cache file has a directory");
+            std::fs::create_dir_all(dir)?;
+            // Old builds' artifacts of this component are no longer needed.
+            for entry in std::fs::read_dir(dir)?.flatten() {
+                let name = entry.file_name();
+                if name.to_string_lossy().starts_with(&format!("{}-", c.id)) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, &compiled)?;
+            std::fs::rename(&tmp, &file)?;
+            Ok(())
+        })();
+        match stored {
+            // SAFETY: just written by `precompile_component` above.
+            Ok(()) => return Ok(unsafe { Component::deserialize_file(engine, &file)? }),
+            Err(e) => tracing::warn!(error = %e, "could not cache the compiled component"),
+        }
+    }
+    // SAFETY: produced by `precompile_component` of this engine just above.
+    Ok(unsafe { Component::deserialize(engine, &compiled)? })
+}
+
+pub fn load(
+    engine: &Engine,
+    c: &manifest::Component,
+    backends: Arc<Backends>,
+    cache: Option<&Path>,
+) -> Result<Handler> {
+    let component = compiled(engine, c, cache)
+        .with_context(|| format!("loading component {} from {}", c.id, c.source.display()))?;
     let mut linker = Linker::<HostData>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;

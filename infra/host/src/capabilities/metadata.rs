@@ -1,17 +1,23 @@
 //! Metadata on SQLite: one ordered table of versioned values.
 //!
 //! Reads run inline on a per-thread connection (WAL lets them proceed while
-//! a write commits); writes go through one connection on a blocking thread,
-//! each commit one transaction with `synchronous=FULL`, so an acknowledged
-//! write survives a crash. Versions come from one global sequence, so a key
-//! deleted and written again never reuses a version (no ABA for CAS).
+//! a write commits). Writes go to one writer thread that group-commits: the
+//! commits waiting in its queue run in one transaction, each inside its own
+//! savepoint (a failed precondition rolls back that commit only), and one
+//! `synchronous=FULL` fsync makes them all durable before any is
+//! acknowledged. Versions come from one global sequence, so a key deleted and
+//! written again never reuses a version (no ABA for CAS).
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+/// Most commits folded into one transaction (one fsync).
+const GROUP_MAX: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -51,7 +57,13 @@ pub struct Metadata {
     path: PathBuf,
     /// Identifies this store for the per-thread reader cache.
     id: usize,
-    writer: Arc<Mutex<Connection>>,
+    writer: mpsc::Sender<Job>,
+}
+
+/// A write waiting for the writer thread.
+enum Job {
+    Commit(Vec<WriteOp>, oneshot::Sender<Result<Vec<u64>, MetaError>>),
+    Increment(String, i64, oneshot::Sender<Result<i64, MetaError>>),
 }
 
 thread_local! {
@@ -76,10 +88,14 @@ impl Metadata {
              INSERT OR IGNORE INTO sequence (id, next) VALUES (0, 1);",
         )?;
         static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let (writer, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("metadata-writer".into())
+            .spawn(move || write_loop(conn, queue))?;
         Ok(Metadata {
             path: path.to_path_buf(),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            writer: Arc::new(Mutex::new(conn)),
+            writer,
         })
     }
 
@@ -134,51 +150,129 @@ impl Metadata {
         limit: u32,
     ) -> Result<Vec<Entry>, MetaError> {
         // [prefix, prefix + U+10FFFF) covers every key starting with prefix.
+        // One lower bound only: given both `>= prefix` and `> after`, SQLite
+        // seeks to the prefix and filters up to `after` row by row (a page
+        // deep in 100k tags took 9 ms instead of 0.3 ms).
         let upper = format!("{prefix}\u{10FFFF}");
-        let lower = match after {
-            Some(a) if a.as_bytes() >= prefix.as_bytes() => a.to_string(),
-            _ => String::new(),
+        let (sql, lower) = match after {
+            Some(a) if a.as_bytes() >= prefix.as_bytes() => (
+                "SELECT key, value, version FROM kv WHERE key > ?1 AND key < ?2 ORDER BY key LIMIT ?3",
+                a,
+            ),
+            _ => (
+                "SELECT key, value, version FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3",
+                prefix,
+            ),
         };
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT key, value, version FROM kv WHERE key >= ?1 AND key < ?2 AND key > ?3 ORDER BY key LIMIT ?4",
-            )?;
-            let rows = stmt.query_map(params![prefix, upper, lower, limit], |r| {
-                Ok(Entry { key: r.get(0)?, value: r.get(1)?, version: r.get::<_, i64>(2)? as u64 })
+            let mut stmt = c.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![lower, upper, limit], |r| {
+                Ok(Entry {
+                    key: r.get(0)?,
+                    value: r.get(1)?,
+                    version: r.get::<_, i64>(2)? as u64,
+                })
             })?;
             rows.collect()
         })
     }
 
-    /// Applies `ops` in one transaction; returns the version of each put.
+    /// Applies `ops` atomically; returns the version of each put once durable.
     pub async fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, MetaError> {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
-            commit_sync(&mut conn, &ops)
-        })
-        .await
-        .map_err(|e| MetaError::Backend(e.into()))?
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Commit(ops, tx))?;
+        rx.await.map_err(|_| writer_gone())?
     }
 
     pub async fn increment(&self, key: String, delta: i64) -> Result<i64, MetaError> {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = writer.lock().unwrap_or_else(|p| p.into_inner());
-            let v: i64 = conn.query_row(
-                "INSERT INTO counters (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = value + excluded.value RETURNING value",
-                params![key, delta],
-                |r| r.get(0),
-            )?;
-            Ok(v)
-        })
-        .await
-        .map_err(|e| MetaError::Backend(e.into()))?
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Increment(key, delta, tx))?;
+        rx.await.map_err(|_| writer_gone())?
+    }
+
+    fn send(&self, job: Job) -> Result<(), MetaError> {
+        self.writer.send(job).map_err(|_| writer_gone())
     }
 }
 
-fn check(tx: &rusqlite::Transaction, key: &str, pre: &Precondition) -> Result<(), MetaError> {
+fn writer_gone() -> MetaError {
+    MetaError::Backend(anyhow::anyhow!("the metadata writer has stopped"))
+}
+
+/// The writer thread: takes every queued job, runs them in one transaction
+/// (a savepoint each), commits once, then answers each job.
+fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = run_group(&mut conn, &jobs);
+        for (job, result) in jobs.into_iter().zip(outcome) {
+            // A caller that went away no longer needs its answer.
+            match (job, result) {
+                (Job::Commit(_, tx), Ok(Done::Versions(v))) => drop(tx.send(Ok(v))),
+                (Job::Increment(_, _, tx), Ok(Done::Counter(v))) => drop(tx.send(Ok(v))),
+                (Job::Commit(_, tx), Err(e)) => drop(tx.send(Err(e))),
+                (Job::Increment(_, _, tx), Err(e)) => drop(tx.send(Err(e))),
+                _ => unreachable!("each job gets the result of its own kind"),
+            }
+        }
+    }
+}
+
+enum Done {
+    Versions(Vec<u64>),
+    Counter(i64),
+}
+
+/// Runs `jobs` in one transaction; one result per job. If the final commit
+/// fails, every job fails (none of them was applied).
+fn run_group(conn: &mut Connection, jobs: &[Job]) -> Vec<Result<Done, MetaError>> {
+    let mut group = || -> Result<Vec<Result<Done, MetaError>>, rusqlite::Error> {
+        let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let sp = tx.savepoint()?;
+            let result = match job {
+                Job::Commit(ops, _) => apply(&sp, ops).map(Done::Versions),
+                Job::Increment(key, delta, _) => sp
+                    .query_row(
+                        "INSERT INTO counters (key, value) VALUES (?1, ?2)
+                         ON CONFLICT (key) DO UPDATE SET value = value + excluded.value RETURNING value",
+                        params![key, delta],
+                        |r| r.get(0),
+                    )
+                    .map(Done::Counter)
+                    .map_err(MetaError::from),
+            };
+            if result.is_ok() {
+                sp.commit()?;
+            } // else dropping the savepoint rolls this job back.
+            results.push(result);
+        }
+        tx.commit()?;
+        Ok(results)
+    };
+    match group() {
+        Ok(results) => results,
+        Err(e) => {
+            let msg = e.to_string();
+            jobs.iter()
+                .map(|_| {
+                    Err(MetaError::Backend(anyhow::anyhow!(
+                        "metadata commit failed: {msg}"
+                    )))
+                })
+                .collect()
+        }
+    }
+}
+
+fn check(tx: &Connection, key: &str, pre: &Precondition) -> Result<(), MetaError> {
     let current: Option<i64> = match pre {
         Precondition::None => return Ok(()),
         _ => tx
@@ -194,8 +288,7 @@ fn check(tx: &rusqlite::Transaction, key: &str, pre: &Precondition) -> Result<()
     if ok { Ok(()) } else { Err(MetaError::Conflict) }
 }
 
-fn commit_sync(conn: &mut Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+fn apply(tx: &Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaError> {
     let version: i64 = tx.query_row(
         "UPDATE sequence SET next = next + 1 WHERE id = 0 RETURNING next - 1",
         [],
@@ -205,7 +298,7 @@ fn commit_sync(conn: &mut Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaE
     for op in ops {
         match op {
             WriteOp::Put(key, value, pre) => {
-                check(&tx, key, pre)?;
+                check(tx, key, pre)?;
                 tx.prepare_cached(
                     "INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version",
@@ -214,13 +307,12 @@ fn commit_sync(conn: &mut Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaE
                 versions.push(version as u64);
             }
             WriteOp::Delete(key, pre) => {
-                check(&tx, key, pre)?;
+                check(tx, key, pre)?;
                 tx.prepare_cached("DELETE FROM kv WHERE key = ?1")?
                     .execute([key])?;
             }
         }
     }
-    tx.commit()?;
     Ok(versions)
 }
 
@@ -295,5 +387,45 @@ mod tests {
         assert_eq!(m.increment("c".into(), 5).await.unwrap(), 5);
         assert_eq!(m.increment("c".into(), -2).await.unwrap(), 3);
         assert_eq!(m.increment("c".into(), 0).await.unwrap(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grouped_commits_fail_alone() {
+        let (_d, m) = store();
+        let m = std::sync::Arc::new(m);
+        m.commit(vec![WriteOp::Put(
+            "taken".into(),
+            vec![1],
+            Precondition::None,
+        )])
+        .await
+        .unwrap();
+        // Many concurrent commits land in shared groups; the ones whose
+        // precondition fails must not take the others down with them.
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    let key = if i % 10 == 0 {
+                        "taken".to_string()
+                    } else {
+                        format!("k{i:03}")
+                    };
+                    let r = m
+                        .commit(vec![
+                            WriteOp::Put(format!("side{i:03}"), vec![2], Precondition::None),
+                            WriteOp::Put(key, vec![3], Precondition::Absent),
+                        ])
+                        .await;
+                    (i, r.is_ok())
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (i, ok) = t.await.unwrap();
+            assert_eq!(ok, i % 10 != 0, "commit {i}");
+            assert_eq!(m.get(&format!("side{i:03}")).unwrap().is_some(), ok);
+        }
+        assert_eq!(m.scan("k", None, 1000).unwrap().len(), 180);
     }
 }
