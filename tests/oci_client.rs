@@ -2,7 +2,7 @@
 //! multi-layer image, tag listing, and an artifact found through the
 //! referrers API.
 
-use berth_tests::Berth;
+use berth_tests::{ADMIN, Berth};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
@@ -24,7 +24,9 @@ fn digest(b: &[u8]) -> String {
 async fn push_pull_tags_and_referrers() {
     let berth = Berth::start();
     let c = client();
-    let auth = RegistryAuth::Anonymous;
+    // Basic credentials: oci-client trades them for a Bearer token at the
+    // realm the registry's challenge names.
+    let auth = RegistryAuth::Basic(ADMIN.0.into(), ADMIN.1.into());
     let image: Reference = format!("{}/rust/app:v1", berth.addr).parse().unwrap();
 
     let layers: Vec<ImageLayer> = (0..3u8)

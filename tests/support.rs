@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The bootstrap administrator of test registries (account `admin`).
+pub const ADMIN: (&str, &str) = ("admin", "berth-test-admin");
+
 pub struct Berth {
     child: Child,
     pub addr: String,
@@ -38,6 +41,7 @@ impl Berth {
             .arg(root().join("spin.toml"))
             .arg("--data-dir")
             .arg(data.path())
+            .env("BERTH_ADMIN_PASSWORD", ADMIN.1)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

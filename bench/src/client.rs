@@ -52,6 +52,18 @@ pub fn repeated_digest(block: &[u8], total: u64) -> String {
 pub struct Conn {
     host: String,
     sender: SendRequest<Body>,
+    authorization: Option<String>,
+}
+
+/// `Authorization` values to send to a host (registries that require auth).
+static AUTHORIZATION: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Every request to `host` from now on carries `authorization`.
+pub fn authorize(host: &str, authorization: String) {
+    AUTHORIZATION
+        .lock()
+        .unwrap()
+        .push((host.to_string(), authorization));
 }
 
 pub struct Reply {
@@ -79,9 +91,16 @@ impl Conn {
         tokio::spawn(async move {
             let _ = conn.await;
         });
+        let authorization = AUTHORIZATION
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(h, _)| h == host)
+            .map(|(_, a)| a.clone());
         Ok(Conn {
             host: host.to_string(),
             sender,
+            authorization,
         })
     }
 
@@ -113,6 +132,9 @@ impl Conn {
             .method(method)
             .uri(path)
             .header("host", &self.host);
+        if let Some(a) = &self.authorization {
+            req = req.header("authorization", a);
+        }
         for (k, v) in headers {
             req = req.header(*k, v);
         }

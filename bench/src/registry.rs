@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The bootstrap administrator's password of the Berth under test; the
+/// benchmark authenticates every request with it (Basic), the heaviest of
+/// Berth's authentication paths. Distribution runs without authentication.
+pub const BERTH_PASSWORD: &str = "berth-bench";
+
 pub struct Registry {
     pub name: String,
     pub host: String,
@@ -32,6 +37,7 @@ impl Registry {
     }
 
     fn berth_once(root: &Path, bin: &Path) -> Result<Registry> {
+        use base64::Engine;
         let dir = tempfile::tempdir()?;
         let host = format!("127.0.0.1:{}", free_port()?);
         let child = Command::new(bin)
@@ -46,9 +52,15 @@ impl Registry {
             .arg(root.join("spin.toml"))
             .arg("--data-dir")
             .arg(dir.path())
+            // Every workload pushes to its own organizations.
+            .args(["--var", "namespace_quota=100000"])
+            .env("BERTH_ADMIN_PASSWORD", BERTH_PASSWORD)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("admin:{BERTH_PASSWORD}"));
+        crate::client::authorize(&host, format!("Basic {basic}"));
         Self::ready("berth", host, Some(child), Some(dir))
     }
 
@@ -97,7 +109,8 @@ impl Registry {
                     s.write_all(format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes());
                 let mut out = String::new();
                 let _ = s.read_to_string(&mut out);
-                if out.contains(" 200 ") {
+                // 401: up, and asking for credentials (Berth).
+                if out.contains(" 200 ") || out.contains(" 401 ") {
                     return Ok(Registry {
                         name: name.into(),
                         host,

@@ -1,10 +1,12 @@
 //! Berth's domain rules, in plain Rust so they are unit-tested natively and
 //! shared by every component: what a valid repository name, tag or digest is,
 //! how `/v2/` paths route, how manifests are validated, which errors the
-//! protocol answers, and how metadata keys are laid out.
+//! protocol answers, how metadata keys are laid out, and who may do what
+//! (`iam`).
 
 pub mod digest;
 pub mod error;
+pub mod iam;
 pub mod keys;
 pub mod manifest;
 pub mod name;

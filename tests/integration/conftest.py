@@ -20,6 +20,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 BERTH = ROOT / "target" / "release" / "berth"
+# The bootstrap administrator of every test registry (account "admin").
+ADMIN = ("admin", "berth-test-admin")
 
 
 def free_port():
@@ -43,13 +45,31 @@ class Registry:
         return f"127.0.0.1:{self.port}"
 
     @property
-    def url(self):
+    def anon_url(self):
         return f"http://{self.host}"
 
+    @property
+    def url(self):
+        """The administrator's URL: requests sends its credentials (Basic)."""
+        return f"http://{ADMIN[0]}:{ADMIN[1]}@{self.host}"
+
+    @property
+    def creds(self):
+        return f"{ADMIN[0]}:{ADMIN[1]}"
+
+    def iam(self, *args):
+        """Runs `berth iam …` on this registry's data; returns its output as a dict."""
+        r = subprocess.run([str(BERTH), "iam", "--data-dir", str(self.data_dir), *args],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
+
     def start(self):
+        # Tests push to many organizations; SWR's default quota is 5 per user.
         cmd = [str(BERTH), "serve", "--listen", self.host, "--data-dir", str(self.data_dir),
-               "--manifest", str(ROOT / "spin.toml"), *self.extra_args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
+               "--manifest", str(ROOT / "spin.toml"), "--var", "namespace_quota=1000", *self.extra_args]
+        env = dict(os.environ, BERTH_ADMIN_PASSWORD=ADMIN[1])
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env=env)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:

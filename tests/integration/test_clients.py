@@ -34,18 +34,18 @@ def test_skopeo_round_trip_multilayer(registry, tmp_path):
     layers = [layer_tar_gz({f"f{i}": os.urandom(200_000)}, seed=i) for i in range(3)]
     write_oci_layout(src, {"v1": layers})
     digest_file = tmp_path / "digest"
-    skopeo("copy", "--dest-tls-verify=false", "--digestfile", str(digest_file),
+    skopeo("copy", "--dest-tls-verify=false", "--dest-creds", registry.creds, "--digestfile", str(digest_file),
            f"oci:{src}:v1", f"docker://{registry.host}/clients/skopeo:v1", tmp=tmp_path)
     pushed = digest_file.read_text().strip()
-    raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/clients/skopeo:v1", tmp=tmp_path).stdout
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", "--creds", registry.creds, f"docker://{registry.host}/clients/skopeo:v1", tmp=tmp_path).stdout
     assert sha256(raw.encode()) == pushed
     assert len(json.loads(raw)["layers"]) == 3
     dst = tmp_path / "dst"
-    skopeo("copy", "--src-tls-verify=false", f"docker://{registry.host}/clients/skopeo:v1", f"oci:{dst}:v1", tmp=tmp_path)
+    skopeo("copy", "--src-tls-verify=false", "--src-creds", registry.creds, f"docker://{registry.host}/clients/skopeo:v1", f"oci:{dst}:v1", tmp=tmp_path)
     assert layout_digests(src) <= layout_digests(dst) | {pushed.split(":")[1]}
     for p in (dst / "blobs" / "sha256").iterdir():
         assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name
-    skopeo("delete", "--tls-verify=false", f"docker://{registry.host}/clients/skopeo@{pushed}", tmp=tmp_path)
+    skopeo("delete", "--tls-verify=false", "--creds", registry.creds, f"docker://{registry.host}/clients/skopeo@{pushed}", tmp=tmp_path)
     assert requests.get(f"{registry.url}/v2/clients/skopeo/manifests/v1").status_code == 404
 
 
@@ -53,13 +53,13 @@ def test_skopeo_round_trip_multilayer(registry, tmp_path):
 def test_skopeo_multiarch_index(registry, tmp_path):
     src = tmp_path / "src"
     write_oci_layout(src, {"multi": [layer_tar_gz({"a": b"arch layer"})]}, index_platforms=["amd64", "arm64"])
-    skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{src}:multi", f"docker://{registry.host}/clients/multi:v1", tmp=tmp_path)
+    skopeo("copy", "--all", "--dest-tls-verify=false", "--dest-creds", registry.creds, f"oci:{src}:multi", f"docker://{registry.host}/clients/multi:v1", tmp=tmp_path)
     r = requests.get(f"{registry.url}/v2/clients/multi/manifests/v1", headers={"Accept": "application/vnd.oci.image.index.v1+json"})
     assert r.status_code == 200
     archs = sorted(m["platform"]["architecture"] for m in r.json()["manifests"])
     assert archs == ["amd64", "arm64"]
     dst = tmp_path / "dst"
-    skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{registry.host}/clients/multi:v1", f"oci:{dst}:v1", tmp=tmp_path)
+    skopeo("copy", "--all", "--src-tls-verify=false", "--src-creds", registry.creds, f"docker://{registry.host}/clients/multi:v1", f"oci:{dst}:v1", tmp=tmp_path)
     index = json.loads((dst / "index.json").read_text())
     top = index["manifests"][0]["digest"].split(":")[1]
     assert hashlib.sha256((dst / "blobs" / "sha256" / top).read_bytes()).hexdigest() == top
@@ -79,10 +79,10 @@ def test_podman_push_pull(registry, tmp_path):
         loaded = run([*base, "pull", f"oci:{src}:v1"], env=env).stdout.strip().splitlines()[-1]
         ref = f"{registry.host}/clients/podman:v1"
         run([*base, "tag", loaded, ref], env=env)
-        run([*base, "push", "--tls-verify=false", ref], env=env)
+        run([*base, "push", "--tls-verify=false", "--creds", registry.creds, ref], env=env)
         assert requests.get(f"{registry.url}/v2/clients/podman/tags/list").json()["tags"] == ["v1"]
         run([*base, "rmi", "-a", "-f"], env=env)
-        run([*base, "pull", "--tls-verify=false", ref], env=env)
+        run([*base, "pull", "--tls-verify=false", "--creds", registry.creds, ref], env=env)
         images = run([*base, "images", "--format", "{{.Repository}}:{{.Tag}}"], env=env).stdout
         assert "clients/podman:v1" in images
     finally:
@@ -94,7 +94,10 @@ def test_oras_push_pull_and_referrers(registry, tmp_path):
     import oras.client
     import oras.provider
 
-    client = oras.client.OrasClient(hostname=registry.host, insecure=True)
+    # oras-py keeps its first token even when a later request needs more
+    # scope, so it is used with Basic credentials on every request.
+    client = oras.client.OrasClient(hostname=registry.host, insecure=True, auth_backend="basic")
+    client.auth.set_basic_auth(*registry.creds.split(":"))
     chart = tmp_path / "mychart-0.1.0.tgz"
     chart.write_bytes(os.urandom(50_000))
     target = f"{registry.host}/clients/oras/chart:0.1.0"

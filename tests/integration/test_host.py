@@ -1,12 +1,13 @@
 """Host behaviour: TLS, abandoned-upload expiry, structured logs."""
 
 import json
+import os
 import subprocess
 import time
 
 import requests
 
-from conftest import Registry
+from conftest import ADMIN, Registry
 
 
 def test_https_with_configured_certificate(tmp_path):
@@ -16,12 +17,13 @@ def test_https_with_configured_certificate(tmp_path):
                    check=True, capture_output=True)
     reg = Registry(tmp_path / "data", extra_args=["--tls-cert", str(cert), "--tls-key", str(key)])
     # The readiness probe speaks plain HTTP; poll over TLS instead.
-    reg.proc = subprocess.Popen([*reg_cmd(reg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reg.proc = subprocess.Popen([*reg_cmd(reg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=dict(os.environ, BERTH_ADMIN_PASSWORD=ADMIN[1]))
     try:
         deadline = time.time() + 60
         while True:
             try:
-                r = requests.get(f"https://{reg.host}/v2/", verify=str(cert), timeout=1)
+                r = requests.get(f"https://{reg.host}/v2/", verify=str(cert), timeout=1, auth=ADMIN)
                 break
             except requests.RequestException:
                 assert reg.proc.poll() is None, "berth exited"

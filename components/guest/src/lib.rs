@@ -3,7 +3,9 @@
 //! code (`http`), and the entry point each endpoint family exports
 //! (`serve`). Protocol rules live in `berth-domain`, not here.
 
+pub mod auth;
 pub mod http;
+pub mod namespaces;
 pub mod store;
 
 use berth_domain::OciError;
@@ -23,6 +25,11 @@ where
         Err(err) => Reply::error(&err),
     };
     Ok(reply.into_response(req))
+}
+
+/// Answers `request` with a reply decided before reading it.
+pub fn respond(request: Request, reply: Reply) -> Response {
+    reply.into_response(Incoming::new(request))
 }
 
 /// Parses a digest from a path or query, as the spec's errors want it.

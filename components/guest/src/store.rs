@@ -13,7 +13,7 @@ spin_sdk::wit_bindgen::generate!({
 pub use berth::registry::blobs::{self, DigestAlgorithm};
 pub use berth::registry::metadata::{self, Precondition, WriteOp};
 pub use berth::registry::types::StoreError;
-pub use berth::registry::{config, uploads};
+pub use berth::registry::{config, credentials, uploads};
 
 /// Server faults become `UNKNOWN` errors; the detail stays in the host's logs.
 pub fn fault(e: StoreError) -> OciError {
@@ -81,18 +81,45 @@ pub fn now() -> u64 {
     spin_sdk::wasip3::clocks::system_clock::now().seconds.max(0) as u64
 }
 
+/// Nanoseconds since the epoch (orders audit events).
+pub fn now_ns() -> u128 {
+    let t = spin_sdk::wasip3::clocks::system_clock::now();
+    t.seconds.max(0) as u128 * 1_000_000_000 + t.nanoseconds as u128
+}
+
+/// 64 random bits as hex (std seeds its hasher keys from `wasi:random`).
+pub fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    format!(
+        "{:016x}",
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    )
+}
+
 /// Records that repository `name` exists (for the catalog), once.
-pub async fn ensure_repo(name: &str) -> Result<Option<WriteOp>, OciError> {
+pub async fn ensure_repo(name: &str) -> Result<Vec<WriteOp>, OciError> {
+    use berth_domain::iam::records;
     let key = berth_domain::keys::repo(name);
     if exists(&key).await? {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let record = berth_domain::keys::RepoRecord { created: now() };
-    Ok(Some(WriteOp::Put((
+    let mut ops = vec![WriteOp::Put((
         key,
         serde_json::to_vec(&record).unwrap(),
         Precondition::Absent,
-    ))))
+    ))];
+    // The owning tenant's catalog lists it from now on.
+    let ns = name.split('/').next().unwrap_or(name);
+    if let Some(ns) = get_json::<records::Namespace>(&records::namespace(ns)).await? {
+        ops.push(put(
+            records::tenant_repository(&ns.tenant, name),
+            Vec::new(),
+        ));
+    }
+    Ok(ops)
 }
 
 /// Commits the operations `build` returns, plus the repository record if it
@@ -110,9 +137,7 @@ where
             spin_sdk::wasip3::clocks::monotonic_clock::wait_for(nanos).await;
         }
         let mut ops = build().await?;
-        if let Some(op) = ensure_repo(name).await? {
-            ops.push(op);
-        }
+        ops.extend(ensure_repo(name).await?);
         match commit(ops).await {
             Ok(_) => return Ok(()),
             Err(StoreError::Conflict) => continue,

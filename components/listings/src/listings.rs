@@ -34,7 +34,13 @@ fn reply(path: &str, body: serde_json::Value, items: &[String], limit: u32, more
 }
 
 pub async fn catalog(req: &Incoming) -> Result<Reply, OciError> {
-    let (repos, limit, more) = page(req, keys::REPO).await?;
+    // The router names the caller's tenant: a catalog lists its own
+    // repositories only.
+    let prefix = match req.query("berth-tenant") {
+        Some(t) => berth_domain::iam::records::tenant_repository_prefix(t),
+        None => keys::REPO.to_string(),
+    };
+    let (repos, limit, more) = page(req, &prefix).await?;
     Ok(reply(
         &req.path,
         serde_json::json!({ "repositories": repos }),

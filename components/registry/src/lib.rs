@@ -1,10 +1,14 @@
 //! The registry router: owns `/v2/...` (Spin routes by prefix only, and
-//! repository names span path segments), answers `GET /v2/` and routing
-//! errors itself, and hands every other request, unchanged and with its
-//! body still a stream, to the endpoint family's component through
-//! `wit/endpoints.wit`. This is the one place every `/v2/` request passes,
-//! where authorization will be checked.
+//! repository names span path segments). Every `/v2/` request passes here,
+//! so this is where callers are authenticated (Bearer tokens from the
+//! `token` component, or Basic credentials), where each request is
+//! authorized (`berth_domain::iam::decide`), and where pushes and deletes
+//! are audited. Allowed requests go, unchanged and with their bodies still
+//! streams, to the endpoint family's component through `wit/endpoints.wit`.
 
+mod access;
+
+use access::{Caller, Check};
 use berth_domain::route::{self, Route, RouteError};
 use berth_domain::{ErrorCode as OciCode, OciError};
 use berth_guest::http::{Incoming, Reply};
@@ -23,50 +27,60 @@ use berth::registry::{blobs_api, listings_api, manifests_api, referrers_api, upl
 struct Router;
 spin_sdk::wasip3::http::service::export!(Router);
 
-/// Which family serves a path, or the answer the router gives itself.
-enum Family {
-    Blobs,
-    Uploads,
-    Manifests,
-    Listings,
-    Referrers,
-}
-
-fn family(path: &str) -> Result<Option<Family>, OciError> {
-    match route::parse(path) {
-        Ok(Route::Base) => Ok(None),
-        Ok(Route::Catalog | Route::Tags { .. }) => Ok(Some(Family::Listings)),
-        Ok(Route::Manifest { .. }) => Ok(Some(Family::Manifests)),
-        Ok(Route::Blob { .. }) => Ok(Some(Family::Blobs)),
-        Ok(Route::UploadStart { .. } | Route::Upload { .. }) => Ok(Some(Family::Uploads)),
-        Ok(Route::Referrers { .. }) => Ok(Some(Family::Referrers)),
-        Err(RouteError::NameInvalid) => Err(OciError::new(
-            OciCode::NameInvalid,
-            "invalid repository name",
-        )),
-        Err(RouteError::NotFound) => {
-            Err(OciError::new(OciCode::Unsupported, "no such endpoint").with_status(404))
+fn route(path: &str) -> Result<Route<'_>, OciError> {
+    route::parse(path).map_err(|e| match e {
+        RouteError::NameInvalid => OciError::new(OciCode::NameInvalid, "invalid repository name"),
+        RouteError::NotFound => {
+            OciError::new(OciCode::Unsupported, "no such endpoint").with_status(404)
         }
-    }
+    })
 }
 
 impl spin_sdk::wasip3::exports::http::handler::Guest for Router {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
-        let path = request.get_path_with_query().unwrap_or_default();
-        let path = path.split('?').next().unwrap_or_default();
-        match family(path) {
-            Ok(Some(Family::Blobs)) => blobs_api::handle(request).await,
-            Ok(Some(Family::Uploads)) => uploads_api::handle(request).await,
-            Ok(Some(Family::Manifests)) => manifests_api::handle(request).await,
-            Ok(Some(Family::Listings)) => listings_api::handle(request).await,
-            Ok(Some(Family::Referrers)) => referrers_api::handle(request).await,
-            Ok(None) => berth_guest::serve(request, base).await,
-            Err(e) => berth_guest::serve(request, async |_: &Incoming| Err(e.clone())).await,
+        let pq = request.get_path_with_query().unwrap_or_default();
+        let (path, query) = pq.split_once('?').unwrap_or((&pq, ""));
+        let route = match route(path) {
+            Ok(r) => r,
+            Err(e) => {
+                return berth_guest::serve(request, async |_: &Incoming| Err(e.clone())).await;
+            }
+        };
+        let method = request.get_method();
+        let caller = Caller::of(&request).await;
+        let check = match access::check(&caller, &route, &method, query, &request).await {
+            Ok(check) => check,
+            Err(reply) => return Ok(berth_guest::respond(request, reply)),
+        };
+        let source = access::client_addr(&request);
+        if let Some(pq) = &check.rewrite {
+            let _ = request.set_path_with_query(Some(pq));
+        }
+        let response = match route {
+            Route::Base => berth_guest::serve(request, base).await,
+            Route::Catalog | Route::Tags { .. } => listings_api::handle(request).await,
+            Route::Manifest { .. } => manifests_api::handle(request).await,
+            Route::Blob { .. } => blobs_api::handle(request).await,
+            Route::UploadStart { .. } | Route::Upload { .. } => uploads_api::handle(request).await,
+            Route::Referrers { .. } => referrers_api::handle(request).await,
+        };
+        if let (Some(op), Ok(resp)) = (&check.audit, &response) {
+            access::audit(&caller, op, resp.get_status_code(), source).await;
+        }
+        response
+    }
+}
+
+impl Check {
+    fn allowed() -> Check {
+        Check {
+            rewrite: None,
+            audit: None,
         }
     }
 }
 
-/// `GET /v2/`: the API version check.
+/// `GET /v2/`: the API version check (reached only when authenticated).
 async fn base(req: &Incoming) -> Result<Reply, OciError> {
     match req.method {
         Method::Get | Method::Head => Ok(Reply::json(200, b"{}".to_vec())),

@@ -3,6 +3,7 @@
 //! (SQLite metadata, filesystem blobs).
 
 mod capabilities;
+mod iam;
 mod manifest;
 mod runtime;
 mod server;
@@ -27,6 +28,19 @@ struct Cli {
 enum Command {
     /// Serve the registry.
     Serve(ServeArgs),
+    /// Manage tenants, users, groups, policies and access keys.
+    Iam {
+        /// The registry's data directory (as given to `serve`).
+        #[arg(
+            long,
+            env = "BERTH_DATA_DIR",
+            default_value = "./berth-data",
+            global = true
+        )]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        command: iam::IamCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -77,6 +91,14 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?
             .block_on(serve(args)),
+        Command::Iam { data_dir, command } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let meta = capabilities::metadata::Metadata::open(&data_dir.join("metadata.db"))?;
+                let creds = capabilities::credentials::Credentials::open(&data_dir.join("keys"))?;
+                iam::run(&meta, &creds, command).await
+            }),
     }
 }
 
@@ -100,7 +122,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let backends = Arc::new(Backends {
         metadata: capabilities::metadata::Metadata::open(&args.data_dir.join("metadata.db"))?,
         blobs: capabilities::blobs::BlobStore::open(&args.data_dir)?,
+        credentials: capabilities::credentials::Credentials::open(&args.data_dir.join("keys"))?,
     });
+    iam::bootstrap(&backends.metadata, &backends.credentials).await?;
     let overrides: HashMap<String, String> = args.vars.iter().cloned().collect();
     let app = manifest::App::load(&args.manifest, &overrides)?;
     let engine = runtime::engine()?;
@@ -159,6 +183,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 .map(|_| ())
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }),
+        tls: args.tls_cert.is_some(),
     });
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),

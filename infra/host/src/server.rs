@@ -22,6 +22,8 @@ pub struct Server {
     pub app: App,
     pub handlers: HashMap<String, Handler>,
     pub health: Box<dyn Fn() -> Result<()> + Send + Sync>,
+    /// Whether requests arrive over TLS (the scheme components see).
+    pub tls: bool,
 }
 
 type Body = WasiBody;
@@ -60,7 +62,28 @@ impl Server {
                 }
             }
         } else if let Some(handler) = self.app.route(&path).and_then(|c| self.handlers.get(c)) {
-            let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+            let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+            // As Spin does: components learn the client's address from this
+            // header, which a client cannot set itself.
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&peer.to_string()) {
+                req.headers_mut().insert("spin-client-addr", v);
+            }
+            // Components never see `Host` (a forbidden header in wasi:http):
+            // give them the full URL instead, as Spin does.
+            if req.uri().authority().is_none()
+                && let Some(host) = req.headers().get(hyper::header::HOST).cloned()
+            {
+                let mut parts = req.uri().clone().into_parts();
+                parts.scheme = Some(if self.tls {
+                    hyper::http::uri::Scheme::HTTPS
+                } else {
+                    hyper::http::uri::Scheme::HTTP
+                });
+                parts.authority = host.to_str().ok().and_then(|h| h.parse().ok());
+                if let Ok(uri) = hyper::Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+            }
             match handler.handle((), req).await {
                 Ok(r) => r,
                 Err(e) => {

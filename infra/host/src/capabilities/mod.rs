@@ -3,6 +3,7 @@
 //! backends; the backends hold the logic.
 
 pub mod blobs;
+pub mod credentials;
 pub mod metadata;
 mod streams;
 
@@ -21,12 +22,15 @@ wasmtime::component::bindgen!({
 });
 
 use berth::registry::types::StoreError;
-use berth::registry::{blobs as wit_blobs, config, metadata as wit_meta, uploads};
+use berth::registry::{
+    blobs as wit_blobs, config, credentials as wit_creds, metadata as wit_meta, uploads,
+};
 
 /// The backends every component instance shares.
 pub struct Backends {
     pub metadata: Metadata,
     pub blobs: BlobStore,
+    pub credentials: credentials::Credentials,
 }
 
 /// Per-store capability state: the shared backends and this component's config.
@@ -50,6 +54,7 @@ pub fn add_to_linker<T: Send + 'static>(
     wit_blobs::add_to_linker::<T, Caps>(linker, get)?;
     uploads::add_to_linker::<T, Caps>(linker, get)?;
     config::add_to_linker::<T, Caps>(linker, get)?;
+    wit_creds::add_to_linker::<T, Caps>(linker, get)?;
     berth::registry::types::add_to_linker::<T, Caps>(linker, get)?;
     Ok(())
 }
@@ -106,6 +111,47 @@ impl berth::registry::types::Host for &mut CapState {}
 impl wit_meta::Host for &mut CapState {}
 impl wit_blobs::Host for &mut CapState {}
 impl uploads::Host for &mut CapState {}
+
+impl wit_creds::Host for &mut CapState {
+    fn issue_token(&mut self, claims: String, ttl_seconds: u32) -> String {
+        // Claims come from our own components; a failure is a bug there.
+        self.backends
+            .credentials
+            .issue_token(&claims, ttl_seconds)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "could not issue a token");
+                String::new()
+            })
+    }
+    fn verify_token(&mut self, token: String) -> Option<String> {
+        self.backends.credentials.verify_token(&token)
+    }
+    fn seal(&mut self, secret: Vec<u8>) -> Vec<u8> {
+        self.backends.credentials.seal(&secret)
+    }
+    fn unseal(&mut self, sealed: Vec<u8>) -> Option<Vec<u8>> {
+        self.backends.credentials.unseal(&sealed)
+    }
+}
+
+impl<T: Send> wit_creds::HostWithStore<T> for Caps {
+    async fn hash_password(a: &Accessor<T, Self>, password: String) -> String {
+        backends(a)
+            .credentials
+            .hash_password(password)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "could not hash a password");
+                String::new()
+            })
+    }
+    async fn verify_password(a: &Accessor<T, Self>, password: String, hash: String) -> bool {
+        backends(a)
+            .credentials
+            .verify_password(password, hash)
+            .await
+    }
+}
 
 impl config::Host for &mut CapState {
     fn get(&mut self, key: String) -> Option<String> {

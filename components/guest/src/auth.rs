@@ -1,0 +1,253 @@
+//! Turning credentials into a [`Principal`] and reading the [`Facts`] a
+//! decision needs from the metadata store. The decision itself is
+//! `berth_domain::iam::decide`; this module only fetches what it weighs.
+
+use crate::store::{self, credentials, metadata};
+use berth_domain::OciError;
+use berth_domain::iam::docker::{self, Login, RegistryClaims};
+use berth_domain::iam::records::{self, AccessKey, Grant, Namespace, RepositoryMeta, Share, User};
+use berth_domain::iam::{self, Action, Facts, Principal};
+
+/// The principal of `tenant`/`user` with every policy its user and groups
+/// carry, or `None` if the user does not exist or is disabled.
+pub async fn principal(tenant: &str, user: &str) -> Result<Option<Principal>, OciError> {
+    let Some(u) = store::get_json::<User>(&records::user(tenant, user)).await? else {
+        return Ok(None);
+    };
+    principal_of(u).await
+}
+
+async fn principal_of(u: User) -> Result<Option<Principal>, OciError> {
+    if u.disabled {
+        return Ok(None);
+    }
+    let mut names = u.policies.clone();
+    let group_keys: Vec<String> = u
+        .groups
+        .iter()
+        .map(|g| records::group(&u.tenant, g))
+        .collect();
+    for g in metadata::get_many(group_keys)
+        .await
+        .map_err(store::fault)?
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(g) = serde_json::from_slice::<records::Group>(&g.value) {
+            names.extend(g.policies);
+        }
+    }
+    names.sort();
+    names.dedup();
+    // The account's own user (named like the tenant) administers it.
+    let admin = u.name == u.tenant || names.iter().any(|n| iam::is_admin_role(n));
+    let mut policies = Vec::new();
+    let mut custom = Vec::new();
+    for n in &names {
+        match iam::system_policy(n) {
+            Some(doc) => policies.push(doc),
+            None if !iam::is_admin_role(n) => custom.push(records::policy(&u.tenant, n)),
+            None => {}
+        }
+    }
+    for e in metadata::get_many(custom)
+        .await
+        .map_err(store::fault)?
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(p) = serde_json::from_slice::<records::CustomPolicy>(&e.value) {
+            policies.push(p.document);
+        }
+    }
+    Ok(Some(Principal {
+        tenant: u.tenant,
+        user: u.name,
+        user_id: u.id,
+        admin,
+        policies,
+    }))
+}
+
+/// An access key and its secret, if the key exists and is active.
+pub async fn access_key(ak: &str) -> Result<Option<(AccessKey, String)>, OciError> {
+    let Some(key) = store::get_json::<AccessKey>(&records::access_key(ak)).await? else {
+        return Ok(None);
+    };
+    if !key.active {
+        return Ok(None);
+    }
+    let sk = hex_decode(&key.sealed_sk)
+        .and_then(|sealed| credentials::unseal(&sealed))
+        .and_then(|sk| String::from_utf8(sk).ok())
+        .ok_or_else(|| OciError::internal("an access key could not be unsealed"))?;
+    Ok(Some((key, sk)))
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+pub fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Who a docker login (`Basic`) names, if the password is right: a user's
+/// password, SWR's long-term key (HMAC of the AK by the SK) or a temporary
+/// login key issued by `POST /v2/manage/utils/secret`.
+pub async fn login(username: &str, password: &str) -> Result<Option<Principal>, OciError> {
+    match docker::parse_login(username) {
+        Login::AccessKey { ak, .. } => {
+            if password.matches('.').count() == 2 {
+                let claims = credentials::verify_token(password)
+                    .and_then(|c| serde_json::from_str::<RegistryClaims>(&c).ok());
+                return match claims {
+                    Some(c) if c.kind == "login" && c.ak.as_deref() == Some(ak) => {
+                        principal(&c.tenant, &c.sub).await
+                    }
+                    _ => Ok(None),
+                };
+            }
+            match access_key(ak).await? {
+                Some((key, sk)) => {
+                    let expected = docker::long_term_password(ak, &sk);
+                    if berth_domain::iam::signing::constant_time_eq(
+                        expected.as_bytes(),
+                        password.to_lowercase().as_bytes(),
+                    ) {
+                        principal(&key.tenant, &key.user).await
+                    } else {
+                        Ok(None)
+                    }
+                }
+                None => Ok(None),
+            }
+        }
+        Login::User { tenant, user } => password_login(tenant, user, password).await,
+        Login::Account { tenant } => password_login(tenant, tenant, password).await,
+    }
+}
+
+async fn password_login(
+    tenant: &str,
+    user: &str,
+    password: &str,
+) -> Result<Option<Principal>, OciError> {
+    let Some(u) = store::get_json::<User>(&records::user(tenant, user)).await? else {
+        return Ok(None);
+    };
+    match &u.password {
+        Some(hash) if credentials::verify_password(password.to_string(), hash.clone()).await => {
+            principal_of(u).await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The organization a repository belongs to: its first path segment.
+pub fn namespace_of(repo: &str) -> &str {
+    repo.split('/').next().unwrap_or(repo)
+}
+
+/// What the store says about `repo` for `who`, in one metadata round trip.
+pub async fn repository_facts(who: Option<&Principal>, repo: &str) -> Result<Facts, OciError> {
+    let ns = namespace_of(repo);
+    let uid = who.map(|p| p.user_id.as_str()).unwrap_or("");
+    let tenant = who.map(|p| p.tenant.as_str()).unwrap_or("");
+    let keys = vec![
+        records::namespace(ns),
+        records::repository_meta(repo),
+        records::namespace_grant(ns, uid),
+        records::repository_grant(repo, uid),
+        records::share(repo, tenant),
+    ];
+    let got = metadata::get_many(keys).await.map_err(store::fault)?;
+    let json = |i: usize| got[i].as_ref().map(|e| e.value.as_slice());
+    let owner = json(0)
+        .and_then(|v| serde_json::from_slice::<Namespace>(v).ok())
+        .map(|n| n.tenant);
+    let public = json(1)
+        .and_then(|v| serde_json::from_slice::<RepositoryMeta>(v).ok())
+        .is_some_and(|m| m.public);
+    let grant = |i: usize| {
+        who?;
+        json(i)
+            .and_then(|v| serde_json::from_slice::<Grant>(v).ok())
+            .map(|g| g.level)
+    };
+    let shared = who.is_some()
+        && json(4)
+            .and_then(|v| serde_json::from_slice::<Share>(v).ok())
+            .is_some_and(|s| s.expires > store::now());
+    Ok(Facts {
+        owner,
+        public,
+        namespace_grant: grant(2),
+        repository_grant: grant(3),
+        shared,
+    })
+}
+
+/// What the store says about an organization for `who`.
+pub async fn namespace_facts(who: Option<&Principal>, ns: &str) -> Result<Facts, OciError> {
+    let uid = who.map(|p| p.user_id.as_str()).unwrap_or("");
+    let keys = vec![records::namespace(ns), records::namespace_grant(ns, uid)];
+    let got = metadata::get_many(keys).await.map_err(store::fault)?;
+    let owner = got[0]
+        .as_ref()
+        .and_then(|e| serde_json::from_slice::<Namespace>(&e.value).ok())
+        .map(|n| n.tenant);
+    let namespace_grant = got[1]
+        .as_ref()
+        .filter(|_| who.is_some())
+        .and_then(|e| serde_json::from_slice::<Grant>(&e.value).ok())
+        .map(|g| g.level);
+    Ok(Facts {
+        owner,
+        namespace_grant,
+        ..Facts::default()
+    })
+}
+
+/// Whether `who` may do `action` on repository `repo`.
+pub async fn may(who: Option<&Principal>, action: Action, repo: &str) -> Result<bool, OciError> {
+    let facts = repository_facts(who, repo).await?;
+    Ok(iam::decide(
+        who,
+        action,
+        &iam::action::repository_resource(repo),
+        &facts,
+    ))
+}
+
+/// The docker actions (`pull`, `push`, `delete`) `who` holds on `repo`,
+/// out of those `asked`.
+pub async fn docker_actions(
+    who: Option<&Principal>,
+    repo: &str,
+    asked: &[&'static str],
+) -> Result<Vec<String>, OciError> {
+    let facts = repository_facts(who, repo).await?;
+    let resource = iam::action::repository_resource(repo);
+    // Pushing into an organization that does not exist creates it: only for
+    // callers who may create organizations.
+    let may_create = facts.owner.is_some()
+        || iam::decide(
+            who,
+            Action::CreateNamespace,
+            &iam::action::namespace_resource(namespace_of(repo)),
+            &facts,
+        );
+    Ok(asked
+        .iter()
+        .filter(|a| {
+            docker::action(a).is_some_and(|act| {
+                iam::decide(who, act, &resource, &facts) && (act != Action::Push || may_create)
+            })
+        })
+        .map(|a| a.to_string())
+        .collect())
+}

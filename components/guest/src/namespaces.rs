@@ -1,0 +1,84 @@
+//! Creating organizations (SWR namespaces): from the management API and
+//! implicitly by a first push, with the same name rules and quota.
+
+use crate::store::{self, Precondition, StoreError, WriteOp, metadata};
+use berth_domain::iam::Principal;
+use berth_domain::iam::records::{self, Namespace};
+
+/// SWR's default: each user creates at most 5 organizations.
+pub const DEFAULT_QUOTA: u64 = 5;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CreateError {
+    InvalidName,
+    /// Another organization (of any tenant) has the name.
+    Exists,
+    /// The user has created as many organizations as the quota allows.
+    Quota(u64),
+    Store(String),
+}
+
+pub fn quota() -> u64 {
+    store::limit("namespace_quota", DEFAULT_QUOTA)
+}
+
+/// Organizations of `tenant`, in name order.
+pub async fn owned(tenant: &str) -> Result<Vec<Namespace>, StoreError> {
+    let prefix = records::owned_namespace_prefix(tenant);
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = metadata::scan(prefix.clone(), after.clone(), 1000).await?;
+        let keys: Vec<String> = page
+            .iter()
+            .map(|e| records::namespace(&e.key[prefix.len()..]))
+            .collect();
+        for e in metadata::get_many(keys).await?.into_iter().flatten() {
+            if let Ok(ns) = serde_json::from_slice::<Namespace>(&e.value) {
+                out.push(ns);
+            }
+        }
+        if page.len() < 1000 {
+            return Ok(out);
+        }
+        after = page.last().map(|e| e.key.clone());
+    }
+}
+
+/// Creates organization `name` owned by `who`'s tenant. The caller has
+/// already been authorized for `swr:namespace:create`.
+pub async fn create(who: &Principal, name: &str) -> Result<Namespace, CreateError> {
+    if !records::valid_namespace_name(name) {
+        return Err(CreateError::InvalidName);
+    }
+    let store_err = |e: StoreError| CreateError::Store(format!("{e:?}"));
+    let quota = quota();
+    let created_by_user = owned(&who.tenant)
+        .await
+        .map_err(store_err)?
+        .iter()
+        .filter(|n| n.creator == who.user)
+        .count() as u64;
+    if created_by_user >= quota {
+        return Err(CreateError::Quota(quota));
+    }
+    let ns = Namespace {
+        name: name.to_string(),
+        tenant: who.tenant.clone(),
+        creator: who.user.clone(),
+        created: store::now(),
+    };
+    let ops = vec![
+        WriteOp::Put((
+            records::namespace(name),
+            serde_json::to_vec(&ns).expect("records serialize"),
+            Precondition::Absent,
+        )),
+        store::put(records::owned_namespace(&who.tenant, name), Vec::new()),
+    ];
+    match store::commit(ops).await {
+        Ok(_) => Ok(ns),
+        Err(StoreError::Conflict) => Err(CreateError::Exists),
+        Err(e) => Err(store_err(e)),
+    }
+}

@@ -1,0 +1,350 @@
+//! Who is calling `/v2/`, whether they may, and the audit trail of what
+//! they changed.
+
+use berth_domain::iam::docker::{self, RegistryClaims};
+use berth_domain::iam::records::{self, AuditEvent, Namespace};
+use berth_domain::iam::{self, Action, Principal};
+use berth_domain::route::{self, Route};
+use berth_domain::{ErrorCode, OciError};
+use berth_guest::http::Reply;
+use berth_guest::namespaces::{self, CreateError};
+use berth_guest::{auth, store};
+use spin_sdk::wasip3::http::types::{Method, Request, Scheme};
+
+/// The header the host (like Spin) sets to the client's address.
+const CLIENT_ADDR: &str = "spin-client-addr";
+/// Query parameter by which the router tells `listings` whose catalog to
+/// list; a client's own value is always replaced.
+pub const TENANT_PARAM: &str = "berth-tenant";
+
+pub enum Caller {
+    Anonymous,
+    /// A Bearer token from the token endpoint: its access list was decided
+    /// when it was issued.
+    Token(RegistryClaims),
+    /// Basic credentials, checked on this request.
+    User(Principal),
+    /// Credentials were given but are not valid.
+    Invalid(&'static str),
+    /// The store could not be read to check them.
+    Fault(OciError),
+}
+
+impl Caller {
+    pub async fn of(req: &Request) -> Caller {
+        let headers = req.get_headers();
+        let Some(value) = headers
+            .get("authorization")
+            .into_iter()
+            .next()
+            .and_then(|v| String::from_utf8(v).ok())
+        else {
+            return Caller::Anonymous;
+        };
+        if let Some(token) = value.strip_prefix("Bearer ") {
+            return match store::credentials::verify_token(token.trim())
+                .and_then(|c| serde_json::from_str::<RegistryClaims>(&c).ok())
+            {
+                Some(c) if c.kind == "registry" => Caller::Token(c),
+                _ => Caller::Invalid("invalid or expired token"),
+            };
+        }
+        match docker::parse_basic(&value) {
+            Some((user, password)) => match auth::login(&user, &password).await {
+                Ok(Some(p)) => Caller::User(p),
+                Ok(None) => Caller::Invalid("invalid username or password"),
+                Err(e) => Caller::Fault(e),
+            },
+            None => Caller::Invalid("unsupported Authorization scheme"),
+        }
+    }
+
+    fn who(&self) -> Option<(String, String)> {
+        match self {
+            // A token issued without credentials names nobody.
+            Caller::Token(c) if c.tenant.is_empty() => None,
+            Caller::Token(c) => Some((c.tenant.clone(), c.sub.clone())),
+            Caller::User(p) => Some((p.tenant.clone(), p.user.clone())),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller holds docker `action` on `repo`.
+    async fn holds(&self, repo: &str, action: &'static str) -> Result<bool, OciError> {
+        match self {
+            Caller::Token(c) => Ok(c.allows(repo, action)),
+            Caller::User(p) => Ok(!auth::docker_actions(Some(p), repo, &[action])
+                .await?
+                .is_empty()),
+            Caller::Anonymous => Ok(!auth::docker_actions(None, repo, &[action])
+                .await?
+                .is_empty()),
+            Caller::Invalid(_) | Caller::Fault(_) => Ok(false),
+        }
+    }
+}
+
+/// What the router does with an allowed request.
+pub struct Check {
+    /// A new path and query to forward (mount or catalog rewritten).
+    pub rewrite: Option<String>,
+    /// The operation to audit once answered.
+    pub audit: Option<String>,
+}
+
+fn realm(req: &Request) -> String {
+    if let Some(r) = store::config::get("auth_realm").filter(|r| !r.is_empty()) {
+        return r;
+    }
+    let scheme = match req.get_scheme() {
+        Some(Scheme::Https) => "https",
+        _ => "http",
+    };
+    let host = req
+        .get_headers()
+        .get("host")
+        .into_iter()
+        .next()
+        .and_then(|v| String::from_utf8(v).ok())
+        .or_else(|| req.get_authority())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{scheme}://{host}/service/token")
+}
+
+pub fn service() -> String {
+    store::config::get("auth_service").unwrap_or_else(|| "berth".into())
+}
+
+/// 401 with the challenge that sends docker clients to the token endpoint.
+fn challenge(req: &Request, scope: Option<&str>, message: &str, insufficient: bool) -> Reply {
+    let mut header = docker::challenge(&realm(req), &service(), scope);
+    if insufficient {
+        header.push_str(r#",error="insufficient_scope""#);
+    }
+    Reply::error(&OciError::new(ErrorCode::Unauthorized, message))
+        .header("www-authenticate", header)
+}
+
+fn denied(message: String) -> Reply {
+    Reply::error(&OciError::new(ErrorCode::Denied, message))
+}
+
+fn refuse(caller: &Caller, req: &Request, scope: &str, what: String) -> Reply {
+    match caller {
+        Caller::Anonymous => challenge(req, Some(scope), "authentication required", false),
+        Caller::Invalid(m) => challenge(req, Some(scope), m, false),
+        Caller::Token(_) => challenge(req, Some(scope), &what, true),
+        Caller::User(_) => denied(what),
+        Caller::Fault(e) => Reply::error(e),
+    }
+}
+
+pub async fn check(
+    caller: &Caller,
+    route: &Route<'_>,
+    method: &Method,
+    query: &str,
+    req: &Request,
+) -> Result<Check, Reply> {
+    if let Caller::Fault(e) = caller {
+        return Err(Reply::error(e));
+    }
+    let name = match route {
+        Route::Base => {
+            return match caller {
+                Caller::Anonymous => Err(challenge(req, None, "authentication required", false)),
+                Caller::Invalid(m) => Err(challenge(req, None, m, false)),
+                _ => Ok(crate::Check::allowed()),
+            };
+        }
+        Route::Catalog => {
+            let Some((tenant, _)) = caller.who() else {
+                return Err(refuse(caller, req, "registry:catalog:*", String::new()));
+            };
+            let mut pairs: Vec<(String, String)> = route::query_pairs(query)
+                .into_iter()
+                .filter(|(k, _)| k != TENANT_PARAM)
+                .collect();
+            pairs.push((TENANT_PARAM.into(), tenant));
+            let q: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", route::percent_encode(k), route::percent_encode(v)))
+                .collect();
+            return Ok(Check {
+                rewrite: Some(format!("/v2/_catalog?{}", q.join("&"))),
+                audit: None,
+            });
+        }
+        Route::Tags { name }
+        | Route::Manifest { name, .. }
+        | Route::Blob { name, .. }
+        | Route::UploadStart { name }
+        | Route::Upload { name, .. }
+        | Route::Referrers { name, .. } => *name,
+    };
+    let action = match method {
+        Method::Get | Method::Head => "pull",
+        Method::Delete => "delete",
+        _ => "push",
+    };
+    // As Distribution does, a push challenge asks for pull too: clients
+    // that keep one token per repository need both.
+    let scope = match action {
+        "push" => format!("repository:{name}:pull,push"),
+        _ => format!("repository:{name}:{action}"),
+    };
+    let holds = caller
+        .holds(name, action)
+        .await
+        .map_err(|e| Reply::error(&e))?;
+    if !holds {
+        return Err(refuse(
+            caller,
+            req,
+            &scope,
+            format!("requested access to {name} ({action}) is denied"),
+        ));
+    }
+    let mut check = Check {
+        rewrite: None,
+        audit: None,
+    };
+    let pairs = route::query_pairs(query);
+    match (route, method) {
+        (Route::Manifest { reference, .. }, Method::Put) => {
+            ensure_namespace(caller, name).await?;
+            check.audit = Some(format!("push manifest {name}:{reference}"));
+        }
+        (Route::Manifest { reference, .. }, Method::Delete) => {
+            check.audit = Some(format!("delete manifest {name}:{reference}"));
+        }
+        (Route::Blob { digest, .. }, Method::Delete) => {
+            check.audit = Some(format!("delete blob {name}@{digest}"));
+        }
+        (Route::Upload { .. }, Method::Put) => {
+            let digest = route::query_get(&pairs, "digest").unwrap_or_default();
+            check.audit = Some(format!("push blob {name}@{digest}"));
+        }
+        (Route::UploadStart { .. }, Method::Post) => {
+            ensure_namespace(caller, name).await?;
+            if let Some(digest) = route::query_get(&pairs, "digest") {
+                check.audit = Some(format!("push blob {name}@{digest}"));
+            }
+            if let Some(digest) = route::query_get(&pairs, "mount") {
+                // Mount only from a repository the caller may read; without
+                // `from` (automatic mount) the blob could belong to another
+                // tenant, so the request becomes a plain upload.
+                let from = route::query_get(&pairs, "from");
+                let readable = match from {
+                    Some(f) => caller
+                        .holds(f, "pull")
+                        .await
+                        .map_err(|e| Reply::error(&e))?,
+                    None => false,
+                };
+                if readable {
+                    check.audit = Some(format!(
+                        "mount blob {name}@{digest} from {}",
+                        from.unwrap_or_default()
+                    ));
+                } else {
+                    let kept: Vec<String> = pairs
+                        .iter()
+                        .filter(|(k, _)| k != "mount" && k != "from")
+                        .map(|(k, v)| {
+                            format!("{}={}", route::percent_encode(k), route::percent_encode(v))
+                        })
+                        .collect();
+                    let path = format!("/v2/{name}/blobs/uploads/");
+                    check.rewrite = Some(if kept.is_empty() {
+                        path
+                    } else {
+                        format!("{path}?{}", kept.join("&"))
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(check)
+}
+
+/// A push into an organization that does not exist yet creates it for the
+/// caller's tenant (the token was only granted push if the caller may
+/// create organizations); one that another tenant owns is refused.
+async fn ensure_namespace(caller: &Caller, repo: &str) -> Result<(), Reply> {
+    let ns = auth::namespace_of(repo);
+    let existing = store::get_json::<Namespace>(&records::namespace(ns))
+        .await
+        .map_err(|e| Reply::error(&e))?;
+    let Some((tenant, user)) = caller.who() else {
+        return Err(denied("authentication required".into()));
+    };
+    match existing {
+        Some(n) if n.tenant == tenant => Ok(()),
+        Some(_) => Err(denied(format!(
+            "organization {ns} belongs to another tenant"
+        ))),
+        None => {
+            let who = match caller {
+                Caller::User(p) => p.clone(),
+                _ => auth::principal(&tenant, &user)
+                    .await
+                    .map_err(|e| Reply::error(&e))?
+                    .ok_or_else(|| denied("the token's user no longer exists".into()))?,
+            };
+            let resource = iam::action::namespace_resource(ns);
+            let facts = iam::Facts::default();
+            if !iam::decide(Some(&who), Action::CreateNamespace, &resource, &facts) {
+                return Err(denied(format!(
+                    "organization {ns} does not exist and you may not create it"
+                )));
+            }
+            match namespaces::create(&who, ns).await {
+                Ok(_) | Err(CreateError::Exists) => Ok(()),
+                Err(CreateError::InvalidName) => Err(Reply::error(&OciError::new(
+                    ErrorCode::NameInvalid,
+                    format!("{ns:?} is not a valid organization name"),
+                ))),
+                Err(CreateError::Quota(q)) => Err(denied(format!(
+                    "organization {ns} does not exist and you have created {q}, the most allowed"
+                ))),
+                Err(CreateError::Store(e)) => Err(Reply::error(&OciError::internal(e))),
+            }
+        }
+    }
+}
+
+/// Records a push or delete (who, tenant, what, answer, from where).
+pub async fn audit(caller: &Caller, operation: &str, status: u16, source: String) {
+    let Some((tenant, user)) = caller.who() else {
+        return;
+    };
+    let event = AuditEvent {
+        time: store::now(),
+        tenant: tenant.clone(),
+        user,
+        operation: operation.to_string(),
+        resource: operation
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string(),
+        status,
+        source,
+    };
+    let key = records::audit(&tenant, store::now_ns(), &store::nonce());
+    if let Err(e) = store::commit(vec![store::put_json(key, &event)]).await {
+        eprintln!("audit event not recorded: {e:?}");
+    }
+}
+
+/// The client's address, as the host (like Spin) reports it.
+pub fn client_addr(req: &Request) -> String {
+    req.get_headers()
+        .get(CLIENT_ADDR)
+        .into_iter()
+        .next()
+        .and_then(|v| String::from_utf8(v).ok())
+        .unwrap_or_default()
+}

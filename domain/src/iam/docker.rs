@@ -1,0 +1,193 @@
+//! Registry authentication for docker-style clients: Basic credentials, the
+//! login name forms, token scopes and the `WWW-Authenticate` challenge.
+
+use super::Action;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+/// `Authorization: Basic base64(user:password)`.
+pub fn parse_basic(header: &str) -> Option<(String, String)> {
+    let b64 = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+pub fn basic(user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+/// Who a docker login names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Login<'a> {
+    /// SWR long-term or temporary login: `{region}@{access key}`.
+    AccessKey { region: &'a str, ak: &'a str },
+    /// `user@tenant` with the user's password.
+    User { tenant: &'a str, user: &'a str },
+    /// `tenant` alone: the account's own user.
+    Account { tenant: &'a str },
+}
+
+/// Access key ids: 16 to 40 uppercase letters and digits.
+pub fn looks_like_ak(s: &str) -> bool {
+    (16..=40).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+pub fn parse_login(username: &str) -> Login<'_> {
+    match username.rsplit_once('@') {
+        Some((region, ak)) if looks_like_ak(ak) => Login::AccessKey { region, ak },
+        Some((user, tenant)) => Login::User { tenant, user },
+        None => Login::Account { tenant: username },
+    }
+}
+
+/// SWR's long-term login password: hex HMAC-SHA256 of the AK keyed by the SK.
+pub fn long_term_password(ak: &str, sk: &str) -> String {
+    super::signing::hmac_hex(sk.as_bytes(), ak.as_bytes())
+}
+
+/// One `scope` of a token request: `repository:<name>:<actions>` or
+/// `registry:catalog:*`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+pub fn parse_scope(scope: &str) -> Option<Access> {
+    // Names never contain ':', but a registry host in the name could.
+    let (kind, rest) = scope.split_once(':')?;
+    let (name, actions) = rest.rsplit_once(':')?;
+    if name.is_empty() || !matches!(kind, "repository" | "registry") {
+        return None;
+    }
+    Some(Access {
+        kind: kind.into(),
+        name: name.into(),
+        actions: actions
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+/// The Berth action a docker token action stands for.
+pub fn action(docker: &str) -> Option<Action> {
+    match docker {
+        "pull" => Some(Action::Pull),
+        "push" => Some(Action::Push),
+        "delete" => Some(Action::Delete),
+        _ => None,
+    }
+}
+
+/// The docker actions asked for, with `*` meaning all of them.
+pub fn requested(actions: &[String]) -> Vec<&'static str> {
+    let all = ["pull", "push", "delete"];
+    if actions.iter().any(|a| a == "*") {
+        return all.to_vec();
+    }
+    all.into_iter()
+        .filter(|a| actions.iter().any(|x| x == a))
+        .collect()
+}
+
+/// Claims of a registry token (the host adds `iat`, `exp`, `jti`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryClaims {
+    /// `registry` for /v2/ access tokens, `login` for temporary login keys.
+    pub kind: String,
+    pub tenant: String,
+    pub sub: String,
+    #[serde(default)]
+    pub access: Vec<Access>,
+    /// For a temporary login key: the access key id it stands for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ak: Option<String>,
+}
+
+impl RegistryClaims {
+    /// Whether the token grants docker `action` on repository `name`.
+    pub fn allows(&self, name: &str, action: &str) -> bool {
+        self.access.iter().any(|a| {
+            a.kind == "repository" && a.name == name && a.actions.iter().any(|x| x == action)
+        })
+    }
+}
+
+/// The `WWW-Authenticate` challenge for a `/v2/` request lacking access.
+pub fn challenge(realm: &str, service: &str, scope: Option<&str>) -> String {
+    match scope {
+        Some(s) => format!(r#"Bearer realm="{realm}",service="{service}",scope="{s}""#),
+        None => format!(r#"Bearer realm="{realm}",service="{service}""#),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_round_trip() {
+        let h = format!("Basic {}", basic("alice@acme", "pa:ss"));
+        assert_eq!(parse_basic(&h), Some(("alice@acme".into(), "pa:ss".into())));
+        assert_eq!(parse_basic("Basic !!"), None);
+        assert_eq!(parse_basic("Bearer x"), None);
+    }
+
+    #[test]
+    fn login_forms() {
+        assert_eq!(
+            parse_login("cn-north-4@ABCDEFGHIJKLMNOP1234"),
+            Login::AccessKey {
+                region: "cn-north-4",
+                ak: "ABCDEFGHIJKLMNOP1234"
+            }
+        );
+        assert_eq!(
+            parse_login("alice@acme"),
+            Login::User {
+                tenant: "acme",
+                user: "alice"
+            }
+        );
+        assert_eq!(parse_login("acme"), Login::Account { tenant: "acme" });
+    }
+
+    #[test]
+    fn scopes() {
+        assert_eq!(
+            parse_scope("repository:team/app:pull,push"),
+            Some(Access {
+                kind: "repository".into(),
+                name: "team/app".into(),
+                actions: vec!["pull".into(), "push".into()]
+            })
+        );
+        assert_eq!(parse_scope("registry:catalog:*").unwrap().name, "catalog");
+        assert_eq!(parse_scope("bogus"), None);
+        assert_eq!(parse_scope("user:x:pull"), None);
+        assert_eq!(requested(&["*".into()]), ["pull", "push", "delete"]);
+        assert_eq!(requested(&["push".into(), "x".into()]), ["push"]);
+    }
+
+    #[test]
+    fn long_term_password_is_hmac_of_ak() {
+        // printf AK | openssl dgst -sha256 -hmac SK
+        assert_eq!(
+            long_term_password("AK", "SK"),
+            super::super::signing::hmac_hex(b"SK", b"AK")
+        );
+        assert_eq!(long_term_password("AK", "SK").len(), 64);
+    }
+}

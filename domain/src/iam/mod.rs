@@ -1,0 +1,288 @@
+//! Identity and authorization: tenants (SWR's "domain"), IAM users and
+//! groups, policies, organization and repository grants, and the one
+//! decision every `/v2/` and management request goes through ([`decide`]).
+
+pub mod action;
+pub mod docker;
+pub mod policy;
+pub mod records;
+pub mod signing;
+
+pub use action::{Action, Level};
+pub use policy::{Effect, PolicyDocument};
+
+/// The system policies and roles of SWR (seed, chapter 7). Roles are
+/// administrator flags, not documents: see [`is_admin_role`].
+pub const FULL_ACCESS: &str = "SWR FullAccess";
+pub const OPERATE_ACCESS: &str = "SWR OperateAccess";
+pub const READ_ONLY_ACCESS: &str = "SWR ReadOnlyAccess";
+pub const ADMIN_ROLE: &str = "SWR Admin";
+pub const TENANT_ADMIN_ROLE: &str = "Tenant Administrator";
+
+/// The document of a system policy, by name.
+pub fn system_policy(name: &str) -> Option<PolicyDocument> {
+    let actions: Vec<&str> = match name {
+        FULL_ACCESS => vec!["swr:*:*"],
+        // Every operation of the seed's table 7-3; new kinds of resource
+        // (e.g. instance settings) stay with FullAccess.
+        OPERATE_ACCESS => vec!["swr:repository:*", "swr:namespace:*"],
+        READ_ONLY_ACCESS => vec!["swr:*:get", "swr:*:list", "swr:repository:pull"],
+        _ => return None,
+    };
+    Some(PolicyDocument {
+        version: "1.1".into(),
+        statement: vec![policy::Statement {
+            effect: Effect::Allow,
+            action: policy::OneOrMany::Many(actions.into_iter().map(String::from).collect()),
+            resource: None,
+        }],
+    })
+}
+
+pub fn is_admin_role(name: &str) -> bool {
+    name == ADMIN_ROLE || name == TENANT_ADMIN_ROLE
+}
+
+pub fn is_system_name(name: &str) -> bool {
+    system_policy(name).is_some() || is_admin_role(name)
+}
+
+/// Who is asking, resolved from a credential: the tenant, the user, and
+/// everything their policies and groups give (union; deny wins).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Principal {
+    pub tenant: String,
+    pub user: String,
+    pub user_id: String,
+    /// The account itself, or a user with an administrator role.
+    pub admin: bool,
+    pub policies: Vec<PolicyDocument>,
+}
+
+/// What the store says about the organization or repository at stake.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Facts {
+    /// Tenant owning the organization; `None` if it does not exist.
+    pub owner: Option<String>,
+    /// The repository is public (anyone may pull).
+    pub public: bool,
+    /// The caller's grant on the organization, and on the repository.
+    pub namespace_grant: Option<Level>,
+    pub repository_grant: Option<Level>,
+    /// The repository is shared with the caller's tenant (read), unexpired.
+    pub shared: bool,
+}
+
+/// Whether `who` (or an anonymous caller) may do `action` on `resource`
+/// (a policy resource name, see [`action::repository_resource`]).
+///
+/// Order: another tenant's resources are readable only when public or
+/// shared; an explicit deny in any of the caller's policies wins; then
+/// administrators, policy allows and grants each suffice; public
+/// repositories are readable by everyone.
+pub fn decide(who: Option<&Principal>, action: Action, resource: &str, facts: &Facts) -> bool {
+    let public_read = action.is_read() && facts.public;
+    let Some(p) = who else {
+        return public_read;
+    };
+    let effects: Vec<Effect> = p
+        .policies
+        .iter()
+        .filter_map(|d| d.effect(action, resource))
+        .collect();
+    if effects.contains(&Effect::Deny) {
+        return false;
+    }
+    let own = match &facts.owner {
+        Some(owner) => owner == &p.tenant,
+        // Nothing there yet (e.g. creating an organization): judged as the
+        // caller's own.
+        None => true,
+    };
+    if !own {
+        return action.is_read() && (facts.public || facts.shared);
+    }
+    p.admin
+        || effects.contains(&Effect::Allow)
+        || facts
+            .namespace_grant
+            .max(facts.repository_grant)
+            .is_some_and(|l| l.covers(action))
+        || public_read
+}
+
+#[cfg(test)]
+mod tests {
+    use super::action::repository_resource as repo;
+    use super::*;
+
+    fn user(tenant: &str, policies: &[&str]) -> Principal {
+        Principal {
+            tenant: tenant.into(),
+            user: "u".into(),
+            user_id: "id".into(),
+            admin: false,
+            policies: policies.iter().filter_map(|n| system_policy(n)).collect(),
+        }
+    }
+
+    fn own(tenant: &str) -> Facts {
+        Facts {
+            owner: Some(tenant.into()),
+            ..Facts::default()
+        }
+    }
+
+    /// The seed's table 7-3, row by row.
+    #[test]
+    fn system_policies_follow_the_seed_table() {
+        let ops = [
+            Action::Push,
+            Action::Pull,
+            Action::Trigger,
+            Action::UpdateRepository,
+            Action::Share,
+            Action::Grant,
+            Action::Delete,
+            Action::Sync,
+            Action::CreateNamespace,
+            Action::DeleteNamespace,
+        ];
+        let r = repo("ns/app");
+        for op in ops {
+            for p in [FULL_ACCESS, OPERATE_ACCESS] {
+                assert!(
+                    decide(Some(&user("t", &[p])), op, &r, &own("t")),
+                    "{p} {op:?}"
+                );
+            }
+            assert_eq!(
+                decide(Some(&user("t", &[READ_ONLY_ACCESS])), op, &r, &own("t")),
+                op == Action::Pull,
+                "ReadOnly {op:?}"
+            );
+            let admin = Principal {
+                admin: true,
+                ..user("t", &[])
+            };
+            assert!(decide(Some(&admin), op, &r, &own("t")));
+            // A user with nothing attached can do nothing.
+            assert!(!decide(Some(&user("t", &[])), op, &r, &own("t")));
+        }
+    }
+
+    #[test]
+    fn grants_cover_their_level() {
+        let r = repo("ns/app");
+        let with = |ns: Option<Level>, rp: Option<Level>| Facts {
+            namespace_grant: ns,
+            repository_grant: rp,
+            ..own("t")
+        };
+        let u = user("t", &[]);
+        assert!(decide(
+            Some(&u),
+            Action::Pull,
+            &r,
+            &with(None, Some(Level::Read))
+        ));
+        assert!(!decide(
+            Some(&u),
+            Action::Push,
+            &r,
+            &with(None, Some(Level::Read))
+        ));
+        assert!(decide(
+            Some(&u),
+            Action::Push,
+            &r,
+            &with(Some(Level::Edit), Some(Level::Read))
+        ));
+        assert!(!decide(
+            Some(&u),
+            Action::Delete,
+            &r,
+            &with(Some(Level::Edit), None)
+        ));
+        assert!(decide(
+            Some(&u),
+            Action::Delete,
+            &r,
+            &with(None, Some(Level::Manage))
+        ));
+        // No grant creates organizations.
+        assert!(!decide(
+            Some(&u),
+            Action::CreateNamespace,
+            &r,
+            &with(Some(Level::Manage), None)
+        ));
+    }
+
+    #[test]
+    fn tenants_are_isolated() {
+        let r = repo("ns/app");
+        let other = user("other", &[FULL_ACCESS]);
+        let admin_other = Principal {
+            admin: true,
+            ..other.clone()
+        };
+        for a in Action::ALL {
+            assert!(!decide(Some(&other), a, &r, &own("t")), "{a:?}");
+            assert!(!decide(Some(&admin_other), a, &r, &own("t")), "{a:?}");
+        }
+        // Public: anyone reads, nobody else writes.
+        let public = Facts {
+            public: true,
+            ..own("t")
+        };
+        assert!(decide(None, Action::Pull, &r, &public));
+        assert!(decide(Some(&other), Action::Pull, &r, &public));
+        assert!(!decide(None, Action::Push, &r, &public));
+        assert!(!decide(Some(&admin_other), Action::Push, &r, &public));
+        assert!(!decide(None, Action::Pull, &r, &own("t")));
+        // Shared with the caller's tenant: read only.
+        let shared = Facts {
+            shared: true,
+            ..own("t")
+        };
+        assert!(decide(Some(&other), Action::Pull, &r, &shared));
+        assert!(!decide(Some(&other), Action::Push, &r, &shared));
+        assert!(!decide(None, Action::Pull, &r, &shared));
+    }
+
+    #[test]
+    fn deny_wins_over_everything() {
+        let deny = PolicyDocument::parse(
+            r#"{"Statement":[{"Effect":"Deny","Action":["swr:repository:delete"],"Resource":["swr:*:*:repository:prod/*"]}]}"#,
+        )
+        .unwrap();
+        let mut u = user("t", &[FULL_ACCESS]);
+        u.policies.push(deny);
+        u.admin = true;
+        let grant = Facts {
+            repository_grant: Some(Level::Manage),
+            ..own("t")
+        };
+        assert!(!decide(Some(&u), Action::Delete, &repo("prod/app"), &grant));
+        assert!(decide(Some(&u), Action::Delete, &repo("dev/app"), &grant));
+        assert!(decide(Some(&u), Action::Push, &repo("prod/app"), &grant));
+    }
+
+    #[test]
+    fn union_of_policies() {
+        let pull_a = PolicyDocument::parse(
+            r#"{"Statement":[{"Effect":"Allow","Action":"swr:repository:pull","Resource":"swr:*:*:repository:a/*"}]}"#,
+        )
+        .unwrap();
+        let push_b = PolicyDocument::parse(
+            r#"{"Statement":[{"Effect":"Allow","Action":["swr:repository:push","swr:repository:pull"],"Resource":"swr:*:*:repository:b/*"}]}"#,
+        )
+        .unwrap();
+        let mut u = user("t", &[]);
+        u.policies = vec![pull_a, push_b];
+        assert!(decide(Some(&u), Action::Pull, &repo("a/x"), &own("t")));
+        assert!(!decide(Some(&u), Action::Push, &repo("a/x"), &own("t")));
+        assert!(decide(Some(&u), Action::Push, &repo("b/x"), &own("t")));
+    }
+}
