@@ -13,6 +13,7 @@ pub mod name;
 pub mod paging;
 pub mod range;
 pub mod route;
+pub mod swr;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{ErrorCode, OciError};

@@ -10,6 +10,7 @@ use spin_sdk::wasip3::{wit_future, wit_stream};
 pub struct Incoming {
     pub method: Method,
     pub path: String,
+    raw_query: String,
     pub query: Vec<(String, String)>,
     headers: Fields,
     request: std::cell::Cell<Option<Request>>,
@@ -22,6 +23,7 @@ impl Incoming {
         Incoming {
             method: request.get_method(),
             path: path.to_string(),
+            raw_query: query.to_string(),
             query: berth_domain::route::query_pairs(query),
             headers: request.get_headers(),
             request: std::cell::Cell::new(Some(request)),
@@ -34,6 +36,32 @@ impl Incoming {
             .into_iter()
             .next()
             .and_then(|v| String::from_utf8(v).ok())
+    }
+
+    /// The query string as sent (percent-encoded), without `?`.
+    pub fn raw_query(&self) -> String {
+        self.raw_query.clone()
+    }
+
+    pub fn path_with_query(&self) -> String {
+        if self.raw_query.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.raw_query)
+        }
+    }
+
+    /// A copy of every header (for forwarding, or to check a signature).
+    pub fn fields(&self) -> Fields {
+        self.headers.clone()
+    }
+
+    pub fn header_pairs(&self) -> Vec<(String, String)> {
+        self.headers
+            .copy_all()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, String::from_utf8(v).ok()?)))
+            .collect()
     }
 
     pub fn headers_all(&self, name: &str) -> Vec<String> {

@@ -62,7 +62,11 @@ pub async fn create(who: &Principal, name: &str) -> Result<Namespace, CreateErro
     if created_by_user >= quota {
         return Err(CreateError::Quota(quota));
     }
+    let id = metadata::increment("count/namespace-id".into(), 1)
+        .await
+        .map_err(store_err)?;
     let ns = Namespace {
+        id: id as u64,
         name: name.to_string(),
         tenant: who.tenant.clone(),
         creator: who.user.clone(),

@@ -111,6 +111,19 @@ pub fn decide(who: Option<&Principal>, action: Action, resource: &str, facts: &F
         || public_read
 }
 
+/// The strongest permission `who` effectively has on `resource` (what SWR
+/// reports as `auth`: 7 manage, 3 edit, 1 read).
+pub fn effective_level(who: Option<&Principal>, resource: &str, facts: &Facts) -> Option<Level> {
+    [
+        (Action::Grant, Level::Manage),
+        (Action::Push, Level::Edit),
+        (Action::GetNamespace, Level::Read),
+    ]
+    .into_iter()
+    .find(|(a, _)| decide(who, *a, resource, facts))
+    .map(|(_, l)| l)
+}
+
 #[cfg(test)]
 mod tests {
     use super::action::repository_resource as repo;

@@ -161,6 +161,9 @@ pub struct AccessKey {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Namespace {
+    /// A number, as SWR's API gives organizations.
+    #[serde(default)]
+    pub id: u64,
     pub name: String,
     pub tenant: String,
     pub creator: String,

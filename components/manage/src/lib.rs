@@ -1,0 +1,212 @@
+//! The management API router (`/v2/manage/...`, `/v3/manage/...`, and the
+//! API version list at `/`), compatible with Huawei Cloud SWR so its SDKs
+//! and tools work unchanged.
+//!
+//! Every call is signed with an access key (`SDK-HMAC-SHA256`, checked by
+//! `berth_domain::iam::signing`), which names the caller; the router then
+//! hands the request, its body and the caller to the resource group's
+//! component (`wit/endpoints.wit`), and audits every change.
+
+use berth_domain::iam::records::{self, AuditEvent, Tenant};
+use berth_domain::iam::signing;
+use berth_domain::swr::SwrError;
+use berth_guest::http::{Incoming, Reply};
+use berth_guest::{auth, store};
+use spin_sdk::wasip3::http::types::{ErrorCode, Method, Request, Response};
+use spin_sdk::wasip3::wit_future;
+
+spin_sdk::wit_bindgen::generate!({
+    runtime_path: "::spin_sdk::wit_bindgen::rt",
+    world: "berth:registry/manage-router",
+    path: "../../wit",
+    with: { "wasi:http/types@0.3.0": spin_sdk::wasip3::http::types },
+    generate_all,
+});
+
+use berth::registry::management_types::Caller;
+use berth::registry::namespaces_api;
+
+struct Manage;
+spin_sdk::wasip3::http::service::export!(Manage);
+
+/// Management bodies are small JSON documents.
+const MAX_BODY: u64 = 1 << 20;
+
+fn error(req: Incoming, e: &SwrError) -> Response {
+    Reply::json(e.status, e.body()).into_response(req)
+}
+
+/// Which resource group serves a path; `Err` for paths Berth knows but does
+/// not implement yet, `None` for unknown paths.
+enum Group {
+    Namespaces,
+    Versions,
+}
+
+fn group(path: &str) -> Result<Option<Group>, SwrError> {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    Ok(match segs.as_slice() {
+        [] | [""] => Some(Group::Versions),
+        ["v2", "manage", "namespaces"] | ["v2", "manage", "namespaces", _] => {
+            Some(Group::Namespaces)
+        }
+        ["v2", "manage", "namespaces", _, "access"] => Some(Group::Namespaces),
+        ["v2" | "v3", "manage", rest @ ..] => {
+            return Err(SwrError::not_implemented(&format!(
+                "/{}",
+                rest.first().copied().unwrap_or("manage")
+            )));
+        }
+        _ => None,
+    })
+}
+
+impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        let authority = request.get_authority();
+        let req = Incoming::new(request);
+        let group = match group(&req.path) {
+            Ok(Some(g)) => g,
+            Ok(None) => return Ok(error(req, &SwrError::not_found("no such API"))),
+            Err(e) => return Ok(error(req, &e)),
+        };
+        if let Group::Versions = group {
+            let body = versions(authority.as_deref());
+            return Ok(Reply::json(200, body).into_response(req));
+        }
+        let body = match req.body_bytes(MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => {
+                let e = SwrError::bad_request(format!(
+                    "request bodies are limited to {MAX_BODY} bytes"
+                ));
+                return Ok(error(req, &e));
+            }
+        };
+        let caller = match authenticate(&req, authority.as_deref(), &body).await {
+            Ok(c) => c,
+            Err(e) => return Ok(error(req, &e)),
+        };
+        let source = req.header("spin-client-addr").unwrap_or_default();
+        let mutating = !matches!(req.method, Method::Get | Method::Head);
+        let (tenant, user) = (caller.tenant.clone(), caller.user.clone());
+        let operation = format!("{} {}", method_name(&req.method), req.path);
+        let resource = req.path.clone();
+        let forwarded = forward(&req, authority);
+        drop(req);
+        let response = match group {
+            Group::Namespaces => namespaces_api::handle(forwarded, body, caller).await,
+            Group::Versions => unreachable!("answered above"),
+        };
+        if mutating && let Ok(r) = &response {
+            let event = AuditEvent {
+                time: store::now(),
+                tenant: tenant.clone(),
+                user,
+                operation,
+                resource,
+                status: r.get_status_code(),
+                source,
+            };
+            let key = records::audit(&tenant, store::now_ns(), &store::nonce());
+            let _ = store::commit(vec![store::put_json(key, &event)]).await;
+        }
+        response
+    }
+}
+
+/// A copy of the request without its body (read already) for a group.
+fn forward(req: &Incoming, authority: Option<String>) -> Request {
+    let (tx, rx) = wit_future::new(|| Ok(None));
+    drop(tx);
+    let (out, _) = Request::new(req.fields(), None, rx, None);
+    let _ = out.set_method(&req.method);
+    let _ = out.set_path_with_query(Some(&req.path_with_query()));
+    let _ = out.set_authority(authority.as_deref());
+    out
+}
+
+fn method_name(m: &Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        Method::Head => "HEAD",
+        _ => "OTHER",
+    }
+}
+
+/// Checks the request's AK/SK signature; the caller it names.
+async fn authenticate(
+    req: &Incoming,
+    authority: Option<&str>,
+    body: &[u8],
+) -> Result<Caller, SwrError> {
+    let value = req
+        .header("authorization")
+        .ok_or_else(|| SwrError::unauthorized(signing::SignError::Missing.to_string()))?;
+    let parsed =
+        signing::parse_authorization(&value).map_err(|e| SwrError::unauthorized(e.to_string()))?;
+    let fault = |e: berth_domain::OciError| SwrError::internal(e.message);
+    let (key, sk) = auth::access_key(&parsed.access)
+        .await
+        .map_err(fault)?
+        .ok_or_else(|| SwrError::unauthorized("unknown or disabled access key"))?;
+    // `Host` never reaches a component (wasi:http forbids it): the host
+    // passes it as the request's authority.
+    let mut headers = req.header_pairs();
+    if let Some(a) = authority {
+        headers.push(("host".into(), a.to_string()));
+    }
+    let query = req.raw_query();
+    let signed = signing::Request {
+        method: method_name(&req.method),
+        path: &req.path,
+        query: &query,
+        headers: &headers,
+        body,
+    };
+    signing::verify(&signed, &parsed, sk.as_bytes(), store::now())
+        .map_err(|e| SwrError::unauthorized(e.to_string()))?;
+    // A project id, when given, must be the key's tenant's.
+    if let Some(project) = req.header("x-project-id") {
+        let tenant = store::get_json::<Tenant>(&records::tenant(&key.tenant))
+            .await
+            .map_err(fault)?;
+        if tenant.is_none_or(|t| t.project_id != project) {
+            return Err(SwrError::forbidden(format!(
+                "project {project} is not the access key's project"
+            )));
+        }
+    }
+    let p = auth::principal(&key.tenant, &key.user)
+        .await
+        .map_err(fault)?
+        .ok_or_else(|| SwrError::unauthorized("the access key's user is disabled or gone"))?;
+    Ok(Caller {
+        tenant: p.tenant,
+        user: p.user,
+        user_id: p.user_id,
+        admin: p.admin,
+        policies: p
+            .policies
+            .iter()
+            .map(|d| serde_json::to_string(d).expect("policies serialize"))
+            .collect(),
+    })
+}
+
+/// `GET /`: the API versions (no authentication, as SWR).
+fn versions(authority: Option<&str>) -> Vec<u8> {
+    let host = authority.unwrap_or("localhost");
+    let v = |id: &str, status: &str| {
+        serde_json::json!({
+            "id": id, "links": {"href": format!("http://{host}/{id}/"), "rel": "self"},
+            "version": "", "status": status, "updated": "2026-11-28T00:00:00Z", "min_version": ""
+        })
+    };
+    let body = serde_json::json!({ "versions": [v("v2", "CURRENT")] });
+    serde_json::to_vec(&body).expect("json")
+}

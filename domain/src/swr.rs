@@ -1,0 +1,80 @@
+//! The management API's error format, as Huawei Cloud SWR answers and its
+//! SDKs parse it: `{"errorCode": "SVCSTG.SWR.<status><nnn>", "errorMsg": "…"}`.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SwrError {
+    #[serde(skip)]
+    pub status: u16,
+    #[serde(rename = "errorCode")]
+    pub code: String,
+    #[serde(rename = "errorMsg")]
+    pub message: String,
+}
+
+impl SwrError {
+    /// `detail` numbers errors of one status (`SVCSTG.SWR.4000001`…).
+    pub fn new(status: u16, detail: u16, message: impl Into<String>) -> SwrError {
+        SwrError {
+            status,
+            code: format!("SVCSTG.SWR.{status}{detail:04}"),
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> SwrError {
+        SwrError::new(400, 1, message)
+    }
+    pub fn invalid_name(message: impl Into<String>) -> SwrError {
+        SwrError::new(400, 2, message)
+    }
+    pub fn quota(message: impl Into<String>) -> SwrError {
+        SwrError::new(400, 3, message)
+    }
+    pub fn not_empty(message: impl Into<String>) -> SwrError {
+        SwrError::new(400, 4, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> SwrError {
+        SwrError::new(401, 1, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> SwrError {
+        SwrError::new(403, 1, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> SwrError {
+        SwrError::new(404, 1, message)
+    }
+    pub fn method_not_allowed() -> SwrError {
+        SwrError::new(405, 1, "method not allowed on this resource")
+    }
+    pub fn conflict(message: impl Into<String>) -> SwrError {
+        SwrError::new(409, 1, message)
+    }
+    pub fn internal(message: impl Into<String>) -> SwrError {
+        SwrError::new(500, 1, message)
+    }
+    pub fn not_implemented(what: &str) -> SwrError {
+        SwrError::new(
+            501,
+            1,
+            format!("{what} is not implemented in this Berth version"),
+        )
+    }
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("errors serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format() {
+        let e = SwrError::not_found("namespace x not found");
+        assert_eq!(e.status, 404);
+        assert_eq!(
+            String::from_utf8(e.body()).unwrap(),
+            r#"{"errorCode":"SVCSTG.SWR.4040001","errorMsg":"namespace x not found"}"#
+        );
+    }
+}
