@@ -24,8 +24,9 @@ pub fn manifest(name: &str, digest: &str) -> String {
     format!("manifest/{name}:{digest}")
 }
 
-/// `mtag/<name>:<digest>:<tag>` → empty: the tags pointing at a manifest, so
-/// deleting a manifest removes its tags without scanning all of them.
+/// `mtag/<name>:<digest>:<tag>` → [`TagInfo`]: the tags pointing at a
+/// manifest, so deleting a manifest removes its tags without scanning all of
+/// them (older records hold an empty value).
 pub fn manifest_tag_prefix(name: &str, digest: &str) -> String {
     format!("mtag/{name}:{digest}:")
 }
@@ -44,6 +45,11 @@ pub fn referrer_prefix(name: &str, subject: &str) -> String {
 }
 pub fn referrer(name: &str, subject: &str, referrer: &str) -> String {
     format!("referrer/{name}:{subject}:{referrer}")
+}
+
+/// `count/download/<name>` (a counter): manifests served with their body.
+pub fn downloads(name: &str) -> String {
+    format!("count/download/{name}")
 }
 
 /// `upload/<id>` → [`UploadRecord`]: which repository an upload belongs to.
@@ -66,6 +72,13 @@ pub struct BlobLink {
 pub struct UploadRecord {
     pub repo: String,
     pub created: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TagInfo {
+    /// When the tag was last pointed at its manifest (seconds).
+    #[serde(default)]
+    pub updated: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

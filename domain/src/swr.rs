@@ -64,9 +64,49 @@ impl SwrError {
     }
 }
 
+/// `2026-11-28T02:03:04Z`, the time format of SWR's responses.
+pub fn rfc3339(secs: u64) -> String {
+    let d = crate::iam::signing::format_sdk_date(secs);
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &d[0..4],
+        &d[4..6],
+        &d[6..8],
+        &d[9..11],
+        &d[11..13],
+        &d[13..15]
+    )
+}
+
+/// A stable numeric id for a name (SWR's API gives repositories and tags
+/// integer ids): 53 bits of FNV-1a, exact in JSON numbers.
+pub fn numeric_id(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h & ((1 << 53) - 1)
+}
+
+/// SWR writes a repository name's `/` as `$` in paths.
+pub fn repository_from_path(segment: &str) -> String {
+    crate::route::percent_decode(segment).replace('$', "/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_ids_and_names() {
+        assert_eq!(rfc3339(1_795_831_384), "2026-11-28T02:03:04Z");
+        assert_eq!(numeric_id("a/b"), numeric_id("a/b"));
+        assert_ne!(numeric_id("a/b"), numeric_id("a/c"));
+        assert!(numeric_id("x") < 1 << 53);
+        assert_eq!(repository_from_path("group$app"), "group/app");
+        assert_eq!(repository_from_path("group%2Fapp"), "group/app");
+    }
 
     #[test]
     fn format() {

@@ -13,6 +13,23 @@ import requests
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException, ServerResponseException
 from huaweicloudsdkswr.v2 import (
+    CreateRepoRequest,
+    CreateRepoRequestBody,
+    CreateRepoTagRequest,
+    CreateRepoTagRequestBody,
+    CreateUserRepositoryAuthRequest,
+    DeleteRepoRequest,
+    DeleteRepoTagRequest,
+    DeleteUserRepositoryAuthRequest,
+    ListRepoDetailsRequest,
+    ListRepositoryTagRequest,
+    ListRepositoryTagsRequest,
+    ShowRepositoryRequest,
+    ShowRepoTagRequest,
+    ShowUserRepositoryAuthRequest,
+    UpdateRepoRequest,
+    UpdateRepoRequestBody,
+    UpdateUserRepositoryAuthRequest,
     CreateNamespaceAuthRequest,
     CreateNamespaceRequest,
     CreateNamespaceRequestBody,
@@ -220,9 +237,144 @@ def test_signature_errors(swr):
 
 def test_not_yet_implemented_operations_say_so(swr):
     reg, keys, _ = swr
+    from huaweicloudsdkswr.v2 import ListTriggersDetailsRequest
     with pytest.raises(ServerResponseException) as e:
-        client(reg, keys["acme"]).list_repos_details(ListReposDetailsRequest())
+        client(reg, keys["acme"]).list_triggers_details(ListTriggersDetailsRequest(namespace="x", repository="y"))
     assert code_of(e) == (501, "SVCSTG.SWR.5010001")
+
+
+def test_repository_lifecycle(swr):
+    reg, keys, _ = swr
+    c = client(reg, keys["acme"])
+    c.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="acme-repos")))
+    r = c.create_repo(CreateRepoRequest(namespace="acme-repos", body=CreateRepoRequestBody(
+        repository="empty", is_public=False, category="linux", description="made by the SDK")))
+    assert r.status_code == 201
+    with pytest.raises(ClientRequestException) as e:
+        c.create_repo(CreateRepoRequest(namespace="acme-repos", body=CreateRepoRequestBody(repository="empty")))
+    assert e.value.status_code == 409
+    with pytest.raises(ClientRequestException) as e:
+        c.create_repo(CreateRepoRequest(namespace="acme-repos", body=CreateRepoRequestBody(repository="Bad Name")))
+    assert code_of(e) == (400, "SVCSTG.SWR.4000002")
+    # A pushed image: two tags on one manifest, a nested name.
+    url = f"http://acme:acme-pw@{reg.host}"
+    m, digest = image(url, "acme-repos/group/app", layers=(b"x" * 1000, b"y" * 500), tag="v1")
+    image(url, "acme-repos/group/app", layers=(b"x" * 1000, b"y" * 500), tag="latest")
+    for _ in range(3):
+        requests.get(f"{url}/v2/acme-repos/group/app/manifests/v1",
+                     headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    shown = c.show_repository(ShowRepositoryRequest(namespace="acme-repos", repository="group$app"))
+    assert shown.name == "group/app" and shown.num_images == 2 and shown.is_public is False
+    manifest_len = len(requests.get(f"{url}/v2/acme-repos/group/app/manifests/v1",
+                                    headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).content)
+    config_size = m["config"]["size"]
+    assert shown.size == manifest_len + config_size + 1500
+    assert shown.num_download >= 3
+    assert shown.created.endswith("Z") and shown.updated >= shown.created
+
+    c.update_repo(UpdateRepoRequest(namespace="acme-repos", repository="empty",
+                                    body=UpdateRepoRequestBody(is_public=True, category="db", description="now public")))
+    shown = c.show_repository(ShowRepositoryRequest(namespace="acme-repos", repository="empty"))
+    assert (shown.is_public, shown.category, shown.description) == (True, "db", "now public")
+
+    # v2 listing with filters and a Content-Range; v3 with a marker.
+    listed = c.list_repos_details(ListReposDetailsRequest(namespace="acme-repos"))
+    assert [x.name for x in listed.body] == ["empty", "group/app"]
+    assert listed.content_range == "0-1/2"
+    assert [x.name for x in c.list_repos_details(ListReposDetailsRequest(filter="namespace::acme-repos|category::db")).body] == ["empty"]
+    page = c.list_repos_details(ListReposDetailsRequest(namespace="acme-repos", limit="1", offset="1"))
+    assert [x.name for x in page.body] == ["group/app"] and page.content_range == "1-1/2"
+    v3 = c.list_repo_details(ListRepoDetailsRequest(namespace="acme-repos", limit=1))
+    assert [x.name for x in v3.repos] == ["empty"] and v3.next_marker == 1
+    v3 = c.list_repo_details(ListRepoDetailsRequest(namespace="acme-repos", limit=1, marker=1))
+    assert [x.name for x in v3.repos] == ["group/app"] and not v3.next_marker
+    assert [x.name for x in c.list_repo_details(ListRepoDetailsRequest(is_public=True)).repos] == ["empty"]
+
+    # The public repository is pullable without credentials; the private one is not.
+    image(url, "acme-repos/empty", tag="v1")
+    anon = requests.get(f"{reg.anon_url}/service/token", params={"scope": "repository:acme-repos/empty:pull"}).json()["token"]
+    r = requests.get(f"{reg.anon_url}/v2/acme-repos/empty/manifests/v1", headers={"Authorization": f"Bearer {anon}",
+                     "Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 200
+    anon = requests.get(f"{reg.anon_url}/service/token", params={"scope": "repository:acme-repos/group/app:pull"}).json()["token"]
+    r = requests.get(f"{reg.anon_url}/v2/acme-repos/group/app/manifests/v1", headers={"Authorization": f"Bearer {anon}"})
+    assert r.status_code == 401
+    # Another tenant reads the public one, never the private one.
+    rival = client(reg, keys["rival"])
+    assert rival.show_repository(ShowRepositoryRequest(namespace="acme-repos", repository="empty")).is_public
+    with pytest.raises(ClientRequestException) as e:
+        rival.show_repository(ShowRepositoryRequest(namespace="acme-repos", repository="group$app"))
+    assert e.value.status_code == 404
+    with pytest.raises(ClientRequestException) as e:
+        rival.delete_repo(DeleteRepoRequest(namespace="acme-repos", repository="empty"))
+    assert e.value.status_code == 403
+
+    assert c.delete_repo(DeleteRepoRequest(namespace="acme-repos", repository="group$app")).status_code == 204
+    assert requests.get(f"{url}/v2/acme-repos/group/app/manifests/v1").status_code == 404
+    assert "acme-repos/group/app" not in requests.get(f"{url}/v2/_catalog").json()["repositories"]
+
+
+def test_repository_tags(swr):
+    reg, keys, _ = swr
+    c = client(reg, keys["acme"])
+    c.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="acme-tags")))
+    url = f"http://acme:acme-pw@{reg.host}"
+    _, d1 = image(url, "acme-tags/app", layers=(b"one",), tag="1.0")
+    _, d2 = image(url, "acme-tags/app", layers=(b"two", b"three"), tag="2.0")
+    tags = c.list_repository_tags(ListRepositoryTagsRequest(namespace="acme-tags", repository="app"))
+    assert [(t.tag, t.digest) for t in tags.body] == [("1.0", d1), ("2.0", d2)] and tags.content_range == "0-1/2"
+    assert tags.body[0].manifest == "application/vnd.oci.image.manifest.v1+json" and tags.body[0].schema == 3
+    assert tags.body[1].size > tags.body[0].size
+    assert [t.tag for t in c.list_repository_tags(ListRepositoryTagsRequest(namespace="acme-tags", repository="app", tag="2")).body] == ["2.0"]
+    shown = c.show_repo_tag(ShowRepoTagRequest(namespace="acme-tags", repository="app", tag="2.0"))
+    assert shown.digest == d2 and shown.path == "acme-tags/app:2.0"
+    # A new tag from an existing one; no silent overwrite.
+    r = c.create_repo_tag(CreateRepoTagRequest(namespace="acme-tags", repository="app",
+                          body=CreateRepoTagRequestBody(source_tag="1.0", destination_tag="stable")))
+    assert r.status_code == 201
+    assert requests.get(f"{url}/v2/acme-tags/app/manifests/stable", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).headers["Docker-Content-Digest"] == d1
+    with pytest.raises(ClientRequestException) as e:
+        c.create_repo_tag(CreateRepoTagRequest(namespace="acme-tags", repository="app",
+                          body=CreateRepoTagRequestBody(source_tag="2.0", destination_tag="stable")))
+    assert e.value.status_code == 409
+    c.create_repo_tag(CreateRepoTagRequest(namespace="acme-tags", repository="app",
+                      body=CreateRepoTagRequestBody(source_tag="2.0", destination_tag="stable", override=True)))
+    assert c.show_repo_tag(ShowRepoTagRequest(namespace="acme-tags", repository="app", tag="stable")).digest == d2
+    # v3 paging by marker.
+    v3 = c.list_repository_tag(ListRepositoryTagRequest(namespace="acme-tags", repository="app", limit=2))
+    assert [t.tag for t in v3.tags] == ["1.0", "2.0"] and v3.has_more and v3.next_marker == "2.0"
+    v3 = c.list_repository_tag(ListRepositoryTagRequest(namespace="acme-tags", repository="app", limit=2, marker="2.0"))
+    assert [t.tag for t in v3.tags] == ["stable"] and not v3.has_more
+    assert c.delete_repo_tag(DeleteRepoTagRequest(namespace="acme-tags", repository="app", tag="1.0")).status_code == 204
+    assert requests.get(f"{url}/v2/acme-tags/app/tags/list").json()["tags"] == ["2.0", "stable"]
+    with pytest.raises(ClientRequestException) as e:
+        c.show_repo_tag(ShowRepoTagRequest(namespace="acme-tags", repository="app", tag="1.0"))
+    assert e.value.status_code == 404
+
+
+def test_repository_access(swr):
+    reg, keys, users = swr
+    c = client(reg, keys["acme"])
+    c.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="acme-grants")))
+    url = f"http://acme:acme-pw@{reg.host}"
+    image(url, "acme-grants/app", tag="v1")
+    image(url, "acme-grants/other", tag="v1")
+    dev_url = f"http://dev%40acme:dev-pw@{reg.host}"
+    assert requests.get(f"{dev_url}/v2/acme-grants/app/manifests/v1").status_code == 403
+    c.create_user_repository_auth(CreateUserRepositoryAuthRequest(
+        namespace="acme-grants", repository="app", body=[UserAuth(user_id=users["dev"], user_name="dev", auth=3)]))
+    shown = c.show_user_repository_auth(ShowUserRepositoryAuthRequest(namespace="acme-grants", repository="app"))
+    assert shown.self_auth.auth == 7 and [(o.user_name, o.auth) for o in shown.others_auths] == [("dev", 3)]
+    # The grant covers that repository only.
+    assert requests.get(f"{dev_url}/v2/acme-grants/app/manifests/v1").status_code == 200
+    image(dev_url, "acme-grants/app", layers=(b"by dev",), tag="v2")
+    assert requests.get(f"{dev_url}/v2/acme-grants/other/manifests/v1").status_code == 403
+    assert requests.delete(f"{dev_url}/v2/acme-grants/app/manifests/v2").status_code == 403
+    c.update_user_repository_auth(UpdateUserRepositoryAuthRequest(
+        namespace="acme-grants", repository="app", body=[UserAuth(user_id=users["dev"], user_name="dev", auth=1)]))
+    assert requests.post(f"{dev_url}/v2/acme-grants/app/blobs/uploads/").status_code == 403
+    c.delete_user_repository_auth(DeleteUserRepositoryAuthRequest(namespace="acme-grants", repository="app", body=[users["dev"]]))
+    assert requests.get(f"{dev_url}/v2/acme-grants/app/manifests/v1").status_code == 403
 
 
 def test_management_changes_are_audited(swr):

@@ -24,7 +24,7 @@ spin_sdk::wit_bindgen::generate!({
 });
 
 use berth::registry::management_types::Caller;
-use berth::registry::namespaces_api;
+use berth::registry::{namespaces_api, repositories_api};
 
 struct Manage;
 spin_sdk::wasip3::http::service::export!(Manage);
@@ -40,6 +40,7 @@ fn error(req: Incoming, e: &SwrError) -> Response {
 /// not implement yet, `None` for unknown paths.
 enum Group {
     Namespaces,
+    Repositories,
     Versions,
 }
 
@@ -51,11 +52,22 @@ fn group(path: &str) -> Result<Option<Group>, SwrError> {
             Some(Group::Namespaces)
         }
         ["v2", "manage", "namespaces", _, "access"] => Some(Group::Namespaces),
-        ["v2" | "v3", "manage", rest @ ..] => {
-            return Err(SwrError::not_implemented(&format!(
-                "/{}",
-                rest.first().copied().unwrap_or("manage")
-            )));
+        ["v2", "manage", "namespaces", _, "repos"]
+        | ["v2", "manage", "namespaces", _, "repos", _]
+        | [
+            "v2",
+            "manage",
+            "namespaces",
+            _,
+            "repos",
+            _,
+            "tags" | "access",
+        ]
+        | ["v2", "manage", "namespaces", _, "repos", _, "tags", _]
+        | ["v3", "manage", "namespaces", _, "repos", _, "tags"]
+        | ["v2" | "v3", "manage", "repos"] => Some(Group::Repositories),
+        ["v2" | "v3", "manage", ..] => {
+            return Err(SwrError::not_implemented(path));
         }
         _ => None,
     })
@@ -96,6 +108,7 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
         drop(req);
         let response = match group {
             Group::Namespaces => namespaces_api::handle(forwarded, body, caller).await,
+            Group::Repositories => repositories_api::handle(forwarded, body, caller).await,
             Group::Versions => unreachable!("answered above"),
         };
         if mutating && let Ok(r) = &response {

@@ -70,6 +70,12 @@ pub async fn get(
         .header("etag", format!("\"{digest}\""));
     if with_body {
         reply = reply.bytes(body.to_vec());
+        // A pull: counted for the repository's download figure, without
+        // making the client wait for the counter's write.
+        let counter = berth_domain::keys::downloads(name);
+        spin_sdk::wasip3::wit_bindgen::spawn(async move {
+            let _ = store::metadata::increment(counter, 1).await;
+        });
     } else {
         reply = reply.header("content-length", body.len().to_string());
     }
@@ -187,9 +193,11 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
                 digest.clone().into_bytes(),
                 precondition,
             )));
-            ops.push(store::put(
+            ops.push(store::put_json(
                 keys::manifest_tag(name, &digest, tag),
-                Vec::new(),
+                &keys::TagInfo {
+                    updated: store::now(),
+                },
             ));
         }
         Ok(ops)

@@ -7,69 +7,18 @@
 //! - `POST|PATCH|GET|DELETE /v2/manage/namespaces/<ns>/access` grants to users
 //!   (`[{"user_id", "user_name", "auth": 1|3|7}]`; DELETE takes user ids)
 
-use berth_domain::iam::records::{self, Grant, Namespace};
-use berth_domain::iam::{self, Action, Facts, Level, PolicyDocument, Principal};
+use berth_domain::iam::records::{self, Namespace};
+use berth_domain::iam::{self, Action, Facts, Level, Principal};
 use berth_domain::swr::SwrError;
 use berth_guest::http::{Incoming, Reply};
+use berth_guest::manage::{fault, grants, oci_fault, ok_json, parse_body};
 use berth_guest::namespaces::{self, CreateError};
 use berth_guest::store::{self, metadata};
 use serde::{Deserialize, Serialize};
-use spin_sdk::wasip3::http::types::{ErrorCode, Method, Request, Response};
 
-spin_sdk::wit_bindgen::generate!({
-    runtime_path: "::spin_sdk::wit_bindgen::rt",
-    world: "berth:registry/namespaces-endpoint",
-    path: "../../wit",
-    with: { "wasi:http/types@0.3.0": spin_sdk::wasip3::http::types },
-    generate_all,
-});
+use spin_sdk::wasip3::http::types::Method;
 
-use berth::registry::management_types::Caller;
-
-struct Endpoint;
-export!(Endpoint);
-
-impl exports::berth::registry::namespaces_api::Guest for Endpoint {
-    async fn handle(
-        request: Request,
-        body: Vec<u8>,
-        caller: Caller,
-    ) -> Result<Response, ErrorCode> {
-        let req = Incoming::new(request);
-        let who = principal(caller);
-        let reply = match serve(&req, &body, &who).await {
-            Ok(r) => r,
-            Err(e) => Reply::json(e.status, e.body()),
-        };
-        Ok(reply.into_response(req))
-    }
-}
-
-fn principal(c: Caller) -> Principal {
-    Principal {
-        tenant: c.tenant,
-        user: c.user,
-        user_id: c.user_id,
-        admin: c.admin,
-        policies: c
-            .policies
-            .iter()
-            .filter_map(|p| serde_json::from_str::<PolicyDocument>(p).ok())
-            .collect(),
-    }
-}
-
-fn fault(e: impl std::fmt::Debug) -> SwrError {
-    SwrError::internal(format!("storage failure: {e:?}"))
-}
-
-fn oci_fault(e: berth_domain::OciError) -> SwrError {
-    SwrError::internal(e.message)
-}
-
-fn ok_json<T: Serialize>(status: u16, v: &T) -> Result<Reply, SwrError> {
-    Ok(Reply::json(status, serde_json::to_vec(v).expect("json")))
-}
+berth_guest::manage_endpoint!("berth:registry/namespaces-endpoint", namespaces_api, serve);
 
 async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
     let segs: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(3).collect();
@@ -92,8 +41,7 @@ struct CreateBody {
 }
 
 async fn create(body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
-    let b: CreateBody = serde_json::from_slice(body)
-        .map_err(|e| SwrError::bad_request(format!("invalid body: {e}")))?;
+    let b: CreateBody = parse_body(body)?;
     let resource = iam::action::namespace_resource(&b.namespace);
     if !iam::decide(
         Some(who),
@@ -230,13 +178,6 @@ async fn require(who: &Principal, action: Action, ns: &str) -> Result<(), SwrErr
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct UserAuth {
-    user_id: String,
-    user_name: String,
-    auth: u8,
-}
-
 async fn set_grants(
     ns: &str,
     body: &[u8],
@@ -245,74 +186,20 @@ async fn set_grants(
 ) -> Result<Reply, SwrError> {
     visible(ns, who).await?;
     require(who, Action::Grant, ns).await?;
-    let users: Vec<UserAuth> = serde_json::from_slice(body)
-        .map_err(|e| SwrError::bad_request(format!("invalid body: {e}")))?;
-    if users.is_empty() {
-        return Err(SwrError::bad_request("no users given"));
-    }
-    let mut ops = Vec::new();
-    for u in users {
-        let level = Level::try_from(u.auth).map_err(SwrError::bad_request)?;
-        // The user must exist in the caller's tenant.
-        let owner: Option<String> = store::get_json(&records::user_id(&u.user_id))
-            .await
-            .map_err(oci_fault)?;
-        let Some((tenant, name)) = owner.as_deref().and_then(|o| o.split_once('/')) else {
-            return Err(SwrError::bad_request(format!(
-                "no user with id {}",
-                u.user_id
-            )));
-        };
-        if tenant != who.tenant {
-            return Err(SwrError::bad_request(format!(
-                "no user with id {}",
-                u.user_id
-            )));
-        }
-        let key = records::namespace_grant(ns, &u.user_id);
-        if update && !store::exists(&key).await.map_err(oci_fault)? {
-            return Err(SwrError::not_found(format!(
-                "user {} has no permission on {ns} to update",
-                u.user_id
-            )));
-        }
-        ops.push(store::put_json(
-            key,
-            &Grant {
-                user_id: u.user_id.clone(),
-                user_name: name.to_string(),
-                level,
-            },
-        ));
-    }
-    store::commit(ops).await.map_err(fault)?;
+    grants::write(who, body, update, |id| records::namespace_grant(ns, id)).await?;
     Ok(Reply::new(201))
 }
 
 async fn show_grants(ns: &str, who: &Principal) -> Result<Reply, SwrError> {
     let (n, level) = visible(ns, who).await?;
-    let mut others = Vec::new();
-    for e in metadata::scan(records::namespace_grant_prefix(ns), None, 10_000)
-        .await
-        .map_err(fault)?
-    {
-        if let Ok(g) = serde_json::from_slice::<Grant>(&e.value)
-            && g.user_id != who.user_id
-        {
-            others.push(UserAuth {
-                user_id: g.user_id,
-                user_name: g.user_name,
-                auth: g.level.code(),
-            });
-        }
-    }
+    let others = grants::others(who, &records::namespace_grant_prefix(ns)).await?;
     ok_json(
         200,
         &serde_json::json!({
             "id": n.id,
             "name": n.name,
             "creator_name": n.creator,
-            "self_auth": UserAuth { user_id: who.user_id.clone(), user_name: who.user.clone(), auth: level.map(Level::code).unwrap_or(0) },
+            "self_auth": grants::UserAuth::of(who, level),
             "others_auths": others,
         }),
     )
@@ -321,12 +208,6 @@ async fn show_grants(ns: &str, who: &Principal) -> Result<Reply, SwrError> {
 async fn delete_grants(ns: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
     visible(ns, who).await?;
     require(who, Action::Grant, ns).await?;
-    let ids: Vec<String> = serde_json::from_slice(body)
-        .map_err(|e| SwrError::bad_request(format!("invalid body: {e}")))?;
-    let ops = ids
-        .iter()
-        .map(|id| store::delete(records::namespace_grant(ns, id)))
-        .collect();
-    store::commit(ops).await.map_err(fault)?;
+    grants::delete(body, |id| records::namespace_grant(ns, id)).await?;
     Ok(Reply::new(204))
 }

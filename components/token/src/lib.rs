@@ -121,24 +121,10 @@ async fn token(req: &Incoming) -> Result<Reply, OciError> {
     }
     let now = store::now();
     let body = if oauth {
-        serde_json::json!({ "access_token": token, "expires_in": ttl, "scope": scopes.join(" "), "issued_at": rfc3339(now) })
+        serde_json::json!({ "access_token": token, "expires_in": ttl, "scope": scopes.join(" "), "issued_at": berth_domain::swr::rfc3339(now) })
     } else {
-        serde_json::json!({ "token": token, "access_token": token, "expires_in": ttl, "issued_at": rfc3339(now) })
+        serde_json::json!({ "token": token, "access_token": token, "expires_in": ttl, "issued_at": berth_domain::swr::rfc3339(now) })
     };
     Ok(Reply::json(200, serde_json::to_vec(&body).expect("json"))
         .header("cache-control", "no-store"))
-}
-
-/// `2026-11-28T02:03:04Z`.
-fn rfc3339(secs: u64) -> String {
-    let d = berth_domain::iam::signing::format_sdk_date(secs);
-    format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &d[0..4],
-        &d[4..6],
-        &d[6..8],
-        &d[9..11],
-        &d[11..13],
-        &d[13..15]
-    )
 }

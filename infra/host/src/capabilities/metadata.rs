@@ -142,6 +142,16 @@ impl Metadata {
         })
     }
 
+    /// Counter values (missing = 0).
+    pub fn counters(&self, keys: &[String]) -> Result<Vec<i64>, MetaError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT value FROM counters WHERE key = ?1")?;
+            keys.iter()
+                .map(|k| Ok(stmt.query_row([k], |r| r.get(0)).optional()?.unwrap_or(0)))
+                .collect()
+        })
+    }
+
     /// Keys under `prefix` in byte order, after `after`, at most `limit`.
     pub fn scan(
         &self,
@@ -387,6 +397,7 @@ mod tests {
         assert_eq!(m.increment("c".into(), 5).await.unwrap(), 5);
         assert_eq!(m.increment("c".into(), -2).await.unwrap(), 3);
         assert_eq!(m.increment("c".into(), 0).await.unwrap(), 3);
+        assert_eq!(m.counters(&["c".into(), "none".into()]).unwrap(), [3, 0]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -197,6 +197,10 @@ impl<T: Send> wit_meta::HostWithStore<T> for Caps {
         Ok(backends(a).metadata.increment(key, delta).await?)
     }
 
+    async fn counters(a: &Accessor<T, Self>, keys: Vec<String>) -> Result<Vec<i64>, StoreError> {
+        Ok(backends(a).metadata.counters(&keys)?)
+    }
+
     async fn scan(
         a: &Accessor<T, Self>,
         prefix: String,

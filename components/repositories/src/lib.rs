@@ -1,0 +1,550 @@
+//! Repositories, their tags and their grants, as SWR's management API
+//! serves them (`{repository}` in paths writes `/` as `$`):
+//!
+//! - `POST /v2/manage/namespaces/<ns>/repos` create; `GET|PATCH|DELETE …/repos/<repo>`
+//! - `GET /v2/manage/repos` and `GET /v3/manage/repos`: listings with filters and paging
+//! - `GET|POST …/repos/<repo>/tags`, `GET|DELETE …/tags/<tag>`, `GET /v3/…/tags`
+//! - `POST|GET|PATCH|DELETE …/repos/<repo>/access`: grants to users
+
+mod stats;
+
+use berth_domain::iam::records::{self, RepositoryMeta};
+use berth_domain::iam::{self, Action, Principal};
+use berth_domain::keys;
+use berth_domain::swr::{self, SwrError};
+use berth_guest::http::{Incoming, Reply};
+use berth_guest::manage::{fault, grants, oci_fault, ok_json, parse_body};
+use berth_guest::store::{self, Precondition, WriteOp, metadata};
+use serde::Deserialize;
+use spin_sdk::wasip3::http::types::Method;
+use stats::RepoStats;
+
+berth_guest::manage_endpoint!(
+    "berth:registry/repositories-endpoint",
+    repositories_api,
+    serve
+);
+
+async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
+    let segs: Vec<String> = req
+        .path
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .map(String::from)
+        .collect();
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let full = |ns: &str, repo: &str| format!("{ns}/{}", swr::repository_from_path(repo));
+    match (s.as_slice(), &req.method) {
+        (["v2", "manage", "repos"], Method::Get) => list(req, who, false).await,
+        (["v3", "manage", "repos"], Method::Get) => list(req, who, true).await,
+        (["v2", "manage", "namespaces", ns, "repos"], Method::Post) => create(ns, body, who).await,
+        (["v2", "manage", "namespaces", ns, "repos", r], m) => {
+            let name = full(ns, r);
+            match m {
+                Method::Get => show(&name, who).await,
+                Method::Patch => update(&name, body, who).await,
+                Method::Delete => delete(&name, who).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        (["v2", "manage", "namespaces", ns, "repos", r, "tags"], Method::Get) => {
+            list_tags(req, &full(ns, r), who, false).await
+        }
+        (["v3", "manage", "namespaces", ns, "repos", r, "tags"], Method::Get) => {
+            list_tags(req, &full(ns, r), who, true).await
+        }
+        (["v2", "manage", "namespaces", ns, "repos", r, "tags"], Method::Post) => {
+            create_tag(&full(ns, r), body, who).await
+        }
+        (["v2", "manage", "namespaces", ns, "repos", r, "tags", tag], m) => {
+            let name = full(ns, r);
+            match m {
+                Method::Get => show_tag(&name, tag, who).await,
+                Method::Delete => delete_tag(&name, tag, who).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        (["v2", "manage", "namespaces", ns, "repos", r, "access"], m) => {
+            access(&full(ns, r), m, body, who).await
+        }
+        _ => Err(SwrError::method_not_allowed()),
+    }
+}
+
+/// The repository if `who` may do `action` on it. Repositories of another
+/// tenant are "not found" unless public or shared (and then read-only).
+async fn authorized(name: &str, who: &Principal, action: Action) -> Result<(), SwrError> {
+    let facts = berth_guest::auth::repository_facts(Some(who), name)
+        .await
+        .map_err(oci_fault)?;
+    let exists = store::exists(&keys::repo(name)).await.map_err(oci_fault)?;
+    let resource = iam::action::repository_resource(name);
+    let readable = iam::decide(Some(who), Action::GetRepository, &resource, &facts);
+    if !exists || !readable {
+        return Err(SwrError::not_found(format!("repository {name} not found")));
+    }
+    if !iam::decide(Some(who), action, &resource, &facts) {
+        return Err(SwrError::forbidden(format!(
+            "{} on repository {name} is not allowed",
+            action.name()
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    repository: String,
+    #[serde(default)]
+    is_public: bool,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create(ns: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
+    let b: CreateBody = parse_body(body)?;
+    let name = format!("{ns}/{}", b.repository);
+    if !berth_domain::name::is_valid_name(&name) {
+        return Err(SwrError::invalid_name(format!(
+            "invalid repository name {:?}",
+            b.repository
+        )));
+    }
+    let namespace = store::get_json::<records::Namespace>(&records::namespace(ns))
+        .await
+        .map_err(oci_fault)?
+        .filter(|n| n.tenant == who.tenant)
+        .ok_or_else(|| SwrError::not_found(format!("organization {ns} not found")))?;
+    let facts = berth_guest::auth::repository_facts(Some(who), &name)
+        .await
+        .map_err(oci_fault)?;
+    if !iam::decide(
+        Some(who),
+        Action::Push,
+        &iam::action::repository_resource(&name),
+        &facts,
+    ) {
+        return Err(SwrError::forbidden(format!(
+            "creating repositories in {ns} is not allowed"
+        )));
+    }
+    let meta = RepositoryMeta {
+        public: b.is_public,
+        category: b.category,
+        description: b.description,
+    };
+    let ops = vec![
+        WriteOp::Put((
+            keys::repo(&name),
+            serde_json::to_vec(&keys::RepoRecord {
+                created: store::now(),
+            })
+            .expect("json"),
+            Precondition::Absent,
+        )),
+        store::put(
+            records::tenant_repository(&namespace.tenant, &name),
+            Vec::new(),
+        ),
+        store::put_json(records::repository_meta(&name), &meta),
+    ];
+    match store::commit(ops).await {
+        Ok(_) => Ok(Reply::new(201)),
+        Err(store::StoreError::Conflict) => Err(SwrError::conflict(format!(
+            "repository {name} already exists"
+        ))),
+        Err(e) => Err(fault(e)),
+    }
+}
+
+async fn show(name: &str, who: &Principal) -> Result<Reply, SwrError> {
+    authorized(name, who, Action::GetRepository).await?;
+    let st = RepoStats::load(name).await?;
+    let ns = store::get_json::<records::Namespace>(&records::namespace(stats::namespace_of(name)))
+        .await
+        .map_err(oci_fault)?;
+    ok_json(
+        200,
+        &serde_json::json!({
+            "id": swr::numeric_id(name),
+            "ns_id": ns.as_ref().map(|n| n.id).unwrap_or(0),
+            "name": stats::short_name(name),
+            "category": st.meta.category,
+            "description": st.meta.description,
+            "creator_id": "",
+            "creator_name": ns.as_ref().map(|n| n.creator.clone()).unwrap_or_default(),
+            "size": st.size,
+            "is_public": st.meta.public,
+            "num_images": st.tags.len(),
+            "num_download": st.downloads,
+            "url": "",
+            "path": name,
+            "internal_path": name,
+            "created": swr::rfc3339(st.created),
+            "updated": swr::rfc3339(st.updated),
+            "domain_id": ns.as_ref().map(|n| n.tenant.clone()).unwrap_or_default(),
+            "priority": 0,
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    is_public: Option<bool>,
+    category: Option<String>,
+    description: Option<String>,
+}
+
+async fn update(name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
+    authorized(name, who, Action::UpdateRepository).await?;
+    let b: UpdateBody = parse_body(body)?;
+    let key = records::repository_meta(name);
+    let mut meta: RepositoryMeta = store::get_json(&key)
+        .await
+        .map_err(oci_fault)?
+        .unwrap_or_default();
+    if let Some(p) = b.is_public {
+        meta.public = p;
+    }
+    if let Some(c) = b.category {
+        meta.category = c;
+    }
+    if let Some(d) = b.description {
+        meta.description = d;
+    }
+    store::commit(vec![store::put_json(key, &meta)])
+        .await
+        .map_err(fault)?;
+    Ok(Reply::new(201))
+}
+
+/// Deletes the repository with all its tags, manifests, blob links,
+/// referrers, grants and shares. Blob files stay until garbage collection.
+async fn delete(name: &str, who: &Principal) -> Result<Reply, SwrError> {
+    authorized(name, who, Action::Delete).await?;
+    let mut ops = Vec::new();
+    for prefix in [
+        keys::tag_prefix(name),
+        format!("mtag/{name}:"),
+        format!("manifest/{name}:"),
+        format!("blob/{name}:"),
+        format!("referrer/{name}:"),
+        records::repository_grant_prefix(name),
+        records::share_prefix(name),
+    ] {
+        let mut after = None;
+        loop {
+            let page = metadata::scan(prefix.clone(), after.clone(), 1000)
+                .await
+                .map_err(fault)?;
+            after = page.last().map(|e| e.key.clone());
+            let n = page.len();
+            ops.extend(page.into_iter().map(|e| store::delete(e.key)));
+            if n < 1000 {
+                break;
+            }
+        }
+    }
+    let ns = store::get_json::<records::Namespace>(&records::namespace(stats::namespace_of(name)))
+        .await
+        .map_err(oci_fault)?;
+    if let Some(ns) = ns {
+        ops.push(store::delete(records::tenant_repository(&ns.tenant, name)));
+    }
+    ops.push(store::delete(keys::repo(name)));
+    ops.push(store::delete(records::repository_meta(name)));
+    store::commit(ops).await.map_err(fault)?;
+    Ok(Reply::new(204))
+}
+
+/// v2: `limit`/`offset` and a `Content-Range` header; v3: `limit`/`marker`
+/// and `next_marker`. Filters: `namespace`, `name`, `category`, and in v2
+/// `filter=namespace::x|name::y|category::z`.
+async fn list(req: &Incoming, who: &Principal, v3: bool) -> Result<Reply, SwrError> {
+    let mut namespace = req.query("namespace").map(String::from);
+    let mut name = req.query("name").map(String::from);
+    let mut category = req.query("category").map(String::from);
+    if let Some(f) = req.query("filter") {
+        for part in f.split('|') {
+            match part.split_once("::") {
+                Some(("namespace", v)) => namespace = Some(v.into()),
+                Some(("name", v)) => name = Some(v.into()),
+                Some(("category", v)) => category = Some(v.into()),
+                _ => {}
+            }
+        }
+    }
+    let public = req.query("is_public").map(|v| v == "true");
+    let number = |k: &str| -> Result<Option<usize>, SwrError> {
+        req.query(k)
+            .map(|v| {
+                v.parse::<usize>()
+                    .map_err(|_| SwrError::bad_request(format!("{k} must be a number")))
+            })
+            .transpose()
+    };
+    let limit = number("limit")?
+        .unwrap_or(if v3 { 100 } else { usize::MAX })
+        .min(1000);
+    let offset = if v3 {
+        number("marker")?.unwrap_or(0)
+    } else {
+        number("offset")?.unwrap_or(0)
+    };
+    // The tenant's repositories in name order.
+    let prefix = records::tenant_repository_prefix(&who.tenant);
+    let mut names = Vec::new();
+    let mut after = None;
+    loop {
+        let page = metadata::scan(prefix.clone(), after.clone(), 1000)
+            .await
+            .map_err(fault)?;
+        after = page.last().map(|e| e.key.clone());
+        let n = page.len();
+        names.extend(page.into_iter().map(|e| e.key[prefix.len()..].to_string()));
+        if n < 1000 {
+            break;
+        }
+    }
+    let mut matching = Vec::new();
+    for n in names {
+        if namespace
+            .as_ref()
+            .is_some_and(|ns| stats::namespace_of(&n) != ns)
+            || name
+                .as_ref()
+                .is_some_and(|x| !stats::short_name(&n).contains(x.as_str()))
+        {
+            continue;
+        }
+        let facts = berth_guest::auth::repository_facts(Some(who), &n)
+            .await
+            .map_err(oci_fault)?;
+        if !iam::decide(
+            Some(who),
+            Action::GetRepository,
+            &iam::action::repository_resource(&n),
+            &facts,
+        ) {
+            continue;
+        }
+        matching.push(n);
+    }
+    let mut rows = Vec::new();
+    let mut total = 0usize;
+    for n in matching {
+        let st = RepoStats::load(&n).await?;
+        if category.as_ref().is_some_and(|c| &st.meta.category != c)
+            || public.is_some_and(|p| st.meta.public != p)
+        {
+            continue;
+        }
+        total += 1;
+        if total <= offset || rows.len() >= limit {
+            continue;
+        }
+        rows.push(st.listing(&n, v3));
+    }
+    if v3 {
+        let next = offset + rows.len();
+        let mut body = serde_json::json!({ "repos": rows });
+        if next < total {
+            body["nextMarker"] = next.into();
+        }
+        ok_json(200, &body)
+    } else {
+        let end = (offset + rows.len()).saturating_sub(1);
+        let reply = ok_json(200, &rows)?;
+        Ok(reply.header("content-range", format!("{offset}-{end}/{total}")))
+    }
+}
+
+async fn list_tags(
+    req: &Incoming,
+    name: &str,
+    who: &Principal,
+    v3: bool,
+) -> Result<Reply, SwrError> {
+    authorized(name, who, Action::GetRepository).await?;
+    let st = RepoStats::load(name).await?;
+    let filter = req.query("tag").map(String::from);
+    let limit: usize = req
+        .query("limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if v3 { 100 } else { usize::MAX })
+        .min(1000);
+    let tags: Vec<&stats::TagStats> = st
+        .tags
+        .iter()
+        .filter(|t| filter.as_ref().is_none_or(|f| t.tag.contains(f.as_str())))
+        .collect();
+    if v3 {
+        // `marker`: the last tag of the previous page.
+        let start = match req.query("marker") {
+            Some(m) => tags
+                .iter()
+                .position(|t| t.tag.as_str() > m)
+                .unwrap_or(tags.len()),
+            None => 0,
+        };
+        let page: Vec<_> = tags[start..].iter().take(limit).collect();
+        let has_more = start + page.len() < tags.len();
+        let mut body = serde_json::json!({
+            "tags": page.iter().map(|t| t.json(name)).collect::<Vec<_>>(),
+            "has_more": has_more,
+        });
+        if has_more && let Some(last) = page.last() {
+            body["nextMarker"] = last.tag.clone().into();
+        }
+        ok_json(200, &body)
+    } else {
+        let offset: usize = req
+            .query("offset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let page: Vec<_> = tags.iter().skip(offset).take(limit).collect();
+        let end = (offset + page.len()).saturating_sub(1);
+        // This listing's model (ShowReposTagResp) spells the tag field `Tag`.
+        let rows: Vec<serde_json::Value> = page
+            .iter()
+            .map(|t| {
+                let mut v = t.json(name);
+                if let Some(tag) = v.as_object_mut().and_then(|o| o.remove("tag")) {
+                    v["Tag"] = tag;
+                }
+                v
+            })
+            .collect();
+        let reply = ok_json(200, &rows)?;
+        Ok(reply.header("content-range", format!("{offset}-{end}/{}", tags.len())))
+    }
+}
+
+async fn show_tag(name: &str, tag: &str, who: &Principal) -> Result<Reply, SwrError> {
+    authorized(name, who, Action::GetRepository).await?;
+    let st = RepoStats::load(name).await?;
+    let t = st
+        .tags
+        .iter()
+        .find(|t| t.tag == tag)
+        .ok_or_else(|| SwrError::not_found(format!("tag {tag} not found in {name}")))?;
+    ok_json(200, &t.json(name))
+}
+
+#[derive(Deserialize)]
+struct CreateTagBody {
+    source_tag: String,
+    destination_tag: String,
+    #[serde(default)]
+    r#override: bool,
+}
+
+async fn create_tag(name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
+    authorized(name, who, Action::Push).await?;
+    let b: CreateTagBody = parse_body(body)?;
+    if !berth_domain::name::is_valid_tag(&b.destination_tag) {
+        return Err(SwrError::invalid_name(format!(
+            "invalid tag {:?}",
+            b.destination_tag
+        )));
+    }
+    let source = store::get(&keys::tag(name, &b.source_tag))
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::not_found(format!("tag {} not found", b.source_tag)))?;
+    let digest = String::from_utf8_lossy(&source.value).to_string();
+    let key = keys::tag(name, &b.destination_tag);
+    let current = store::get(&key).await.map_err(oci_fault)?;
+    let mut ops = Vec::new();
+    let pre = match &current {
+        Some(_) if !b.r#override => {
+            return Err(SwrError::conflict(format!(
+                "tag {} already exists",
+                b.destination_tag
+            )));
+        }
+        Some(e) => {
+            let old = String::from_utf8_lossy(&e.value).to_string();
+            if old != digest {
+                ops.push(store::delete(keys::manifest_tag(
+                    name,
+                    &old,
+                    &b.destination_tag,
+                )));
+            }
+            Precondition::Version(e.version)
+        }
+        None => Precondition::Absent,
+    };
+    ops.push(WriteOp::Put((key, digest.clone().into_bytes(), pre)));
+    ops.push(store::put_json(
+        keys::manifest_tag(name, &digest, &b.destination_tag),
+        &keys::TagInfo {
+            updated: store::now(),
+        },
+    ));
+    match store::commit(ops).await {
+        Ok(_) => Ok(Reply::new(201)),
+        Err(store::StoreError::Conflict) => Err(SwrError::conflict(format!(
+            "tag {} changed meanwhile; try again",
+            b.destination_tag
+        ))),
+        Err(e) => Err(fault(e)),
+    }
+}
+
+async fn delete_tag(name: &str, tag: &str, who: &Principal) -> Result<Reply, SwrError> {
+    authorized(name, who, Action::Delete).await?;
+    let entry = store::get(&keys::tag(name, tag))
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::not_found(format!("tag {tag} not found in {name}")))?;
+    let digest = String::from_utf8_lossy(&entry.value).to_string();
+    store::commit(vec![
+        WriteOp::Delete((keys::tag(name, tag), Precondition::Version(entry.version))),
+        store::delete(keys::manifest_tag(name, &digest, tag)),
+    ])
+    .await
+    .map_err(fault)?;
+    Ok(Reply::new(204))
+}
+
+async fn access(name: &str, m: &Method, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
+    match m {
+        Method::Get => {
+            authorized(name, who, Action::GetRepository).await?;
+            let facts = berth_guest::auth::repository_facts(Some(who), name)
+                .await
+                .map_err(oci_fault)?;
+            let level =
+                iam::effective_level(Some(who), &iam::action::repository_resource(name), &facts);
+            let others = grants::others(who, &records::repository_grant_prefix(name)).await?;
+            ok_json(
+                200,
+                &serde_json::json!({
+                    "id": swr::numeric_id(name),
+                    "name": stats::short_name(name),
+                    "self_auth": grants::UserAuth::of(who, level),
+                    "others_auths": others,
+                }),
+            )
+        }
+        Method::Post | Method::Patch => {
+            authorized(name, who, Action::Grant).await?;
+            grants::write(who, body, matches!(m, Method::Patch), |id| {
+                records::repository_grant(name, id)
+            })
+            .await?;
+            Ok(Reply::new(201))
+        }
+        Method::Delete => {
+            authorized(name, who, Action::Grant).await?;
+            grants::delete(body, |id| records::repository_grant(name, id)).await?;
+            Ok(Reply::new(204))
+        }
+        _ => Err(SwrError::method_not_allowed()),
+    }
+}
