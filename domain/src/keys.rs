@@ -52,6 +52,11 @@ pub fn downloads(name: &str) -> String {
     format!("count/download/{name}")
 }
 
+/// `count/downflow/<organization>` (a counter): blob bytes served.
+pub fn downflow(name: &str) -> String {
+    format!("count/downflow/{}", name.split('/').next().unwrap_or(name))
+}
+
 /// `upload/<id>` → [`UploadRecord`]: which repository an upload belongs to.
 pub fn upload(id: &str) -> String {
     format!("upload/{id}")

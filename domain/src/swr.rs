@@ -78,6 +78,16 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
+/// Parses SWR's times (`2026-12-31T00:00:00Z`, with optional fraction, or
+/// a bare `2026-12-31`) into seconds since the epoch.
+pub fn parse_time(s: &str) -> Option<u64> {
+    let s = s.trim().trim_end_matches('Z');
+    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00"));
+    let time = time.split('.').next()?;
+    let compact = format!("{}T{}Z", date.replace('-', ""), time.replace(':', ""));
+    crate::iam::signing::parse_sdk_date(&compact)
+}
+
 /// A stable numeric id for a name (SWR's API gives repositories and tags
 /// integer ids): 53 bits of FNV-1a, exact in JSON numbers.
 pub fn numeric_id(name: &str) -> u64 {
@@ -105,6 +115,10 @@ mod tests {
         assert_ne!(numeric_id("a/b"), numeric_id("a/c"));
         assert!(numeric_id("x") < 1 << 53);
         assert_eq!(repository_from_path("group$app"), "group/app");
+        assert_eq!(parse_time("2026-11-28T02:03:04.000Z"), Some(1_795_831_384));
+        assert_eq!(parse_time("2026-11-28T02:03:04Z"), Some(1_795_831_384));
+        assert_eq!(parse_time("2026-11-28"), Some(1_795_831_384 - 7384));
+        assert_eq!(parse_time("forever"), None);
         assert_eq!(repository_from_path("group%2Fapp"), "group/app");
     }
 

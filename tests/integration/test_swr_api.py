@@ -13,6 +13,20 @@ import requests
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException, ServerResponseException
 from huaweicloudsdkswr.v2 import (
+    CreateAuthorizationTokenRequest,
+    CreateRepoDomainsRequest,
+    CreateRepoDomainsRequestBody,
+    CreateSecretRequest,
+    DeleteRepoDomainsRequest,
+    ListQuotasRequest,
+    ListRepoDomainsRequest,
+    ListSharedRepoDetailsRequest,
+    ListSharedReposDetailsRequest,
+    ShowAccessDomainRequest,
+    ShowDomainOverviewRequest,
+    ShowDomainResourceReportsRequest,
+    UpdateRepoDomainsRequest,
+    UpdateRepoDomainsRequestBody,
     CreateRepoRequest,
     CreateRepoRequestBody,
     CreateRepoTagRequest,
@@ -384,3 +398,105 @@ def test_management_changes_are_audited(swr):
     db = sqlite3.connect(reg.data_dir / "metadata.db")
     events = [json.loads(v) for (v,) in db.execute("SELECT value FROM kv WHERE key LIKE 'audit/acme/%' ORDER BY key")]
     assert {"operation": "POST /v2/manage/namespaces", "user": "acme", "status": 201}.items() <= events[-1].items()
+
+
+def test_sharing_with_another_tenant(swr):
+    reg, keys, _ = swr
+    c, rival = client(reg, keys["acme"]), client(reg, keys["rival"])
+    c.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="acme-shared")))
+    url = f"http://acme:acme-pw@{reg.host}"
+    image(url, "acme-shared/app", tag="v1")
+    rival_url = f"http://rival:rival-pw@{reg.host}"
+    assert requests.get(f"{rival_url}/v2/acme-shared/app/manifests/v1").status_code == 403
+    r = c.create_repo_domains(CreateRepoDomainsRequest(namespace="acme-shared", repository="app", body=CreateRepoDomainsRequestBody(
+        access_domain="rival", permit="read", deadline="forever", description="for rival")))
+    assert r.status_code == 201
+    with pytest.raises(ClientRequestException) as e:
+        c.create_repo_domains(CreateRepoDomainsRequest(namespace="acme-shared", repository="app", body=CreateRepoDomainsRequestBody(
+            access_domain="rival", permit="read", deadline="forever")))
+    assert e.value.status_code == 409
+    for bad in [dict(access_domain="nosuch", permit="read", deadline="forever"),
+                dict(access_domain="rival", permit="write", deadline="forever"),
+                dict(access_domain="acme", permit="read", deadline="forever"),
+                dict(access_domain="rival", permit="read", deadline="2001-01-01T00:00:00Z")]:
+        with pytest.raises(ClientRequestException) as e:
+            c.create_repo_domains(CreateRepoDomainsRequest(namespace="acme-shared", repository="app",
+                                                           body=CreateRepoDomainsRequestBody(**bad)))
+        assert e.value.status_code in (400, 404, 409), bad
+    listed = c.list_repo_domains(ListRepoDomainsRequest(namespace="acme-shared", repository="app"))
+    assert [(d.access_domain, d.permit, d.deadline) for d in listed.body] == [("rival", "read", "forever")]
+    shown = c.show_access_domain(ShowAccessDomainRequest(namespace="acme-shared", repository="app", access_domain="rival"))
+    assert shown.exist and shown.description == "for rival"
+    assert not c.show_access_domain(ShowAccessDomainRequest(namespace="acme-shared", repository="app", access_domain="nosuch")).exist
+    # The other tenant pulls (read only) and sees it among shared repositories.
+    assert requests.get(f"{rival_url}/v2/acme-shared/app/manifests/v1").status_code == 200
+    assert requests.post(f"{rival_url}/v2/acme-shared/app/blobs/uploads/").status_code == 403
+    mine = rival.list_shared_repos_details(ListSharedReposDetailsRequest(center="thirdparty"))
+    assert [(x.namespace, x.name) for x in mine.body] == [("acme-shared", "app")] and mine.content_range == "0-0/1"
+    assert [x.name for x in rival.list_shared_repo_details(ListSharedRepoDetailsRequest(shared_by="thirdparty")).repos] == ["app"]
+    assert [x.name for x in c.list_shared_repos_details(ListSharedReposDetailsRequest(center="self")).body] == ["app"]
+    # A deadline in the past ends the share; deleting it too.
+    future = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    c.update_repo_domains(UpdateRepoDomainsRequest(namespace="acme-shared", repository="app", access_domain="rival",
+                                                   body=UpdateRepoDomainsRequestBody(permit="read", deadline=future, description="one day")))
+    shown = c.show_access_domain(ShowAccessDomainRequest(namespace="acme-shared", repository="app", access_domain="rival"))
+    assert shown.deadline == future[:19] + "Z" and shown.description == "one day"
+    r = c.delete_repo_domains(DeleteRepoDomainsRequest(namespace="acme-shared", repository="app", access_domain="rival"))
+    assert r.status_code == 204
+    assert requests.get(f"{rival_url}/v2/acme-shared/app/manifests/v1").status_code == 403
+    gone = rival.list_shared_repos_details(ListSharedReposDetailsRequest(center="thirdparty"))
+    assert not gone.body and gone.content_range.endswith("/0")
+
+
+def test_login_secret_and_authorization_token(swr, tmp_path):
+    reg, keys, _ = swr
+    import base64
+    import os
+    import subprocess
+    from conftest import layer_tar_gz, write_oci_layout
+    c = client(reg, keys["acme"])
+    for r in [c.create_secret(CreateSecretRequest(projectname="berth")),
+              c.create_authorization_token(CreateAuthorizationTokenRequest())]:
+        auth = base64.b64decode(r.auths[reg.host].auth).decode()
+        user, secret = auth.split(":", 1)
+        assert user.startswith("berth@") and r.x_swr_dockerlogin == f"docker login -u {user} -p {secret} {reg.host}"
+        assert r.x_swr_expireat.endswith("Z")
+    src = tmp_path / "src"
+    write_oci_layout(src, {"v1": [layer_tar_gz({"t.txt": b"pushed with a temporary login"})]})
+    out = subprocess.run(["skopeo", "--tmpdir", str(tmp_path), "copy", "--dest-tls-verify=false", "--dest-creds", auth,
+                          f"oci:{src}:v1", f"docker://{reg.host}/acme-temp/app:v1"],
+                         capture_output=True, text=True, env=dict(os.environ, HOME=str(tmp_path)), timeout=300)
+    assert out.returncode == 0, out.stderr
+    # The key is bound to its key id.
+    other = f"berth@T{'0' * 19}:{secret}"
+    r = requests.get(f"{reg.anon_url}/service/token", params={"scope": "repository:acme-temp/app:pull"},
+                     auth=tuple(other.split(":", 1)))
+    assert r.status_code == 401
+
+
+def test_quotas_overview_and_reports(swr):
+    reg, keys, _ = swr
+    c = client(reg, keys["acme"])
+    # The SDK fills {project_id} from the credentials.
+    q = c.list_quotas(ListQuotasRequest()).quotas
+    assert q[0].quota_key == "namespace" and q[0].quota_limit == 1000 and q[0].used >= 1
+    with pytest.raises(ClientRequestException) as e:
+        client(reg, keys["acme"], project="0" * 32).list_quotas(ListQuotasRequest())
+    assert e.value.status_code == 403
+    before = c.show_domain_overview(ShowDomainOverviewRequest())
+    c.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="acme-usage")))
+    url = f"http://acme:acme-pw@{reg.host}"
+    m, _ = image(url, "acme-usage/app", layers=(b"z" * 4096,), tag="v1")
+    requests.get(f"{url}/v2/acme-usage/app/blobs/{m['layers'][0]['digest']}")
+    after = c.show_domain_overview(ShowDomainOverviewRequest())
+    assert after.domain_name == "acme"
+    assert after.namspace_num == before.namspace_num + 1 and after.repo_num == before.repo_num + 1
+    assert after.image_num == before.image_num + 1 and after.store_space >= before.store_space + 4096
+    deadline = __import__("time").time() + 5
+    while after.downflow_size < before.downflow_size + 4096 and __import__("time").time() < deadline:
+        after = c.show_domain_overview(ShowDomainOverviewRequest())
+    assert after.downflow_size >= before.downflow_size + 4096
+    rep = c.show_domain_resource_reports(ShowDomainResourceReportsRequest(resource_type="store", frequency="daily"))
+    assert rep.body[0].value == after.store_space and len(rep.body[0].date) == 10
+    with pytest.raises(ClientRequestException):
+        c.show_domain_resource_reports(ShowDomainResourceReportsRequest(resource_type="cpu", frequency="daily"))

@@ -59,7 +59,15 @@ pub async fn get(
         return Ok(reply);
     }
     match blobs::read(digest.to_string(), offset, Some(length)).await {
-        Ok(stream) => Ok(reply.stream(stream)),
+        Ok(stream) => {
+            // Bytes served, per organization (SWR's "downflow"), counted
+            // without making the client wait for the write.
+            let counter = berth_domain::keys::downflow(name);
+            spin_sdk::wasip3::wit_bindgen::spawn(async move {
+                let _ = store::metadata::increment(counter, length as i64).await;
+            });
+            Ok(reply.stream(stream))
+        }
         Err(store::StoreError::NotFound) => Err(OciError::blob_unknown(digest.as_str())),
         Err(e) => Err(fault(e)),
     }

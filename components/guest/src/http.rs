@@ -10,6 +10,8 @@ use spin_sdk::wasip3::{wit_future, wit_stream};
 pub struct Incoming {
     pub method: Method,
     pub path: String,
+    /// `host[:port]` the client addressed (the host passes `Host` here).
+    pub authority: Option<String>,
     raw_query: String,
     pub query: Vec<(String, String)>,
     headers: Fields,
@@ -23,6 +25,7 @@ impl Incoming {
         Incoming {
             method: request.get_method(),
             path: path.to_string(),
+            authority: request.get_authority(),
             raw_query: query.to_string(),
             query: berth_domain::route::query_pairs(query),
             headers: request.get_headers(),

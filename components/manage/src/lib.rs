@@ -24,7 +24,7 @@ spin_sdk::wit_bindgen::generate!({
 });
 
 use berth::registry::management_types::Caller;
-use berth::registry::{namespaces_api, repositories_api};
+use berth::registry::{account_api, namespaces_api, repositories_api};
 
 struct Manage;
 spin_sdk::wasip3::http::service::export!(Manage);
@@ -41,6 +41,7 @@ fn error(req: Incoming, e: &SwrError) -> Response {
 enum Group {
     Namespaces,
     Repositories,
+    Account,
     Versions,
 }
 
@@ -65,7 +66,31 @@ fn group(path: &str) -> Result<Option<Group>, SwrError> {
         ]
         | ["v2", "manage", "namespaces", _, "repos", _, "tags", _]
         | ["v3", "manage", "namespaces", _, "repos", _, "tags"]
+        | [
+            "v2",
+            "manage",
+            "namespaces",
+            _,
+            "repositories",
+            _,
+            "access-domains",
+        ]
+        | [
+            "v2",
+            "manage",
+            "namespaces",
+            _,
+            "repositories",
+            _,
+            "access-domains",
+            _,
+        ]
+        | ["v2" | "v3", "manage", "shared-repositories"]
+        | ["v2", "manage", "overview"]
+        | ["v2", "manage", "reports", _, _]
         | ["v2" | "v3", "manage", "repos"] => Some(Group::Repositories),
+        ["v2", "manage", "utils", "secret" | "authorizationtoken"]
+        | ["v2", "manage", "projects", _, "quotas"] => Some(Group::Account),
         ["v2" | "v3", "manage", ..] => {
             return Err(SwrError::not_implemented(path));
         }
@@ -109,6 +134,7 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
         let response = match group {
             Group::Namespaces => namespaces_api::handle(forwarded, body, caller).await,
             Group::Repositories => repositories_api::handle(forwarded, body, caller).await,
+            Group::Account => account_api::handle(forwarded, body, caller).await,
             Group::Versions => unreachable!("answered above"),
         };
         if mutating && let Ok(r) = &response {

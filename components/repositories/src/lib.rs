@@ -5,8 +5,11 @@
 //! - `GET /v2/manage/repos` and `GET /v3/manage/repos`: listings with filters and paging
 //! - `GET|POST …/repos/<repo>/tags`, `GET|DELETE …/tags/<tag>`, `GET /v3/…/tags`
 //! - `POST|GET|PATCH|DELETE …/repos/<repo>/access`: grants to users
+//! - sharing with other tenants: see `sharing.rs`; usage figures: `usage.rs`
 
+mod sharing;
 mod stats;
+mod usage;
 
 use berth_domain::iam::records::{self, RepositoryMeta};
 use berth_domain::iam::{self, Action, Principal};
@@ -68,13 +71,52 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
         (["v2", "manage", "namespaces", ns, "repos", r, "access"], m) => {
             access(&full(ns, r), m, body, who).await
         }
+        (
+            [
+                "v2",
+                "manage",
+                "namespaces",
+                ns,
+                "repositories",
+                r,
+                "access-domains",
+            ],
+            m,
+        ) => sharing::access_domains(&full(ns, r), None, m, body, who).await,
+        (
+            [
+                "v2",
+                "manage",
+                "namespaces",
+                ns,
+                "repositories",
+                r,
+                "access-domains",
+                d,
+            ],
+            m,
+        ) => sharing::access_domains(&full(ns, r), Some(d), m, body, who).await,
+        (["v2", "manage", "overview"], Method::Get) => usage::overview(who).await,
+        (["v2", "manage", "reports", kind, frequency], Method::Get) => {
+            usage::report(who, kind, frequency).await
+        }
+        (["v2", "manage", "shared-repositories"], Method::Get) => {
+            sharing::shared(req, who, false).await
+        }
+        (["v3", "manage", "shared-repositories"], Method::Get) => {
+            sharing::shared(req, who, true).await
+        }
         _ => Err(SwrError::method_not_allowed()),
     }
 }
 
 /// The repository if `who` may do `action` on it. Repositories of another
 /// tenant are "not found" unless public or shared (and then read-only).
-async fn authorized(name: &str, who: &Principal, action: Action) -> Result<(), SwrError> {
+pub(crate) async fn authorized(
+    name: &str,
+    who: &Principal,
+    action: Action,
+) -> Result<(), SwrError> {
     let facts = berth_guest::auth::repository_facts(Some(who), name)
         .await
         .map_err(oci_fault)?;

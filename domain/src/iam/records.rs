@@ -93,6 +93,13 @@ pub fn share(repo: &str, tenant: &str) -> String {
 pub fn share_prefix(repo: &str) -> String {
     format!("share/{repo}:")
 }
+/// `shared-to/<tenant>/<repository>` → empty: repositories shared with a tenant.
+pub fn shared_to(tenant: &str, repo: &str) -> String {
+    format!("shared-to/{tenant}/{repo}")
+}
+pub fn shared_to_prefix(tenant: &str) -> String {
+    format!("shared-to/{tenant}/")
+}
 /// `audit/<tenant>/<time ns, 20 digits>-<random>` → [`AuditEvent`].
 pub fn audit(tenant: &str, time_ns: u128, nonce: &str) -> String {
     format!("audit/{tenant}/{time_ns:020}-{nonce}")
