@@ -95,8 +95,16 @@ def code_of(excinfo):
 
 def test_list_api_versions(swr):
     reg, keys, _ = swr
+    from huaweicloudsdkswr.v2 import ShowApiVersionRequest
     r = client(reg, keys["acme"]).list_api_versions(ListApiVersionsRequest())
     assert [v.id for v in r.versions] == ["v2"] and r.versions[0].status == "CURRENT"
+    v = client(reg, keys["acme"]).show_api_version(ShowApiVersionRequest(api_version="v2"))
+    assert v.version.id == "v2" and v.version.links.rel == "self"
+    with pytest.raises(ClientRequestException) as e:
+        client(reg, keys["acme"]).show_api_version(ShowApiVersionRequest(api_version="v3"))
+    assert e.value.status_code == 404
+    # /v2/ is still the registry's.
+    assert requests.get(f"{reg.anon_url}/v2/").status_code == 401
 
 
 def test_namespace_lifecycle(swr):

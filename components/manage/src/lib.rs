@@ -39,6 +39,8 @@ fn error(req: Incoming, e: &SwrError) -> Response {
 /// Which resource group serves a path; `Err` for paths Berth knows but does
 /// not implement yet, `None` for unknown paths.
 enum Group {
+    /// `GET /v2`, `GET /v3`: one version's details.
+    Version(String),
     Namespaces,
     Repositories,
     Account,
@@ -49,6 +51,7 @@ fn group(path: &str) -> Result<Option<Group>, SwrError> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     Ok(match segs.as_slice() {
         [] | [""] => Some(Group::Versions),
+        [v @ ("v2" | "v3")] => Some(Group::Version(v.to_string())),
         ["v2", "manage", "namespaces"] | ["v2", "manage", "namespaces", _] => {
             Some(Group::Namespaces)
         }
@@ -107,9 +110,26 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             Ok(None) => return Ok(error(req, &SwrError::not_found("no such API"))),
             Err(e) => return Ok(error(req, &e)),
         };
-        if let Group::Versions = group {
-            let body = versions(authority.as_deref());
-            return Ok(Reply::json(200, body).into_response(req));
+        match &group {
+            Group::Versions => {
+                let body = serde_json::json!({ "versions": [version("v2", authority.as_deref())] });
+                return Ok(
+                    Reply::json(200, serde_json::to_vec(&body).expect("json")).into_response(req)
+                );
+            }
+            Group::Version(v) if v == "v2" => {
+                let body = serde_json::json!({ "version": version(v, authority.as_deref()) });
+                return Ok(
+                    Reply::json(200, serde_json::to_vec(&body).expect("json")).into_response(req)
+                );
+            }
+            Group::Version(v) => {
+                return Ok(error(
+                    req,
+                    &SwrError::not_found(format!("API version {v} is not served")),
+                ));
+            }
+            _ => {}
         }
         let body = match req.body_bytes(MAX_BODY).await {
             Ok(b) => b,
@@ -135,7 +155,7 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             Group::Namespaces => namespaces_api::handle(forwarded, body, caller).await,
             Group::Repositories => repositories_api::handle(forwarded, body, caller).await,
             Group::Account => account_api::handle(forwarded, body, caller).await,
-            Group::Versions => unreachable!("answered above"),
+            Group::Versions | Group::Version(_) => unreachable!("answered above"),
         };
         if mutating && let Ok(r) = &response {
             let event = AuditEvent {
@@ -237,15 +257,11 @@ async fn authenticate(
     })
 }
 
-/// `GET /`: the API versions (no authentication, as SWR).
-fn versions(authority: Option<&str>) -> Vec<u8> {
+/// One API version's details (no authentication, as SWR).
+fn version(id: &str, authority: Option<&str>) -> serde_json::Value {
     let host = authority.unwrap_or("localhost");
-    let v = |id: &str, status: &str| {
-        serde_json::json!({
-            "id": id, "links": {"href": format!("http://{host}/{id}/"), "rel": "self"},
-            "version": "", "status": status, "updated": "2026-11-28T00:00:00Z", "min_version": ""
-        })
-    };
-    let body = serde_json::json!({ "versions": [v("v2", "CURRENT")] });
-    serde_json::to_vec(&body).expect("json")
+    serde_json::json!({
+        "id": id, "links": {"href": format!("http://{host}/{id}/"), "rel": "self"},
+        "version": "", "status": "CURRENT", "updated": "2026-11-28T00:00:00Z", "min_version": ""
+    })
 }

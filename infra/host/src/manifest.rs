@@ -135,8 +135,9 @@ impl App {
                 component: t.component,
             });
         }
-        // Longest prefix first, as Spin's router prefers the most specific route.
-        routes.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+        // Most specific first, as Spin's router: longer paths, and an exact
+        // route before a wildcard of the same path (`/v2` before `/v2/...`).
+        routes.sort_by_key(|r| (std::cmp::Reverse(r.path.len()), r.wildcard));
         Ok(App { components, routes })
     }
 
@@ -197,6 +198,14 @@ max = { default = "10" }
 [[trigger.http]]
 route = "/v2/..."
 component = "registry"
+[[trigger.http]]
+route = "/v2"
+component = "manage"
+[[trigger.http]]
+route = "/v2/manage/..."
+component = "manage"
+[component.manage]
+source = "m.wasm"
 [component.registry]
 source = "r.wasm"
 [component.registry.variables]
@@ -208,18 +217,24 @@ max_layer_bytes = "{{ max }}"
         .unwrap();
         let app = App::load(&p, &HashMap::new()).unwrap();
         assert_eq!(app.route("/v2/"), Some("registry"));
-        assert_eq!(app.route("/v2"), Some("registry"));
+        // The exact route wins over the wildcard of the same path, and the
+        // longer prefix over the shorter.
+        assert_eq!(app.route("/v2"), Some("manage"));
+        assert_eq!(app.route("/v2/manage/namespaces"), Some("manage"));
+        assert_eq!(app.route("/v2/manager/x/tags/list"), Some("registry"));
         assert_eq!(app.route("/v2/a/tags/list"), Some("registry"));
         assert_eq!(app.route("/v20"), None);
-        assert_eq!(app.components[0].config["max_layer_bytes"], "10");
+        let registry = app.components.iter().find(|c| c.id == "registry").unwrap();
+        assert_eq!(registry.config["max_layer_bytes"], "10");
         assert_eq!(
-            app.components[0].dependencies,
+            registry.dependencies,
             vec![(
                 "berth:registry/blobs-api@0.1.0".to_string(),
                 dir.path().join("b.wasm")
             )]
         );
         let app = App::load(&p, &HashMap::from([("max".to_string(), "7".to_string())])).unwrap();
-        assert_eq!(app.components[0].config["max_layer_bytes"], "7");
+        let registry = app.components.iter().find(|c| c.id == "registry").unwrap();
+        assert_eq!(registry.config["max_layer_bytes"], "7");
     }
 }
