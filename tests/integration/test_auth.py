@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
@@ -179,3 +180,57 @@ def test_organization_quota(tmp_path):
         image(reg.url, "one/other", tag="v1")
     finally:
         reg.stop()
+
+
+@pytest.mark.skipif(shutil.which("podman") is None, reason="podman missing")
+@pytest.mark.parametrize("kind", ["password", "long-term", "temporary"])
+def test_podman_and_oras_with_each_credential_kind(tenants, tmp_path, kind):
+    """podman pushes and oras pulls with a user's password, SWR's long-term
+    AK login and a temporary login key."""
+    import base64
+    import oras.client
+    reg, _, key = tenants
+    if kind == "password":
+        user, password = "operator@acme", "operator-pw"
+    elif kind == "long-term":
+        user = f"cn-north-4@{key['ak']}"
+        password = hmac.new(key["sk"].encode(), key["ak"].encode(), hashlib.sha256).hexdigest()
+    else:
+        # What POST /v2/manage/utils/secret hands out, fetched here with the
+        # account's own key through a signed call (see test_swr_api.py).
+        from huaweicloudsdkcore.auth.credentials import BasicCredentials
+        from huaweicloudsdkswr.v2 import CreateSecretRequest, SwrClient
+        tenant = f"t{os.urandom(3).hex()}"
+        acme = reg.iam("tenant-create", tenant, "--password", "pw")
+        k = reg.iam("key-create", tenant, tenant)
+        c = SwrClient.new_builder().with_credentials(BasicCredentials(k["ak"], k["sk"], acme["project_id"])) \
+            .with_endpoints([reg.anon_url]).build()
+        user, password = base64.b64decode(c.create_secret(CreateSecretRequest()).auths[reg.host].auth).decode().split(":", 1)
+    # (A first push creates the organization.)
+    repo = f"cred-{kind}/app" if kind != "temporary" else f"{tenant}-org/app"
+    src = tmp_path / "src"
+    write_oci_layout(src, {"v1": [layer_tar_gz({"c.txt": f"pushed with {kind}".encode()})]})
+    # podman's runroot holds sockets: keep its path short.
+    root, runroot = tmp_path / "root", Path("/tmp") / f"prr-{kind}-{reg.port}"
+    base = ["podman", "--root", str(root), "--runroot", str(runroot), "--storage-driver", "vfs",
+            "--events-backend", "file", "--cgroup-manager", "cgroupfs", "--tmpdir", str(tmp_path)]
+    env = dict(os.environ, HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path))
+    run = lambda cmd: subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    try:
+        loaded = run([*base, "pull", f"oci:{src}:v1"]).stdout.strip().splitlines()[-1]
+        ref = f"{reg.host}/{repo}:v1"
+        assert run([*base, "tag", loaded, ref]).returncode == 0
+        r = run([*base, "login", "--tls-verify=false", "-u", user, "-p", password, reg.host])
+        assert r.returncode == 0, r.stderr
+        r = run([*base, "push", "--tls-verify=false", ref])
+        assert r.returncode == 0, r.stderr
+    finally:
+        subprocess.run([*base, "system", "reset", "-f"], capture_output=True, env=env)
+        shutil.rmtree(runroot, ignore_errors=True)
+    client = oras.client.OrasClient(hostname=reg.host, insecure=True)
+    client.auth.set_basic_auth(user, password)
+    manifest = client.get_manifest(ref)
+    assert manifest["layers"][0]["size"] > 0
+    wrong = password[:-1] + ("0" if password[-1] != "0" else "1")
+    r = requests.get(f"{reg.anon_url}/service/token", params={"scope": f"repository:{repo}:pull"}, auth=(user, wrong))
+    assert r.status_code == 401

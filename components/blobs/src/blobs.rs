@@ -60,12 +60,9 @@ pub async fn get(
     }
     match blobs::read(digest.to_string(), offset, Some(length)).await {
         Ok(stream) => {
-            // Bytes served, per organization (SWR's "downflow"), counted
-            // without making the client wait for the write.
-            let counter = berth_domain::keys::downflow(name);
-            spin_sdk::wasip3::wit_bindgen::spawn(async move {
-                let _ = store::metadata::increment(counter, length as i64).await;
-            });
+            // Bytes served, per organization (SWR's "downflow"), buffered
+            // by the provider.
+            store::metadata::count(&berth_domain::keys::downflow(name), length as i64);
             Ok(reply.stream(stream))
         }
         Err(store::StoreError::NotFound) => Err(OciError::blob_unknown(digest.as_str())),

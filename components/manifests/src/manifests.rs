@@ -70,12 +70,9 @@ pub async fn get(
         .header("etag", format!("\"{digest}\""));
     if with_body {
         reply = reply.bytes(body.to_vec());
-        // A pull: counted for the repository's download figure, without
-        // making the client wait for the counter's write.
-        let counter = berth_domain::keys::downloads(name);
-        spin_sdk::wasip3::wit_bindgen::spawn(async move {
-            let _ = store::metadata::increment(counter, 1).await;
-        });
+        // A pull: counted for the repository's download figure (buffered
+        // by the provider, so the client never waits for a write).
+        store::metadata::count(&berth_domain::keys::downloads(name), 1);
     } else {
         reply = reply.header("content-length", body.len().to_string());
     }

@@ -84,7 +84,19 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected name=value, got {s:?}"))
 }
 
+/// Keeps glibc from holding on to freed buffers: large blocks (stream
+/// chunks) always come from mmap and go back to the system when freed,
+/// instead of the dynamic threshold moving them into arenas that stay
+/// resident; and few arenas, rather than one per blocking thread.
+fn tame_malloc() {
+    // SAFETY: mallopt only tunes the allocator; called before any threads.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> Result<()> {
+    tame_malloc();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
@@ -193,5 +205,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), data_dir = %args.data_dir.display(), "berth listening");
-    server::serve(server, listener, tls).await
+    let served = server::serve(server, listener, tls).await;
+    // Statistics counts still in memory are written before exiting.
+    if let Err(e) = backends.metadata.flush().await {
+        tracing::warn!(error = %e, "could not write the last statistics counts");
+    }
+    served
 }

@@ -159,7 +159,7 @@ impl BlobStore {
         tokio::task::spawn_blocking(move || {
             let mut pos = offset;
             while pos < end {
-                let n = ((end - pos) as usize).min(CHUNK * 4);
+                let n = ((end - pos) as usize).min(CHUNK);
                 let mut buf = vec![0u8; n];
                 let res = file.read_exact_at(&mut buf, pos).map(|_| Bytes::from(buf));
                 let failed = res.is_err();

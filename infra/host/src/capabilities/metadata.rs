@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// Most commits folded into one transaction (one fsync).
@@ -58,7 +59,12 @@ pub struct Metadata {
     /// Identifies this store for the per-thread reader cache.
     id: usize,
     writer: mpsc::Sender<Job>,
+    /// Statistics counts not yet written ([`Metadata::count`]).
+    pending: Arc<Mutex<HashMap<String, i64>>>,
 }
+
+/// How long statistics counts wait in memory before they are written.
+const COUNT_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A write waiting for the writer thread.
 enum Job {
@@ -89,13 +95,16 @@ impl Metadata {
         )?;
         static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let (writer, queue) = mpsc::channel();
+        let pending = Arc::new(Mutex::new(HashMap::new()));
+        let counts = pending.clone();
         std::thread::Builder::new()
             .name("metadata-writer".into())
-            .spawn(move || write_loop(conn, queue))?;
+            .spawn(move || write_loop(conn, queue, counts))?;
         Ok(Metadata {
             path: path.to_path_buf(),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             writer,
+            pending,
         })
     }
 
@@ -142,14 +151,33 @@ impl Metadata {
         })
     }
 
-    /// Counter values (missing = 0).
+    /// Counter values (missing = 0), including counts not yet written.
     pub fn counters(&self, keys: &[String]) -> Result<Vec<i64>, MetaError> {
-        self.read(|c| {
+        let stored: Vec<i64> = self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT value FROM counters WHERE key = ?1")?;
             keys.iter()
                 .map(|k| Ok(stmt.query_row([k], |r| r.get(0)).optional()?.unwrap_or(0)))
-                .collect()
-        })
+                .collect::<rusqlite::Result<Vec<i64>>>()
+        })?;
+        let pending = self.pending.lock().unwrap();
+        Ok(keys
+            .iter()
+            .zip(stored)
+            .map(|(k, v)| v + pending.get(k).copied().unwrap_or(0))
+            .collect())
+    }
+
+    /// Adds `delta` to a statistics counter without waiting: counts are
+    /// summed in memory and written with the next commit, at the latest
+    /// within half a second (a crash may lose that last half second).
+    /// Downloads are counted this way so a pull never waits for a write.
+    pub fn count(&self, key: String, delta: i64) {
+        *self.pending.lock().unwrap().entry(key).or_insert(0) += delta;
+    }
+
+    /// Writes every pending count now (at shutdown).
+    pub async fn flush(&self) -> Result<(), MetaError> {
+        self.commit(Vec::new()).await.map(|_| ())
     }
 
     /// Keys under `prefix` in byte order, after `after`, at most `limit`.
@@ -211,13 +239,33 @@ fn writer_gone() -> MetaError {
 
 /// The writer thread: takes every queued job, runs them in one transaction
 /// (a savepoint each), commits once, then answers each job.
-fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
-        let mut jobs = vec![first];
+fn write_loop(
+    mut conn: Connection,
+    queue: mpsc::Receiver<Job>,
+    pending: Arc<Mutex<HashMap<String, i64>>>,
+) {
+    loop {
+        let mut jobs = match queue.recv_timeout(COUNT_FLUSH) {
+            Ok(first) => vec![first],
+            Err(mpsc::RecvTimeoutError::Timeout) => Vec::new(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         while jobs.len() < GROUP_MAX {
             match queue.try_recv() {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
+            }
+        }
+        // Pending statistics counts ride along with this group.
+        let counts = std::mem::take(&mut *pending.lock().unwrap());
+        if jobs.is_empty() && counts.is_empty() {
+            continue;
+        }
+        if let Err(e) = write_counts(&mut conn, &counts) {
+            tracing::warn!(error = %e, "statistics counts not written; kept for the next try");
+            let mut p = pending.lock().unwrap();
+            for (k, v) in counts {
+                *p.entry(k).or_insert(0) += v;
             }
         }
         let outcome = run_group(&mut conn, &jobs);
@@ -232,6 +280,21 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>) {
             }
         }
     }
+}
+
+fn write_counts(conn: &mut Connection, counts: &HashMap<String, i64>) -> rusqlite::Result<()> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (k, v) in counts {
+        tx.prepare_cached(
+            "INSERT INTO counters (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+        )?
+        .execute(params![k, v])?;
+    }
+    tx.commit()
 }
 
 enum Done {
@@ -398,6 +461,17 @@ mod tests {
         assert_eq!(m.increment("c".into(), -2).await.unwrap(), 3);
         assert_eq!(m.increment("c".into(), 0).await.unwrap(), 3);
         assert_eq!(m.counters(&["c".into(), "none".into()]).unwrap(), [3, 0]);
+        // Buffered counts are visible at once and written within the flush period.
+        m.count("c".into(), 4);
+        m.count("d".into(), 1);
+        assert_eq!(m.counters(&["c".into(), "d".into()]).unwrap(), [7, 1]);
+        tokio::time::sleep(COUNT_FLUSH * 3).await;
+        assert!(m.pending.lock().unwrap().is_empty());
+        assert_eq!(m.counters(&["c".into(), "d".into()]).unwrap(), [7, 1]);
+        m.count("d".into(), 1);
+        m.flush().await.unwrap();
+        assert!(m.pending.lock().unwrap().is_empty());
+        assert_eq!(m.increment("d".into(), 0).await.unwrap(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -108,7 +108,11 @@ fn precondition(p: wit_meta::Precondition) -> metadata::Precondition {
 }
 
 impl berth::registry::types::Host for &mut CapState {}
-impl wit_meta::Host for &mut CapState {}
+impl wit_meta::Host for &mut CapState {
+    fn count(&mut self, key: String, delta: i64) {
+        self.backends.metadata.count(key, delta);
+    }
+}
 impl wit_blobs::Host for &mut CapState {}
 impl uploads::Host for &mut CapState {}
 

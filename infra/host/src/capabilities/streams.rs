@@ -39,7 +39,7 @@ impl<D> StreamConsumer<D> for ChannelConsumer {
             Poll::Ready(Ok(())) => {
                 let mut src = src.as_direct(store);
                 let buf = src.remaining();
-                let n = buf.len().min(CHUNK * 4);
+                let n = buf.len().min(CHUNK);
                 if n == 0 {
                     return Poll::Ready(Ok(StreamResult::Completed));
                 }
