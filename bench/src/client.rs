@@ -58,12 +58,61 @@ pub struct Conn {
 /// `Authorization` values to send to a host (registries that require auth).
 static AUTHORIZATION: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
 
-/// Every request to `host` from now on carries `authorization`.
+/// Requests to `host` from now on authenticate as real clients do: with a
+/// Bearer token per repository from the registry's token endpoint (fetched
+/// once with these Basic credentials, renewed before it expires), and with
+/// `authorization` itself elsewhere.
 pub fn authorize(host: &str, authorization: String) {
     AUTHORIZATION
         .lock()
         .unwrap()
         .push((host.to_string(), authorization));
+}
+
+/// Cached tokens by (host, repository), with when they were issued.
+type Tokens = std::collections::HashMap<(String, String), (String, std::time::Instant)>;
+static TOKENS: std::sync::LazyLock<std::sync::Mutex<Tokens>> =
+    std::sync::LazyLock::new(Default::default);
+/// Tokens live 300 s; renew well before.
+const TOKEN_RENEW: std::time::Duration = std::time::Duration::from_secs(200);
+
+/// The repository a `/v2/<name>/…` path addresses.
+fn repository(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v2/")?;
+    let rest = rest.split('?').next()?;
+    // The last marker: names may contain `tags` or `blobs` segments.
+    ["/blobs/", "/manifests/", "/tags/", "/referrers/"]
+        .iter()
+        .filter_map(|m| rest.rfind(m))
+        .max()
+        .map(|i| &rest[..i])
+}
+
+async fn bearer(host: &str, basic: &str, repo: &str) -> Result<String> {
+    let key = (host.to_string(), repo.to_string());
+    if let Some((t, at)) = TOKENS.lock().unwrap().get(&key)
+        && at.elapsed() < TOKEN_RENEW
+    {
+        return Ok(format!("Bearer {t}"));
+    }
+    let mut c = Conn::open(host).await?;
+    c.authorization = Some(basic.to_string());
+    let r = c
+        .get(
+            &format!("/service/token?service=berth&scope=repository:{repo}:pull,push,delete"),
+            &[],
+        )
+        .await?;
+    if r.status != 200 {
+        anyhow::bail!("token endpoint answered {}", r.status);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+    let t = v["token"].as_str().context("no token")?.to_string();
+    TOKENS
+        .lock()
+        .unwrap()
+        .insert(key, (t.clone(), std::time::Instant::now()));
+    Ok(format!("Bearer {t}"))
 }
 
 pub struct Reply {
@@ -132,8 +181,12 @@ impl Conn {
             .method(method)
             .uri(path)
             .header("host", &self.host);
-        if let Some(a) = &self.authorization {
-            req = req.header("authorization", a);
+        if let Some(basic) = &self.authorization {
+            let value = match repository(path) {
+                Some(repo) => Box::pin(bearer(&self.host, basic, repo)).await?,
+                None => basic.clone(),
+            };
+            req = req.header("authorization", value);
         }
         for (k, v) in headers {
             req = req.header(*k, v);
@@ -260,7 +313,11 @@ impl Conn {
 
 fn location(r: &Reply, host: &str) -> Result<String> {
     if r.status != 202 && r.status != 201 {
-        bail!("upload answered {}", r.status);
+        bail!(
+            "upload answered {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
     }
     let loc = r.header("location").context("no Location")?;
     // Distribution answers absolute URLs; keep the path and query.
