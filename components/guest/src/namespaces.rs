@@ -24,25 +24,17 @@ pub fn quota() -> u64 {
 
 /// Organizations of `tenant`, in name order.
 pub async fn owned(tenant: &str) -> Result<Vec<Namespace>, StoreError> {
-    let prefix = records::owned_namespace_prefix(tenant);
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = metadata::scan(prefix.clone(), after.clone(), 1000).await?;
-        let keys: Vec<String> = page
-            .iter()
-            .map(|e| records::namespace(&e.key[prefix.len()..]))
-            .collect();
-        for e in metadata::get_many(keys).await?.into_iter().flatten() {
-            if let Ok(ns) = serde_json::from_slice::<Namespace>(&e.value) {
-                out.push(ns);
-            }
-        }
-        if page.len() < 1000 {
-            return Ok(out);
-        }
-        after = page.last().map(|e| e.key.clone());
-    }
+    let keys: Vec<String> = store::scan_names(&records::owned_namespace_prefix(tenant))
+        .await?
+        .iter()
+        .map(|n| records::namespace(n))
+        .collect();
+    Ok(metadata::get_many(keys)
+        .await?
+        .into_iter()
+        .flatten()
+        .filter_map(|e| serde_json::from_slice::<Namespace>(&e.value).ok())
+        .collect())
 }
 
 /// Creates organization `name` owned by `who`'s tenant. The caller has

@@ -41,6 +41,30 @@ pub async fn commit(ops: Vec<WriteOp>) -> Result<Vec<u64>, StoreError> {
     metadata::commit(ops).await
 }
 
+/// Every entry under `prefix`, in key order (scanned a page at a time).
+pub async fn scan_all(prefix: &str) -> Result<Vec<metadata::Entry>, StoreError> {
+    const PAGE: u32 = 1000;
+    let mut out: Vec<metadata::Entry> = Vec::new();
+    loop {
+        let after = out.last().map(|e| e.key.clone());
+        let page = metadata::scan(prefix.to_string(), after, PAGE).await?;
+        let n = page.len();
+        out.extend(page);
+        if n < PAGE as usize {
+            return Ok(out);
+        }
+    }
+}
+
+/// The keys under `prefix`, without the prefix.
+pub async fn scan_names(prefix: &str) -> Result<Vec<String>, StoreError> {
+    Ok(scan_all(prefix)
+        .await?
+        .into_iter()
+        .map(|e| e.key[prefix.len()..].to_string())
+        .collect())
+}
+
 pub fn put(key: String, value: Vec<u8>) -> WriteOp {
     WriteOp::Put((key, value, Precondition::None))
 }

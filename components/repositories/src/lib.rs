@@ -17,7 +17,7 @@ use berth_domain::keys;
 use berth_domain::swr::{self, SwrError};
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::manage::{fault, grants, oci_fault, ok_json, parse_body};
-use berth_guest::store::{self, Precondition, WriteOp, metadata};
+use berth_guest::store::{self, Precondition, WriteOp};
 use serde::Deserialize;
 use spin_sdk::wasip3::http::types::Method;
 use stats::RepoStats;
@@ -277,18 +277,8 @@ async fn delete(name: &str, who: &Principal) -> Result<Reply, SwrError> {
         records::repository_grant_prefix(name),
         records::share_prefix(name),
     ] {
-        let mut after = None;
-        loop {
-            let page = metadata::scan(prefix.clone(), after.clone(), 1000)
-                .await
-                .map_err(fault)?;
-            after = page.last().map(|e| e.key.clone());
-            let n = page.len();
-            ops.extend(page.into_iter().map(|e| store::delete(e.key)));
-            if n < 1000 {
-                break;
-            }
-        }
+        let entries = store::scan_all(&prefix).await.map_err(fault)?;
+        ops.extend(entries.into_iter().map(|e| store::delete(e.key)));
     }
     let ns = store::get_json::<records::Namespace>(&records::namespace(stats::namespace_of(name)))
         .await
@@ -337,20 +327,9 @@ async fn list(req: &Incoming, who: &Principal, v3: bool) -> Result<Reply, SwrErr
         number("offset")?.unwrap_or(0)
     };
     // The tenant's repositories in name order.
-    let prefix = records::tenant_repository_prefix(&who.tenant);
-    let mut names = Vec::new();
-    let mut after = None;
-    loop {
-        let page = metadata::scan(prefix.clone(), after.clone(), 1000)
-            .await
-            .map_err(fault)?;
-        after = page.last().map(|e| e.key.clone());
-        let n = page.len();
-        names.extend(page.into_iter().map(|e| e.key[prefix.len()..].to_string()));
-        if n < 1000 {
-            break;
-        }
-    }
+    let names = store::scan_names(&records::tenant_repository_prefix(&who.tenant))
+        .await
+        .map_err(fault)?;
     let mut matching = Vec::new();
     for n in names {
         if namespace
@@ -362,18 +341,12 @@ async fn list(req: &Incoming, who: &Principal, v3: bool) -> Result<Reply, SwrErr
         {
             continue;
         }
-        let facts = berth_guest::auth::repository_facts(Some(who), &n)
+        if berth_guest::auth::may(Some(who), Action::GetRepository, &n)
             .await
-            .map_err(oci_fault)?;
-        if !iam::decide(
-            Some(who),
-            Action::GetRepository,
-            &iam::action::repository_resource(&n),
-            &facts,
-        ) {
-            continue;
+            .map_err(oci_fault)?
+        {
+            matching.push(n);
         }
-        matching.push(n);
     }
     let mut rows = Vec::new();
     let mut total = 0usize;

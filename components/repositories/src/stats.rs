@@ -93,24 +93,17 @@ impl RepoStats {
             .map(|r| r.created)
             .unwrap_or(0);
         let prefix = keys::tag_prefix(name);
-        let mut tags = Vec::new();
-        let mut after = None;
-        loop {
-            let page = metadata::scan(prefix.clone(), after.clone(), 1000)
-                .await
-                .map_err(fault)?;
-            after = page.last().map(|e| e.key.clone());
-            let n = page.len();
-            for e in page {
-                tags.push((
+        let tags: Vec<(String, String)> = store::scan_all(&prefix)
+            .await
+            .map_err(fault)?
+            .into_iter()
+            .map(|e| {
+                (
                     e.key[prefix.len()..].to_string(),
                     String::from_utf8_lossy(&e.value).to_string(),
-                ));
-            }
-            if n < 1000 {
-                break;
-            }
-        }
+                )
+            })
+            .collect();
         // One read for the manifests, one for the tag times.
         let mut digests: Vec<String> = tags.iter().map(|(_, d)| d.clone()).collect();
         digests.sort();

@@ -12,7 +12,8 @@ use berth_domain::keys;
 use berth_domain::swr::{self, SwrError};
 use berth_guest::http::Reply;
 use berth_guest::manage::{fault, ok_json};
-use berth_guest::{namespaces, store::metadata};
+use berth_guest::namespaces;
+use berth_guest::store::{self, metadata};
 
 pub struct Usage {
     pub namespaces: usize,
@@ -24,20 +25,9 @@ pub struct Usage {
 
 pub async fn usage(who: &Principal) -> Result<Usage, SwrError> {
     let owned = namespaces::owned(&who.tenant).await.map_err(fault)?;
-    let prefix = records::tenant_repository_prefix(&who.tenant);
-    let mut repos = Vec::new();
-    let mut after = None;
-    loop {
-        let page = metadata::scan(prefix.clone(), after.clone(), 1000)
-            .await
-            .map_err(fault)?;
-        after = page.last().map(|e| e.key.clone());
-        let n = page.len();
-        repos.extend(page.into_iter().map(|e| e.key[prefix.len()..].to_string()));
-        if n < 1000 {
-            break;
-        }
-    }
+    let repos = store::scan_names(&records::tenant_repository_prefix(&who.tenant))
+        .await
+        .map_err(fault)?;
     let (mut images, mut stored) = (0, 0);
     for r in &repos {
         let st = RepoStats::load(r).await?;
