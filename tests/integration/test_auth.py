@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,13 @@ def test_organization_quota(tmp_path):
         assert r.status_code == 403 and "organization" in r.json()["errors"][0]["message"]
         # Existing organizations still take pushes.
         image(reg.url, "one/other", tag="v1")
+        # Racing first pushes into new organizations: exactly the quota wins.
+        reg.iam("user-create", "admin", "racer", "--password", "racer-pw", "--policy", "SWR FullAccess")
+        url = f"http://racer%40admin:racer-pw@{reg.host}"
+        with ThreadPoolExecutor(12) as pool:
+            codes = list(pool.map(lambda i: requests.post(f"{url}/v2/race-{i}/app/blobs/uploads/").status_code,
+                                  range(12)))
+        assert sorted(codes) == [202, 202] + [403] * 10, codes
     finally:
         reg.stop()
 

@@ -1,8 +1,14 @@
-"""The authorization matrix: every kind of caller against the registry
-(/v2/) and management operations on one organization, with the outcome
-each must get. Grants (read/edit/manage), system policies (FullAccess,
-ReadOnlyAccess, OperateAccess through a group), a custom deny policy, a
-user with nothing, another tenant and anonymous callers."""
+"""The authorization matrix: every /v2/ operation and every management
+operation of the SWR SDK, each by every kind of caller, with the outcome
+each must get. Callers: anonymous, read/edit/manage grants on the
+organization, the system policies FullAccess and ReadOnlyAccess,
+OperateAccess through a group, FullAccess with a custom deny, a user of the
+tenant with nothing, and another tenant.
+
+The expected outcomes are written per kind of permission an operation
+needs (CATEGORY), and each operation names its kind and its success code;
+listings are also checked for what they show, so nothing leaks across
+tenants or past permissions."""
 
 import json
 
@@ -11,54 +17,83 @@ import requests
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkswr.v2 import (
+    CreateAuthorizationTokenRequest,
     CreateNamespaceAuthRequest,
     CreateNamespaceRequest,
     CreateNamespaceRequestBody,
     CreateRepoDomainsRequest,
     CreateRepoDomainsRequestBody,
+    CreateRepoRequest,
+    CreateRepoRequestBody,
     CreateRepoTagRequest,
     CreateRepoTagRequestBody,
+    CreateSecretRequest,
     CreateUserRepositoryAuthRequest,
+    DeleteNamespaceAuthRequest,
+    DeleteNamespacesRequest,
+    DeleteRepoDomainsRequest,
+    DeleteRepoRequest,
     DeleteRepoTagRequest,
+    DeleteUserRepositoryAuthRequest,
+    ListNamespacesRequest,
+    ListQuotasRequest,
+    ListRepoDetailsRequest,
+    ListRepoDomainsRequest,
+    ListReposDetailsRequest,
+    ListRepositoryTagRequest,
+    ListRepositoryTagsRequest,
+    ListSharedRepoDetailsRequest,
+    ListSharedReposDetailsRequest,
+    ShowAccessDomainRequest,
+    ShowDomainOverviewRequest,
+    ShowDomainResourceReportsRequest,
+    ShowNamespaceAuthRequest,
     ShowNamespaceRequest,
     ShowRepositoryRequest,
+    ShowRepoTagRequest,
+    ShowUserRepositoryAuthRequest,
     SwrClient,
+    UpdateNamespaceAuthRequest,
+    UpdateRepoDomainsRequest,
+    UpdateRepoDomainsRequestBody,
     UpdateRepoRequest,
     UpdateRepoRequestBody,
+    UpdateUserRepositoryAuthRequest,
     UserAuth,
 )
 
-from conftest import Registry, image
+from conftest import Registry, image, push_blob, sha256
 
-ROLES = ["reader", "editor", "manager", "full", "ro", "grouped", "denied", "none"]
+# Users of tenant "acme" (plus "rival", another tenant, and anonymous).
+USERS = ["reader", "editor", "manager", "full", "ro", "grouped", "denied", "none"]
+GRANTS = {"reader": 1, "editor": 3, "manager": 7}
+POLICIES = {"full": ["--policy", "SWR FullAccess"], "ro": ["--policy", "SWR ReadOnlyAccess"],
+            "grouped": ["--group", "ops"], "denied": ["--policy", "SWR FullAccess", "--policy", "no-delete-in-mx"]}
+CALLERS = ["anonymous", *USERS, "rival"]
+OK = "ok"
 
-# role -> (pull, push, delete) on /v2/ for mx/app
-V2 = {
-    "anonymous": (401, 401, 401),
-    "reader": (200, 403, 403),
-    "editor": (200, 202, 403),
-    "manager": (200, 202, 202),
-    "rival": (403, 403, 403),
-    "full": (200, 202, 202),
-    "ro": (200, 403, 403),
-    "grouped": (200, 202, 202),
-    "denied": (200, 202, 403),
-    "none": (403, 403, 403),
+# What each kind of caller gets, per kind of permission an operation needs
+# ("ok" is the operation's own success code). /v2/ refuses visible-but-
+# forbidden with 403 and asks anonymous callers to log in (401); the
+# management API answers 404 for what the caller may not even see.
+CATEGORY = {
+    #               anonymous reader editor manager full ro   grouped denied none rival
+    "v2-login":     (401,     OK,    OK,    OK,     OK,  OK,  OK,     OK,    OK,  OK),
+    "v2-read":      (401,     OK,    OK,    OK,     OK,  OK,  OK,     OK,    403, 403),
+    "v2-push":      (401,     403,   OK,    OK,     OK,  403, OK,     OK,    403, 403),
+    "v2-delete":    (401,     403,   403,   OK,     OK,  403, OK,     403,   403, 403),
+    "tenant":       (None,    OK,    OK,    OK,     OK,  OK,  OK,     OK,    OK,  OK),
+    "read":         (None,    OK,    OK,    OK,     OK,  OK,  OK,     OK,    404, 404),
+    "edit":         (None,    403,   OK,    OK,     OK,  403, OK,     OK,    404, 404),
+    "manage":       (None,    403,   403,   OK,     OK,  403, OK,     OK,    404, 404),
+    "delete":       (None,    403,   403,   OK,     OK,  403, OK,     403,   404, 404),
+    "create-ns":    (None,    403,   403,   403,    OK,  403, OK,     OK,    403, OK),
 }
 
-# role -> outcome of each management operation (status code)
-MANAGE = {
-    #            show_ns show_repo update tag  del_tag grant share create_ns
-    "reader":   (200,    200,      403,   403, 403,    403,  403,  403),
-    "editor":   (200,    200,      201,   201, 403,    403,  403,  403),
-    "manager":  (200,    200,      201,   201, 204,    201,  201,  403),
-    "full":     (200,    200,      201,   201, 204,    201,  201,  201),
-    "ro":       (200,    200,      403,   403, 403,    403,  403,  403),
-    "grouped":  (200,    200,      201,   201, 204,    201,  201,  201),
-    "denied":   (200,    200,      201,   201, 403,    201,  201,  201),
-    "none":     (404,    404,      404,   404, 404,    404,  404,  403),
-    "rival":    (404,    404,      404,   404, 404,    404,  404,  201),
-}
+
+def expected(category, caller, ok):
+    got = CATEGORY[category][CALLERS.index(caller)]
+    return ok if got == OK else got
 
 
 @pytest.fixture(scope="module")
@@ -73,28 +108,32 @@ def world(tmp_path_factory):
         {"Effect": "Deny", "Action": ["swr:repository:delete"], "Resource": ["swr:*:*:repository:mx/*"]}]}))
     reg.iam("policy-create", "acme", "no-delete-in-mx", str(policy))
     reg.iam("group-create", "acme", "ops", "--policy", "SWR OperateAccess")
-    extra = {"full": ["--policy", "SWR FullAccess"], "ro": ["--policy", "SWR ReadOnlyAccess"],
-             "grouped": ["--group", "ops"], "denied": ["--policy", "SWR FullAccess", "--policy", "no-delete-in-mx"]}
     ids, keys = {}, {}
-
     ids["target"] = reg.iam("user-create", "acme", "target", "--password", "target-pw")["id"]
-    for role in ROLES:
-        ids[role] = reg.iam("user-create", "acme", role, "--password", f"{role}-pw", *extra.get(role, []))["id"]
-        keys[role] = (reg.iam("key-create", "acme", role), acme["project_id"])
+    for user in USERS:
+        ids[user] = reg.iam("user-create", "acme", user, "--password", f"{user}-pw", *POLICIES.get(user, []))["id"]
+        keys[user] = (reg.iam("key-create", "acme", user), acme["project_id"])
     keys["acme"] = (reg.iam("key-create", "acme", "acme"), acme["project_id"])
     keys["rival"] = (reg.iam("key-create", "rival", "rival"), rival["project_id"])
     admin = sdk(reg, keys["acme"])
-    admin.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="mx")))
-    admin.create_namespace_auth(CreateNamespaceAuthRequest(namespace="mx", body=[
-        UserAuth(user_id=ids["reader"], user_name="reader", auth=1),
-        UserAuth(user_id=ids["editor"], user_name="editor", auth=3),
-        UserAuth(user_id=ids["manager"], user_name="manager", auth=7)]))
     url = f"http://acme:acme-pw@{reg.host}"
-    image(url, "mx/app", tag="v1")
-    for role in [*V2, *MANAGE]:
-        image(url, "mx/app", tag=f"del-{role}")
-        image(url, "mx/app", tag=f"mdel-{role}")
-    yield reg, keys, ids
+    # What the callers act on: mx/app, and for destructive operations one
+    # target per caller (so one caller's success does not change another's).
+    namespaces = ["mx"] + [f"mxd-{c}" for c in CALLERS]
+    for ns in namespaces:
+        admin.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace=ns)))
+    for user, level in GRANTS.items():
+        for ns in ("mx", f"mxd-{user}"):
+            admin.create_namespace_auth(CreateNamespaceAuthRequest(namespace=ns, body=[
+                UserAuth(user_id=ids[user], user_name=user, auth=level)]))
+    _, digest = image(url, "mx/app", tag="v1")
+    for caller in CALLERS:
+        image(url, "mx/app", tag=f"del-{caller}", layers=(f"del-{caller}".encode(),))
+        image(url, "mx/app", tag=f"mdel-{caller}", layers=(f"mdel-{caller}".encode(),))
+        push_blob(url, "mx/app", f"blob-{caller}".encode())
+        image(url, f"mx/del-{caller}", tag="v1")
+    image(url, "other/secret", tag="v1")
+    yield reg, keys, ids, digest
     reg.stop()
 
 
@@ -104,63 +143,181 @@ def sdk(reg, key):
         .with_endpoints([reg.anon_url]).build()
 
 
-def v2_url(reg, role):
-    if role == "anonymous":
+def v2_url(reg, caller):
+    if caller == "anonymous":
         return reg.anon_url
-    if role == "rival":
+    if caller == "rival":
         return f"http://rival:rival-pw@{reg.host}"
-    return f"http://{role}%40acme:{role}-pw@{reg.host}"
+    return f"http://{caller}%40acme:{caller}-pw@{reg.host}"
 
 
-@pytest.mark.parametrize("role", list(V2))
-def test_registry_matrix(world, role):
-    reg, _, _ = world
-    url = v2_url(reg, role)
+def v2_operations(reg, url, caller, digest):
+    """(name, category, success code, call) for every /v2/ operation."""
     accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
-    pull = requests.get(f"{url}/v2/mx/app/manifests/v1", headers=accept).status_code
-    tags = requests.get(f"{url}/v2/mx/app/tags/list").status_code
-    push = requests.post(f"{url}/v2/mx/app/blobs/uploads/").status_code
-    delete = requests.delete(f"{url}/v2/mx/app/manifests/del-{role}").status_code
-    assert (pull, push, delete) == V2[role]
-    assert tags == pull
+    manifest = requests.get(f"http://acme:acme-pw@{reg.host}/v2/mx/app/manifests/v1", headers=accept).content
+    config = json.loads(manifest)["config"]["digest"]
+    own = f"blob-{caller}".encode()
+    return [
+        ("base", "v2-login", 200, lambda: requests.get(f"{url}/v2/")),
+        ("get manifest", "v2-read", 200, lambda: requests.get(f"{url}/v2/mx/app/manifests/v1", headers=accept)),
+        ("head manifest", "v2-read", 200, lambda: requests.head(f"{url}/v2/mx/app/manifests/{digest}", headers=accept)),
+        ("tags", "v2-read", 200, lambda: requests.get(f"{url}/v2/mx/app/tags/list")),
+        ("get blob", "v2-read", 200, lambda: requests.get(f"{url}/v2/mx/app/blobs/{config}")),
+        ("head blob", "v2-read", 200, lambda: requests.head(f"{url}/v2/mx/app/blobs/{config}")),
+        ("referrers", "v2-read", 200, lambda: requests.get(f"{url}/v2/mx/app/referrers/{digest}")),
+        ("start upload", "v2-push", 202, lambda: requests.post(f"{url}/v2/mx/app/blobs/uploads/")),
+        ("monolithic upload", "v2-push", 201, lambda: requests.post(
+            f"{url}/v2/mx/app/blobs/uploads/", params={"digest": sha256(b"x" + own)}, data=b"x" + own)),
+        ("put manifest", "v2-push", 201, lambda: requests.put(
+            f"{url}/v2/mx/app/manifests/push-{caller}", data=manifest,
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})),
+        ("delete manifest", "v2-delete", 202, lambda: requests.delete(f"{url}/v2/mx/app/manifests/del-{caller}")),
+        ("delete blob", "v2-delete", 202, lambda: requests.delete(f"{url}/v2/mx/app/blobs/{sha256(own)}")),
+    ]
 
 
-@pytest.mark.parametrize("role", list(MANAGE))
-def test_management_matrix(world, role):
-    reg, keys, ids = world
-    c = sdk(reg, keys[role])
+@pytest.mark.parametrize("caller", CALLERS)
+def test_registry_matrix(world, caller):
+    reg, _, _, digest = world
+    url = v2_url(reg, caller)
+    got, want = {}, {}
+    for name, category, ok, call in v2_operations(reg, url, caller, digest):
+        got[name] = call().status_code
+        want[name] = expected(category, caller, ok)
+    assert got == want
+    # The catalog lists only what the caller may pull, in its own tenant.
+    r = requests.get(f"{url}/v2/_catalog")
+    if caller == "anonymous":
+        assert r.status_code == 401
+        return
+    listed = set(r.json()["repositories"])
+    may_read = expected("v2-read", caller, 200) == 200
+    assert ("mx/app" in listed) == may_read
+    full_tenant = caller in ("full", "ro", "grouped", "denied")
+    assert ("other/secret" in listed) == full_tenant
+    if caller == "rival":
+        assert listed == set()
 
-    def run(call):
-        try:
-            return call().status_code
-        except ClientRequestException as e:
-            return e.status_code
 
-    got = (
-        run(lambda: c.show_namespace(ShowNamespaceRequest(namespace="mx"))),
-        run(lambda: c.show_repository(ShowRepositoryRequest(namespace="mx", repository="app"))),
-        run(lambda: c.update_repo(UpdateRepoRequest(namespace="mx", repository="app",
-                                                    body=UpdateRepoRequestBody(description=f"by {role}")))),
-        run(lambda: c.create_repo_tag(CreateRepoTagRequest(namespace="mx", repository="app", body=CreateRepoTagRequestBody(
-            source_tag="v1", destination_tag=f"copy-{role}")))),
-        run(lambda: c.delete_repo_tag(DeleteRepoTagRequest(namespace="mx", repository="app", tag=f"mdel-{role}"))),
-        run(lambda: c.create_user_repository_auth(CreateUserRepositoryAuthRequest(
-            namespace="mx", repository="app", body=[UserAuth(user_id=ids["target"], user_name="target", auth=1)]))),
-        run(lambda: c.create_repo_domains(CreateRepoDomainsRequest(namespace="mx", repository="app", body=CreateRepoDomainsRequestBody(
-            access_domain="third", permit="read", deadline="forever")))),
-        run(lambda: c.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace=f"mx-{role}")))),
-    )
-    expected = MANAGE[role]
-    # Sharing with a tenant it is already shared with is a conflict, which
-    # is only answered once the caller was found allowed to share.
-    got = tuple(201 if (g, e) == (409, 201) else g for g, e in zip(got, expected))
-    assert got == expected
+def run(call):
+    try:
+        return call().status_code
+    except ClientRequestException as e:
+        return e.status_code
+
+
+def manage_operations(c, caller, ids):
+    """(name, category, success code, call) for every management operation."""
+    target = [UserAuth(user_id=ids["target"], user_name="target", auth=1)]
+    target3 = [UserAuth(user_id=ids["target"], user_name="target", auth=3)]
+    ns, repo = "mx", "app"
+    share = dict(namespace=ns, repository=repo, access_domain="third")
+    return [
+        # Organizations
+        ("list namespaces", "tenant", 200, lambda: c.list_namespaces(ListNamespacesRequest())),
+        ("create namespace", "create-ns", 201, lambda: c.create_namespace(
+            CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace=f"mxn-{caller}")))),
+        ("show namespace", "read", 200, lambda: c.show_namespace(ShowNamespaceRequest(namespace=ns))),
+        ("delete namespace", "manage", 204, lambda: c.delete_namespaces(DeleteNamespacesRequest(namespace=f"mxd-{caller}"))),
+        # Organization grants
+        ("grant on namespace", "manage", 201, lambda: c.create_namespace_auth(
+            CreateNamespaceAuthRequest(namespace=ns, body=target))),
+        ("show namespace grants", "read", 200, lambda: c.show_namespace_auth(ShowNamespaceAuthRequest(namespace=ns))),
+        ("update namespace grant", "manage", 201, lambda: c.update_namespace_auth(
+            UpdateNamespaceAuthRequest(namespace=ns, body=target3))),
+        ("revoke namespace grant", "manage", 204, lambda: c.delete_namespace_auth(
+            DeleteNamespaceAuthRequest(namespace=ns, body=[ids["target"]]))),
+        # Repositories
+        ("create repository", "edit", 201, lambda: c.create_repo(CreateRepoRequest(
+            namespace=ns, body=CreateRepoRequestBody(repository=f"new-{caller}")))),
+        ("show repository", "read", 200, lambda: c.show_repository(ShowRepositoryRequest(namespace=ns, repository=repo))),
+        ("update repository", "edit", 201, lambda: c.update_repo(UpdateRepoRequest(
+            namespace=ns, repository=repo, body=UpdateRepoRequestBody(description=f"by {caller}")))),
+        ("delete repository", "delete", 204, lambda: c.delete_repo(DeleteRepoRequest(namespace=ns, repository=f"del-{caller}"))),
+        ("list repositories v2", "tenant", 200, lambda: c.list_repos_details(ListReposDetailsRequest())),
+        ("list repositories v3", "tenant", 200, lambda: c.list_repo_details(ListRepoDetailsRequest())),
+        # Tags
+        ("list tags v2", "read", 200, lambda: c.list_repository_tags(ListRepositoryTagsRequest(namespace=ns, repository=repo))),
+        ("list tags v3", "read", 200, lambda: c.list_repository_tag(ListRepositoryTagRequest(namespace=ns, repository=repo))),
+        ("show tag", "read", 200, lambda: c.show_repo_tag(ShowRepoTagRequest(namespace=ns, repository=repo, tag="v1"))),
+        ("create tag", "edit", 201, lambda: c.create_repo_tag(CreateRepoTagRequest(
+            namespace=ns, repository=repo, body=CreateRepoTagRequestBody(source_tag="v1", destination_tag=f"copy-{caller}")))),
+        ("delete tag", "delete", 204, lambda: c.delete_repo_tag(DeleteRepoTagRequest(
+            namespace=ns, repository=repo, tag=f"mdel-{caller}"))),
+        # Repository grants
+        ("grant on repository", "manage", 201, lambda: c.create_user_repository_auth(
+            CreateUserRepositoryAuthRequest(namespace=ns, repository=repo, body=target))),
+        ("show repository grants", "read", 200, lambda: c.show_user_repository_auth(
+            ShowUserRepositoryAuthRequest(namespace=ns, repository=repo))),
+        ("update repository grant", "manage", 201, lambda: c.update_user_repository_auth(
+            UpdateUserRepositoryAuthRequest(namespace=ns, repository=repo, body=target3))),
+        ("revoke repository grant", "manage", 204, lambda: c.delete_user_repository_auth(
+            DeleteUserRepositoryAuthRequest(namespace=ns, repository=repo, body=[ids["target"]]))),
+        # Sharing (access domains) and shared repositories
+        ("share", "manage", 201, lambda: c.create_repo_domains(CreateRepoDomainsRequest(
+            namespace=ns, repository=repo, body=CreateRepoDomainsRequestBody(
+                access_domain="third", permit="read", deadline="forever")))),
+        ("list shares", "read", 200, lambda: c.list_repo_domains(ListRepoDomainsRequest(namespace=ns, repository=repo))),
+        ("show share", "read", 200, lambda: c.show_access_domain(ShowAccessDomainRequest(**share))),
+        ("update share", "manage", 201, lambda: c.update_repo_domains(UpdateRepoDomainsRequest(
+            **share, body=UpdateRepoDomainsRequestBody(permit="read", deadline="forever", description=caller)))),
+        ("unshare", "manage", 204, lambda: c.delete_repo_domains(DeleteRepoDomainsRequest(**share))),
+        ("shared repositories v2", "tenant", 200, lambda: c.list_shared_repos_details(
+            ListSharedReposDetailsRequest(center="self"))),
+        ("shared repositories v3", "tenant", 200, lambda: c.list_shared_repo_details(
+            ListSharedRepoDetailsRequest(shared_by="self"))),
+        # The caller's account
+        ("login secret", "tenant", 200, lambda: c.create_secret(CreateSecretRequest(projectname="berth"))),
+        ("authorization token", "tenant", 200, lambda: c.create_authorization_token(CreateAuthorizationTokenRequest())),
+        ("quotas", "tenant", 200, lambda: c.list_quotas(ListQuotasRequest())),
+        ("overview", "tenant", 200, lambda: c.show_domain_overview(ShowDomainOverviewRequest())),
+        ("reports", "tenant", 200, lambda: c.show_domain_resource_reports(
+            ShowDomainResourceReportsRequest(resource_type="downflow", frequency="daily"))),
+    ]
+
+
+@pytest.mark.parametrize("caller", [c for c in CALLERS if c != "anonymous"])
+def test_management_matrix(world, caller):
+    reg, keys, ids, _ = world
+    c = sdk(reg, keys[caller])
+    got, want = {}, {}
+    for name, category, ok, call in manage_operations(c, caller, ids):
+        got[name] = run(call)
+        want[name] = expected(category, caller, ok)
+    assert got == want
+    # Listings show what the caller may read, and nothing of another tenant.
+    may_read = expected("read", caller, 200) == 200
+    names = {n.name for n in c.list_namespaces(ListNamespacesRequest()).namespaces}
+    assert ("mx" in names) == may_read
+    repos = {f"{r.namespace}/{r.name}" for r in c.list_repos_details(ListReposDetailsRequest()).body or []}
+    assert ("mx/app" in repos) == may_read
+    if caller == "rival":
+        assert names == {"mxn-rival"} and repos == set()
 
 
 def test_unsigned_management_calls_are_refused(world):
-    reg, _, _ = world
-    for method, path in [("GET", "/v2/manage/namespaces"), ("POST", "/v2/manage/namespaces"),
-                         ("GET", "/v2/manage/namespaces/mx/repos/app"), ("DELETE", "/v2/manage/namespaces/mx"),
-                         ("GET", "/v2/manage/repos"), ("POST", "/v2/manage/utils/secret")]:
+    reg, _, _, _ = world
+    paths = [("GET", "/v2/manage/namespaces"), ("POST", "/v2/manage/namespaces"),
+             ("GET", "/v2/manage/namespaces/mx"), ("DELETE", "/v2/manage/namespaces/mx"),
+             ("GET", "/v2/manage/namespaces/mx/access"), ("POST", "/v2/manage/namespaces/mx/access"),
+             ("PATCH", "/v2/manage/namespaces/mx/access"), ("DELETE", "/v2/manage/namespaces/mx/access"),
+             ("POST", "/v2/manage/namespaces/mx/repos"), ("GET", "/v2/manage/namespaces/mx/repos/app"),
+             ("PATCH", "/v2/manage/namespaces/mx/repos/app"), ("DELETE", "/v2/manage/namespaces/mx/repos/app"),
+             ("GET", "/v2/manage/repos"), ("GET", "/v3/manage/repos"),
+             ("GET", "/v2/manage/namespaces/mx/repos/app/tags"), ("GET", "/v3/manage/namespaces/mx/repos/app/tags"),
+             ("POST", "/v2/manage/namespaces/mx/repos/app/tags"), ("GET", "/v2/manage/namespaces/mx/repos/app/tags/v1"),
+             ("DELETE", "/v2/manage/namespaces/mx/repos/app/tags/v1"),
+             ("GET", "/v2/manage/namespaces/mx/repos/app/access"), ("POST", "/v2/manage/namespaces/mx/repos/app/access"),
+             ("GET", "/v2/manage/namespaces/mx/repositories/app/access-domains"),
+             ("POST", "/v2/manage/namespaces/mx/repositories/app/access-domains"),
+             ("DELETE", "/v2/manage/namespaces/mx/repositories/app/access-domains/third"),
+             ("GET", "/v2/manage/shared-repositories"), ("GET", "/v3/manage/shared-repositories"),
+             ("POST", "/v2/manage/utils/secret"), ("POST", "/v2/manage/utils/authorizationtoken"),
+             ("GET", "/v2/manage/projects/x/quotas"), ("GET", "/v2/manage/overview"),
+             ("GET", "/v2/manage/reports/store/daily"), ("GET", "/berth/v1/whoami")]
+    for method, path in paths:
         r = requests.request(method, f"{reg.anon_url}{path}")
-        assert r.status_code == 401 and r.json()["errorCode"] == "SVCSTG.SWR.4010001", path
+        assert r.status_code == 401 and r.json()["errorCode"] == "SVCSTG.SWR.4010001", (method, path)
+    # Nothing changed: the organization and its repository are still there.
+    c = sdk(reg, world[1]["acme"])
+    assert c.show_repository(ShowRepositoryRequest(namespace="mx", repository="app")).status_code == 200

@@ -39,42 +39,72 @@ pub async fn owned(tenant: &str) -> Result<Vec<Namespace>, StoreError> {
 
 /// Creates organization `name` owned by `who`'s tenant. The caller has
 /// already been authorized for `swr:namespace:create`.
+///
+/// The quota check and the creation are one atomic step: each commit also
+/// rewrites the user's marker record (`count/ns-created/…`) at the version
+/// read before counting, so of two racing creations one commits and the
+/// other counts again.
 pub async fn create(who: &Principal, name: &str) -> Result<Namespace, CreateError> {
     if !records::valid_namespace_name(name) {
         return Err(CreateError::InvalidName);
     }
     let store_err = |e: StoreError| CreateError::Store(format!("{e:?}"));
     let quota = quota();
-    let created_by_user = owned(&who.tenant)
-        .await
-        .map_err(store_err)?
-        .iter()
-        .filter(|n| n.creator == who.user)
-        .count() as u64;
-    if created_by_user >= quota {
-        return Err(CreateError::Quota(quota));
+    let marker = records::namespaces_created(&who.tenant, &who.user);
+    for _ in 0..16 {
+        let seen = metadata::get(marker.clone()).await.map_err(store_err)?;
+        let created_by_user = owned(&who.tenant)
+            .await
+            .map_err(store_err)?
+            .iter()
+            .filter(|n| n.creator == who.user)
+            .count() as u64;
+        if created_by_user >= quota {
+            return Err(CreateError::Quota(quota));
+        }
+        let id = metadata::increment("count/namespace-id".into(), 1)
+            .await
+            .map_err(store_err)?;
+        let ns = Namespace {
+            id: id as u64,
+            name: name.to_string(),
+            tenant: who.tenant.clone(),
+            creator: who.user.clone(),
+            created: store::now(),
+        };
+        let guard = match &seen {
+            Some(e) => Precondition::Version(e.version),
+            None => Precondition::Absent,
+        };
+        let ops = vec![
+            WriteOp::Put((
+                records::namespace(name),
+                serde_json::to_vec(&ns).expect("records serialize"),
+                Precondition::Absent,
+            )),
+            store::put(records::owned_namespace(&who.tenant, name), Vec::new()),
+            WriteOp::Put((
+                marker.clone(),
+                (created_by_user + 1).to_string().into_bytes(),
+                guard,
+            )),
+        ];
+        match store::commit(ops).await {
+            Ok(_) => return Ok(ns),
+            // Either the name is taken, or the user created another
+            // organization meanwhile: count again.
+            Err(StoreError::Conflict) => {
+                if store::exists(&records::namespace(name))
+                    .await
+                    .map_err(|e| CreateError::Store(e.message))?
+                {
+                    return Err(CreateError::Exists);
+                }
+            }
+            Err(e) => return Err(store_err(e)),
+        }
     }
-    let id = metadata::increment("count/namespace-id".into(), 1)
-        .await
-        .map_err(store_err)?;
-    let ns = Namespace {
-        id: id as u64,
-        name: name.to_string(),
-        tenant: who.tenant.clone(),
-        creator: who.user.clone(),
-        created: store::now(),
-    };
-    let ops = vec![
-        WriteOp::Put((
-            records::namespace(name),
-            serde_json::to_vec(&ns).expect("records serialize"),
-            Precondition::Absent,
-        )),
-        store::put(records::owned_namespace(&who.tenant, name), Vec::new()),
-    ];
-    match store::commit(ops).await {
-        Ok(_) => Ok(ns),
-        Err(StoreError::Conflict) => Err(CreateError::Exists),
-        Err(e) => Err(store_err(e)),
-    }
+    Err(CreateError::Store(
+        "too many concurrent creations; try again".into(),
+    ))
 }

@@ -1,27 +1,52 @@
 //! `GET /v2/_catalog` and `GET /v2/<name>/tags/list`: ordered, paged scans
 //! of metadata indexes, never of storage.
 
+use berth_domain::iam::{self, Action, Principal, records};
 use berth_domain::{ErrorCode, OciError, keys, paging};
+use berth_guest::auth;
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::store::{self, fault, metadata};
 
-/// One page of keys under `prefix`, without the prefix, plus whether more follow.
-async fn page(req: &Incoming, prefix: &str) -> Result<(Vec<String>, u32, bool), OciError> {
+/// One page of keys under `prefix`, without the prefix, keeping those
+/// `keep` accepts, plus whether more follow.
+async fn page(
+    req: &Incoming,
+    prefix: &str,
+    keep: Option<&Principal>,
+) -> Result<(Vec<String>, u32, bool), OciError> {
     let p = paging::parse(req.query("n"), req.query("last"))
         .map_err(|m| OciError::new(ErrorCode::Unsupported, m).with_status(400))?;
     if p.limit == 0 {
         return Ok((Vec::new(), 0, false));
     }
-    let after = p.last.as_ref().map(|l| format!("{prefix}{l}"));
-    let entries = metadata::scan(prefix.to_string(), after, p.limit + 1)
-        .await
-        .map_err(fault)?;
-    let more = entries.len() > p.limit as usize;
-    let items = entries
-        .into_iter()
-        .take(p.limit as usize)
-        .map(|e| e.key[prefix.len()..].to_string())
-        .collect();
+    let mut after = p.last.as_ref().map(|l| format!("{prefix}{l}"));
+    let mut items = Vec::new();
+    // Scan on until a page and one more are kept, or the keys run out.
+    loop {
+        let entries = metadata::scan(prefix.to_string(), after.clone(), p.limit + 1)
+            .await
+            .map_err(fault)?;
+        let exhausted = entries.len() <= p.limit as usize;
+        after = entries.last().map(|e| e.key.clone());
+        for e in entries {
+            let name = e.key[prefix.len()..].to_string();
+            let kept = match keep {
+                Some(who) => auth::may(Some(who), Action::Pull, &name).await?,
+                None => true,
+            };
+            if kept {
+                items.push(name);
+            }
+            if items.len() > p.limit as usize {
+                break;
+            }
+        }
+        if exhausted || items.len() > p.limit as usize {
+            break;
+        }
+    }
+    let more = items.len() > p.limit as usize;
+    items.truncate(p.limit as usize);
     Ok((items, p.limit, more))
 }
 
@@ -36,11 +61,21 @@ fn reply(path: &str, body: serde_json::Value, items: &[String], limit: u32, more
 pub async fn catalog(req: &Incoming) -> Result<Reply, OciError> {
     // The router names the caller's tenant: a catalog lists its own
     // repositories only.
-    let prefix = match req.query("berth-tenant") {
-        Some(t) => berth_domain::iam::records::tenant_repository_prefix(t),
-        None => keys::REPO.to_string(),
+    // repositories only, and of those the ones the caller may pull.
+    let (prefix, who) = match (req.query("berth-tenant"), req.query("berth-user")) {
+        (Some(t), Some(u)) => {
+            let Some(who) = auth::principal(t, u).await? else {
+                return Err(
+                    OciError::new(ErrorCode::Denied, "the caller is disabled or gone")
+                        .with_status(403),
+                );
+            };
+            (records::tenant_repository_prefix(t), Some(who))
+        }
+        _ => (keys::REPO.to_string(), None),
     };
-    let (repos, limit, more) = page(req, &prefix).await?;
+    let keep = who.as_ref().filter(|w| !iam::pulls_whole_tenant(w));
+    let (repos, limit, more) = page(req, &prefix, keep).await?;
     Ok(reply(
         &req.path,
         serde_json::json!({ "repositories": repos }),
@@ -54,7 +89,7 @@ pub async fn tags(req: &Incoming, name: &str) -> Result<Reply, OciError> {
     if !store::exists(&keys::repo(name)).await? {
         return Err(OciError::name_unknown(name));
     }
-    let (tags, limit, more) = page(req, &keys::tag_prefix(name)).await?;
+    let (tags, limit, more) = page(req, &keys::tag_prefix(name), None).await?;
     Ok(reply(
         &req.path,
         serde_json::json!({ "name": name, "tags": tags }),

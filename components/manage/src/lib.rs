@@ -24,7 +24,7 @@ spin_sdk::wit_bindgen::generate!({
 });
 
 use berth::registry::management_types::Caller;
-use berth::registry::{account_api, namespaces_api, repositories_api};
+use berth::registry::{account_api, admin_api, namespaces_api, repositories_api};
 
 struct Manage;
 spin_sdk::wasip3::http::service::export!(Manage);
@@ -44,6 +44,8 @@ enum Group {
     Namespaces,
     Repositories,
     Account,
+    /// `/berth/v1/...`: Berth's own admin API.
+    Admin,
     Versions,
 }
 
@@ -94,6 +96,7 @@ fn group(path: &str) -> Result<Option<Group>, SwrError> {
         | ["v2" | "v3", "manage", "repos"] => Some(Group::Repositories),
         ["v2", "manage", "utils", "secret" | "authorizationtoken"]
         | ["v2", "manage", "projects", _, "quotas"] => Some(Group::Account),
+        ["berth", "v1", ..] => Some(Group::Admin),
         ["v2" | "v3", "manage", ..] => {
             return Err(SwrError::not_implemented(path));
         }
@@ -140,7 +143,18 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
                 return Ok(error(req, &e));
             }
         };
-        let caller = match authenticate(&req, authority.as_deref(), &body).await {
+        // Berth's admin API also takes a password (`Basic`), so the
+        // bootstrap administrator can create the first access keys.
+        let basic = matches!(group, Group::Admin)
+            && req
+                .header("authorization")
+                .is_some_and(|h| h.starts_with("Basic "));
+        let authenticated = if basic {
+            authenticate_basic(&req).await
+        } else {
+            authenticate(&req, authority.as_deref(), &body).await
+        };
+        let caller = match authenticated {
             Ok(c) => c,
             Err(e) => return Ok(error(req, &e)),
         };
@@ -155,6 +169,7 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             Group::Namespaces => namespaces_api::handle(forwarded, body, caller).await,
             Group::Repositories => repositories_api::handle(forwarded, body, caller).await,
             Group::Account => account_api::handle(forwarded, body, caller).await,
+            Group::Admin => admin_api::handle(forwarded, body, caller).await,
             Group::Versions | Group::Version(_) => unreachable!("answered above"),
         };
         if mutating && let Ok(r) = &response {
@@ -244,7 +259,24 @@ async fn authenticate(
         .await
         .map_err(fault)?
         .ok_or_else(|| SwrError::unauthorized("the access key's user is disabled or gone"))?;
-    Ok(Caller {
+    Ok(caller_of(p))
+}
+
+/// `Authorization: Basic` with a login a docker client would use.
+async fn authenticate_basic(req: &Incoming) -> Result<Caller, SwrError> {
+    let (user, password) = req
+        .header("authorization")
+        .and_then(|h| berth_domain::iam::docker::parse_basic(&h))
+        .ok_or_else(|| SwrError::unauthorized("malformed Basic credentials"))?;
+    let p = auth::login(&user, &password)
+        .await
+        .map_err(|e| SwrError::internal(e.message))?
+        .ok_or_else(|| SwrError::unauthorized("wrong user name or password"))?;
+    Ok(caller_of(p))
+}
+
+fn caller_of(p: berth_domain::iam::Principal) -> Caller {
+    Caller {
         tenant: p.tenant,
         user: p.user,
         user_id: p.user_id,
@@ -254,7 +286,7 @@ async fn authenticate(
             .iter()
             .map(|d| serde_json::to_string(d).expect("policies serialize"))
             .collect(),
-    })
+    }
 }
 
 /// One API version's details (no authentication, as SWR).

@@ -13,9 +13,11 @@ use spin_sdk::wasip3::http::types::{Method, Request, Scheme};
 
 /// The header the host (like Spin) sets to the client's address.
 const CLIENT_ADDR: &str = "spin-client-addr";
-/// Query parameter by which the router tells `listings` whose catalog to
-/// list; a client's own value is always replaced.
+/// Query parameters by which the router tells `listings` whose catalog to
+/// list (the caller's tenant and user); a client's own values are always
+/// replaced.
 pub const TENANT_PARAM: &str = "berth-tenant";
+pub const USER_PARAM: &str = "berth-user";
 
 pub enum Caller {
     Anonymous,
@@ -158,14 +160,15 @@ pub async fn check(
             };
         }
         Route::Catalog => {
-            let Some((tenant, _)) = caller.who() else {
+            let Some((tenant, user)) = caller.who() else {
                 return Err(refuse(caller, req, "registry:catalog:*", String::new()));
             };
             let mut pairs: Vec<(String, String)> = route::query_pairs(query)
                 .into_iter()
-                .filter(|(k, _)| k != TENANT_PARAM)
+                .filter(|(k, _)| k != TENANT_PARAM && k != USER_PARAM)
                 .collect();
             pairs.push((TENANT_PARAM.into(), tenant));
+            pairs.push((USER_PARAM.into(), user));
             let q: Vec<String> = pairs
                 .iter()
                 .map(|(k, v)| format!("{}={}", route::percent_encode(k), route::percent_encode(v)))

@@ -169,6 +169,14 @@ async fn create(ns: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrErro
         &iam::action::repository_resource(&name),
         &facts,
     ) {
+        // An organization the caller may not even see is not found.
+        let ns_facts = berth_guest::auth::namespace_facts(Some(who), ns)
+            .await
+            .map_err(oci_fault)?;
+        let ns_resource = iam::action::namespace_resource(ns);
+        if !iam::decide(Some(who), Action::GetNamespace, &ns_resource, &ns_facts) {
+            return Err(SwrError::not_found(format!("organization {ns} not found")));
+        }
         return Err(SwrError::forbidden(format!(
             "creating repositories in {ns} is not allowed"
         )));

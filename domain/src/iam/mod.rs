@@ -3,6 +3,7 @@
 //! decision every `/v2/` and management request goes through ([`decide`]).
 
 pub mod action;
+pub mod admin;
 pub mod docker;
 pub mod policy;
 pub mod records;
@@ -109,6 +110,24 @@ pub fn decide(who: Option<&Principal>, action: Action, resource: &str, facts: &F
             .max(facts.repository_grant)
             .is_some_and(|l| l.covers(action))
         || public_read
+}
+
+/// Whether `who` may pull every repository of its own tenant whatever
+/// the grants say — an administrator, or a policy allowing pulls on every
+/// resource — with no deny statement anywhere (a deny may name some
+/// repositories). Listings use it to skip per-repository decisions.
+pub fn pulls_whole_tenant(who: &Principal) -> bool {
+    let statements = || who.policies.iter().flat_map(|d| d.statement.iter());
+    if statements().any(|s| s.effect == Effect::Deny) {
+        return false;
+    }
+    who.admin
+        || statements().any(|s| {
+            s.resource.is_none()
+                && s.action
+                    .iter()
+                    .any(|a| policy::glob(a, Action::Pull.name()))
+        })
 }
 
 /// The strongest permission `who` effectively has on `resource` (what SWR
@@ -297,5 +316,33 @@ mod tests {
         assert!(decide(Some(&u), Action::Pull, &repo("a/x"), &own("t")));
         assert!(!decide(Some(&u), Action::Push, &repo("a/x"), &own("t")));
         assert!(decide(Some(&u), Action::Push, &repo("b/x"), &own("t")));
+    }
+
+    #[test]
+    fn who_pulls_a_whole_tenant() {
+        let mut full = user("acme", &[FULL_ACCESS]);
+        assert!(pulls_whole_tenant(&full));
+        assert!(pulls_whole_tenant(&user("acme", &[READ_ONLY_ACCESS])));
+        assert!(!pulls_whole_tenant(&user("acme", &[])));
+        let mut admin = user("acme", &[]);
+        admin.admin = true;
+        assert!(pulls_whole_tenant(&admin));
+        // A deny anywhere means deciding repository by repository.
+        full.policies.push(
+            PolicyDocument::parse(
+                r#"{"Statement":[{"Effect":"Deny","Action":["swr:repository:delete"],"Resource":["swr:*:*:repository:mx/*"]}]}"#,
+            )
+            .unwrap(),
+        );
+        assert!(!pulls_whole_tenant(&full));
+        // An allow limited to some repositories is not the whole tenant.
+        let mut some = user("acme", &[]);
+        some.policies.push(
+            PolicyDocument::parse(
+                r#"{"Statement":[{"Effect":"Allow","Action":["swr:repository:pull"],"Resource":["swr:*:*:repository:mx/*"]}]}"#,
+            )
+            .unwrap(),
+        );
+        assert!(!pulls_whole_tenant(&some));
     }
 }

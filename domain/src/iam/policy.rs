@@ -26,7 +26,7 @@ pub enum OneOrMany {
 }
 
 impl OneOrMany {
-    fn iter(&self) -> impl Iterator<Item = &str> {
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
         match self {
             OneOrMany::One(s) => std::slice::from_ref(s).iter().map(String::as_str),
             OneOrMany::Many(v) => v.iter().map(String::as_str),

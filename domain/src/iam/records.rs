@@ -104,7 +104,8 @@ pub fn shared_to_prefix(tenant: &str) -> String {
 pub fn audit(tenant: &str, time_ns: u128, nonce: &str) -> String {
     format!("audit/{tenant}/{time_ns:020}-{nonce}")
 }
-/// `count/ns-created/<tenant>/<user>`: organizations a user created (quota).
+/// `count/ns-created/<tenant>/<user>`: rewritten by each organization the
+/// user creates, so racing creations serialize on it (the quota check).
 pub fn namespaces_created(tenant: &str, user: &str) -> String {
     format!("count/ns-created/{tenant}/{user}")
 }

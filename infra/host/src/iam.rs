@@ -3,10 +3,10 @@
 //! the domain's (`berth_domain::iam`); this only writes them.
 
 use crate::capabilities::credentials::Credentials;
-use crate::capabilities::metadata::{Metadata, Precondition, WriteOp};
+use crate::capabilities::metadata::{MetaError, Metadata, Precondition, WriteOp};
 use anyhow::{Context, Result, bail};
-use berth_domain::iam::records::{self, AccessKey, CustomPolicy, Group, Tenant, User};
-use berth_domain::iam::{self, PolicyDocument};
+use berth_domain::iam::admin::{self, Write};
+use berth_domain::iam::records::{self, AccessKey, Tenant, User};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -46,6 +46,8 @@ pub enum IamCommand {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Delete a user and its access keys (not the account user).
+    UserDelete { tenant: String, name: String },
     /// List a tenant's users.
     UserList { tenant: String },
     /// Create a user group with policies.
@@ -91,16 +93,14 @@ fn now() -> u64 {
 }
 
 fn random_string(len: usize, alphabet: &[u8]) -> Result<String> {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(bytes
-        .iter()
-        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
-        .collect())
+    let mut bytes = vec![0u8; len * 2];
+    loop {
+        getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        if let Some(s) = admin::random_string(&bytes, len, alphabet) {
+            return Ok(s);
+        }
+    }
 }
-
-const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 fn get_json<T: serde::de::DeserializeOwned>(m: &Metadata, key: &str) -> Result<Option<T>> {
     match m.get(key)? {
@@ -113,10 +113,33 @@ fn put<T: serde::Serialize>(key: String, v: &T, pre: Precondition) -> WriteOp {
     WriteOp::Put(key, serde_json::to_vec(v).expect("records serialize"), pre)
 }
 
-fn check_policies(m: &Metadata, tenant: &str, names: &[String]) -> Result<()> {
-    for n in names {
-        if !iam::is_system_name(n) && m.get(&records::policy(tenant, n))?.is_none() {
-            bail!("no system or custom policy named {n:?} in tenant {tenant}");
+/// Applies the domain's writes; a failed precondition names `what`.
+async fn apply(m: &Metadata, writes: Vec<Write>, what: &str) -> Result<()> {
+    let ops = writes
+        .into_iter()
+        .map(|w| match w {
+            Write::Create(k, v) => WriteOp::Put(k, v, Precondition::Absent),
+            Write::Replace(k, v, version) => WriteOp::Put(k, v, Precondition::Version(version)),
+            Write::Put(k, v) => WriteOp::Put(k, v, Precondition::None),
+            Write::Delete(k) => WriteOp::Delete(k, Precondition::None),
+        })
+        .collect();
+    m.commit(ops).await.map_err(|e| match e {
+        MetaError::Conflict => anyhow::anyhow!("{what} already exists or changed meanwhile"),
+        e => e.into(),
+    })?;
+    Ok(())
+}
+
+fn check_references(
+    m: &Metadata,
+    tenant: &str,
+    policies: &[String],
+    groups: &[String],
+) -> Result<()> {
+    for (key, missing) in admin::references(tenant, policies, groups) {
+        if m.get(&key)?.is_none() {
+            bail!("{missing}");
         }
     }
     Ok(())
@@ -129,54 +152,24 @@ pub async fn create_tenant(
     name: &str,
     password: Option<String>,
 ) -> Result<(Tenant, String)> {
-    if !records::valid_identity_name(name) || name.contains('@') {
-        bail!("{name:?} is not a valid tenant name (letters, digits, - _ ., up to 64)");
-    }
     let password = match password {
         Some(p) => p,
-        None => random_string(24, ALNUM)?,
+        None => random_string(admin::PASSWORD_LEN, admin::SECRET_ALPHABET)?,
     };
-    let tenant = Tenant {
-        name: name.into(),
-        project_id: random_string(32, b"0123456789abcdef")?,
-        created: now(),
-    };
-    let user = User {
-        id: random_string(32, b"0123456789abcdef")?,
-        tenant: name.into(),
-        name: name.into(),
-        password: Some(c.hash_password(password.clone()).await?),
-        policies: vec![iam::TENANT_ADMIN_ROLE.into()],
-        groups: vec![],
-        disabled: false,
-        created: now(),
-    };
-    m.commit(vec![
-        put(records::tenant(name), &tenant, Precondition::Absent),
-        put(
-            records::project(&tenant.project_id),
-            &name.to_string(),
-            Precondition::Absent,
-        ),
-        put(records::user(name, name), &user, Precondition::Absent),
-        put(
-            records::user_id(&user.id),
-            &format!("{name}/{name}"),
-            Precondition::Absent,
-        ),
-    ])
-    .await
-    .map_err(|e| match e {
-        crate::capabilities::metadata::MetaError::Conflict => {
-            anyhow::anyhow!("tenant {name} already exists")
-        }
-        e => e.into(),
-    })?;
+    admin::check_password(&password)?;
+    let (tenant, _, writes) = admin::new_tenant(
+        name,
+        random_string(admin::ID_LEN, admin::ID_ALPHABET)?,
+        random_string(admin::ID_LEN, admin::ID_ALPHABET)?,
+        c.hash_password(password.clone()).await?,
+        now(),
+    )?;
+    apply(m, writes, &format!("tenant {name}")).await?;
     Ok((tenant, password))
 }
 
-/// On first start (no tenant yet) creates the `admin` tenant, whose account
-/// user `admin` administers it. The password comes from
+/// On first start (no tenant yet) creates the system tenant `admin`, whose
+/// account user `admin` administers every tenant. The password comes from
 /// `BERTH_ADMIN_PASSWORD`, or is generated and printed this once.
 pub async fn bootstrap(m: &Metadata, c: &Credentials) -> Result<()> {
     if !m.scan("iam/tenant/", None, 1)?.is_empty() {
@@ -186,7 +179,7 @@ pub async fn bootstrap(m: &Metadata, c: &Credentials) -> Result<()> {
         .ok()
         .filter(|p| !p.is_empty());
     let printed = given.is_none();
-    let (tenant, password) = create_tenant(m, c, "admin", given).await?;
+    let (tenant, password) = create_tenant(m, c, admin::SYSTEM_TENANT, given).await?;
     if printed {
         eprintln!(
             "\nCreated the administrator account. Log in as user \"admin\" with password:\n\n    {password}\n\n(shown once; set BERTH_ADMIN_PASSWORD to choose it). Project id: {}\n",
@@ -217,22 +210,16 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             if get_json::<Tenant>(m, &records::tenant(&tenant))?.is_none() {
                 bail!("no tenant {tenant}");
             }
-            if !records::valid_identity_name(&name) || name == tenant {
-                bail!("{name:?} is not a valid user name");
-            }
-            check_policies(m, &tenant, &policies)?;
-            for g in &groups {
-                if m.get(&records::group(&tenant, g))?.is_none() {
-                    bail!("no group {g} in tenant {tenant}");
-                }
-            }
+            admin::check_user_name(&tenant, &name)?;
+            check_references(m, &tenant, &policies, &groups)?;
             let generated = password.is_none();
             let password = match password {
                 Some(p) => p,
-                None => random_string(24, ALNUM)?,
+                None => random_string(admin::PASSWORD_LEN, admin::SECRET_ALPHABET)?,
             };
+            admin::check_password(&password)?;
             let user = User {
-                id: random_string(32, b"0123456789abcdef")?,
+                id: random_string(admin::ID_LEN, admin::ID_ALPHABET)?,
                 tenant: tenant.clone(),
                 name: name.clone(),
                 password: Some(c.hash_password(password.clone()).await?),
@@ -241,16 +228,7 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
                 disabled: false,
                 created: now(),
             };
-            m.commit(vec![
-                put(records::user(&tenant, &name), &user, Precondition::Absent),
-                put(
-                    records::user_id(&user.id),
-                    &format!("{tenant}/{name}"),
-                    Precondition::Absent,
-                ),
-            ])
-            .await
-            .with_context(|| format!("user {name} may already exist"))?;
+            apply(m, admin::user_writes(&user), &format!("user {name}")).await?;
             println!("user {name}@{tenant}\nid {}", user.id);
             if generated {
                 println!("password {password}");
@@ -269,8 +247,14 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
                 .get(&key)?
                 .with_context(|| format!("no user {name}@{tenant}"))?;
             let mut user: User = serde_json::from_slice(&entry.value)?;
+            admin::check_account_user_change(&user, policies.as_deref(), disabled)?;
+            check_references(
+                m,
+                &tenant,
+                policies.as_deref().unwrap_or_default(),
+                groups.as_deref().unwrap_or_default(),
+            )?;
             if let Some(p) = policies {
-                check_policies(m, &tenant, &p)?;
                 user.policies = p;
             }
             if let Some(g) = groups {
@@ -280,11 +264,19 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
                 user.disabled = d;
             }
             if let Some(p) = password {
+                admin::check_password(&p)?;
                 user.password = Some(c.hash_password(p).await?);
             }
             m.commit(vec![put(key, &user, Precondition::Version(entry.version))])
                 .await?;
             println!("updated {name}@{tenant}");
+        }
+        IamCommand::UserDelete { tenant, name } => {
+            let user: User = get_json(m, &records::user(&tenant, &name))?
+                .with_context(|| format!("no user {name}@{tenant}"))?;
+            let keys = access_keys(m, &tenant, &name)?;
+            apply(m, admin::delete_user_writes(&user, &keys)?, "user").await?;
+            println!("deleted {name}@{tenant}");
         }
         IamCommand::UserList { tenant } => {
             for e in m.scan(&records::user_prefix(&tenant), None, 10_000)? {
@@ -303,19 +295,17 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             name,
             policies,
         } => {
-            check_policies(m, &tenant, &policies)?;
-            let g = Group {
-                name: name.clone(),
-                policies,
-                created: now(),
-            };
-            m.commit(vec![put(
-                records::group(&tenant, &name),
-                &g,
-                Precondition::Absent,
-            )])
-            .await
-            .with_context(|| format!("group {name} may already exist"))?;
+            check_references(m, &tenant, &policies, &[])?;
+            let g = admin::new_group(&name, policies, now())?;
+            apply(
+                m,
+                vec![Write::Create(
+                    records::group(&tenant, &name),
+                    serde_json::to_vec(&g)?,
+                )],
+                &format!("group {name}"),
+            )
+            .await?;
             println!("group {name}");
         }
         IamCommand::PolicyCreate {
@@ -324,26 +314,20 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             document,
             description,
         } => {
-            if iam::is_system_name(&name) {
-                bail!("{name:?} is a system policy name");
-            }
             let text = if document == "-" {
                 std::io::read_to_string(std::io::stdin())?
             } else {
                 std::fs::read_to_string(&document)?
             };
-            let document = PolicyDocument::parse(&text)?;
-            let p = CustomPolicy {
-                name: name.clone(),
-                description,
-                document,
-                created: now(),
-            };
-            m.commit(vec![put(
-                records::policy(&tenant, &name),
-                &p,
-                Precondition::None,
-            )])
+            let p = admin::new_policy(&name, description, &text, now())?;
+            apply(
+                m,
+                vec![Write::Put(
+                    records::policy(&tenant, &name),
+                    serde_json::to_vec(&p)?,
+                )],
+                "policy",
+            )
             .await?;
             println!("policy {name}");
         }
@@ -356,10 +340,8 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             println!("ak {ak}\nsk {sk}");
         }
         IamCommand::KeyList { tenant, user } => {
-            let prefix = records::user_access_key_prefix(&tenant, &user);
-            for e in m.scan(&prefix, None, 10_000)? {
-                let ak = &e.key[prefix.len()..];
-                if let Some(k) = get_json::<AccessKey>(m, &records::access_key(ak))? {
+            for ak in access_keys(m, &tenant, &user)? {
+                if let Some(k) = get_json::<AccessKey>(m, &records::access_key(&ak))? {
                     println!(
                         "{}\t{}\t{}",
                         k.ak,
@@ -383,18 +365,20 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
         IamCommand::KeyDelete { ak } => {
             let k: AccessKey = get_json(m, &records::access_key(&ak))?
                 .with_context(|| format!("no access key {ak}"))?;
-            m.commit(vec![
-                WriteOp::Delete(records::access_key(&ak), Precondition::None),
-                WriteOp::Delete(
-                    records::user_access_key(&k.tenant, &k.user, &ak),
-                    Precondition::None,
-                ),
-            ])
-            .await?;
+            apply(m, admin::delete_access_key_writes(&k), "access key").await?;
             println!("deleted {ak}");
         }
     }
     Ok(())
+}
+
+/// The ids of a user's access keys.
+fn access_keys(m: &Metadata, tenant: &str, user: &str) -> Result<Vec<String>> {
+    let prefix = records::user_access_key_prefix(tenant, user);
+    Ok(m.scan(&prefix, None, 10_000)?
+        .into_iter()
+        .map(|e| e.key[prefix.len()..].to_string())
+        .collect())
 }
 
 /// Creates an access key for a user; returns (AK, SK). Only the sealed SK
@@ -409,25 +393,17 @@ pub async fn create_key(
     if m.get(&records::user(tenant, user))?.is_none() {
         bail!("no user {user} in tenant {tenant}");
     }
-    let ak = random_string(20, UPPER_DIGITS)?;
-    let sk = random_string(40, ALNUM)?;
-    let key = AccessKey {
-        ak: ak.clone(),
-        tenant: tenant.into(),
-        user: user.into(),
-        sealed_sk: hex::encode(c.seal(sk.as_bytes())),
-        active: true,
-        description: description.into(),
-        created: now(),
-    };
-    m.commit(vec![
-        put(records::access_key(&ak), &key, Precondition::Absent),
-        WriteOp::Put(
-            records::user_access_key(tenant, user, &ak),
-            Vec::new(),
-            Precondition::None,
-        ),
-    ])
-    .await?;
+    let ak = random_string(admin::AK_LEN, admin::AK_ALPHABET)?;
+    let sk = random_string(admin::SK_LEN, admin::SECRET_ALPHABET)?;
+    let (_, writes) = admin::new_access_key(
+        tenant,
+        user,
+        ak.clone(),
+        hex::encode(c.seal(sk.as_bytes())),
+        description.into(),
+        access_keys(m, tenant, user)?.len(),
+        now(),
+    )?;
+    apply(m, writes, "access key").await?;
     Ok((ak, sk))
 }
