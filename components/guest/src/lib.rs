@@ -49,11 +49,11 @@ pub fn misrouted() -> OciError {
     OciError::internal("request routed to the wrong endpoint component")
 }
 
-/// Generates the bindings for an endpoint family's world and exports
-/// `dispatch` as its `handle`.
+/// The bindings of a component's world (`wit/`), with `wasi:http` types
+/// shared with spin-sdk, and its exporting type `Endpoint`.
 #[macro_export]
-macro_rules! endpoint {
-    ($world:literal, $iface:ident, $dispatch:path) => {
+macro_rules! world_bindings {
+    ($world:literal) => {
         ::spin_sdk::wit_bindgen::generate!({
             runtime_path: "::spin_sdk::wit_bindgen::rt",
             world: $world,
@@ -64,6 +64,15 @@ macro_rules! endpoint {
 
         struct Endpoint;
         export!(Endpoint);
+    };
+}
+
+/// Generates the bindings for an endpoint family's world and exports
+/// `dispatch` as its `handle`.
+#[macro_export]
+macro_rules! endpoint {
+    ($world:literal, $iface:ident, $dispatch:path) => {
+        $crate::world_bindings!($world);
 
         impl exports::berth::registry::$iface::Guest for Endpoint {
             async fn handle(

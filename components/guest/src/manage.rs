@@ -56,16 +56,7 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SwrE
 #[macro_export]
 macro_rules! manage_endpoint {
     ($world:literal, $iface:ident, $serve:path) => {
-        ::spin_sdk::wit_bindgen::generate!({
-            runtime_path: "::spin_sdk::wit_bindgen::rt",
-            world: $world,
-            path: "../../wit",
-            with: { "wasi:http/types@0.3.0": ::spin_sdk::wasip3::http::types },
-            generate_all,
-        });
-
-        struct Endpoint;
-        export!(Endpoint);
+        $crate::world_bindings!($world);
 
         impl exports::berth::registry::$iface::Guest for Endpoint {
             async fn handle(

@@ -113,26 +113,28 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             Ok(None) => return Ok(error(req, &SwrError::not_found("no such API"))),
             Err(e) => return Ok(error(req, &e)),
         };
-        match &group {
-            Group::Versions => {
-                let body = serde_json::json!({ "versions": [version("v2", authority.as_deref())] });
-                return Ok(
-                    Reply::json(200, serde_json::to_vec(&body).expect("json")).into_response(req)
-                );
-            }
+        // API versions need no signature, as in SWR.
+        let versions = match &group {
+            Group::Versions => Some(Ok((
+                "versions",
+                vec![version("v2", authority.as_deref())].into(),
+            ))),
             Group::Version(v) if v == "v2" => {
-                let body = serde_json::json!({ "version": version(v, authority.as_deref()) });
-                return Ok(
-                    Reply::json(200, serde_json::to_vec(&body).expect("json")).into_response(req)
-                );
+                Some(Ok(("version", version(v, authority.as_deref()))))
             }
-            Group::Version(v) => {
-                return Ok(error(
-                    req,
-                    &SwrError::not_found(format!("API version {v} is not served")),
-                ));
+            Group::Version(v) => Some(Err(SwrError::not_found(format!(
+                "API version {v} is not served"
+            )))),
+            _ => None,
+        };
+        match versions {
+            Some(Ok((key, value))) => {
+                let body = serde_json::json!({ key: value });
+                let bytes = serde_json::to_vec(&body).expect("json");
+                return Ok(Reply::json(200, bytes).into_response(req));
             }
-            _ => {}
+            Some(Err(e)) => return Ok(error(req, &e)),
+            None => {}
         }
         let body = match req.body_bytes(MAX_BODY).await {
             Ok(b) => b,

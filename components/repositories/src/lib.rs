@@ -20,7 +20,7 @@ use berth_guest::manage::{fault, grants, oci_fault, ok_json, parse_body};
 use berth_guest::store::{self, Precondition, WriteOp};
 use serde::Deserialize;
 use spin_sdk::wasip3::http::types::Method;
-use stats::RepoStats;
+use stats::{RepoStats, TagField};
 
 berth_guest::manage_endpoint!(
     "berth:registry/repositories-endpoint",
@@ -416,7 +416,7 @@ async fn list_tags(
         let page: Vec<_> = tags[start..].iter().take(limit).collect();
         let has_more = start + page.len() < tags.len();
         let mut body = serde_json::json!({
-            "tags": page.iter().map(|t| t.json(name)).collect::<Vec<_>>(),
+            "tags": page.iter().map(|t| t.json(name, TagField::Lower)).collect::<Vec<_>>(),
             "has_more": has_more,
         });
         if has_more && let Some(last) = page.last() {
@@ -430,17 +430,8 @@ async fn list_tags(
             .unwrap_or(0);
         let page: Vec<_> = tags.iter().skip(offset).take(limit).collect();
         let end = (offset + page.len()).saturating_sub(1);
-        // This listing's model (ShowReposTagResp) spells the tag field `Tag`.
-        let rows: Vec<serde_json::Value> = page
-            .iter()
-            .map(|t| {
-                let mut v = t.json(name);
-                if let Some(tag) = v.as_object_mut().and_then(|o| o.remove("tag")) {
-                    v["Tag"] = tag;
-                }
-                v
-            })
-            .collect();
+        let rows: Vec<serde_json::Value> =
+            page.iter().map(|t| t.json(name, TagField::Upper)).collect();
         let reply = ok_json(200, &rows)?;
         Ok(reply.header("content-range", format!("{offset}-{end}/{}", tags.len())))
     }
@@ -454,7 +445,7 @@ async fn show_tag(name: &str, tag: &str, who: &Principal) -> Result<Reply, SwrEr
         .iter()
         .find(|t| t.tag == tag)
         .ok_or_else(|| SwrError::not_found(format!("tag {tag} not found in {name}")))?;
-    ok_json(200, &t.json(name))
+    ok_json(200, &t.json(name, TagField::Lower))
 }
 
 #[derive(Deserialize)]

@@ -27,18 +27,24 @@ pub struct TagStats {
     pub updated: u64,
 }
 
+/// How a listing's model spells the tag's name: the v2 tag list
+/// (`ShowReposTagResp`) says `Tag`, every other model `tag`.
+pub enum TagField {
+    Lower,
+    Upper,
+}
+
 impl TagStats {
-    pub fn json(&self, repo: &str) -> serde_json::Value {
+    pub fn json(&self, repo: &str, field: TagField) -> serde_json::Value {
         // Docker schema 2 manifests are "schema 2"; SWR reports OCI as 3.
         let schema = if self.media_type.starts_with("application/vnd.docker") {
             2
         } else {
             3
         };
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "id": swr::numeric_id(&format!("{repo}:{}", self.tag)),
             "repo_id": swr::numeric_id(repo),
-            "tag": self.tag,
             "image_id": self.digest,
             "manifest": self.media_type,
             "digest": self.digest,
@@ -53,7 +59,13 @@ impl TagStats {
             "domain_id": "",
             "scanned": false,
             "tag_type": 0,
-        })
+        });
+        let key = match field {
+            TagField::Lower => "tag",
+            TagField::Upper => "Tag",
+        };
+        v[key] = self.tag.clone().into();
+        v
     }
 }
 
@@ -169,43 +181,31 @@ impl RepoStats {
     /// One row of a repository listing (v2 or v3 shape).
     pub fn listing(&self, name: &str, v3: bool) -> serde_json::Value {
         let ns = namespace_of(name);
-        if v3 {
-            serde_json::json!({
-                "id": swr::numeric_id(name),
-                "name": short_name(name),
-                "category": self.meta.category,
-                "description": self.meta.description,
-                "size": self.size,
-                "is_public": self.meta.public,
-                "num_images": self.tags.len(),
-                "num_download": self.downloads,
-                "created_at": swr::rfc3339(self.created),
-                "updated_at": swr::rfc3339(self.updated),
-                "domain_name": "",
-                "namespace_name": ns,
-                "status": true,
-            })
+        let mut row = serde_json::json!({
+            "name": short_name(name),
+            "category": self.meta.category,
+            "description": self.meta.description,
+            "size": self.size,
+            "is_public": self.meta.public,
+            "num_images": self.tags.len(),
+            "num_download": self.downloads,
+            "created_at": swr::rfc3339(self.created),
+            "updated_at": swr::rfc3339(self.updated),
+            "domain_name": "",
+            "status": true,
+        });
+        let extra = if v3 {
+            serde_json::json!({"id": swr::numeric_id(name), "namespace_name": ns})
         } else {
             serde_json::json!({
-                "name": short_name(name),
-                "category": self.meta.category,
-                "description": self.meta.description,
-                "size": self.size,
-                "is_public": self.meta.public,
-                "num_images": self.tags.len(),
-                "num_download": self.downloads,
-                "created_at": swr::rfc3339(self.created),
-                "updated_at": swr::rfc3339(self.updated),
-                "logo": "",
-                "url": "",
-                "path": name,
-                "internal_path": name,
-                "domain_name": "",
-                "namespace": ns,
+                "logo": "", "url": "", "path": name, "internal_path": name, "namespace": ns,
                 "tags": self.tags.iter().map(|t| t.tag.clone()).collect::<Vec<_>>(),
-                "status": true,
                 "total_range": 0,
             })
+        };
+        if let (Some(row), serde_json::Value::Object(extra)) = (row.as_object_mut(), extra) {
+            row.extend(extra);
         }
+        row
     }
 }
