@@ -57,6 +57,15 @@ pub fn downflow(name: &str) -> String {
     format!("count/downflow/{}", name.split('/').next().unwrap_or(name))
 }
 
+/// `count/downflow-day/<organization>/<YYYY-MM-DD>` (a counter): blob
+/// bytes served that day (usage reports).
+pub fn downflow_day(name: &str, date: &str) -> String {
+    format!(
+        "count/downflow-day/{}/{date}",
+        name.split('/').next().unwrap_or(name)
+    )
+}
+
 /// `upload/<id>` → [`UploadRecord`]: which repository an upload belongs to.
 pub fn upload(id: &str) -> String {
     format!("upload/{id}")

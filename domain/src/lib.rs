@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod name;
 pub mod paging;
 pub mod range;
+pub mod reports;
 pub mod route;
 pub mod swr;
 

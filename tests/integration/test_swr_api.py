@@ -504,7 +504,25 @@ def test_quotas_overview_and_reports(swr):
     while after.downflow_size < before.downflow_size + 4096 and __import__("time").time() < deadline:
         after = c.show_domain_overview(ShowDomainOverviewRequest())
     assert after.downflow_size >= before.downflow_size + 4096
-    rep = c.show_domain_resource_reports(ShowDomainResourceReportsRequest(resource_type="store", frequency="daily"))
-    assert rep.body[0].value == after.store_space and len(rep.body[0].date) == 10
+    report = lambda kind, frequency: [(p.date, p.value) for p in c.show_domain_resource_reports(
+        ShowDomainResourceReportsRequest(resource_type=kind, frequency=frequency)).body]
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    # Stored bytes: today's figure, and the figures recorded on earlier days.
+    assert report("store", "daily") == [(today.isoformat(), after.store_space)]
+    three_days_ago = (today - datetime.timedelta(days=3)).isoformat()
+    db = __import__("sqlite3").connect(reg.data_dir / "metadata.db")
+    with db:
+        db.execute("INSERT INTO kv (key, value, version) VALUES (?, ?, 1)",
+                   (f"usage/acme/store/{three_days_ago}", b"123"))
+    assert report("store", "daily") == [(three_days_ago, 123), (today.isoformat(), after.store_space)]
+    monthly = report("store", "monthly")
+    assert monthly[-1] == (today.replace(day=1).isoformat(), after.store_space)
+    # Bytes served: one point per day for 30 days, today's holding what was served.
+    daily = report("downflow", "daily")
+    assert len(daily) == 30 and daily[-1][0] == today.isoformat() and daily[-1][1] >= 4096
+    assert sum(v for _, v in daily) == after.downflow_size
+    weekly = report("downflow", "weekly")
+    monday = today - datetime.timedelta(days=today.weekday())
+    assert weekly[-1][0] == monday.isoformat() and sum(v for _, v in weekly) == after.downflow_size
     with pytest.raises(ClientRequestException):
         c.show_domain_resource_reports(ShowDomainResourceReportsRequest(resource_type="cpu", frequency="daily"))

@@ -63,6 +63,11 @@ pub async fn get(
             // Bytes served, per organization (SWR's "downflow"), buffered
             // by the provider.
             store::metadata::count(&berth_domain::keys::downflow(name), length as i64);
+            let today = berth_domain::reports::date(store::now());
+            store::metadata::count(
+                &berth_domain::keys::downflow_day(name, &today),
+                length as i64,
+            );
             Ok(reply.stream(stream))
         }
         Err(store::StoreError::NotFound) => Err(OciError::blob_unknown(digest.as_str())),

@@ -77,7 +77,10 @@ macro_rules! endpoint {
         impl exports::berth::registry::$iface::Guest for Endpoint {
             async fn handle(
                 request: ::spin_sdk::wasip3::http::types::Request,
-            ) -> Result<::spin_sdk::wasip3::http::types::Response, ::spin_sdk::wasip3::http::types::ErrorCode> {
+            ) -> Result<
+                ::spin_sdk::wasip3::http::types::Response,
+                ::spin_sdk::wasip3::http::types::ErrorCode,
+            > {
                 ::berth_guest::serve(request, $dispatch).await
             }
         }

@@ -63,7 +63,10 @@ macro_rules! manage_endpoint {
                 request: ::spin_sdk::wasip3::http::types::Request,
                 body: Vec<u8>,
                 caller: berth::registry::management_types::Caller,
-            ) -> Result<::spin_sdk::wasip3::http::types::Response, ::spin_sdk::wasip3::http::types::ErrorCode> {
+            ) -> Result<
+                ::spin_sdk::wasip3::http::types::Response,
+                ::spin_sdk::wasip3::http::types::ErrorCode,
+            > {
                 let req = ::berth_guest::http::Incoming::new(request);
                 let who = ::berth_guest::manage::principal(
                     caller.tenant,

@@ -2,14 +2,17 @@
 //! repositories, images, bytes stored, bytes served) and
 //! `GET /v2/manage/reports/<store|downflow>/<frequency>`.
 //!
-//! Berth keeps current totals, not their history: a report is one point,
-//! today's value.
+//! Reports come from daily figures: bytes served per day (a counter per
+//! organization and day, kept as blobs are served) and bytes stored as
+//! last computed on a day (recorded by every usage computation; days
+//! nobody asked about carry no figure).
 
 use crate::stats::RepoStats;
 use berth_domain::iam::Principal;
 use berth_domain::iam::records;
 use berth_domain::keys;
-use berth_domain::swr::{self, SwrError};
+use berth_domain::reports::{self, Aggregate, Frequency};
+use berth_domain::swr::SwrError;
 use berth_guest::http::Reply;
 use berth_guest::manage::{fault, ok_json};
 use berth_guest::namespaces;
@@ -39,6 +42,13 @@ pub async fn usage(who: &Principal) -> Result<Usage, SwrError> {
         .map_err(fault)?
         .iter()
         .sum();
+    let today = reports::date(store::now());
+    store::commit(vec![store::put(
+        records::stored_on(&who.tenant, &today),
+        stored.to_string().into_bytes(),
+    )])
+    .await
+    .map_err(fault)?;
     Ok(Usage {
         namespaces: owned.len(),
         repositories: repos.len(),
@@ -66,21 +76,56 @@ pub async fn overview(who: &Principal) -> Result<Reply, SwrError> {
 }
 
 pub async fn report(who: &Principal, kind: &str, frequency: &str) -> Result<Reply, SwrError> {
-    if !matches!(frequency, "daily" | "weekly" | "monthly") {
-        return Err(SwrError::bad_request(format!(
+    let frequency = Frequency::parse(frequency).ok_or_else(|| {
+        SwrError::bad_request(format!(
             "frequency {frequency:?} is not daily, weekly or monthly"
-        )));
-    }
-    let u = usage(who).await?;
-    let value = match kind {
-        "store" => u.stored as f64,
-        "downflow" => u.served as f64,
+        ))
+    })?;
+    let days = reports::last_days(store::now(), reports::days_covered(frequency));
+    let (daily, aggregate): (Vec<Option<f64>>, _) = match kind {
+        "store" => {
+            // Computing today's usage records today's figure.
+            usage(who).await?;
+            let keys = days
+                .iter()
+                .map(|d| records::stored_on(&who.tenant, d))
+                .collect();
+            let got = metadata::get_many(keys).await.map_err(fault)?;
+            let values = got
+                .iter()
+                .map(|e| {
+                    e.as_ref()
+                        .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse::<f64>().ok())
+                })
+                .collect();
+            (values, Aggregate::Last)
+        }
+        "downflow" => {
+            let orgs = namespaces::owned(&who.tenant).await.map_err(fault)?;
+            let keys = days
+                .iter()
+                .flat_map(|d| orgs.iter().map(move |n| keys::downflow_day(&n.name, d)))
+                .collect();
+            let counts = metadata::counters(keys).await.map_err(fault)?;
+            let per_day = orgs.len().max(1);
+            let values = (0..days.len())
+                .map(|i| {
+                    let day = counts.get(i * per_day..(i + 1) * per_day).unwrap_or(&[]);
+                    Some(day.iter().sum::<i64>() as f64)
+                })
+                .collect();
+            (values, Aggregate::Sum)
+        }
         _ => {
             return Err(SwrError::bad_request(format!(
                 "resource type {kind:?} is not store or downflow"
             )));
         }
     };
-    let today = swr::rfc3339(berth_guest::store::now())[..10].to_string();
-    ok_json(200, &serde_json::json!([{ "date": today, "value": value }]))
+    let daily: Vec<(String, Option<f64>)> = days.into_iter().zip(daily).collect();
+    let points: Vec<serde_json::Value> = reports::series(&daily, frequency, aggregate)
+        .into_iter()
+        .map(|(date, value)| serde_json::json!({ "date": date, "value": value }))
+        .collect();
+    ok_json(200, &points)
 }

@@ -104,6 +104,11 @@ pub fn shared_to_prefix(tenant: &str) -> String {
 pub fn audit(tenant: &str, time_ns: u128, nonce: &str) -> String {
     format!("audit/{tenant}/{time_ns:020}-{nonce}")
 }
+/// `usage/<tenant>/store/<YYYY-MM-DD>` → bytes stored (decimal), as last
+/// computed that day (usage reports).
+pub fn stored_on(tenant: &str, date: &str) -> String {
+    format!("usage/{tenant}/store/{date}")
+}
 /// `count/ns-created/<tenant>/<user>`: rewritten by each organization the
 /// user creates, so racing creations serialize on it (the quota check).
 pub fn namespaces_created(tenant: &str, user: &str) -> String {
