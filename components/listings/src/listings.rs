@@ -74,7 +74,7 @@ pub async fn catalog(req: &Incoming) -> Result<Reply, OciError> {
         }
         _ => (keys::REPO.to_string(), None),
     };
-    let keep = who.as_ref().filter(|w| !iam::pulls_whole_tenant(w));
+    let keep = who.as_ref().filter(|w| !iam::whole_tenant(w, Action::Pull));
     let (repos, limit, more) = page(req, &prefix, keep).await?;
     Ok(reply(
         &req.path,

@@ -338,6 +338,8 @@ async fn list(req: &Incoming, who: &Principal, v3: bool) -> Result<Reply, SwrErr
     let names = store::scan_names(&records::tenant_repository_prefix(&who.tenant))
         .await
         .map_err(fault)?;
+    // Whom the whole tenant is visible to needs no decision per repository.
+    let everything = iam::whole_tenant(who, Action::GetRepository);
     let mut matching = Vec::new();
     for n in names {
         if namespace
@@ -349,27 +351,43 @@ async fn list(req: &Incoming, who: &Principal, v3: bool) -> Result<Reply, SwrErr
         {
             continue;
         }
-        if berth_guest::auth::may(Some(who), Action::GetRepository, &n)
-            .await
-            .map_err(oci_fault)?
+        if everything
+            || berth_guest::auth::may(Some(who), Action::GetRepository, &n)
+                .await
+                .map_err(oci_fault)?
         {
             matching.push(n);
         }
     }
+    // Attribute filters read the attributes alone, in one batch; full
+    // statistics are gathered for the rows of the page only.
+    if category.is_some() || public.is_some() {
+        let metas = store::metadata::get_many(
+            matching
+                .iter()
+                .map(|n| records::repository_meta(n))
+                .collect(),
+        )
+        .await
+        .map_err(fault)?;
+        let keep: Vec<bool> = metas
+            .iter()
+            .map(|e| {
+                let m: RepositoryMeta = e
+                    .as_ref()
+                    .and_then(|e| serde_json::from_slice(&e.value).ok())
+                    .unwrap_or_default();
+                category.as_ref().is_none_or(|c| &m.category == c)
+                    && public.is_none_or(|p| m.public == p)
+            })
+            .collect();
+        let mut flags = keep.into_iter();
+        matching.retain(|_| flags.next().unwrap_or(false));
+    }
+    let total = matching.len();
     let mut rows = Vec::new();
-    let mut total = 0usize;
-    for n in matching {
-        let st = RepoStats::load(&n).await?;
-        if category.as_ref().is_some_and(|c| &st.meta.category != c)
-            || public.is_some_and(|p| st.meta.public != p)
-        {
-            continue;
-        }
-        total += 1;
-        if total <= offset || rows.len() >= limit {
-            continue;
-        }
-        rows.push(st.listing(&n, v3));
+    for n in matching.iter().skip(offset).take(limit) {
+        rows.push(RepoStats::load(n).await?.listing(n, v3));
     }
     if v3 {
         let next = offset + rows.len();

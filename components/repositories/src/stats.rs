@@ -93,6 +93,45 @@ fn image_size(body: &[u8]) -> u64 {
         + sizes("manifests")
 }
 
+/// A repository's tags (name, digest) and, per tagged manifest, its media
+/// type, image size and creation time: one scan and one batch read.
+type Tagged = (Vec<(String, String)>, HashMap<String, (String, u64, u64)>);
+
+async fn tagged(name: &str) -> Result<Tagged, SwrError> {
+    let prefix = keys::tag_prefix(name);
+    let tags: Vec<(String, String)> = store::scan_all(&prefix)
+        .await
+        .map_err(fault)?
+        .into_iter()
+        .map(|e| {
+            (
+                e.key[prefix.len()..].to_string(),
+                String::from_utf8_lossy(&e.value).to_string(),
+            )
+        })
+        .collect();
+    let mut digests: Vec<String> = tags.iter().map(|(_, d)| d.clone()).collect();
+    digests.sort();
+    digests.dedup();
+    let manifests = metadata::get_many(digests.iter().map(|d| keys::manifest(name, d)).collect())
+        .await
+        .map_err(fault)?;
+    let mut by_digest = HashMap::new();
+    for (d, m) in digests.into_iter().zip(&manifests) {
+        if let Some((record, body)) = m.as_ref().and_then(|e| keys::decode_manifest(&e.value)) {
+            by_digest.insert(d, (record.media_type, image_size(body), record.created));
+        }
+    }
+    Ok((tags, by_digest))
+}
+
+/// A repository's tag count and bytes stored, without the rest of its
+/// statistics (usage totals add these up over a whole tenant).
+pub async fn footprint(name: &str) -> Result<(usize, u64), SwrError> {
+    let (tags, by_digest) = tagged(name).await?;
+    Ok((tags.len(), by_digest.values().map(|(_, s, _)| s).sum()))
+}
+
 impl RepoStats {
     pub async fn load(name: &str) -> Result<RepoStats, SwrError> {
         let meta: RepositoryMeta = store::get_json(&records::repository_meta(name))
@@ -104,32 +143,7 @@ impl RepoStats {
             .map_err(oci_fault)?
             .map(|r| r.created)
             .unwrap_or(0);
-        let prefix = keys::tag_prefix(name);
-        let tags: Vec<(String, String)> = store::scan_all(&prefix)
-            .await
-            .map_err(fault)?
-            .into_iter()
-            .map(|e| {
-                (
-                    e.key[prefix.len()..].to_string(),
-                    String::from_utf8_lossy(&e.value).to_string(),
-                )
-            })
-            .collect();
-        // One read for the manifests, one for the tag times.
-        let mut digests: Vec<String> = tags.iter().map(|(_, d)| d.clone()).collect();
-        digests.sort();
-        digests.dedup();
-        let manifests =
-            metadata::get_many(digests.iter().map(|d| keys::manifest(name, d)).collect())
-                .await
-                .map_err(fault)?;
-        let mut by_digest: HashMap<&str, (String, u64, u64)> = HashMap::new();
-        for (d, m) in digests.iter().zip(&manifests) {
-            if let Some((record, body)) = m.as_ref().and_then(|e| keys::decode_manifest(&e.value)) {
-                by_digest.insert(d, (record.media_type, image_size(body), record.created));
-            }
-        }
+        let (tags, by_digest) = tagged(name).await?;
         let infos = metadata::get_many(
             tags.iter()
                 .map(|(t, d)| keys::manifest_tag(name, d, t))

@@ -7,7 +7,7 @@
 //! last computed on a day (recorded by every usage computation; days
 //! nobody asked about carry no figure).
 
-use crate::stats::RepoStats;
+use crate::stats;
 use berth_domain::iam::Principal;
 use berth_domain::iam::records;
 use berth_domain::keys;
@@ -33,9 +33,9 @@ pub async fn usage(who: &Principal) -> Result<Usage, SwrError> {
         .map_err(fault)?;
     let (mut images, mut stored) = (0, 0);
     for r in &repos {
-        let st = RepoStats::load(r).await?;
-        images += st.tags.len();
-        stored += st.size;
+        let (tags, bytes) = stats::footprint(r).await?;
+        images += tags;
+        stored += bytes;
     }
     let served = metadata::counters(owned.iter().map(|n| keys::downflow(&n.name)).collect())
         .await

@@ -112,21 +112,19 @@ pub fn decide(who: Option<&Principal>, action: Action, resource: &str, facts: &F
         || public_read
 }
 
-/// Whether `who` may pull every repository of its own tenant whatever
-/// the grants say — an administrator, or a policy allowing pulls on every
-/// resource — with no deny statement anywhere (a deny may name some
-/// repositories). Listings use it to skip per-repository decisions.
-pub fn pulls_whole_tenant(who: &Principal) -> bool {
+/// Whether `who` may do `action` on every organization and repository of
+/// its own tenant whatever the grants say — an administrator, or a policy
+/// allowing it on every resource — with no deny statement anywhere (a deny
+/// may name some repositories). Listings use it to skip per-repository
+/// decisions.
+pub fn whole_tenant(who: &Principal, action: Action) -> bool {
     let statements = || who.policies.iter().flat_map(|d| d.statement.iter());
     if statements().any(|s| s.effect == Effect::Deny) {
         return false;
     }
     who.admin
         || statements().any(|s| {
-            s.resource.is_none()
-                && s.action
-                    .iter()
-                    .any(|a| policy::glob(a, Action::Pull.name()))
+            s.resource.is_none() && s.action.iter().any(|a| policy::glob(a, action.name()))
         })
 }
 
@@ -319,14 +317,25 @@ mod tests {
     }
 
     #[test]
-    fn who_pulls_a_whole_tenant() {
+    fn who_acts_on_a_whole_tenant() {
         let mut full = user("acme", &[FULL_ACCESS]);
-        assert!(pulls_whole_tenant(&full));
-        assert!(pulls_whole_tenant(&user("acme", &[READ_ONLY_ACCESS])));
-        assert!(!pulls_whole_tenant(&user("acme", &[])));
+        assert!(whole_tenant(&full, Action::Pull));
+        assert!(whole_tenant(
+            &user("acme", &[READ_ONLY_ACCESS]),
+            Action::Pull
+        ));
+        assert!(!whole_tenant(&user("acme", &[]), Action::Pull));
+        assert!(whole_tenant(
+            &user("acme", &[READ_ONLY_ACCESS]),
+            Action::GetRepository
+        ));
+        assert!(!whole_tenant(
+            &user("acme", &[READ_ONLY_ACCESS]),
+            Action::Push
+        ));
         let mut admin = user("acme", &[]);
         admin.admin = true;
-        assert!(pulls_whole_tenant(&admin));
+        assert!(whole_tenant(&admin, Action::Pull));
         // A deny anywhere means deciding repository by repository.
         full.policies.push(
             PolicyDocument::parse(
@@ -334,7 +343,7 @@ mod tests {
             )
             .unwrap(),
         );
-        assert!(!pulls_whole_tenant(&full));
+        assert!(!whole_tenant(&full, Action::Pull));
         // An allow limited to some repositories is not the whole tenant.
         let mut some = user("acme", &[]);
         some.policies.push(
@@ -343,6 +352,6 @@ mod tests {
             )
             .unwrap(),
         );
-        assert!(!pulls_whole_tenant(&some));
+        assert!(!whole_tenant(&some, Action::Pull));
     }
 }
