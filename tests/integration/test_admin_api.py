@@ -3,6 +3,7 @@ access keys over HTTP — with a password (Basic) and with an AK/SK signed by
 the official Huawei Cloud SDK's signer — and what each identity may do.
 Keys it hands out are then used by real clients: the SWR SDK and skopeo."""
 
+import base64
 import hashlib
 import hmac
 import json
@@ -16,7 +17,7 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
-from huaweicloudsdkswr.v2 import ListNamespacesRequest, SwrClient
+from huaweicloudsdkswr.v2 import CreateSecretRequest, ListNamespacesRequest, SwrClient
 
 from conftest import ADMIN, Registry, image, layer_tar_gz, write_oci_layout
 
@@ -126,8 +127,14 @@ def test_users_keys_and_real_clients(world, tmp_path):
     assert dev("POST", "/tenants/acme/users/dev/keys").status_code == 201
     r = dev("POST", "/tenants/acme/users/dev/keys")
     assert r.status_code == 409 and "2 access keys" in r.json()["errorMsg"]
-    # Disabling the key stops the SDK and the admin API at once; enabling restores.
+    # Disabling the key stops the SDK, the admin API and the key's temporary
+    # docker logins at once; enabling restores them.
+    temp = base64.b64decode(swr.create_secret(CreateSecretRequest()).auths[reg.host].auth).decode().split(":", 1)
+    token = lambda: requests.get(f"{reg.anon_url}/service/token", params={"scope": "repository:acme-dev/app:pull"},
+                                 auth=tuple(temp)).status_code
+    assert token() == 200
     assert dev("PATCH", f"/tenants/acme/users/dev/keys/{ak}", {"status": "inactive"}).json()["status"] == "inactive"
+    assert token() == 401
     with pytest.raises(ClientRequestException) as e:
         swr.list_namespaces(ListNamespacesRequest())
     assert e.value.status_code == 401
@@ -135,9 +142,11 @@ def test_users_keys_and_real_clients(world, tmp_path):
     assert dev("PATCH", f"/tenants/acme/users/dev/keys/{ak}", {"status": "gone"}).status_code == 400
     assert dev("PATCH", f"/tenants/acme/users/dev/keys/{ak}", {"status": "active"}).status_code == 200
     assert swr.list_namespaces(ListNamespacesRequest()).status_code == 200
+    assert token() == 200
     # Deleting it ends it.
     assert dev("DELETE", f"/tenants/acme/users/dev/keys/{ak}").status_code == 204
     assert signed("GET", "/whoami").status_code == 401
+    assert token() == 401
     assert dev("DELETE", f"/tenants/acme/users/dev/keys/{ak}").status_code == 404
 
 

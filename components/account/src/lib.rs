@@ -47,6 +47,7 @@ fn login_secret(req: &Incoming, who: &Principal) -> Result<Reply, SwrError> {
         sub: who.user.clone(),
         access: Vec::new(),
         ak: Some(ak.clone()),
+        key: who.access_key.clone(),
     };
     let secret = store::credentials::issue_token(
         &serde_json::to_string(&claims).expect("claims serialize"),

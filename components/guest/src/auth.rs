@@ -66,6 +66,7 @@ async fn principal_of(u: User) -> Result<Option<Principal>, OciError> {
         user_id: u.id,
         admin,
         policies,
+        access_key: None,
     }))
 }
 
@@ -104,9 +105,18 @@ pub async fn login(username: &str, password: &str) -> Result<Option<Principal>, 
             if password.matches('.').count() == 2 {
                 let claims = credentials::verify_token(password)
                     .and_then(|c| serde_json::from_str::<RegistryClaims>(&c).ok());
+                // A temporary login lives as long as its access key does.
                 return match claims {
                     Some(c) if c.kind == "login" && c.ak.as_deref() == Some(ak) => {
-                        principal(&c.tenant, &c.sub).await
+                        let key_alive = match &c.key {
+                            Some(k) => access_key(k).await?.is_some(),
+                            None => true,
+                        };
+                        if key_alive {
+                            principal(&c.tenant, &c.sub).await
+                        } else {
+                            Ok(None)
+                        }
                     }
                     _ => Ok(None),
                 };

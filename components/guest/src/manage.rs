@@ -15,6 +15,7 @@ pub fn principal(
     user_id: String,
     admin: bool,
     policies: &[String],
+    access_key: Option<String>,
 ) -> Principal {
     Principal {
         tenant,
@@ -25,6 +26,7 @@ pub fn principal(
             .iter()
             .filter_map(|p| serde_json::from_str::<PolicyDocument>(p).ok())
             .collect(),
+        access_key,
     }
 }
 
@@ -74,6 +76,7 @@ macro_rules! manage_endpoint {
                     caller.user_id,
                     caller.admin,
                     &caller.policies,
+                    caller.access_key,
                 );
                 let reply = match $serve(&req, &body, &who).await {
                     Ok(r) => r,

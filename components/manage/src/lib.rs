@@ -261,7 +261,7 @@ async fn authenticate(
         .await
         .map_err(fault)?
         .ok_or_else(|| SwrError::unauthorized("the access key's user is disabled or gone"))?;
-    Ok(caller_of(p))
+    Ok(caller_of(p, Some(key.ak)))
 }
 
 /// `Authorization: Basic` with a login a docker client would use.
@@ -274,10 +274,10 @@ async fn authenticate_basic(req: &Incoming) -> Result<Caller, SwrError> {
         .await
         .map_err(|e| SwrError::internal(e.message))?
         .ok_or_else(|| SwrError::unauthorized("wrong user name or password"))?;
-    Ok(caller_of(p))
+    Ok(caller_of(p, None))
 }
 
-fn caller_of(p: berth_domain::iam::Principal) -> Caller {
+fn caller_of(p: berth_domain::iam::Principal, access_key: Option<String>) -> Caller {
     Caller {
         tenant: p.tenant,
         user: p.user,
@@ -288,6 +288,7 @@ fn caller_of(p: berth_domain::iam::Principal) -> Caller {
             .iter()
             .map(|d| serde_json::to_string(d).expect("policies serialize"))
             .collect(),
+        access_key,
     }
 }
 

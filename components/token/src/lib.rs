@@ -110,6 +110,7 @@ async fn token(req: &Incoming) -> Result<Reply, OciError> {
         sub: who.as_ref().map(|p| p.user.clone()).unwrap_or_default(),
         access,
         ak: None,
+        key: None,
     };
     let ttl = store::limit("token_ttl_seconds", DEFAULT_TTL);
     let token = store::credentials::issue_token(

@@ -351,6 +351,7 @@ mod tests {
             user_id: "id".into(),
             admin,
             policies: vec![],
+            access_key: None,
         }
     }
 

@@ -111,9 +111,13 @@ pub struct RegistryClaims {
     pub sub: String,
     #[serde(default)]
     pub access: Vec<Access>,
-    /// For a temporary login key: the access key id it stands for.
+    /// For a temporary login key: the key id of its login name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ak: Option<String>,
+    /// For a temporary login key: the access key that asked for it; the
+    /// login is refused once that key is disabled or deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl RegistryClaims {

@@ -58,6 +58,9 @@ pub struct Principal {
     /// The account itself, or a user with an administrator role.
     pub admin: bool,
     pub policies: Vec<PolicyDocument>,
+    /// The access key the caller proved, if it used one (what it issues,
+    /// such as temporary logins, lives only as long as that key).
+    pub access_key: Option<String>,
 }
 
 /// What the store says about the organization or repository at stake.
@@ -153,6 +156,7 @@ mod tests {
             user_id: "id".into(),
             admin: false,
             policies: policies.iter().filter_map(|n| system_policy(n)).collect(),
+            access_key: None,
         }
     }
 
