@@ -87,6 +87,9 @@ def test_authentication_is_required_and_checked(world):
     reg, _, _, _ = world
     r = requests.get(f"{reg.anon_url}/berth/v1/whoami")
     assert r.status_code == 401 and code(r) == "SVCSTG.SWR.4010001"
+    assert r.headers["WWW-Authenticate"] == 'Basic realm="berth"'
+    # The SWR API asks for signatures, not passwords.
+    assert "WWW-Authenticate" not in requests.get(f"{reg.anon_url}/v2/manage/namespaces").headers
     assert Api(reg, basic=("admin", "wrong"))("GET", "/whoami").status_code == 401
     assert Api(reg, basic=("nobody@acme", "x"))("GET", "/whoami").status_code == 401
     assert Api(reg, key=("NOSUCHKEY00000000000", "x" * 40))("GET", "/whoami").status_code == 401

@@ -158,6 +158,12 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
         };
         let caller = match authenticated {
             Ok(c) => c,
+            // The admin API takes passwords: tell curl and browsers so.
+            Err(e) if matches!(group, Group::Admin) => {
+                let reply = Reply::json(e.status, e.body())
+                    .header("www-authenticate", "Basic realm=\"berth\"");
+                return Ok(reply.into_response(req));
+            }
             Err(e) => return Ok(error(req, &e)),
         };
         let source = req.header("spin-client-addr").unwrap_or_default();
