@@ -59,22 +59,23 @@ fn reply(path: &str, body: serde_json::Value, items: &[String], limit: u32, more
 }
 
 pub async fn catalog(req: &Incoming) -> Result<Reply, OciError> {
-    // The router names the caller's tenant: a catalog lists its own
-    // repositories only.
-    // repositories only, and of those the ones the caller may pull.
-    let (prefix, who) = match (req.query("berth-tenant"), req.query("berth-user")) {
-        (Some(t), Some(u)) => {
-            let Some(who) = auth::principal(t, u).await? else {
-                return Err(
-                    OciError::new(ErrorCode::Denied, "the caller is disabled or gone")
-                        .with_status(403),
-                );
-            };
-            (records::tenant_repository_prefix(t), Some(who))
-        }
-        _ => (keys::REPO.to_string(), None),
+    // The router names the caller: a catalog lists the repositories of its
+    // tenant, and of those the ones it may pull. Without a caller, nothing
+    // (the router always names one).
+    let (Some(tenant), Some(user)) = (req.query("berth-tenant"), req.query("berth-user")) else {
+        return Err(OciError::new(
+            ErrorCode::Denied,
+            "the catalog needs a caller",
+        ));
     };
-    let keep = who.as_ref().filter(|w| !iam::whole_tenant(w, Action::Pull));
+    let Some(who) = auth::principal(tenant, user).await? else {
+        return Err(OciError::new(
+            ErrorCode::Denied,
+            "the caller is disabled or gone",
+        ));
+    };
+    let prefix = records::tenant_repository_prefix(tenant);
+    let keep = Some(&who).filter(|w| !iam::whole_tenant(w, Action::Pull));
     let (repos, limit, more) = page(req, &prefix, keep).await?;
     Ok(reply(
         &req.path,
