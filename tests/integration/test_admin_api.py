@@ -242,7 +242,18 @@ def test_groups_and_custom_policies_decide_registry_access(world):
     assert requests.delete(f"{url}/v2/acme-pol/app/manifests/{d2}").status_code == 403
     assert a("DELETE", "/tenants/acme/policies/no-delete").status_code == 204
     assert requests.delete(f"{url}/v2/acme-pol/app/manifests/{d2}").status_code == 202
-    # A group that is gone gives nothing: "op" can no longer push.
+    # Deleting a policy detaches it: one made later under the name is not
+    # attached to the group by accident.
+    assert a("GET", "/tenants/acme/groups/ops").json()["policies"] == ["SWR OperateAccess"]
+    assert a("POST", "/tenants/acme/policies", {"name": "no-delete", "document": deny}).status_code == 201
+    _, d3 = image(url, "acme-pol/app", tag="v3", layers=(b"third",))
+    assert requests.delete(f"{url}/v2/acme-pol/app/manifests/{d3}").status_code == 202
+    # A group that is gone gives nothing: "op" can no longer push; nor does a
+    # new group of the same name inherit its members.
     assert a("DELETE", "/tenants/acme/groups/ops").status_code == 204
     r = requests.post(f"{url}/v2/acme-pol/app/blobs/uploads/")
     assert r.status_code == 403
+    assert a("GET", "/tenants/acme/users/op").json()["groups"] == []
+    assert a("POST", "/tenants/acme/groups", {"name": "ops", "policies": ["SWR FullAccess"]}).status_code == 201
+    assert a("GET", "/tenants/acme/groups/ops").json()["members"] == []
+    assert requests.post(f"{url}/v2/acme-pol/app/blobs/uploads/").status_code == 403

@@ -97,6 +97,18 @@ async fn versioned<T: serde::de::DeserializeOwned>(
     Ok((value, entry.version))
 }
 
+/// Every record under `prefix` with the version it was read at.
+async fn versioned_all<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+) -> Result<Vec<(T, u64)>, SwrError> {
+    Ok(store::scan_all(prefix)
+        .await
+        .map_err(fault)?
+        .into_iter()
+        .filter_map(|e| Some((serde_json::from_slice(&e.value).ok()?, e.version)))
+        .collect())
+}
+
 fn json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialize")
 }
@@ -563,9 +575,9 @@ async fn group(
             .await?;
             ok_json(200, &group_view(&g))
         }
-        // Members keep the name; a missing group gives nothing.
         Method::Delete => {
-            apply(vec![Write::Delete(key)], "group").await?;
+            let users = versioned_all(&records::user_prefix(tenant)).await?;
+            apply(admin::delete_group_writes(tenant, name, &users), "group").await?;
             Ok(Reply::new(204))
         }
         _ => Err(SwrError::method_not_allowed()),
@@ -657,9 +669,14 @@ async fn policy(
             .await?;
             ok_json(200, &policy_view(&p))
         }
-        // Users and groups naming it keep the name; a missing policy grants nothing.
         Method::Delete => {
-            apply(vec![Write::Delete(key)], "policy").await?;
+            let users = versioned_all(&records::user_prefix(tenant)).await?;
+            let groups = versioned_all(&records::group_prefix(tenant)).await?;
+            apply(
+                admin::delete_policy_writes(tenant, name, &users, &groups),
+                "policy",
+            )
+            .await?;
             Ok(Reply::new(204))
         }
         _ => Err(SwrError::method_not_allowed()),

@@ -292,6 +292,60 @@ pub fn delete_access_key_writes(k: &AccessKey) -> Vec<Write> {
     ]
 }
 
+/// What deleting group `name` writes: the group, and its name out of every
+/// member's list (`users` as read, with their versions) — so a group made
+/// later under the same name does not inherit the old members.
+pub fn delete_group_writes(tenant: &str, name: &str, users: &[(User, u64)]) -> Vec<Write> {
+    let mut writes = vec![Write::Delete(records::group(tenant, name))];
+    for (u, version) in users {
+        if u.groups.iter().any(|g| g == name) {
+            let mut u = u.clone();
+            u.groups.retain(|g| g != name);
+            writes.push(Write::Replace(
+                records::user(tenant, &u.name),
+                json(&u),
+                *version,
+            ));
+        }
+    }
+    writes
+}
+
+/// What deleting custom policy `name` writes: the policy, and its name out
+/// of every user's and group's list — so a policy made later under the
+/// same name is not attached to anyone by accident.
+pub fn delete_policy_writes(
+    tenant: &str,
+    name: &str,
+    users: &[(User, u64)],
+    groups: &[(Group, u64)],
+) -> Vec<Write> {
+    let mut writes = vec![Write::Delete(records::policy(tenant, name))];
+    for (u, version) in users {
+        if u.policies.iter().any(|p| p == name) {
+            let mut u = u.clone();
+            u.policies.retain(|p| p != name);
+            writes.push(Write::Replace(
+                records::user(tenant, &u.name),
+                json(&u),
+                *version,
+            ));
+        }
+    }
+    for (g, version) in groups {
+        if g.policies.iter().any(|p| p == name) {
+            let mut g = g.clone();
+            g.policies.retain(|p| p != name);
+            writes.push(Write::Replace(
+                records::group(tenant, &g.name),
+                json(&g),
+                *version,
+            ));
+        }
+    }
+    writes
+}
+
 /// A user as the admin API shows it (never the password hash).
 #[derive(Serialize)]
 pub struct UserView<'a> {
@@ -430,5 +484,34 @@ mod tests {
         assert!(new_policy("SWR FullAccess", "".into(), doc, 1).is_err());
         assert!(new_policy("mine", "".into(), "{", 1).is_err());
         assert!(new_policy("mine", "".into(), doc, 1).is_ok());
+    }
+
+    #[test]
+    fn deleting_a_group_or_policy_detaches_it() {
+        let (_, mut dev, _) = new_tenant("acme", "p".into(), "u".into(), "h".into(), 1).unwrap();
+        dev.name = "dev".into();
+        dev.groups = vec!["ops".into(), "qa".into()];
+        dev.policies = vec!["mine".into()];
+        let mut other = dev.clone();
+        other.name = "other".into();
+        other.groups = vec!["qa".into()];
+        other.policies = vec![];
+        let users = [(dev.clone(), 7), (other, 9)];
+        let writes = delete_group_writes("acme", "ops", &users);
+        assert_eq!(writes.len(), 2);
+        let Write::Replace(key, value, 7) = &writes[1] else {
+            panic!("{writes:?}")
+        };
+        assert_eq!(key, "iam/user/acme/dev");
+        let after: User = serde_json::from_slice(value).unwrap();
+        assert_eq!(after.groups, ["qa"]);
+        let group = new_group("ops", vec!["mine".into(), "SWR FullAccess".into()], 1).unwrap();
+        let writes = delete_policy_writes("acme", "mine", &users, &[(group, 3)]);
+        assert_eq!(writes.len(), 3);
+        let Write::Replace(_, value, 3) = &writes[2] else {
+            panic!("{writes:?}")
+        };
+        let g: Group = serde_json::from_slice(value).unwrap();
+        assert_eq!(g.policies, ["SWR FullAccess"]);
     }
 }
