@@ -159,20 +159,28 @@ fn compiled(engine: &Engine, c: &manifest::Component, cache: Option<&Path>) -> R
             let dir = file.parent().expect("cache file has a directory");
             std::fs::create_dir_all(dir)?;
             // Old builds' artifacts of this component are no longer needed.
+            // Another process starting at the same time may be writing
+            // (its own temporary file) or have just written this very file:
+            // leave both alone.
             for entry in std::fs::read_dir(dir)?.flatten() {
-                let name = entry.file_name();
-                if name.to_string_lossy().starts_with(&format!("{}-", c.id)) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let current = entry.path() == file || name.contains(".tmp");
+                if name.starts_with(&format!("{}-", c.id)) && !current {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
-            let tmp = file.with_extension("tmp");
+            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
             std::fs::write(&tmp, &compiled)?;
             std::fs::rename(&tmp, &file)?;
             Ok(())
         })();
         match stored {
-            // SAFETY: just written by `precompile_component` above.
-            Ok(()) => return Ok(unsafe { Component::deserialize_file(engine, &file)? }),
+            // SAFETY: just written by `precompile_component` above (or by
+            // another process of this build, from the same inputs).
+            Ok(()) => match unsafe { Component::deserialize_file(engine, &file) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(error = %e, "could not map the cached component"),
+            },
             Err(e) => tracing::warn!(error = %e, "could not cache the compiled component"),
         }
     }
