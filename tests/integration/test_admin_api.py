@@ -19,7 +19,7 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkswr.v2 import CreateSecretRequest, ListNamespacesRequest, SwrClient
 
-from conftest import ADMIN, Registry, image, layer_tar_gz, write_oci_layout
+from conftest import ADMIN, BERTH, Registry, image, layer_tar_gz, write_oci_layout
 
 
 class Api:
@@ -257,3 +257,35 @@ def test_groups_and_custom_policies_decide_registry_access(world):
     assert a("POST", "/tenants/acme/groups", {"name": "ops", "policies": ["SWR FullAccess"]}).status_code == 201
     assert a("GET", "/tenants/acme/groups/ops").json()["members"] == []
     assert requests.post(f"{url}/v2/acme-pol/app/blobs/uploads/").status_code == 403
+
+
+def test_the_cli_does_what_the_api_does(world, tmp_path):
+    """`berth iam` on the data directory while the server runs: the same
+    rules (berth_domain::iam::admin), seen through the API."""
+    reg, _, _, _ = world
+    a = Api(reg, basic=("acme", "acme-pw"))
+
+    def cli(*args, ok=True):
+        r = subprocess.run([str(BERTH), "iam", "--data-dir", str(reg.data_dir), *args],
+                           capture_output=True, text=True, timeout=60)
+        assert (r.returncode == 0) == ok, r.stderr
+        return r.stdout if ok else r.stderr
+
+    assert "acme\t" in cli("tenant-list")
+    policy = tmp_path / "p.json"
+    policy.write_text(json.dumps({"Statement": [{"Effect": "Allow", "Action": ["swr:repository:pull"]}]}))
+    cli("policy-create", "acme", "cli-pull", str(policy))
+    cli("group-create", "acme", "cli-team", "--policy", "cli-pull")
+    cli("group-set", "acme", "cli-team", "--policy", "cli-pull", "--policy", "SWR ReadOnlyAccess")
+    assert "cli-team\tcli-pull,SWR ReadOnlyAccess" in cli("group-list", "acme")
+    assert "no system or custom policy" in cli("group-set", "acme", "cli-team", "--policy", "nope", ok=False)
+    cli("user-create", "acme", "cli-user", "--password", "cli-pw", "--group", "cli-team")
+    assert a("GET", "/tenants/acme/groups/cli-team").json()["members"] == ["cli-user"]
+    assert "cli-pull" in cli("policy-list", "acme")
+    cli("policy-delete", "acme", "cli-pull")
+    assert a("GET", "/tenants/acme/groups/cli-team").json()["policies"] == ["SWR ReadOnlyAccess"]
+    cli("group-delete", "acme", "cli-team")
+    assert a("GET", "/tenants/acme/users/cli-user").json()["groups"] == []
+    assert "cannot be deleted" in cli("user-delete", "acme", "acme", ok=False)
+    cli("user-delete", "acme", "cli-user")
+    assert a("GET", "/tenants/acme/users/cli-user").status_code == 404

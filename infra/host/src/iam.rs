@@ -6,7 +6,7 @@ use crate::capabilities::credentials::Credentials;
 use crate::capabilities::metadata::{MetaError, Metadata, Precondition, WriteOp};
 use anyhow::{Context, Result, bail};
 use berth_domain::iam::admin::{self, Write};
-use berth_domain::iam::records::{self, AccessKey, Tenant, User};
+use berth_domain::iam::records::{self, AccessKey, CustomPolicy, Group, Tenant, User};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -50,6 +50,23 @@ pub enum IamCommand {
     UserDelete { tenant: String, name: String },
     /// List a tenant's users.
     UserList { tenant: String },
+    /// List tenants.
+    TenantList,
+    /// List a tenant's groups.
+    GroupList { tenant: String },
+    /// Replace a group's policies.
+    GroupSet {
+        tenant: String,
+        name: String,
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+    },
+    /// Delete a group (and take it out of its members' lists).
+    GroupDelete { tenant: String, name: String },
+    /// List a tenant's custom policies.
+    PolicyList { tenant: String },
+    /// Delete a custom policy (and detach it from users and groups).
+    PolicyDelete { tenant: String, name: String },
     /// Create a user group with policies.
     GroupCreate {
         tenant: String,
@@ -290,6 +307,69 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
                 );
             }
         }
+        IamCommand::TenantList => {
+            for e in m.scan("iam/tenant/", None, 100_000)? {
+                let t: Tenant = serde_json::from_slice(&e.value)?;
+                println!("{}\t{}", t.name, t.project_id);
+            }
+        }
+        IamCommand::GroupList { tenant } => {
+            for (g, _) in versioned_all::<Group>(m, &records::group_prefix(&tenant))? {
+                println!("{}\t{}", g.name, g.policies.join(","));
+            }
+        }
+        IamCommand::GroupSet {
+            tenant,
+            name,
+            policies,
+        } => {
+            let key = records::group(&tenant, &name);
+            let entry = m
+                .get(&key)?
+                .with_context(|| format!("no group {name} in {tenant}"))?;
+            let mut g: Group = serde_json::from_slice(&entry.value)?;
+            check_references(m, &tenant, &policies, &[])?;
+            g.policies = policies;
+            apply(
+                m,
+                vec![Write::Replace(key, serde_json::to_vec(&g)?, entry.version)],
+                "group",
+            )
+            .await?;
+            println!("updated group {name}");
+        }
+        IamCommand::GroupDelete { tenant, name } => {
+            if m.get(&records::group(&tenant, &name))?.is_none() {
+                bail!("no group {name} in {tenant}");
+            }
+            let users = versioned_all::<User>(m, &records::user_prefix(&tenant))?;
+            apply(
+                m,
+                admin::delete_group_writes(&tenant, &name, &users),
+                "group",
+            )
+            .await?;
+            println!("deleted group {name}");
+        }
+        IamCommand::PolicyList { tenant } => {
+            for (p, _) in versioned_all::<CustomPolicy>(m, &records::policy_prefix(&tenant))? {
+                println!("{}\t{}", p.name, serde_json::to_string(&p.document)?);
+            }
+        }
+        IamCommand::PolicyDelete { tenant, name } => {
+            if m.get(&records::policy(&tenant, &name))?.is_none() {
+                bail!("no custom policy {name} in {tenant}");
+            }
+            let users = versioned_all::<User>(m, &records::user_prefix(&tenant))?;
+            let groups = versioned_all::<Group>(m, &records::group_prefix(&tenant))?;
+            apply(
+                m,
+                admin::delete_policy_writes(&tenant, &name, &users, &groups),
+                "policy",
+            )
+            .await?;
+            println!("deleted policy {name}");
+        }
         IamCommand::GroupCreate {
             tenant,
             name,
@@ -370,6 +450,17 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every record under `prefix` with the version it was read at.
+fn versioned_all<T: serde::de::DeserializeOwned>(
+    m: &Metadata,
+    prefix: &str,
+) -> Result<Vec<(T, u64)>> {
+    m.scan(prefix, None, 100_000)?
+        .into_iter()
+        .map(|e| Ok((serde_json::from_slice(&e.value)?, e.version)))
+        .collect()
 }
 
 /// The ids of a user's access keys.
