@@ -6,12 +6,10 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -192,3 +190,14 @@ def write_oci_layout(path: Path, images: dict, index_platforms=None):
     (path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}))
     return manifests
+
+
+def skopeo_push(host, creds, ref, tmp_path, content=b"pushed by skopeo"):
+    """Pushes a one-layer image with skopeo logged in as `creds`
+    ("user:password") to `host/ref` ("repo:tag"); the finished process."""
+    src = tmp_path / "skopeo-src"
+    write_oci_layout(src, {"v1": [layer_tar_gz({"f.txt": content})]})
+    env = dict(os.environ, HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path))
+    return subprocess.run(["skopeo", "--tmpdir", str(tmp_path), "copy", "--dest-tls-verify=false",
+                           "--dest-creds", creds, f"oci:{src}:v1", f"docker://{host}/{ref}"],
+                          capture_output=True, text=True, env=env, timeout=300)

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import sqlite3
 import subprocess
 
@@ -19,7 +18,7 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkswr.v2 import CreateSecretRequest, ListNamespacesRequest, SwrClient
 
-from conftest import ADMIN, BERTH, Registry, image, layer_tar_gz, write_oci_layout
+from conftest import ADMIN, BERTH, Registry, image, skopeo_push
 
 
 class Api:
@@ -119,12 +118,7 @@ def test_users_keys_and_real_clients(world, tmp_path):
     assert swr.list_namespaces(ListNamespacesRequest()).status_code == 200
     # ...and logs skopeo in with SWR's long-term password.
     password = hmac.new(sk.encode(), ak.encode(), hashlib.sha256).hexdigest()
-    src = tmp_path / "src"
-    write_oci_layout(src, {"v1": [layer_tar_gz({"a.txt": b"pushed with a key from the admin API"})]})
-    env = dict(os.environ, HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path))
-    r = subprocess.run(["skopeo", "--tmpdir", str(tmp_path), "copy", "--dest-tls-verify=false",
-                        "--dest-creds", f"berth@{ak}:{password}", f"oci:{src}:v1", f"docker://{reg.host}/acme-dev/app:v1"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = skopeo_push(reg.host, f"berth@{ak}:{password}", "acme-dev/app:v1", tmp_path)
     assert r.returncode == 0, r.stderr
     # At most two keys per user, as IAM.
     assert dev("POST", "/tenants/acme/users/dev/keys").status_code == 201

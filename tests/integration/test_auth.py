@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ADMIN, Registry, image, layer_tar_gz, sha256, write_oci_layout
+from conftest import ADMIN, Registry, image, layer_tar_gz, skopeo_push, write_oci_layout
 
 
 def err(r):
@@ -96,7 +96,6 @@ def test_challenge_and_token_flow(tenants):
 
 def test_tenants_are_isolated(tenants):
     reg, _, _ = tenants
-    acme = ("acme", "acme-pw")
     acme_url = f"http://acme:acme-pw@{reg.host}"
     _, digest = image(acme_url, "acme-ns/app", tag="v1")
     image(reg.url, "admin-only/app", tag="v1")
@@ -144,12 +143,7 @@ def test_long_term_login_with_access_key(tenants, tmp_path):
     ak, sk = key["ak"], key["sk"]
     user = f"cn-north-4@{ak}"
     password = hmac.new(sk.encode(), ak.encode(), hashlib.sha256).hexdigest()
-    src = tmp_path / "src"
-    write_oci_layout(src, {"v1": [layer_tar_gz({"k.txt": b"pushed with an access key"})]})
-    env = dict(os.environ, HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path))
-    r = subprocess.run(["skopeo", "--tmpdir", str(tmp_path), "copy", "--dest-tls-verify=false",
-                        "--dest-creds", f"{user}:{password}", f"oci:{src}:v1", f"docker://{reg.host}/acme-keys/app:v1"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = skopeo_push(reg.host, f"{user}:{password}", "acme-keys/app:v1", tmp_path)
     assert r.returncode == 0, r.stderr
     assert requests.get(f"http://acme:acme-pw@{reg.host}/v2/acme-keys/app/tags/list").json()["tags"] == ["v1"]
     # A wrong password, then a disabled key, are refused.

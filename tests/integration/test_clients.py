@@ -127,7 +127,6 @@ def test_oras_push_pull_and_referrers(registry, tmp_path):
     r = requests.put(f"{registry.url}/v2/clients/oras/chart/manifests/{sha256(body)}", data=body,
                      headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
     assert r.status_code == 201
-    container = oras.container.Container(f"{registry.host}/clients/oras/chart@{subject}")
     client.prefix = "http"
     url = f"http://{registry.host}/v2/clients/oras/chart/referrers/{subject}"
     r = client.do_request(url, "GET")

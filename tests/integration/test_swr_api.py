@@ -59,7 +59,7 @@ from huaweicloudsdkswr.v2 import (
     UserAuth,
 )
 
-from conftest import Registry, image
+from conftest import Registry, image, skopeo_push
 
 
 @pytest.fixture(scope="module")
@@ -459,9 +459,6 @@ def test_sharing_with_another_tenant(swr):
 def test_login_secret_and_authorization_token(swr, tmp_path):
     reg, keys, _ = swr
     import base64
-    import os
-    import subprocess
-    from conftest import layer_tar_gz, write_oci_layout
     c = client(reg, keys["acme"])
     for r in [c.create_secret(CreateSecretRequest(projectname="berth")),
               c.create_authorization_token(CreateAuthorizationTokenRequest())]:
@@ -469,11 +466,7 @@ def test_login_secret_and_authorization_token(swr, tmp_path):
         user, secret = auth.split(":", 1)
         assert user.startswith("berth@") and r.x_swr_dockerlogin == f"docker login -u {user} -p {secret} {reg.host}"
         assert r.x_swr_expireat.endswith("Z")
-    src = tmp_path / "src"
-    write_oci_layout(src, {"v1": [layer_tar_gz({"t.txt": b"pushed with a temporary login"})]})
-    out = subprocess.run(["skopeo", "--tmpdir", str(tmp_path), "copy", "--dest-tls-verify=false", "--dest-creds", auth,
-                          f"oci:{src}:v1", f"docker://{reg.host}/acme-temp/app:v1"],
-                         capture_output=True, text=True, env=dict(os.environ, HOME=str(tmp_path)), timeout=300)
+    out = skopeo_push(reg.host, auth, "acme-temp/app:v1", tmp_path)
     assert out.returncode == 0, out.stderr
     # The key is bound to its key id.
     other = f"berth@T{'0' * 19}:{secret}"
