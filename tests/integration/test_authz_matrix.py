@@ -1,4 +1,5 @@
-"""The authorization matrix: every /v2/ operation and every management
+"""The authorization matrix: every /v2/ operation (continuing and finishing
+another user's upload session and mounts included) and every management
 operation of the SWR SDK, each by every kind of caller, with the outcome
 each must get. Callers: anonymous, read/edit/manage grants on the
 organization, the system policies FullAccess and ReadOnlyAccess,
@@ -108,7 +109,7 @@ def world(tmp_path_factory):
         {"Effect": "Deny", "Action": ["swr:repository:delete"], "Resource": ["swr:*:*:repository:mx/*"]}]}))
     reg.iam("policy-create", "acme", "no-delete-in-mx", str(policy))
     reg.iam("group-create", "acme", "ops", "--policy", "SWR OperateAccess")
-    ids, keys = {}, {}
+    ids, keys, sessions = {}, {}, {}
     ids["target"] = reg.iam("user-create", "acme", "target", "--password", "target-pw")["id"]
     for user in USERS:
         ids[user] = reg.iam("user-create", "acme", user, "--password", f"{user}-pw", *POLICIES.get(user, []))["id"]
@@ -131,9 +132,13 @@ def world(tmp_path_factory):
         image(url, "mx/app", tag=f"del-{caller}", layers=(f"del-{caller}".encode(),))
         image(url, "mx/app", tag=f"mdel-{caller}", layers=(f"mdel-{caller}".encode(),))
         push_blob(url, "mx/app", f"blob-{caller}".encode())
+        # An upload session acme opened, which each caller tries to continue.
+        r = requests.post(f"{url}/v2/mx/app/blobs/uploads/")
+        assert r.status_code == 202
+        sessions[caller] = r.headers["Location"]
         image(url, f"mx/del-{caller}", tag="v1")
     image(url, "other/secret", tag="v1")
-    yield reg, keys, ids, digest
+    yield reg, keys, ids, digest, sessions
     reg.stop()
 
 
@@ -151,7 +156,7 @@ def v2_url(reg, caller):
     return f"http://{caller}%40acme:{caller}-pw@{reg.host}"
 
 
-def v2_operations(reg, url, caller, digest):
+def v2_operations(reg, url, caller, digest, session):
     """(name, category, success code, call) for every /v2/ operation."""
     accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
     manifest = requests.get(f"http://acme:acme-pw@{reg.host}/v2/mx/app/manifests/v1", headers=accept).content
@@ -171,6 +176,13 @@ def v2_operations(reg, url, caller, digest):
         ("put manifest", "v2-push", 201, lambda: requests.put(
             f"{url}/v2/mx/app/manifests/push-{caller}", data=manifest,
             headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})),
+        ("continue upload", "v2-push", 202, lambda: requests.patch(
+            f"{url}{session}", data=b"chunk-" + own,
+            headers={"Content-Type": "application/octet-stream", "Content-Range": f"0-{len(own) + 5}"})),
+        ("finish upload", "v2-push", 201, lambda: requests.put(
+            f"{url}{session}", params={"digest": sha256(b"chunk-" + own)})),
+        ("mount", "v2-push", 201, lambda: requests.post(
+            f"{url}/v2/mx/app/blobs/uploads/", params={"mount": config, "from": f"mx/del-{caller}"})),
         ("delete manifest", "v2-delete", 202, lambda: requests.delete(f"{url}/v2/mx/app/manifests/del-{caller}")),
         ("delete blob", "v2-delete", 202, lambda: requests.delete(f"{url}/v2/mx/app/blobs/{sha256(own)}")),
     ]
@@ -178,10 +190,10 @@ def v2_operations(reg, url, caller, digest):
 
 @pytest.mark.parametrize("caller", CALLERS)
 def test_registry_matrix(world, caller):
-    reg, _, _, digest = world
+    reg, _, _, digest, sessions = world
     url = v2_url(reg, caller)
     got, want = {}, {}
-    for name, category, ok, call in v2_operations(reg, url, caller, digest):
+    for name, category, ok, call in v2_operations(reg, url, caller, digest, sessions[caller]):
         got[name] = call().status_code
         want[name] = expected(category, caller, ok)
     assert got == want
@@ -278,7 +290,7 @@ def manage_operations(c, caller, ids):
 
 @pytest.mark.parametrize("caller", [c for c in CALLERS if c != "anonymous"])
 def test_management_matrix(world, caller):
-    reg, keys, ids, _ = world
+    reg, keys, ids, _, _ = world
     c = sdk(reg, keys[caller])
     got, want = {}, {}
     for name, category, ok, call in manage_operations(c, caller, ids):
@@ -296,7 +308,7 @@ def test_management_matrix(world, caller):
 
 
 def test_unsigned_management_calls_are_refused(world):
-    reg, _, _, _ = world
+    reg, _, _, _, _ = world
     paths = [("GET", "/v2/manage/namespaces"), ("POST", "/v2/manage/namespaces"),
              ("GET", "/v2/manage/namespaces/mx"), ("DELETE", "/v2/manage/namespaces/mx"),
              ("GET", "/v2/manage/namespaces/mx/access"), ("POST", "/v2/manage/namespaces/mx/access"),
