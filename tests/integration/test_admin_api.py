@@ -4,6 +4,7 @@ the official Huawei Cloud SDK's signer — and what each identity may do.
 Keys it hands out are then used by real clients: the SWR SDK and skopeo."""
 
 import base64
+import datetime
 import hashlib
 import hmac
 import json
@@ -24,20 +25,20 @@ from conftest import ADMIN, BERTH, Registry, image, skopeo_push
 class Api:
     """Calls /berth/v1 as one identity: Basic (user, password) or an AK/SK."""
 
-    def __init__(self, reg, basic=None, key=None):
-        self.reg, self.basic, self.key = reg, basic, key
+    def __init__(self, reg, basic=None, key=None, prefix="/berth/v1"):
+        self.reg, self.basic, self.key, self.prefix = reg, basic, key, prefix
 
-    def __call__(self, method, path, body=None):
-        url = f"{self.reg.anon_url}/berth/v1{path}"
+    def __call__(self, method, path, body=None, query=()):
+        url = f"{self.reg.anon_url}{self.prefix}{path}"
         data = json.dumps(body).encode() if body is not None else b""
         headers = {"Content-Type": "application/json"}
         if self.key:
-            req = SdkRequest(method=method, schema="http", host=self.reg.host, resource_path=f"/berth/v1{path}",
-                             query_params=[], header_params=dict(headers), body=data)
+            req = SdkRequest(method=method, schema="http", host=self.reg.host, resource_path=f"{self.prefix}{path}",
+                             query_params=list(query), header_params=dict(headers), body=data)
             Signer(BasicCredentials(self.key[0], self.key[1])).sign(req)
             headers = req.header_params
-            return requests.request(method, url, data=data, headers=headers)
-        return requests.request(method, url, data=data, headers=headers, auth=self.basic)
+            return requests.request(method, url, params=list(query), data=data, headers=headers)
+        return requests.request(method, url, params=list(query), data=data, headers=headers, auth=self.basic)
 
 
 def code(r):
@@ -120,6 +121,21 @@ def test_users_keys_and_real_clients(world, tmp_path):
     password = hmac.new(sk.encode(), ak.encode(), hashlib.sha256).hexdigest()
     r = skopeo_push(reg.host, f"berth@{ak}:{password}", "acme-dev/app:v1", tmp_path)
     assert r.returncode == 0, r.stderr
+    # A temporary login for a chosen time (15 minutes to 24 hours, as SWR).
+    manage = Api(reg, key=(ak, sk), prefix="/v2/manage")
+    r = manage("POST", "/utils/secret", query=[("duration_seconds", "900")])
+    assert r.status_code == 200, r.text
+    expires = datetime.datetime.fromisoformat(r.headers["X-Swr-Expireat"].replace("Z", "+00:00"))
+    left = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    assert 880 <= left <= 905, left
+    # The login itself (a signed token) expires then, not in 6 hours.
+    secret = base64.b64decode(r.json()["auths"][reg.host]["auth"]).decode().split(":", 1)[1]
+    payload = secret.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["exp"] - claims["iat"] == 900
+    for bad in ("60", "86401", "soon"):
+        r = manage("POST", "/utils/secret", query=[("duration_seconds", bad)])
+        assert r.status_code == 400 and "duration_seconds" in r.json()["errorMsg"], bad
     # At most two keys per user, as IAM.
     assert dev("POST", "/tenants/acme/users/dev/keys").status_code == 201
     r = dev("POST", "/tenants/acme/users/dev/keys")

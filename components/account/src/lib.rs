@@ -18,8 +18,10 @@ use spin_sdk::wasip3::http::types::Method;
 
 berth_guest::manage_endpoint!("berth:registry/account-endpoint", account_api, serve);
 
-/// SWR's temporary login keys last 6 hours.
+/// Temporary login keys last 6 hours unless `duration_seconds` asks for
+/// 15 minutes to 24 hours, as SWR allows.
 const LOGIN_TTL: u32 = 6 * 3600;
+const LOGIN_TTL_RANGE: std::ops::RangeInclusive<u32> = 900..=86_400;
 
 async fn serve(req: &Incoming, _body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
     let segs: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(3).collect();
@@ -31,6 +33,18 @@ async fn serve(req: &Incoming, _body: &[u8], who: &Principal) -> Result<Reply, S
 }
 
 fn login_secret(req: &Incoming, who: &Principal) -> Result<Reply, SwrError> {
+    let ttl = match req.query("duration_seconds") {
+        None => LOGIN_TTL,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|s| LOGIN_TTL_RANGE.contains(s))
+            .ok_or_else(|| {
+                SwrError::bad_request(format!(
+                    "duration_seconds must be a number of seconds from 900 (15 minutes) to 86400 (24 hours), not {v:?}"
+                ))
+            })?,
+    };
     let region = store::config::get("region")
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "berth".into());
@@ -51,7 +65,7 @@ fn login_secret(req: &Incoming, who: &Principal) -> Result<Reply, SwrError> {
     };
     let secret = store::credentials::issue_token(
         &serde_json::to_string(&claims).expect("claims serialize"),
-        LOGIN_TTL,
+        ttl,
     );
     if secret.is_empty() {
         return Err(SwrError::internal("the host could not sign a login key"));
@@ -62,7 +76,7 @@ fn login_secret(req: &Incoming, who: &Principal) -> Result<Reply, SwrError> {
         .unwrap_or_else(|| "localhost:5000".into());
     let user = format!("{region}@{ak}");
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
-    let expires = swr::rfc3339(store::now() + u64::from(LOGIN_TTL));
+    let expires = swr::rfc3339(store::now() + u64::from(ttl));
     let body = serde_json::json!({ "auths": { host.clone(): { "auth": auth } } });
     Ok(ok_json(200, &body)?
         .header(
