@@ -10,6 +10,7 @@ import hmac
 import json
 import sqlite3
 import subprocess
+import time
 
 import pytest
 import requests
@@ -197,13 +198,28 @@ def test_disabling_and_deleting_users(world):
     temp = Api(reg, basic=("temp@acme", "temp-pw"))
     key = temp("POST", "/tenants/acme/users/temp/keys").json()
     image(f"http://temp%40acme:temp-pw@{reg.host}", "acme-temp/app", tag="v1")
+    issued = requests.get(f"{reg.anon_url}/service/token", params={"scope": "repository:acme-temp/app:pull"},
+                          auth=("temp@acme", "temp-pw")).json()["token"]
+    pull = lambda: requests.get(f"{reg.anon_url}/v2/acme-temp/app/manifests/v1",
+                                headers={"Authorization": f"Bearer {issued}",
+                                         "Accept": "application/vnd.oci.image.manifest.v1+json"}).status_code
+    assert pull() == 200
     assert acme_admin("PATCH", "/tenants/acme/users/temp", {"disabled": True}).json()["disabled"] is True
+    # A token issued before stops working within seconds, not at its expiry.
+    deadline = time.time() + 8
+    while pull() == 200 and time.time() < deadline:
+        time.sleep(0.2)
+    assert pull() == 401
     token = requests.get(f"{reg.anon_url}/service/token", params={"scope": "repository:acme-temp/app:pull"},
                          auth=("temp@acme", "temp-pw"))
     assert token.status_code == 401
     assert Api(reg, key=(key["access"], key["secret"]))("GET", "/whoami").status_code == 401
     assert acme_admin("PATCH", "/tenants/acme/users/temp", {"disabled": False}).status_code == 200
     assert temp("GET", "/whoami").status_code == 200
+    deadline = time.time() + 8
+    while pull() != 200 and time.time() < deadline:
+        time.sleep(0.2)
+    assert pull() == 200
     # Deleting removes the user and its keys.
     assert acme_admin("DELETE", "/tenants/acme/users/temp").status_code == 204
     assert acme_admin("GET", "/tenants/acme/users/temp").status_code == 404

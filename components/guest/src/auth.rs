@@ -70,6 +70,42 @@ async fn principal_of(u: User) -> Result<Option<Principal>, OciError> {
     }))
 }
 
+/// How long an instance trusts that a user is still enabled.
+const ACTIVE_FOR_NANOS: u64 = 5_000_000_000;
+
+thread_local! {
+    /// (tenant, user) → (when checked, monotonic ns; enabled).
+    static ACTIVE: std::cell::RefCell<std::collections::HashMap<(String, String), (u64, bool)>> =
+        Default::default();
+}
+
+/// Whether user `tenant`/`user` still exists and is enabled. A Bearer
+/// token was decided when issued; this stops a disabled or deleted user's
+/// tokens within seconds instead of at expiry, at the cost of one read per
+/// user every few seconds per instance.
+pub async fn still_active(tenant: &str, user: &str) -> Result<bool, OciError> {
+    let now = spin_sdk::wasip3::clocks::monotonic_clock::now();
+    let key = (tenant.to_string(), user.to_string());
+    let cached = ACTIVE.with(|a| a.borrow().get(&key).copied());
+    if let Some((at, enabled)) = cached
+        && now.saturating_sub(at) < ACTIVE_FOR_NANOS
+    {
+        return Ok(enabled);
+    }
+    let enabled = store::get_json::<User>(&records::user(tenant, user))
+        .await?
+        .is_some_and(|u| !u.disabled);
+    ACTIVE.with(|a| {
+        let mut a = a.borrow_mut();
+        // Bounded: an instance sees few users between recycles.
+        if a.len() > 4096 {
+            a.clear();
+        }
+        a.insert(key, (now, enabled));
+    });
+    Ok(enabled)
+}
+
 /// An access key and its secret, if the key exists and is active.
 pub async fn access_key(ak: &str) -> Result<Option<(AccessKey, String)>, OciError> {
     let Some(key) = store::get_json::<AccessKey>(&records::access_key(ak)).await? else {

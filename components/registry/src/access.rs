@@ -47,6 +47,15 @@ impl Caller {
             return match store::credentials::verify_token(token.trim())
                 .and_then(|c| serde_json::from_str::<RegistryClaims>(&c).ok())
             {
+                // A token names its user; one disabled or deleted since
+                // is refused (checked every few seconds, see still_active).
+                Some(c) if c.kind == "registry" && !c.tenant.is_empty() => {
+                    match auth::still_active(&c.tenant, &c.sub).await {
+                        Ok(true) => Caller::Token(c),
+                        Ok(false) => Caller::Invalid("the token's user is disabled or gone"),
+                        Err(e) => Caller::Fault(e),
+                    }
+                }
                 Some(c) if c.kind == "registry" => Caller::Token(c),
                 _ => Caller::Invalid("invalid or expired token"),
             };
