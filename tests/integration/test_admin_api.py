@@ -315,3 +315,38 @@ def test_the_cli_does_what_the_api_does(world, tmp_path):
     assert "cannot be deleted" in cli("user-delete", "acme", "acme", ok=False)
     cli("user-delete", "acme", "cli-user")
     assert a("GET", "/tenants/acme/users/cli-user").status_code == 404
+
+
+def test_updates_renames_and_single_keys(world):
+    """Policy replacement takes effect; renames are refused; one key is
+    shown, and another user's key is not found under this user."""
+    reg, _, _, _ = world
+    a = Api(reg, basic=("acme", "acme-pw"))
+    allow = {"Statement": [{"Effect": "Allow", "Action": ["swr:repository:pull", "swr:repository:push",
+                                                          "swr:namespace:create"]}]}
+    assert a("POST", "/tenants/acme/policies", {"name": "pusher", "document": allow}).status_code == 201
+    assert a("POST", "/tenants/acme/users", {"name": "pu", "password": "pu-pw", "policies": ["pusher"]}).status_code == 201
+    url = f"http://pu%40acme:pu-pw@{reg.host}"
+    assert requests.post(f"{url}/v2/acme-upd/app/blobs/uploads/").status_code == 202
+    # Replacing the document narrows what the policy allows.
+    read_only = {"Statement": [{"Effect": "Allow", "Action": ["swr:repository:pull"]}]}
+    r = a("PUT", "/tenants/acme/policies/pusher", {"description": "now read-only", "document": read_only})
+    assert r.status_code == 200 and r.json()["description"] == "now read-only"
+    assert requests.post(f"{url}/v2/acme-upd/app/blobs/uploads/").status_code == 403
+    assert a("PUT", "/tenants/acme/policies/pusher", {"name": "other", "document": read_only}).status_code == 400
+    assert a("PUT", "/tenants/acme/policies/nosuch", {"document": read_only}).status_code == 404
+    assert a("POST", "/tenants/acme/groups", {"name": "g1"}).status_code == 201
+    assert a("PATCH", "/tenants/acme/groups/g1", {"name": "g2"}).status_code == 400
+    assert a("PATCH", "/tenants/acme/groups/nosuch", {"policies": []}).status_code == 404
+    # Keys, one at a time.
+    pu = Api(reg, basic=("pu@acme", "pu-pw"))
+    mine = pu("POST", "/tenants/acme/users/pu/keys", {"description": "one"}).json()["access"]
+    shown = pu("GET", f"/tenants/acme/users/pu/keys/{mine}")
+    assert shown.status_code == 200 and shown.json()["description"] == "one" and "secret" not in shown.json()
+    theirs = a("POST", "/tenants/acme/users/acme/keys").json()["access"]
+    assert pu("GET", f"/tenants/acme/users/pu/keys/{theirs}").status_code == 404
+    assert a("GET", f"/tenants/acme/users/pu/keys/{theirs}").status_code == 404
+    assert a("DELETE", f"/tenants/acme/users/acme/keys/{theirs}").status_code == 204
+    # A plain user sees no tenant record, and methods outside the API are refused.
+    assert pu("GET", "/tenants/acme").status_code == 403
+    assert pu("PUT", "/tenants/acme/users/pu").status_code == 405

@@ -190,7 +190,6 @@ def test_organization_quota(tmp_path):
         reg.stop()
 
 
-@pytest.mark.skipif(shutil.which("podman") is None, reason="podman missing")
 @pytest.mark.parametrize("kind", ["password", "long-term", "temporary"])
 def test_podman_and_oras_with_each_credential_kind(tenants, tmp_path, kind):
     """podman pushes and oras pulls with a user's password, SWR's long-term

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import requests
 
 from conftest import layer_tar_gz, sha256, write_oci_layout
@@ -28,7 +27,6 @@ def layout_digests(path: Path):
     return {p.name for p in (path / "blobs" / "sha256").iterdir()}
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo missing")
 def test_skopeo_round_trip_multilayer(registry, tmp_path):
     src = tmp_path / "src"
     layers = [layer_tar_gz({f"f{i}": os.urandom(200_000)}, seed=i) for i in range(3)]
@@ -49,7 +47,6 @@ def test_skopeo_round_trip_multilayer(registry, tmp_path):
     assert requests.get(f"{registry.url}/v2/clients/skopeo/manifests/v1").status_code == 404
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo missing")
 def test_skopeo_multiarch_index(registry, tmp_path):
     src = tmp_path / "src"
     write_oci_layout(src, {"multi": [layer_tar_gz({"a": b"arch layer"})]}, index_platforms=["amd64", "arm64"])
@@ -65,7 +62,6 @@ def test_skopeo_multiarch_index(registry, tmp_path):
     assert hashlib.sha256((dst / "blobs" / "sha256" / top).read_bytes()).hexdigest() == top
 
 
-@pytest.mark.skipif(shutil.which("podman") is None, reason="podman missing")
 def test_podman_push_pull(registry, tmp_path):
     src = tmp_path / "src"
     write_oci_layout(src, {"v1": [layer_tar_gz({"hello.txt": b"hello from podman test"})]})

@@ -21,8 +21,6 @@ from huaweicloudsdkswr.v2 import CreateSecretRequest, SwrClient, UpdateRepoReque
 
 from conftest import Registry, layer_tar_gz, push_blob, put_manifest, sha256
 
-pytestmark = pytest.mark.skipif(shutil.which("containerd") is None, reason="containerd missing")
-
 
 @pytest.fixture(scope="module")
 def containerd():

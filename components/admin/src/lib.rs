@@ -109,6 +109,15 @@ async fn versioned_all<T: serde::de::DeserializeOwned>(
         .collect())
 }
 
+/// Every record under `prefix`.
+async fn all<T: serde::de::DeserializeOwned>(prefix: &str) -> Result<Vec<T>, SwrError> {
+    Ok(versioned_all(prefix)
+        .await?
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect())
+}
+
 fn json_bytes<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("records serialize")
 }
@@ -183,12 +192,8 @@ async fn list_tenants(who: &Principal) -> Result<Reply, SwrError> {
             "only the system tenant's administrators list tenants",
         ));
     }
-    let mut out = Vec::new();
-    for e in store::scan_all("iam/tenant/").await.map_err(fault)? {
-        if let Ok(t) = serde_json::from_slice::<Tenant>(&e.value) {
-            out.push(tenant_view(&t));
-        }
-    }
+    let tenants: Vec<Tenant> = all("iam/tenant/").await?;
+    let out: Vec<_> = tenants.iter().map(tenant_view).collect();
     ok_json(200, &json!({ "tenants": out }))
 }
 
@@ -241,12 +246,7 @@ async fn show_tenant(who: &Principal, tenant: &str) -> Result<Reply, SwrError> {
 
 async fn list_users(who: &Principal, tenant: &str) -> Result<Reply, SwrError> {
     administered(who, tenant).await?;
-    let users: Vec<User> = store::scan_all(&records::user_prefix(tenant))
-        .await
-        .map_err(fault)?
-        .iter()
-        .filter_map(|e| serde_json::from_slice(&e.value).ok())
-        .collect();
+    let users: Vec<User> = all(&records::user_prefix(tenant)).await?;
     let views: Vec<UserView> = users.iter().map(UserView::from).collect();
     ok_json(200, &json!({ "users": views }))
 }
@@ -380,16 +380,14 @@ async fn user_keys(tenant: &str, user: &str) -> Result<Vec<AccessKey>, SwrError>
     let aks = store::scan_names(&records::user_access_key_prefix(tenant, user))
         .await
         .map_err(fault)?;
-    let mut out = Vec::new();
-    for ak in aks {
-        if let Some(k) = store::get_json::<AccessKey>(&records::access_key(&ak))
-            .await
-            .map_err(oci_fault)?
-        {
-            out.push(k);
-        }
-    }
-    Ok(out)
+    let keys = aks.iter().map(|ak| records::access_key(ak)).collect();
+    Ok(store::metadata::get_many(keys)
+        .await
+        .map_err(fault)?
+        .into_iter()
+        .flatten()
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect())
 }
 
 async fn list_keys(who: &Principal, tenant: &str, user: &str) -> Result<Reply, SwrError> {
@@ -495,13 +493,8 @@ async fn key(
 
 async fn list_groups(who: &Principal, tenant: &str) -> Result<Reply, SwrError> {
     administered(who, tenant).await?;
-    let groups: Vec<serde_json::Value> = store::scan_all(&records::group_prefix(tenant))
-        .await
-        .map_err(fault)?
-        .iter()
-        .filter_map(|e| serde_json::from_slice::<Group>(&e.value).ok())
-        .map(|g| group_view(&g))
-        .collect();
+    let groups: Vec<Group> = all(&records::group_prefix(tenant)).await?;
+    let groups: Vec<_> = groups.iter().map(group_view).collect();
     ok_json(200, &json!({ "groups": groups }))
 }
 
@@ -547,11 +540,9 @@ async fn group(
     match method {
         Method::Get => {
             // Members: users naming the group.
-            let members: Vec<String> = store::scan_all(&records::user_prefix(tenant))
-                .await
-                .map_err(fault)?
-                .iter()
-                .filter_map(|e| serde_json::from_slice::<User>(&e.value).ok())
+            let users: Vec<User> = all(&records::user_prefix(tenant)).await?;
+            let members: Vec<String> = users
+                .into_iter()
                 .filter(|u| u.groups.iter().any(|x| x == name))
                 .map(|u| u.name)
                 .collect();
@@ -591,13 +582,8 @@ fn policy_view(p: &CustomPolicy) -> serde_json::Value {
 
 async fn list_policies(who: &Principal, tenant: &str) -> Result<Reply, SwrError> {
     administered(who, tenant).await?;
-    let custom: Vec<serde_json::Value> = store::scan_all(&records::policy_prefix(tenant))
-        .await
-        .map_err(fault)?
-        .iter()
-        .filter_map(|e| serde_json::from_slice::<CustomPolicy>(&e.value).ok())
-        .map(|p| policy_view(&p))
-        .collect();
+    let custom: Vec<CustomPolicy> = all(&records::policy_prefix(tenant)).await?;
+    let custom: Vec<_> = custom.iter().map(policy_view).collect();
     let system = [
         berth_domain::iam::FULL_ACCESS,
         berth_domain::iam::OPERATE_ACCESS,

@@ -73,10 +73,13 @@ async fn principal_of(u: User) -> Result<Option<Principal>, OciError> {
 /// How long an instance trusts that a user is still enabled.
 const ACTIVE_FOR_NANOS: u64 = 5_000_000_000;
 
+/// tenant → user → (when checked, monotonic ns; enabled). Nested so a
+/// lookup borrows the names instead of allocating a key per request.
+type ActiveCache =
+    std::collections::HashMap<String, std::collections::HashMap<String, (u64, bool)>>;
+
 thread_local! {
-    /// (tenant, user) → (when checked, monotonic ns; enabled).
-    static ACTIVE: std::cell::RefCell<std::collections::HashMap<(String, String), (u64, bool)>> =
-        Default::default();
+    static ACTIVE: std::cell::RefCell<ActiveCache> = Default::default();
 }
 
 /// Whether user `tenant`/`user` still exists and is enabled. A Bearer
@@ -85,8 +88,7 @@ thread_local! {
 /// user every few seconds per instance.
 pub async fn still_active(tenant: &str, user: &str) -> Result<bool, OciError> {
     let now = spin_sdk::wasip3::clocks::monotonic_clock::now();
-    let key = (tenant.to_string(), user.to_string());
-    let cached = ACTIVE.with(|a| a.borrow().get(&key).copied());
+    let cached = ACTIVE.with(|a| a.borrow().get(tenant)?.get(user).copied());
     if let Some((at, enabled)) = cached
         && now.saturating_sub(at) < ACTIVE_FOR_NANOS
     {
@@ -98,10 +100,12 @@ pub async fn still_active(tenant: &str, user: &str) -> Result<bool, OciError> {
     ACTIVE.with(|a| {
         let mut a = a.borrow_mut();
         // Bounded: an instance sees few users between recycles.
-        if a.len() > 4096 {
+        if a.values().map(|users| users.len()).sum::<usize>() > 4096 {
             a.clear();
         }
-        a.insert(key, (now, enabled));
+        a.entry(tenant.to_string())
+            .or_default()
+            .insert(user.to_string(), (now, enabled));
     });
     Ok(enabled)
 }

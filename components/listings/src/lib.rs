@@ -5,13 +5,24 @@ mod listings;
 use berth_domain::OciError;
 use berth_domain::route::{self, Route};
 use berth_guest::http::{Incoming, Reply};
-use spin_sdk::wasip3::http::types::Method;
+use spin_sdk::wasip3::http::types::{ErrorCode, Method, Request, Response};
 
-berth_guest::endpoint!("berth:registry/listings-endpoint", listings_api, dispatch);
+berth_guest::world_bindings!("berth:registry/listings-endpoint");
 
-async fn dispatch(req: &Incoming) -> Result<Reply, OciError> {
+use exports::berth::registry::listings_api::AccountUser;
+
+impl exports::berth::registry::listings_api::Guest for Endpoint {
+    async fn handle(request: Request, caller: Option<AccountUser>) -> Result<Response, ErrorCode> {
+        let caller = caller
+            .as_ref()
+            .map(|c| (c.tenant.as_str(), c.user.as_str()));
+        berth_guest::serve(request, async |req: &Incoming| dispatch(req, caller).await).await
+    }
+}
+
+async fn dispatch(req: &Incoming, caller: Option<(&str, &str)>) -> Result<Reply, OciError> {
     match (route::parse(&req.path), &req.method) {
-        (Ok(Route::Catalog), Method::Get) => listings::catalog(req).await,
+        (Ok(Route::Catalog), Method::Get) => listings::catalog(req, caller).await,
         (Ok(Route::Tags { name }), Method::Get) => listings::tags(req, name).await,
         (Ok(Route::Catalog | Route::Tags { .. }), _) => Err(OciError::method_not_allowed()),
         _ => Err(berth_guest::misrouted()),

@@ -58,11 +58,10 @@ fn reply(path: &str, body: serde_json::Value, items: &[String], limit: u32, more
     r
 }
 
-pub async fn catalog(req: &Incoming) -> Result<Reply, OciError> {
-    // The router names the caller: a catalog lists the repositories of its
-    // tenant, and of those the ones it may pull. Without a caller, nothing
-    // (the router always names one).
-    let (Some(tenant), Some(user)) = (req.query("berth-tenant"), req.query("berth-user")) else {
+/// The repositories of the caller's tenant that the caller may pull;
+/// nothing without a caller (the router always names one).
+pub async fn catalog(req: &Incoming, caller: Option<(&str, &str)>) -> Result<Reply, OciError> {
+    let Some((tenant, user)) = caller else {
         return Err(OciError::new(
             ErrorCode::Denied,
             "the catalog needs a caller",

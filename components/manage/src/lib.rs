@@ -54,42 +54,18 @@ fn group(path: &str) -> Result<Option<Group>, SwrError> {
     Ok(match segs.as_slice() {
         [] | [""] => Some(Group::Versions),
         [v @ ("v2" | "v3")] => Some(Group::Version(v.to_string())),
-        ["v2", "manage", "namespaces"] | ["v2", "manage", "namespaces", _] => {
-            Some(Group::Namespaces)
-        }
-        ["v2", "manage", "namespaces", _, "access"] => Some(Group::Namespaces),
-        ["v2", "manage", "namespaces", _, "repos"]
-        | ["v2", "manage", "namespaces", _, "repos", _]
-        | [
-            "v2",
-            "manage",
-            "namespaces",
-            _,
-            "repos",
-            _,
-            "tags" | "access",
-        ]
-        | ["v2", "manage", "namespaces", _, "repos", _, "tags", _]
-        | ["v3", "manage", "namespaces", _, "repos", _, "tags"]
-        | [
-            "v2",
-            "manage",
-            "namespaces",
-            _,
-            "repositories",
-            _,
-            "access-domains",
-        ]
-        | [
-            "v2",
-            "manage",
-            "namespaces",
-            _,
-            "repositories",
-            _,
-            "access-domains",
-            _,
-        ]
+        // What lies under one organization, after `…/namespaces/<ns>`.
+        ["v2", "manage", "namespaces", rest @ ..] => match rest {
+            [] | [_] | [_, "access"] => Some(Group::Namespaces),
+            [_, "repos"]
+            | [_, "repos", _]
+            | [_, "repos", _, "tags" | "access"]
+            | [_, "repos", _, "tags", _]
+            | [_, "repositories", _, "access-domains"]
+            | [_, "repositories", _, "access-domains", _] => Some(Group::Repositories),
+            _ => return Err(SwrError::not_implemented(path)),
+        },
+        ["v3", "manage", "namespaces", _, "repos", _, "tags"]
         | ["v2" | "v3", "manage", "shared-repositories"]
         | ["v2", "manage", "overview"]
         | ["v2", "manage", "reports", _, _]
@@ -97,9 +73,7 @@ fn group(path: &str) -> Result<Option<Group>, SwrError> {
         ["v2", "manage", "utils", "secret" | "authorizationtoken"]
         | ["v2", "manage", "projects", _, "quotas"] => Some(Group::Account),
         ["berth", "v1", ..] => Some(Group::Admin),
-        ["v2" | "v3", "manage", ..] => {
-            return Err(SwrError::not_implemented(path));
-        }
+        ["v2" | "v3", "manage", ..] => return Err(SwrError::not_implemented(path)),
         _ => None,
     })
 }

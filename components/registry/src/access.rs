@@ -13,11 +13,6 @@ use spin_sdk::wasip3::http::types::{Method, Request, Scheme};
 
 /// The header the host (like Spin) sets to the client's address.
 const CLIENT_ADDR: &str = "spin-client-addr";
-/// Query parameters by which the router tells `listings` whose catalog to
-/// list (the caller's tenant and user); a client's own values are always
-/// replaced.
-pub const TENANT_PARAM: &str = "berth-tenant";
-pub const USER_PARAM: &str = "berth-user";
 
 pub enum Caller {
     Anonymous,
@@ -70,7 +65,7 @@ impl Caller {
         }
     }
 
-    fn who(&self) -> Option<(String, String)> {
+    pub fn who(&self) -> Option<(String, String)> {
         match self {
             // A token issued without credentials names nobody.
             Caller::Token(c) if c.tenant.is_empty() => None,
@@ -169,23 +164,11 @@ pub async fn check(
             };
         }
         Route::Catalog => {
-            let Some((tenant, user)) = caller.who() else {
-                return Err(refuse(caller, req, "registry:catalog:*", String::new()));
+            // `listings` gets the caller and lists what it may pull.
+            return match caller.who() {
+                Some(_) => Ok(Check::allowed()),
+                None => Err(refuse(caller, req, "registry:catalog:*", String::new())),
             };
-            let mut pairs: Vec<(String, String)> = route::query_pairs(query)
-                .into_iter()
-                .filter(|(k, _)| k != TENANT_PARAM && k != USER_PARAM)
-                .collect();
-            pairs.push((TENANT_PARAM.into(), tenant));
-            pairs.push((USER_PARAM.into(), user));
-            let q: Vec<String> = pairs
-                .iter()
-                .map(|(k, v)| format!("{}={}", route::percent_encode(k), route::percent_encode(v)))
-                .collect();
-            return Ok(Check {
-                rewrite: Some(format!("/v2/_catalog?{}", q.join("&"))),
-                audit: None,
-            });
         }
         Route::Tags { name }
         | Route::Manifest { name, .. }

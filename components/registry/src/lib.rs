@@ -58,7 +58,12 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Router {
         }
         let response = match route {
             Route::Base => berth_guest::serve(request, base).await,
-            Route::Catalog | Route::Tags { .. } => listings_api::handle(request).await,
+            Route::Catalog | Route::Tags { .. } => {
+                let who = caller
+                    .who()
+                    .map(|(tenant, user)| listings_api::AccountUser { tenant, user });
+                listings_api::handle(request, who).await
+            }
             Route::Manifest { .. } => manifests_api::handle(request).await,
             Route::Blob { .. } => blobs_api::handle(request).await,
             Route::UploadStart { .. } | Route::Upload { .. } => uploads_api::handle(request).await,
@@ -72,7 +77,7 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Router {
 }
 
 impl Check {
-    fn allowed() -> Check {
+    pub(crate) fn allowed() -> Check {
         Check {
             rewrite: None,
             audit: None,

@@ -29,14 +29,7 @@ berth_guest::manage_endpoint!(
 );
 
 async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
-    let segs: Vec<String> = req
-        .path
-        .trim_end_matches('/')
-        .split('/')
-        .skip(1)
-        .map(String::from)
-        .collect();
-    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let s: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(1).collect();
     let full = |ns: &str, repo: &str| format!("{ns}/{}", swr::repository_from_path(repo));
     match (s.as_slice(), &req.method) {
         (["v2", "manage", "repos"], Method::Get) => list(req, who, false).await,
@@ -71,6 +64,7 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
         (["v2", "manage", "namespaces", ns, "repos", r, "access"], m) => {
             access(&full(ns, r), m, body, who).await
         }
+        // `…/access-domains` and `…/access-domains/<tenant>`.
         (
             [
                 "v2",
@@ -80,22 +74,12 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
                 "repositories",
                 r,
                 "access-domains",
+                d @ ..,
             ],
             m,
-        ) => sharing::access_domains(&full(ns, r), None, m, body, who).await,
-        (
-            [
-                "v2",
-                "manage",
-                "namespaces",
-                ns,
-                "repositories",
-                r,
-                "access-domains",
-                d,
-            ],
-            m,
-        ) => sharing::access_domains(&full(ns, r), Some(d), m, body, who).await,
+        ) if d.len() <= 1 => {
+            sharing::access_domains(&full(ns, r), d.first().copied(), m, body, who).await
+        }
         (["v2", "manage", "overview"], Method::Get) => usage::overview(who).await,
         (["v2", "manage", "reports", kind, frequency], Method::Get) => {
             usage::report(who, kind, frequency).await

@@ -14,7 +14,7 @@ use berth_domain::keys;
 use berth_domain::reports::{self, Aggregate, Frequency};
 use berth_domain::swr::SwrError;
 use berth_guest::http::Reply;
-use berth_guest::manage::{fault, ok_json};
+use berth_guest::manage::{fault, oci_fault, ok_json};
 use berth_guest::namespaces;
 use berth_guest::store::{self, metadata};
 
@@ -42,13 +42,15 @@ pub async fn usage(who: &Principal) -> Result<Usage, SwrError> {
         .map_err(fault)?
         .iter()
         .sum();
-    let today = reports::date(store::now());
-    store::commit(vec![store::put(
-        records::stored_on(&who.tenant, &today),
-        stored.to_string().into_bytes(),
-    )])
-    .await
-    .map_err(fault)?;
+    // Today's figure for the reports; written only when it changed.
+    let snapshot = records::stored_on(&who.tenant, &reports::date(store::now()));
+    let figure = stored.to_string().into_bytes();
+    let recorded = store::get(&snapshot).await.map_err(oci_fault)?;
+    if recorded.is_none_or(|e| e.value != figure) {
+        store::commit(vec![store::put(snapshot, figure)])
+            .await
+            .map_err(fault)?;
+    }
     Ok(Usage {
         namespaces: owned.len(),
         repositories: repos.len(),
