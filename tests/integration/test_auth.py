@@ -64,7 +64,7 @@ def test_challenge_and_token_flow(tenants):
     tok = t.json()["token"]
     # The token carries exactly the granted access.
     claims = json.loads(__import__("base64").urlsafe_b64decode(tok.split(".")[1] + "=="))
-    assert claims["access"] == [{"type": "repository", "name": "admin-ns/app", "actions": ["pull", "push"]}]
+    assert claims["access"] == [{"type": "repository", "name": "admin-ns/app", "actions": ["pull", "push"], "basis": "own"}]
     assert requests.get(f"{reg.anon_url}/v2/", headers=bearer(tok)).status_code == 200
     _, digest = image(reg.url, "admin-ns/app", tag="v1")
     r = requests.get(f"{reg.anon_url}/v2/admin-ns/app/manifests/v1", headers=bearer(tok))

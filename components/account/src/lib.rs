@@ -59,6 +59,7 @@ fn login_secret(req: &Incoming, who: &Principal) -> Result<Reply, SwrError> {
         kind: "login".into(),
         tenant: who.tenant.clone(),
         sub: who.user.clone(),
+        uid: who.user_id.clone(),
         access: Vec::new(),
         ak: Some(ak.clone()),
         key: who.access_key.clone(),

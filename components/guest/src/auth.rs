@@ -6,7 +6,7 @@ use crate::store::{self, credentials, metadata};
 use berth_domain::OciError;
 use berth_domain::iam::docker::{self, Login, RegistryClaims};
 use berth_domain::iam::records::{self, AccessKey, Grant, Namespace, RepositoryMeta, Share, User};
-use berth_domain::iam::{self, Action, Facts, Principal};
+use berth_domain::iam::{self, Action, Basis, Facts, Principal};
 
 /// The principal of `tenant`/`user` with every policy its user and groups
 /// carry, or `None` if the user does not exist or is disabled.
@@ -73,30 +73,38 @@ async fn principal_of(u: User) -> Result<Option<Principal>, OciError> {
 /// How long an instance trusts that a user is still enabled.
 const ACTIVE_FOR_NANOS: u64 = 5_000_000_000;
 
-/// tenant → user → (when checked, monotonic ns; enabled). Nested so a
-/// lookup borrows the names instead of allocating a key per request.
+/// tenant → user → (when checked, monotonic ns; the enabled user's id, or
+/// none when disabled or gone). Nested so a lookup borrows the names
+/// instead of allocating a key per request.
 type ActiveCache =
-    std::collections::HashMap<String, std::collections::HashMap<String, (u64, bool)>>;
+    std::collections::HashMap<String, std::collections::HashMap<String, (u64, Option<String>)>>;
 
 thread_local! {
     static ACTIVE: std::cell::RefCell<ActiveCache> = Default::default();
 }
 
-/// Whether user `tenant`/`user` still exists and is enabled. A Bearer
-/// token was decided when issued; this stops a disabled or deleted user's
-/// tokens within seconds instead of at expiry, at the cost of one read per
-/// user every few seconds per instance.
-pub async fn still_active(tenant: &str, user: &str) -> Result<bool, OciError> {
+/// Whether user `tenant`/`user` still exists, is enabled, and is the user
+/// of id `uid` a token was issued to (empty: tokens of earlier versions,
+/// which name no id). A Bearer token was decided when issued; this stops a
+/// disabled, deleted or re-created user's tokens within seconds instead of
+/// at expiry, at the cost of one read per user every few seconds per
+/// instance.
+pub async fn still_active(tenant: &str, user: &str, uid: &str) -> Result<bool, OciError> {
+    let same = |id: &Option<String>| id.as_deref().is_some_and(|id| uid.is_empty() || id == uid);
     let now = spin_sdk::wasip3::clocks::monotonic_clock::now();
-    let cached = ACTIVE.with(|a| a.borrow().get(tenant)?.get(user).copied());
-    if let Some((at, enabled)) = cached
-        && now.saturating_sub(at) < ACTIVE_FOR_NANOS
-    {
-        return Ok(enabled);
+    let fresh = ACTIVE.with(|a| {
+        let a = a.borrow();
+        let (at, id) = a.get(tenant)?.get(user)?;
+        (now.saturating_sub(*at) < ACTIVE_FOR_NANOS).then(|| same(id))
+    });
+    if let Some(active) = fresh {
+        return Ok(active);
     }
-    let enabled = store::get_json::<User>(&records::user(tenant, user))
+    let id = store::get_json::<User>(&records::user(tenant, user))
         .await?
-        .is_some_and(|u| !u.disabled);
+        .filter(|u| !u.disabled)
+        .map(|u| u.id);
+    let active = same(&id);
     ACTIVE.with(|a| {
         let mut a = a.borrow_mut();
         // Bounded: an instance sees few users between recycles.
@@ -105,9 +113,9 @@ pub async fn still_active(tenant: &str, user: &str) -> Result<bool, OciError> {
         }
         a.entry(tenant.to_string())
             .or_default()
-            .insert(user.to_string(), (now, enabled));
+            .insert(user.to_string(), (now, id));
     });
-    Ok(enabled)
+    Ok(active)
 }
 
 /// An access key and its secret, if the key exists and is active.
@@ -152,11 +160,14 @@ pub async fn login(username: &str, password: &str) -> Result<Option<Principal>, 
                             Some(k) => access_key(k).await?.is_some(),
                             None => true,
                         };
-                        if key_alive {
-                            principal(&c.tenant, &c.sub).await
-                        } else {
-                            Ok(None)
+                        if !key_alive {
+                            return Ok(None);
                         }
+                        // Only the user it was issued to, not a namesake
+                        // created since.
+                        Ok(principal(&c.tenant, &c.sub)
+                            .await?
+                            .filter(|p| c.uid.is_empty() || p.user_id == c.uid))
                     }
                     _ => Ok(None),
                 };
@@ -274,12 +285,12 @@ pub async fn may(who: Option<&Principal>, action: Action, repo: &str) -> Result<
 }
 
 /// The docker actions (`pull`, `push`, `delete`) `who` holds on `repo`,
-/// out of those `asked`.
+/// out of those `asked`, each with what it rests on.
 pub async fn docker_actions(
     who: Option<&Principal>,
     repo: &str,
     asked: &[&'static str],
-) -> Result<Vec<String>, OciError> {
+) -> Result<Vec<(&'static str, Basis)>, OciError> {
     let facts = repository_facts(who, repo).await?;
     let resource = iam::action::repository_resource(repo);
     // Pushing into an organization that does not exist creates it: only for
@@ -293,11 +304,36 @@ pub async fn docker_actions(
         );
     Ok(asked
         .iter()
-        .filter(|a| {
-            docker::action(a).is_some_and(|act| {
-                iam::decide(who, act, &resource, &facts) && (act != Action::Push || may_create)
-            })
+        .filter_map(|&a| {
+            let act = docker::action(a)?;
+            let basis = iam::decide_basis(who, act, &resource, &facts)?;
+            (act != Action::Push || may_create).then_some((a, basis))
         })
-        .map(|a| a.to_string())
         .collect())
+}
+
+/// Whether what a token's grant on `repo` rests on still holds for a
+/// caller of `tenant` (empty: anonymous): one metadata read, of the one
+/// record the basis depends on.
+pub async fn basis_holds(tenant: &str, repo: &str, basis: Basis) -> Result<bool, OciError> {
+    let mut facts = Facts::default();
+    match basis {
+        Basis::Own => {
+            facts.owner = store::get_json::<Namespace>(&records::namespace(namespace_of(repo)))
+                .await?
+                .map(|n| n.tenant);
+        }
+        Basis::Public => {
+            facts.public = store::get_json::<RepositoryMeta>(&records::repository_meta(repo))
+                .await?
+                .is_some_and(|m| m.public);
+        }
+        Basis::Shared => {
+            facts.shared = !tenant.is_empty()
+                && store::get_json::<Share>(&records::share(repo, tenant))
+                    .await?
+                    .is_some_and(|s| s.expires > store::now());
+        }
+    }
+    Ok(basis.holds(tenant, &facts))
 }

@@ -42,10 +42,11 @@ impl Caller {
             return match store::credentials::verify_token(token.trim())
                 .and_then(|c| serde_json::from_str::<RegistryClaims>(&c).ok())
             {
-                // A token names its user; one disabled or deleted since
-                // is refused (checked every few seconds, see still_active).
+                // A token names its user; one disabled, deleted or
+                // re-created since is refused (checked every few seconds,
+                // see still_active).
                 Some(c) if c.kind == "registry" && !c.tenant.is_empty() => {
-                    match auth::still_active(&c.tenant, &c.sub).await {
+                    match auth::still_active(&c.tenant, &c.sub, &c.uid).await {
                         Ok(true) => Caller::Token(c),
                         Ok(false) => Caller::Invalid("the token's user is disabled or gone"),
                         Err(e) => Caller::Fault(e),
@@ -75,10 +76,15 @@ impl Caller {
         }
     }
 
-    /// Whether the caller holds docker `action` on `repo`.
+    /// Whether the caller holds docker `action` on `repo`. A token's grant
+    /// counts only while what it was decided on still holds (the
+    /// organization's owner, the repository's visibility, the share).
     async fn holds(&self, repo: &str, action: &'static str) -> Result<bool, OciError> {
         match self {
-            Caller::Token(c) => Ok(c.allows(repo, action)),
+            Caller::Token(c) => match c.allows(repo, action) {
+                Some(basis) => auth::basis_holds(&c.tenant, repo, basis).await,
+                None => Ok(false),
+            },
             Caller::User(p) => Ok(!auth::docker_actions(Some(p), repo, &[action])
                 .await?
                 .is_empty()),
@@ -183,9 +189,22 @@ pub async fn check(
         _ => "push",
     };
     // As Distribution does, a push challenge asks for pull too: clients
-    // that keep one token per repository need both.
-    let scope = match action {
-        "push" => format!("repository:{name}:pull,push"),
+    // that keep one token per repository need both; and a mount asks for
+    // pull on the repository it mounts from, so a client fetching exactly
+    // the challenged scopes can mount.
+    let mount_from = match (route, method) {
+        (Route::UploadStart { .. }, Method::Post) => {
+            let pairs = route::query_pairs(query);
+            route::query_get(&pairs, "mount")
+                .and(route::query_get(&pairs, "from"))
+                .filter(|f| berth_domain::name::is_valid_name(f) && *f != name)
+                .map(str::to_string)
+        }
+        _ => None,
+    };
+    let scope = match (action, mount_from) {
+        ("push", Some(from)) => format!("repository:{name}:pull,push repository:{from}:pull"),
+        ("push", None) => format!("repository:{name}:pull,push"),
         _ => format!("repository:{name}:{action}"),
     };
     let holds = caller

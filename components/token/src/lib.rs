@@ -86,28 +86,58 @@ async fn token(req: &Incoming) -> Result<Reply, OciError> {
     let mut access = Vec::new();
     for scope in scopes.iter().filter(|s| !s.is_empty()) {
         let Some(asked) = docker::parse_scope(scope) else {
-            return Err(OciError::unsupported(format!("invalid scope {scope:?}")).with_status(400));
+            return Err(OciError::unsupported(format!(
+                "invalid scope {scope:?}: expected repository:<valid repository name>:<actions> or registry:catalog:*"
+            ))
+            .with_status(400));
         };
-        let granted = match asked.kind.as_str() {
+        match asked.kind.as_str() {
             "repository" => {
                 let wanted = docker::requested(&asked.actions);
-                auth::docker_actions(who.as_ref(), &asked.name, &wanted).await?
+                let granted = auth::docker_actions(who.as_ref(), &asked.name, &wanted).await?;
+                // One entry per basis (usually one): each is re-checked on use.
+                let mut bases = Vec::new();
+                for (_, b) in &granted {
+                    if !bases.contains(b) {
+                        bases.push(*b);
+                    }
+                }
+                // Docker's convention: ungranted actions are left out, not refused.
+                if bases.is_empty() {
+                    access.push(Access {
+                        actions: Vec::new(),
+                        ..asked.clone()
+                    });
+                }
+                for basis in bases {
+                    access.push(Access {
+                        actions: granted
+                            .iter()
+                            .filter(|(_, b)| *b == basis)
+                            .map(|(a, _)| a.to_string())
+                            .collect(),
+                        basis: Some(basis),
+                        ..asked.clone()
+                    });
+                }
             }
             // The catalog lists the caller's own tenant only.
-            _ if who.is_some() => vec!["*".to_string()],
-            _ => Vec::new(),
-        };
-        // Docker's convention: ungranted actions are left out, not refused.
-        access.push(Access {
-            actions: granted,
-            ..asked
-        });
+            _ => access.push(Access {
+                actions: if who.is_some() {
+                    vec!["*".to_string()]
+                } else {
+                    Vec::new()
+                },
+                ..asked
+            }),
+        }
     }
 
     let claims = RegistryClaims {
         kind: "registry".into(),
         tenant: who.as_ref().map(|p| p.tenant.clone()).unwrap_or_default(),
         sub: who.as_ref().map(|p| p.user.clone()).unwrap_or_default(),
+        uid: who.as_ref().map(|p| p.user_id.clone()).unwrap_or_default(),
         access,
         ak: None,
         key: None,

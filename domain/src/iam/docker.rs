@@ -1,7 +1,7 @@
 //! Registry authentication for docker-style clients: Basic credentials, the
 //! login name forms, token scopes and the `WWW-Authenticate` challenge.
 
-use super::Action;
+use super::{Action, Basis};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
@@ -55,19 +55,36 @@ pub fn long_term_password(ak: &str, sk: &str) -> String {
 
 /// One `scope` of a token request: `repository:<name>:<actions>` or
 /// `registry:catalog:*`.
+///
+/// In a token, each entry also says what its actions rest on (`basis`,
+/// Berth's addition to Docker's claim): the registry checks it again on
+/// every use, so a token never outlives the facts it was decided on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {
     #[serde(rename = "type")]
     pub kind: String,
     pub name: String,
     pub actions: Vec<String>,
+    /// Absent in a request's scope, and in tokens of earlier versions
+    /// (checked as [`Basis::Own`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<Basis>,
 }
 
+/// Parses one `scope` of a token request (Docker's token scope grammar:
+/// `type:name:actions`). `repository` scopes must name a valid repository
+/// (OCI name grammar, lower case, no encoding or wildcards); `registry`
+/// has only `catalog`.
 pub fn parse_scope(scope: &str) -> Option<Access> {
     // Names never contain ':', but a registry host in the name could.
     let (kind, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
-    if name.is_empty() || !matches!(kind, "repository" | "registry") {
+    let valid = match kind {
+        "repository" => crate::name::is_valid_name(name),
+        "registry" => name == "catalog",
+        _ => false,
+    };
+    if !valid {
         return None;
     }
     Some(Access {
@@ -78,6 +95,7 @@ pub fn parse_scope(scope: &str) -> Option<Access> {
             .filter(|a| !a.is_empty())
             .map(String::from)
             .collect(),
+        basis: None,
     })
 }
 
@@ -109,6 +127,11 @@ pub struct RegistryClaims {
     pub kind: String,
     pub tenant: String,
     pub sub: String,
+    /// The user's id (`User::id`): a user deleted and re-created under the
+    /// same name is another user, whom the token does not name. Empty in
+    /// anonymous tokens.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
     #[serde(default)]
     pub access: Vec<Access>,
     /// For a temporary login key: the key id of its login name.
@@ -121,11 +144,16 @@ pub struct RegistryClaims {
 }
 
 impl RegistryClaims {
-    /// Whether the token grants docker `action` on repository `name`.
-    pub fn allows(&self, name: &str, action: &str) -> bool {
-        self.access.iter().any(|a| {
-            a.kind == "repository" && a.name == name && a.actions.iter().any(|x| x == action)
-        })
+    /// What the token's grant of docker `action` on repository `name`
+    /// rests on, if it grants it; the caller must check that it
+    /// [`Basis::holds`] before acting.
+    pub fn allows(&self, name: &str, action: &str) -> Option<Basis> {
+        self.access
+            .iter()
+            .find(|a| {
+                a.kind == "repository" && a.name == name && a.actions.iter().any(|x| x == action)
+            })
+            .map(|a| a.basis.unwrap_or(Basis::Own))
     }
 }
 
@@ -175,12 +203,22 @@ mod tests {
             Some(Access {
                 kind: "repository".into(),
                 name: "team/app".into(),
-                actions: vec!["pull".into(), "push".into()]
+                actions: vec!["pull".into(), "push".into()],
+                basis: None,
             })
         );
         assert_eq!(parse_scope("registry:catalog:*").unwrap().name, "catalog");
         assert_eq!(parse_scope("bogus"), None);
         assert_eq!(parse_scope("user:x:pull"), None);
+        // Only names a repository can have.
+        for bad in ["ACME/app", "acme%2Fapp", "*", "../..", "a//b", "team/*"] {
+            assert_eq!(
+                parse_scope(&format!("repository:{bad}:pull")),
+                None,
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_scope("registry:everything:*"), None);
         assert_eq!(requested(&["*".into()]), ["pull", "push", "delete"]);
         assert_eq!(requested(&["push".into(), "x".into()]), ["push"]);
     }

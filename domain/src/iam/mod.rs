@@ -85,7 +85,18 @@ pub struct Facts {
 /// administrators, policy allows and grants each suffice; public
 /// repositories are readable by everyone.
 pub fn decide(who: Option<&Principal>, action: Action, resource: &str, facts: &Facts) -> bool {
-    let public_read = action.is_read() && facts.public;
+    decide_basis(who, action, resource, facts).is_some()
+}
+
+/// [`decide`], saying what an allow rests on: what must still hold for a
+/// decision kept beyond this request (a registry token) to stay valid.
+pub fn decide_basis(
+    who: Option<&Principal>,
+    action: Action,
+    resource: &str,
+    facts: &Facts,
+) -> Option<Basis> {
+    let public_read = (action.is_read() && facts.public).then_some(Basis::Public);
     let Some(p) = who else {
         return public_read;
     };
@@ -95,7 +106,7 @@ pub fn decide(who: Option<&Principal>, action: Action, resource: &str, facts: &F
         .filter_map(|d| d.effect(action, resource))
         .collect();
     if effects.contains(&Effect::Deny) {
-        return false;
+        return None;
     }
     let own = match &facts.owner {
         Some(owner) => owner == &p.tenant,
@@ -104,15 +115,55 @@ pub fn decide(who: Option<&Principal>, action: Action, resource: &str, facts: &F
         None => true,
     };
     if !own {
-        return action.is_read() && (facts.public || facts.shared);
+        if !action.is_read() {
+            return None;
+        }
+        return public_read.or((facts.shared).then_some(Basis::Shared));
     }
-    p.admin
+    let granted = p.admin
         || effects.contains(&Effect::Allow)
         || facts
             .namespace_grant
             .max(facts.repository_grant)
-            .is_some_and(|l| l.covers(action))
-        || public_read
+            .is_some_and(|l| l.covers(action));
+    if granted {
+        Some(Basis::Own)
+    } else {
+        public_read
+    }
+}
+
+/// What an allow of [`decide_basis`] rests on. Each of these can change
+/// after the decision (an organization created or re-created by another
+/// tenant, a repository made private, a share ended), so a decision kept
+/// for later, such as a registry token's access list, is checked against
+/// it again on every use ([`Basis::holds`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// The caller's own tenant's organization — or none yet, which a push
+    /// creates for the caller's tenant: holds while no other tenant owns it.
+    Own,
+    /// A public repository: holds while it stays public.
+    Public,
+    /// A repository shared with the caller's tenant: holds while the share
+    /// lasts.
+    Shared,
+}
+
+impl Basis {
+    /// Whether the basis still holds for a caller of `tenant` (empty when
+    /// anonymous), given the organization's owner, the repository's
+    /// visibility and the caller's share as they are now (`facts`; grants
+    /// are not consulted: within a tenant, permissions narrowed after a
+    /// token was issued apply from the next token).
+    pub fn holds(self, tenant: &str, facts: &Facts) -> bool {
+        match self {
+            Basis::Own => !tenant.is_empty() && facts.owner.as_deref().is_none_or(|o| o == tenant),
+            Basis::Public => facts.public,
+            Basis::Shared => !tenant.is_empty() && facts.shared,
+        }
+    }
 }
 
 /// Whether `who` may do `action` on every organization and repository of
@@ -283,6 +334,62 @@ mod tests {
         assert!(decide(Some(&other), Action::Pull, &r, &shared));
         assert!(!decide(Some(&other), Action::Push, &r, &shared));
         assert!(!decide(None, Action::Pull, &r, &shared));
+    }
+
+    /// The case of the cross-tenant hole: a decision taken while an
+    /// organization did not exist does not survive another tenant creating it.
+    #[test]
+    fn kept_decisions_rest_on_what_can_change() {
+        let r = repo("later/app");
+        let b = user("b", &[FULL_ACCESS]);
+        let nothing = Facts::default();
+        assert_eq!(
+            decide_basis(Some(&b), Action::Delete, &r, &nothing),
+            Some(Basis::Own)
+        );
+        assert!(Basis::Own.holds("b", &nothing));
+        assert!(Basis::Own.holds("b", &own("b")));
+        assert!(!Basis::Own.holds("b", &own("a")));
+        assert!(!Basis::Own.holds("", &nothing));
+        // Another tenant's public repository: readable while public.
+        let public = Facts {
+            public: true,
+            ..own("a")
+        };
+        assert_eq!(
+            decide_basis(Some(&b), Action::Pull, &r, &public),
+            Some(Basis::Public)
+        );
+        assert_eq!(
+            decide_basis(None, Action::Pull, &r, &public),
+            Some(Basis::Public)
+        );
+        assert!(!Basis::Public.holds("b", &own("a")));
+        // Shared: while the share lasts.
+        let shared = Facts {
+            shared: true,
+            ..own("a")
+        };
+        assert_eq!(
+            decide_basis(Some(&b), Action::Pull, &r, &shared),
+            Some(Basis::Shared)
+        );
+        assert!(!Basis::Shared.holds("b", &own("a")));
+        // Own tenant, no permission, public repository: rests on it being public.
+        let nobody = user("a", &[]);
+        assert_eq!(
+            decide_basis(Some(&nobody), Action::Pull, &r, &public),
+            Some(Basis::Public)
+        );
+        assert_eq!(
+            decide_basis(
+                Some(&user("a", &[READ_ONLY_ACCESS])),
+                Action::Pull,
+                &r,
+                &public
+            ),
+            Some(Basis::Own)
+        );
     }
 
     #[test]
