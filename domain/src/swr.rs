@@ -49,6 +49,15 @@ impl SwrError {
     pub fn conflict(message: impl Into<String>) -> SwrError {
         SwrError::new(409, 1, message)
     }
+    /// A signed change received a second time (the replay defence of the
+    /// management router): 409, as for any duplicate of a change made.
+    pub fn replayed() -> SwrError {
+        SwrError::new(
+            409,
+            2,
+            "this signed request was already received (a replay, or the same change sent twice within one second): sign a new request to repeat a change",
+        )
+    }
     pub fn internal(message: impl Into<String>) -> SwrError {
         SwrError::new(500, 1, message)
     }

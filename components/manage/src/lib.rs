@@ -36,8 +36,7 @@ fn error(req: Incoming, e: &SwrError) -> Response {
     Reply::json(e.status, e.body()).into_response(req)
 }
 
-/// Which resource group serves a path; `Err` for paths Berth knows but does
-/// not implement yet, `None` for unknown paths.
+/// Which resource group serves a path (`None` for paths outside every API).
 enum Group {
     /// `GET /v2`, `GET /v3`: one version's details.
     Version(String),
@@ -47,34 +46,53 @@ enum Group {
     /// `/berth/v1/...`: Berth's own admin API.
     Admin,
     Versions,
+    /// SWR operations Berth does not serve yet (triggers, retention, sync):
+    /// 501 once the caller is authenticated.
+    Later,
+    /// No such management operation: 404 once the caller is authenticated
+    /// (so the API's shape is not told to strangers).
+    Unknown,
 }
 
-fn group(path: &str) -> Result<Option<Group>, SwrError> {
+/// SWR's path segments for operations whose issues have not landed.
+const LATER: [&str; 5] = [
+    "triggers",
+    "retentions",
+    "sync_repo",
+    "sync_images",
+    "sync_job",
+];
+
+fn group(path: &str) -> Option<Group> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    Ok(match segs.as_slice() {
-        [] | [""] => Some(Group::Versions),
-        [v @ ("v2" | "v3")] => Some(Group::Version(v.to_string())),
+    Some(match segs.as_slice() {
+        [] | [""] => Group::Versions,
+        [v @ ("v2" | "v3")] => Group::Version(v.to_string()),
         // What lies under one organization, after `…/namespaces/<ns>`.
         ["v2", "manage", "namespaces", rest @ ..] => match rest {
-            [] | [_] | [_, "access"] => Some(Group::Namespaces),
+            [] | [_] | [_, "access"] => Group::Namespaces,
             [_, "repos"]
             | [_, "repos", _]
             | [_, "repos", _, "tags" | "access"]
             | [_, "repos", _, "tags", _]
             | [_, "repositories", _, "access-domains"]
-            | [_, "repositories", _, "access-domains", _] => Some(Group::Repositories),
-            _ => return Err(SwrError::not_implemented(path)),
+            | [_, "repositories", _, "access-domains", _] => Group::Repositories,
+            _ if rest.iter().any(|s| LATER.contains(s)) => Group::Later,
+            _ => Group::Unknown,
         },
         ["v3", "manage", "namespaces", _, "repos", _, "tags"]
         | ["v2" | "v3", "manage", "shared-repositories"]
         | ["v2", "manage", "overview"]
         | ["v2", "manage", "reports", _, _]
-        | ["v2" | "v3", "manage", "repos"] => Some(Group::Repositories),
+        | ["v2" | "v3", "manage", "repos"] => Group::Repositories,
         ["v2", "manage", "utils", "secret" | "authorizationtoken"]
-        | ["v2", "manage", "projects", _, "quotas"] => Some(Group::Account),
-        ["berth", "v1", ..] => Some(Group::Admin),
-        ["v2" | "v3", "manage", ..] => return Err(SwrError::not_implemented(path)),
-        _ => None,
+        | ["v2", "manage", "projects", _, "quotas"] => Group::Account,
+        ["berth", "v1", ..] => Group::Admin,
+        ["v2" | "v3", "manage", rest @ ..] if rest.iter().any(|s| LATER.contains(s)) => {
+            Group::Later
+        }
+        ["v2" | "v3", "manage", ..] => Group::Unknown,
+        _ => return None,
     })
 }
 
@@ -82,10 +100,8 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
         let authority = request.get_authority();
         let req = Incoming::new(request);
-        let group = match group(&req.path) {
-            Ok(Some(g)) => g,
-            Ok(None) => return Ok(error(req, &SwrError::not_found("no such API"))),
-            Err(e) => return Ok(error(req, &e)),
+        let Some(group) = group(&req.path) else {
+            return Ok(error(req, &SwrError::not_found("no such API")));
         };
         // API versions need no signature, as in SWR.
         let versions = match &group {
@@ -112,10 +128,12 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
         }
         let body = match req.body_bytes(MAX_BODY).await {
             Ok(b) => b,
-            Err(_) => {
-                let e = SwrError::bad_request(format!(
-                    "request bodies are limited to {MAX_BODY} bytes"
-                ));
+            Err(e) => {
+                let e = if e.status() == 413 {
+                    SwrError::bad_request(format!("request bodies are limited to {MAX_BODY} bytes"))
+                } else {
+                    SwrError::bad_request(e.message)
+                };
                 return Ok(error(req, &e));
             }
         };
@@ -125,10 +143,11 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             && req
                 .header("authorization")
                 .is_some_and(|h| h.starts_with("Basic "));
+        let mutating = !matches!(req.method, Method::Get | Method::Head);
         let authenticated = if basic {
             authenticate_basic(&req).await
         } else {
-            authenticate(&req, authority.as_deref(), &body).await
+            authenticate(&req, authority.as_deref(), &body, mutating).await
         };
         let caller = match authenticated {
             Ok(c) => c,
@@ -140,8 +159,22 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             }
             Err(e) => return Ok(error(req, &e)),
         };
+        match group {
+            Group::Later => {
+                let e = SwrError::not_implemented(&req.path);
+                return Ok(error(req, &e));
+            }
+            Group::Unknown => {
+                let e = SwrError::not_found(format!(
+                    "no management operation {} {}",
+                    method_name(&req.method),
+                    req.path
+                ));
+                return Ok(error(req, &e));
+            }
+            _ => {}
+        }
         let source = req.header("spin-client-addr").unwrap_or_default();
-        let mutating = !matches!(req.method, Method::Get | Method::Head);
         let (tenant, user) = (caller.tenant.clone(), caller.user.clone());
         let operation = format!("{} {}", method_name(&req.method), req.path);
         let resource = req.path.clone();
@@ -152,7 +185,9 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             Group::Repositories => repositories_api::handle(forwarded, body, caller).await,
             Group::Account => account_api::handle(forwarded, body, caller).await,
             Group::Admin => admin_api::handle(forwarded, body, caller).await,
-            Group::Versions | Group::Version(_) => unreachable!("answered above"),
+            Group::Versions | Group::Version(_) | Group::Later | Group::Unknown => {
+                unreachable!("answered above")
+            }
         };
         if mutating && let Ok(r) = &response {
             let event = AuditEvent {
@@ -194,11 +229,13 @@ fn method_name(m: &Method) -> &'static str {
     }
 }
 
-/// Checks the request's AK/SK signature; the caller it names.
+/// Checks the request's AK/SK signature; the caller it names. A signed
+/// change (`mutating`) is carried out once: see [`claim_once`].
 async fn authenticate(
     req: &Incoming,
     authority: Option<&str>,
     body: &[u8],
+    mutating: bool,
 ) -> Result<Caller, SwrError> {
     let value = req
         .header("authorization")
@@ -226,6 +263,11 @@ async fn authenticate(
     };
     signing::verify(&signed, &parsed, sk.as_bytes(), store::now())
         .map_err(|e| SwrError::unauthorized(e.to_string()))?;
+    if mutating {
+        // `verify` found the date header.
+        let date = req.header("x-sdk-date").unwrap_or_default();
+        claim_once(&date, &parsed.signature).await?;
+    }
     // A project id, when given, must be the key's tenant's.
     if let Some(project) = req.header("x-project-id") {
         let tenant = store::get_json::<Tenant>(&records::tenant(&key.tenant))
@@ -242,6 +284,43 @@ async fn authenticate(
         .map_err(fault)?
         .ok_or_else(|| SwrError::unauthorized("the access key's user is disabled or gone"))?;
     Ok(caller_of(p, Some(key.ak)))
+}
+
+/// The replay defence: a signed change is accepted once. Its signature
+/// (which covers method, path, query, signed headers, body and
+/// `X-Sdk-Date`) is recorded under `iam/signed/<date>/…` in the same commit
+/// that checks it is new; a second arrival within the 15-minute skew window
+/// is refused, and after it the date check refuses it anyway. Reads are not
+/// recorded (replaying one changes nothing, and clients poll). Records past
+/// the window are removed a few at a time by later claims. The claim stays
+/// whatever the change's outcome: a captured request that failed must not
+/// succeed later on someone else's behalf (and hand them its answer, such
+/// as a new secret key). The official SDKs sign a fresh `X-Sdk-Date` per
+/// call, so only byte-identical changes sent within the same second
+/// collide; they get 409 like any duplicate.
+async fn claim_once(sdk_date: &str, signature: &str) -> Result<(), SwrError> {
+    use berth_guest::store::{Precondition, StoreError, WriteOp, metadata};
+    let fault = |e: StoreError| SwrError::internal(format!("storage failure: {e:?}"));
+    let now = store::now();
+    let stale = metadata::scan(records::SIGNED.to_string(), None, 16)
+        .await
+        .map_err(fault)?;
+    let mut ops = vec![WriteOp::Put((
+        records::signed_request(sdk_date, signature),
+        Vec::new(),
+        Precondition::Absent,
+    ))];
+    ops.extend(
+        stale
+            .into_iter()
+            .filter(|e| signing::replay_record_expired(&e.key, now))
+            .map(|e| store::delete(e.key)),
+    );
+    match store::commit(ops).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict) => Err(SwrError::replayed()),
+        Err(e) => Err(fault(e)),
+    }
 }
 
 /// `Authorization: Basic` with a login a docker client would use.

@@ -37,6 +37,14 @@ pub fn policy(tenant: &str, name: &str) -> String {
 pub fn policy_prefix(tenant: &str) -> String {
     format!("iam/policy/{tenant}/")
 }
+/// `iam/signed/<X-Sdk-Date>/<signature>` → empty: a signed change already
+/// received, kept for the skew window ([`super::signing::MAX_SKEW_SECS`]) so
+/// the same signed request is not carried out twice. Keys sort by date
+/// (`YYYYMMDDTHHMMSSZ`), so expired ones are the first under [`SIGNED`].
+pub const SIGNED: &str = "iam/signed/";
+pub fn signed_request(sdk_date: &str, signature: &str) -> String {
+    format!("{SIGNED}{sdk_date}/{}", signature.to_ascii_lowercase())
+}
 /// `iam/ak/<access key id>` → [`AccessKey`].
 pub fn access_key(ak: &str) -> String {
     format!("iam/ak/{ak}")

@@ -4,7 +4,7 @@
 //! canonical request = METHOD \n canonical URI (each path segment
 //! percent-encoded, trailing `/`) \n sorted, encoded query \n
 //! `name:value\n` per signed header \n signed header names `;`-joined \n
-//! hex sha256 of the body (or `X-Sdk-Content-Sha256`);
+//! hex sha256 of the body as received;
 //! string to sign = `SDK-HMAC-SHA256\n<X-Sdk-Date>\nhex sha256(canonical)`;
 //! signature = hex HMAC-SHA256(SK, string to sign).
 
@@ -31,6 +31,10 @@ pub enum SignError {
     MissingHeader(String),
     #[error("the request signature does not match")]
     Mismatch,
+    #[error(
+        "X-Sdk-Content-Sha256 does not match the body received (unsigned payloads are not accepted: every Berth API takes a JSON body)"
+    )]
+    PayloadHash,
 }
 
 /// The parts of an `Authorization: SDK-HMAC-SHA256 …` header.
@@ -137,13 +141,16 @@ pub fn canonical_request(req: &Request, signed_headers: &[String]) -> Result<Str
             .ok_or_else(|| SignError::MissingHeader(name.clone()))?;
         headers.push_str(&format!("{name}:{}\n", v.trim()));
     }
-    let payload = if req.body.is_empty() {
-        hex::encode(Sha256::digest(b""))
-    } else if let Some(h) = req.header("x-sdk-content-sha256") {
-        h.to_string()
-    } else {
-        hex::encode(Sha256::digest(req.body))
-    };
+    // The body received is what is signed. `X-Sdk-Content-Sha256` is the
+    // SDK's way to sign a payload it does not hash (`UNSIGNED-PAYLOAD`, for
+    // non-JSON bodies): taking it on trust would let anyone swap the body of
+    // a captured request, so it must name the body's own hash.
+    let payload = hex::encode(Sha256::digest(req.body));
+    if let Some(claimed) = req.header("x-sdk-content-sha256")
+        && !(req.body.is_empty() || claimed.trim().eq_ignore_ascii_case(&payload))
+    {
+        return Err(SignError::PayloadHash);
+    }
     Ok(format!(
         "{}\n{uri}\n{query}\n{headers}\n{}\n{payload}",
         req.method.to_uppercase(),
@@ -182,6 +189,17 @@ pub fn verify(req: &Request, auth: &Authorization, sk: &[u8], now: u64) -> Resul
     } else {
         Err(SignError::Mismatch)
     }
+}
+
+/// Whether a replay record `iam/signed/<date>/…` (see
+/// [`super::records::signed_request`]) is past the skew window at `now`
+/// (seconds since the epoch): a request signed then is refused by the date
+/// check anyway, so its record can go.
+pub fn replay_record_expired(key: &str, now: u64) -> bool {
+    key.strip_prefix(super::records::SIGNED)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(parse_sdk_date)
+        .is_none_or(|t| t + MAX_SKEW_SECS < now)
 }
 
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -311,6 +329,47 @@ mod tests {
             verify(&tampered, &auth, b"secret", now),
             Err(SignError::Mismatch)
         );
+        // An unsigned header claiming the original body's hash does not
+        // stand in for the body received.
+        let mut with_claim = headers.clone();
+        with_claim.push((
+            "X-Sdk-Content-Sha256".into(),
+            hex::encode(Sha256::digest(body)),
+        ));
+        let swapped = Request {
+            body: br#"{"namespace":"evil"}"#,
+            headers: &with_claim,
+            ..req
+        };
+        assert_eq!(
+            verify(&swapped, &auth, b"secret", now),
+            Err(SignError::PayloadHash)
+        );
+        let honest = Request {
+            headers: &with_claim,
+            ..req
+        };
+        assert_eq!(verify(&honest, &auth, b"secret", now), Ok(()));
+        let mut unsigned = headers.clone();
+        unsigned.push(("X-Sdk-Content-Sha256".into(), "UNSIGNED-PAYLOAD".into()));
+        let unsigned = Request {
+            headers: &unsigned,
+            ..req
+        };
+        assert_eq!(
+            verify(&unsigned, &auth, b"secret", now),
+            Err(SignError::PayloadHash)
+        );
+    }
+
+    #[test]
+    fn replay_records_expire_after_the_skew_window() {
+        let key = crate::iam::records::signed_request("20261128T020304Z", "ABC");
+        assert_eq!(key, "iam/signed/20261128T020304Z/abc");
+        let t = 1_795_831_384;
+        assert!(!replay_record_expired(&key, t + MAX_SKEW_SECS));
+        assert!(replay_record_expired(&key, t + MAX_SKEW_SECS + 1));
+        assert!(replay_record_expired("iam/signed/garbage/x", t));
     }
 
     #[test]
