@@ -7,6 +7,7 @@ mod iam;
 mod manifest;
 mod runtime;
 mod server;
+mod transport;
 
 use anyhow::{Context, Result};
 use capabilities::Backends;
@@ -76,6 +77,18 @@ struct ServeArgs {
     /// Uploads untouched for this many seconds are removed.
     #[arg(long, env = "BERTH_UPLOAD_EXPIRY_SECS", default_value_t = 24 * 3600)]
     upload_expiry_secs: u64,
+    /// Seconds a client has to send a request's head, counted from the
+    /// connection opening or the previous response (so idle keep-alive
+    /// connections close after this long too), and for a TLS handshake.
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT_SECS", default_value_t = 30)]
+    header_timeout_secs: u64,
+    /// Longest pause, in seconds, in a request body the client is sending or
+    /// a response it is reading; a slow link that keeps moving never hits it.
+    #[arg(long, env = "BERTH_BODY_TIMEOUT_SECS", default_value_t = 60)]
+    body_timeout_secs: u64,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -97,6 +110,12 @@ fn tame_malloc() {
 
 fn main() -> Result<()> {
     tame_malloc();
+    // Everything Berth writes (metadata with password hashes and sealed
+    // keys, the audit log, blobs, uploads) is for its own user only.
+    // SAFETY: umask only sets this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
@@ -114,9 +133,22 @@ fn main() -> Result<()> {
     }
 }
 
+/// The log filter for `--log-level`: a bare level applies to Berth's own
+/// lines (`berth`, including the `berth::access` log) while other crates
+/// stay at `warn`; a tracing directive (`wasmtime=debug,berth=trace`) is
+/// taken as written.
+fn log_filter(level: &str) -> String {
+    match level.trim().to_ascii_lowercase().as_str() {
+        l @ ("error" | "warn") => l.to_string(),
+        l @ ("info" | "debug" | "trace") => format!("warn,berth={l}"),
+        "off" => "off".into(),
+        _ => level.to_string(),
+    }
+}
+
 fn init_logs(args: &ServeArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(log_filter(&args.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter("info")));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -127,10 +159,82 @@ fn init_logs(args: &ServeArgs) {
     }
 }
 
+/// Removes uploads untouched for `idle`, both sides: the files (and the
+/// records of those), and records whose file is gone (a crash between
+/// removing a file and its record, or a file lost with a disk). Files with
+/// no record (a crash right after creating one) are idle files like any
+/// other. Returns how many uploads went.
+async fn expire_uploads(backends: &Backends, idle: Duration) -> Result<usize> {
+    use capabilities::blobs::BlobError;
+    use capabilities::metadata::{Precondition, WriteOp};
+    let mut gone: Vec<String> = backends.blobs.expire(idle)?;
+    let expired = gone.len();
+    let prefix = berth_domain::keys::upload("");
+    let mut after: Option<String> = None;
+    loop {
+        let page = backends.metadata.scan(&prefix, after.as_deref(), 1000)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+        for e in &page {
+            let id = &e.key[prefix.len()..];
+            let missing = matches!(
+                backends.blobs.upload_size(id),
+                Err(BlobError::NotFound | BlobError::Invalid(_))
+            );
+            if missing && !gone.iter().any(|g| g == id) {
+                gone.push(id.to_string());
+            }
+        }
+        if page.len() < 1000 {
+            break;
+        }
+    }
+    let orphans = gone.len() - expired;
+    if orphans > 0 {
+        tracing::info!(
+            records = orphans,
+            "removing upload records whose file is gone"
+        );
+    }
+    for ids in gone.chunks(256) {
+        let ops = ids
+            .iter()
+            .map(|id| WriteOp::Delete(berth_domain::keys::upload(id), Precondition::None))
+            .collect();
+        backends.metadata.commit(ops).await?;
+    }
+    Ok(gone.len())
+}
+
+/// Data directories written by earlier versions (0755, files 0644) are
+/// closed to other users: the directory and what lies directly in it
+/// become 0700/0600 (the directory's mode alone already bars other users
+/// from everything below it; new files are created 0600 by the umask).
+fn restrict_permissions(data_dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("restricting permissions of {}", p.display()))
+    };
+    set(data_dir, 0o700)?;
+    for entry in std::fs::read_dir(data_dir)?.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            set(&entry.path(), 0o700)?;
+        } else if kind.is_file() {
+            set(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     init_logs(&args);
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    restrict_permissions(&args.data_dir)?;
     let backends = Arc::new(Backends {
         metadata: capabilities::metadata::Metadata::open(&args.data_dir.join("metadata.db"))?,
         blobs: capabilities::blobs::BlobStore::open(&args.data_dir)?,
@@ -161,24 +265,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
             tokio::time::interval(Duration::from_secs(600).min(idle.max(Duration::from_secs(1))));
         loop {
             tick.tick().await;
-            match sweeper.blobs.expire(idle) {
-                Ok(ids) if ids.is_empty() => {}
-                Ok(ids) => {
-                    // Drop the sessions' records too, so nothing of them is left.
-                    let ops = ids
-                        .iter()
-                        .map(|id| {
-                            capabilities::metadata::WriteOp::Delete(
-                                berth_domain::keys::upload(id),
-                                capabilities::metadata::Precondition::None,
-                            )
-                        })
-                        .collect();
-                    if let Err(e) = sweeper.metadata.commit(ops).await {
-                        tracing::warn!(error = %e, "could not remove expired upload records");
-                    }
-                    tracing::info!(removed = ids.len(), "expired abandoned uploads");
-                }
+            match expire_uploads(&sweeper, idle).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired abandoned uploads"),
                 Err(e) => tracing::warn!(error = %e, "upload expiry failed"),
             }
         }
@@ -196,6 +285,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }),
         tls: args.tls_cert.is_some(),
+        limits: transport::Limits {
+            header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+            body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
+            max_connections: args.max_connections.max(1),
+            drain_bytes: 64 << 20,
+        },
     });
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),

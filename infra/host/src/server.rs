@@ -1,15 +1,17 @@
-//! HTTP(S) front: accepts connections, answers `/healthz` natively, routes
-//! everything else to components per `spin.toml`, and on SIGINT/SIGTERM
-//! stops accepting and lets in-flight requests finish.
+//! HTTP(S) front: accepts connections (at most `max_connections`, with the
+//! timeouts of [`crate::transport`]), answers `/healthz` natively, routes
+//! everything else to components per `spin.toml`, writes the access log, and
+//! on SIGINT/SIGTERM stops accepting and lets in-flight requests finish.
 
 use crate::manifest::App;
 use crate::runtime::Handler;
+use crate::transport::{self, AccessRecord, Limits, LoggedBody, RequestBody, StallIo};
 use anyhow::{Context, Result};
 use berth_domain::OciError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +26,7 @@ pub struct Server {
     pub health: Box<dyn Fn() -> Result<()> + Send + Sync>,
     /// Whether requests arrive over TLS (the scheme components see).
     pub tls: bool,
+    pub limits: Limits,
 }
 
 type Body = WasiBody;
@@ -52,7 +55,13 @@ fn oci_error(e: OciError) -> Response<Body> {
 impl Server {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let start = Instant::now();
+        let logged = tracing::enabled!(target: "berth::access", tracing::Level::INFO);
         let (method, path) = (req.method().clone(), req.uri().path().to_string());
+        let user = if logged {
+            transport::claimed_user(req.headers().get(hyper::header::AUTHORIZATION))
+        } else {
+            String::new()
+        };
         let resp = if path == "/healthz" {
             match (self.health)() {
                 Ok(()) => plain(200, "ok\n"),
@@ -62,7 +71,13 @@ impl Server {
                 }
             }
         } else if let Some(handler) = self.app.route(&path).and_then(|c| self.handlers.get(c)) {
-            let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+            let http1 = req.version() < hyper::Version::HTTP_2;
+            let expect_continue = req
+                .headers()
+                .get(hyper::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            let limits = &self.limits;
+            let mut req = req.map(|b| RequestBody::new(b, limits, http1, expect_continue).boxed());
             // As Spin does: components learn the client's address from this
             // header, which a client cannot set itself.
             if let Ok(v) = hyper::header::HeaderValue::from_str(&peer.to_string()) {
@@ -94,13 +109,21 @@ impl Server {
         } else {
             oci_error(OciError::unsupported("no such endpoint").with_status(404))
         };
-        let status = resp.status().as_u16();
-        if status >= 500 {
-            tracing::warn!(%method, %path, status, %peer, elapsed_us = start.elapsed().as_micros() as u64, "request");
-        } else {
-            tracing::debug!(%method, %path, status, %peer, elapsed_us = start.elapsed().as_micros() as u64, "request");
+        if !logged {
+            return resp;
         }
-        resp
+        let status = resp.status().as_u16();
+        // Refused credentials name nobody.
+        let user = if status == 401 { String::new() } else { user };
+        let record = AccessRecord {
+            method,
+            path,
+            status,
+            peer,
+            user,
+            start,
+        };
+        resp.map(|body| LoggedBody::wrap(body, record))
     }
 }
 
@@ -111,7 +134,29 @@ pub async fn serve(
 ) -> Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
+    let limits = server.limits;
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut warned: Option<Instant> = None;
     loop {
+        // A connection holds a slot until it closes; while none is free,
+        // new clients wait in the kernel's accept queue.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(s) => s,
+            Err(_) => {
+                // Once a minute at most: a flood would otherwise flood the log.
+                if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached: new connections wait"
+                    );
+                    warned = Some(Instant::now());
+                }
+                tokio::select! {
+                    s = slots.clone().acquire_owned() => s.expect("never closed"),
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -128,9 +173,10 @@ pub async fn serve(
             let server = server.clone();
             async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer).await) }
         });
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let builder = builder(&limits);
         match &tls {
             None => {
+                let stream = StallIo::new(stream, &limits);
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
@@ -139,26 +185,36 @@ pub async fn serve(
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match acceptor.accept(stream).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "TLS handshake failed");
-                            return;
-                        }
-                    };
-                    let builder = auto::Builder::new(TokioExecutor::new());
+                    // The handshake gets the header timeout too.
+                    let stream =
+                        match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let stream = StallIo::new(stream, &limits);
                     let conn = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
         }
@@ -170,6 +226,23 @@ pub async fn serve(
         _ = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("gave up waiting for connections after 30s"),
     }
     Ok(())
+}
+
+/// HTTP/1.1 and HTTP/2 with the host's timeouts: hyper's header-read timer
+/// (which also ends idle keep-alive connections), and HTTP/2 pings that
+/// drop a peer that stopped answering.
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.body_timeout);
+    builder
 }
 
 async fn shutdown_signal() {
