@@ -63,8 +63,13 @@ pub struct Parsed {
     /// Blobs that must exist in the repository (config and layers, minus
     /// non-distributable layers, which live elsewhere).
     pub blobs: Vec<Digest>,
-    /// Manifests that must exist in the repository (index entries).
+    /// Manifests that must exist in the repository: index entries whose
+    /// `mediaType` is a manifest type ([`is_manifest_type`]).
     pub manifests: Vec<Digest>,
+    /// Other index entries (BuildKit's registry cache lists layers and its
+    /// `application/vnd.buildkit.cacheconfig.v0` blob; artifacts may list
+    /// anything): must exist in the repository as a blob or a manifest.
+    pub content: Vec<(Digest, String)>,
     pub subject: Option<Digest>,
     /// The type a referrers listing reports: `artifactType`, else the config's media type.
     pub artifact_type: Option<String>,
@@ -86,6 +91,33 @@ fn check_descriptor(d: &Descriptor, what: &str) -> Result<Digest, String> {
         .map_err(|_| invalid(format!("{what} has an invalid digest {:?}", d.digest)))
 }
 
+/// A media type's essence (RFC 9110 §8.3.1): type and subtype lower-cased,
+/// parameters dropped, so matching ignores case and parameters.
+pub fn essence(media_type: &str) -> String {
+    media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Whether two media types name the same type (case and parameters aside).
+pub fn same_type(a: &str, b: &str) -> bool {
+    let (a, b) = (
+        a.split(';').next().unwrap_or("").trim(),
+        b.split(';').next().unwrap_or("").trim(),
+    );
+    a.eq_ignore_ascii_case(b)
+}
+
+/// The manifest types an index entry may point at as a manifest.
+pub fn is_manifest_type(media_type: &str) -> bool {
+    [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST]
+        .iter()
+        .any(|t| same_type(t, media_type))
+}
+
 fn is_nondistributable(media_type: &str) -> bool {
     media_type.contains("nondistributable") || media_type.contains("foreign")
 }
@@ -95,20 +127,18 @@ fn is_nondistributable(media_type: &str) -> bool {
 pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> {
     let raw: Raw =
         serde_json::from_slice(body).map_err(|e| format!("manifest is not valid JSON: {e}"))?;
-    let header = content_type
-        .map(|c| c.split(';').next().unwrap_or("").trim())
-        .filter(|c| !c.is_empty());
+    let header = content_type.map(essence).filter(|c| !c.is_empty());
     if raw.schema_version != Some(2) {
         return Err(invalid("schemaVersion must be 2"));
     }
     let media_type = match (&raw.media_type, header) {
-        (Some(body_type), Some(h)) if body_type != h => {
+        (Some(body_type), Some(h)) if !same_type(body_type, &h) => {
             return Err(invalid(format!(
                 "mediaType {body_type:?} does not match Content-Type {h:?}"
             )));
         }
-        (Some(t), _) => t.clone(),
-        (None, Some(h)) => h.to_string(),
+        (Some(t), _) => essence(t),
+        (None, Some(h)) => h,
         (None, None) if raw.manifests.is_some() => OCI_INDEX.to_string(),
         (None, None) => OCI_MANIFEST.to_string(),
     };
@@ -127,6 +157,7 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> 
     };
     let mut blobs = Vec::new();
     let mut manifests = Vec::new();
+    let mut content = Vec::new();
     let artifact_type = match kind {
         Kind::Image => {
             if raw.manifests.is_some() {
@@ -162,8 +193,15 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> 
                 .manifests
                 .as_ref()
                 .ok_or_else(|| invalid("index has no manifests"))?;
+            // Each entry is judged by its own mediaType: a manifest type
+            // must be a manifest, anything else any content of the repository.
             for (i, m) in list.iter().enumerate() {
-                manifests.push(check_descriptor(m, &format!("manifest {i}"))?);
+                let d = check_descriptor(m, &format!("manifest {i}"))?;
+                if is_manifest_type(&m.media_type) {
+                    manifests.push(d);
+                } else {
+                    content.push((d, m.media_type.clone()));
+                }
             }
             raw.artifact_type.clone()
         }
@@ -178,6 +216,7 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<Parsed, String> 
         kind,
         blobs,
         manifests,
+        content,
         subject,
         artifact_type,
         annotations: raw.annotations,
@@ -195,7 +234,7 @@ pub fn accepts(accept_headers: &[&str], media_type: &str) -> bool {
                 continue;
             }
             any = false;
-            if t == media_type || t == "*/*" || t == "application/*" {
+            if same_type(t, media_type) || t == "*/*" || t.eq_ignore_ascii_case("application/*") {
                 return true;
             }
         }
@@ -260,6 +299,49 @@ mod tests {
         assert_eq!(p.kind, Kind::Index);
         assert_eq!(p.manifests[0].to_string(), d(3));
         assert!(p.blobs.is_empty());
+    }
+
+    /// BuildKit's registry cache: an index of layer blobs and one cache
+    /// config blob, none of them manifests.
+    #[test]
+    fn index_entries_are_judged_by_their_media_type() {
+        let body = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": "application/vnd.buildkit.cacheconfig.v0", "digest": d(5), "size": 26},
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d(6), "size": 3},
+                {"mediaType": "Application/VND.OCI.Image.Manifest.v1+JSON; charset=utf-8", "digest": d(7), "size": 3},
+                {"mediaType": "application/x-unknown", "digest": d(8), "size": 3}]})).unwrap();
+        let p = parse(&body, Some(OCI_INDEX)).unwrap();
+        assert_eq!(
+            p.manifests
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>(),
+            vec![d(7)]
+        );
+        assert_eq!(
+            p.content
+                .iter()
+                .map(|(x, _)| x.to_string())
+                .collect::<Vec<_>>(),
+            vec![d(5), d(6), d(8)]
+        );
+    }
+
+    #[test]
+    fn media_types_match_without_case_or_parameters() {
+        let p = parse(
+            &image(json!({})),
+            Some("Application/VND.OCI.Image.Manifest.v1+JSON; charset=utf-8"),
+        )
+        .unwrap();
+        assert_eq!(p.media_type, OCI_MANIFEST);
+        let upper = image(json!({"mediaType": "APPLICATION/VND.OCI.IMAGE.MANIFEST.V1+JSON"}));
+        assert_eq!(parse(&upper, Some(OCI_MANIFEST)).unwrap().kind, Kind::Image);
+        assert!(accepts(
+            &["APPLICATION/VND.OCI.IMAGE.MANIFEST.V1+JSON;q=0.9"],
+            OCI_MANIFEST
+        ));
     }
 
     #[test]

@@ -20,18 +20,34 @@ impl ByteRange {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unsatisfiable;
 
-/// Resolves a `Range: bytes=…` header against a blob of `size` bytes.
-/// `Ok(None)`: serve the whole blob.
+/// Resolves a `Range` header against a blob of `size` bytes, as RFC 9110
+/// §14 says: `Ok(None)` serves the whole blob (a unit other than `bytes`,
+/// a malformed or multi-range set — which a server may ignore), `Ok(Some)`
+/// one range (206), `Err` a well-formed range the blob cannot satisfy (416
+/// with `Content-Range: bytes */<size>`).
 pub fn parse_range(header: &str, size: u64) -> Result<Option<ByteRange>, Unsatisfiable> {
-    let spec = header.trim().strip_prefix("bytes=").ok_or(Unsatisfiable)?;
+    let Some((unit, spec)) = header.trim().split_once('=') else {
+        return Ok(None);
+    };
+    // Range units are case-insensitive (§14.1).
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return Ok(None);
+    }
     if spec.contains(',') {
         // Multipart ranges are not served; the whole blob is a valid answer.
         return Ok(None);
     }
-    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
     let (a, b) = (a.trim(), b.trim());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
     let r = if a.is_empty() {
-        let suffix: u64 = b.parse().map_err(|_| Unsatisfiable)?;
+        if !digits(b) {
+            return Ok(None);
+        }
+        // A suffix too long to count is still "the whole blob".
+        let suffix: u64 = b.parse().unwrap_or(u64::MAX);
         if suffix == 0 || size == 0 {
             return Err(Unsatisfiable);
         }
@@ -40,13 +56,22 @@ pub fn parse_range(header: &str, size: u64) -> Result<Option<ByteRange>, Unsatis
             end: size - 1,
         }
     } else {
-        let start: u64 = a.parse().map_err(|_| Unsatisfiable)?;
-        let end: u64 = if b.is_empty() {
-            size.saturating_sub(1)
-        } else {
-            b.parse().map_err(|_| Unsatisfiable)?
+        if !digits(a) || !(b.is_empty() || digits(b)) {
+            return Ok(None);
+        }
+        let Ok(start) = a.parse::<u64>() else {
+            return Err(Unsatisfiable);
         };
-        if start >= size || end < start {
+        let end: u64 = if b.is_empty() {
+            u64::MAX
+        } else {
+            b.parse().unwrap_or(u64::MAX)
+        };
+        // last < first makes the range invalid, which is ignored (§14.1.1).
+        if end < start {
+            return Ok(None);
+        }
+        if start >= size {
             return Err(Unsatisfiable);
         }
         ByteRange {
@@ -94,9 +119,22 @@ mod tests {
             Ok(Some(ByteRange { start: 50, end: 99 }))
         );
         assert_eq!(parse_range("bytes=100-", 100), Err(Unsatisfiable));
-        assert_eq!(parse_range("bytes=5-2", 100), Err(Unsatisfiable));
-        assert_eq!(parse_range("items=0-1", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=-0", 100), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=0-0", 0), Err(Unsatisfiable));
+        // Ignored (the whole blob): other units, invalid ranges, several.
+        assert_eq!(parse_range("items=0-1", 100), Ok(None));
+        assert_eq!(parse_range("bytes=5-2", 100), Ok(None));
+        assert_eq!(parse_range("bytes=x-1", 100), Ok(None));
+        assert_eq!(parse_range("bytes 0-1", 100), Ok(None));
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(
+            parse_range("Bytes=0-0", 100),
+            Ok(Some(ByteRange { start: 0, end: 0 }))
+        );
+        assert_eq!(
+            parse_range("bytes=-99999999999999999999999", 100),
+            Ok(Some(ByteRange { start: 0, end: 99 }))
+        );
     }
 
     #[test]

@@ -36,11 +36,14 @@ pub async fn get(
             .header("accept-ranges", "bytes")
             .header("etag", format!("\"{digest}\""))
     };
-    let range = match req.header("range") {
-        Some(h) => parse_range(&h, size).map_err(|_| {
-            OciError::new(ErrorCode::RangeInvalid, "requested range not satisfiable")
-                .with_detail(serde_json::json!({ "size": size }))
-        })?,
+    let range = match req.header("range").map(|h| parse_range(&h, size)) {
+        Some(Ok(r)) => r,
+        // RFC 9110 §15.5.17: a 416 says the representation's size.
+        Some(Err(_)) => {
+            let e = OciError::new(ErrorCode::RangeInvalid, "requested range not satisfiable")
+                .with_detail(serde_json::json!({ "size": size }));
+            return Ok(Reply::error(&e).header("content-range", format!("bytes */{size}")));
+        }
         None => None,
     };
     let (reply, offset, length) = match range {

@@ -3,8 +3,8 @@
 //! streams as streams.
 
 use berth_domain::OciError;
-use spin_sdk::wasip3::http::types::{Fields, Method, Request, Response};
-use spin_sdk::wasip3::wit_bindgen::{self, StreamReader};
+use spin_sdk::wasip3::http::types::{ErrorCode, Fields, Method, Request, Response, Trailers};
+use spin_sdk::wasip3::wit_bindgen::{self, FutureReader, StreamReader};
 use spin_sdk::wasip3::{wit_future, wit_stream};
 
 pub struct Incoming {
@@ -92,23 +92,28 @@ impl Incoming {
         }
     }
 
-    /// Takes the body as a byte stream (once).
-    pub fn body_stream(&self) -> StreamReader<u8> {
+    /// Takes the body as a byte stream (once), with how it ended. A stream
+    /// ends the same way whether the client finished or the body broke off
+    /// (disconnect, malformed chunked framing, fewer bytes than
+    /// `Content-Length`): only [`BodyEnd::complete`] tells, so nothing may be
+    /// committed from a body before it says the body was whole.
+    pub fn body_stream(&self) -> (StreamReader<u8>, BodyEnd) {
         let request = self.request.take().expect("request body taken twice");
         let (tx, rx) = wit_future::new(|| Ok(()));
-        let (stream, _trailers) = Request::consume_body(request, rx);
+        let (stream, trailers) = Request::consume_body(request, rx);
         drop(tx);
-        stream
+        (stream, BodyEnd(trailers))
     }
 
-    /// Reads a small body into memory, refusing more than `limit` bytes.
+    /// Reads a small body into memory, refusing more than `limit` bytes or
+    /// a body that broke off.
     pub async fn body_bytes(&self, limit: u64) -> Result<Vec<u8>, OciError> {
         if let Some(n) = self.content_length()
             && n > limit
         {
             return Err(OciError::too_large("request body", limit));
         }
-        let mut stream = self.body_stream();
+        let (mut stream, end) = self.body_stream();
         let mut out = Vec::new();
         loop {
             let (result, chunk) = stream.read(Vec::with_capacity(64 * 1024)).await;
@@ -120,7 +125,29 @@ impl Incoming {
                 break;
             }
         }
+        drop(stream);
+        end.complete().await?;
         Ok(out)
+    }
+}
+
+/// How a request body ended (`wasi:http`'s trailers future, which carries
+/// the transport's error when the body broke off).
+pub struct BodyEnd(FutureReader<Result<Option<Trailers>, ErrorCode>>);
+
+impl BodyEnd {
+    /// `Ok` once the body was received whole; an error (400, in the
+    /// registry's format) when it broke off or was malformed. Await it only
+    /// after the stream was read to its end (or dropped).
+    pub async fn complete(self) -> Result<(), OciError> {
+        match self.0.await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(OciError::new(
+                berth_domain::ErrorCode::BlobUploadInvalid,
+                format!("the request body was cut off or malformed ({e:?})"),
+            )
+            .with_status(400)),
+        }
     }
 }
 

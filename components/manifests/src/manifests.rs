@@ -5,7 +5,7 @@
 //! its tag, its referrer entry and the repository record atomically.
 
 use berth_domain::keys::{self, ManifestRecord};
-use berth_domain::manifest::{self, Kind};
+use berth_domain::manifest;
 use berth_domain::{Algorithm, Digest, ErrorCode, OciError, name};
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::parse_digest;
@@ -44,7 +44,9 @@ pub async fn get(
     reference_str: &str,
     with_body: bool,
 ) -> Result<Reply, OciError> {
-    let r = reference(reference_str)?;
+    // A reference that is neither a tag nor a digest names nothing: the
+    // spec answers reads of unknown manifests with 404 (PUT keeps 400).
+    let r = reference(reference_str).map_err(|_| OciError::manifest_unknown(reference_str))?;
     let Some(digest) = resolve(name, &r).await? else {
         return Err(OciError::manifest_unknown(reference_str));
     };
@@ -92,6 +94,9 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
     let body = req.body_bytes(max).await.map_err(|e| {
         if e.status() == 413 {
             OciError::new(ErrorCode::ManifestInvalid, e.message).with_status(413)
+        } else if e.code == ErrorCode::BlobUploadInvalid {
+            // The body broke off.
+            OciError::new(ErrorCode::ManifestInvalid, e.message)
         } else {
             e
         }
@@ -114,30 +119,45 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
     let parsed = manifest::parse(&body, req.header("content-type").as_deref())
         .map_err(OciError::manifest_invalid)?;
 
-    // Everything the manifest references must already be in this repository.
-    let mut wanted: Vec<String> = parsed
-        .blobs
-        .iter()
-        .map(|d| keys::blob_link(name, d.as_str()))
-        .collect();
-    if parsed.kind == Kind::Index {
-        wanted.extend(
-            parsed
-                .manifests
-                .iter()
-                .map(|d| keys::manifest(name, d.as_str())),
-        );
+    // Everything the manifest references must already be in this repository:
+    // blobs as blobs, manifests as manifests, and other index entries as
+    // either.
+    let mut wanted: Vec<String> = Vec::new();
+    let mut what: Vec<String> = Vec::new();
+    for d in &parsed.blobs {
+        wanted.push(keys::blob_link(name, d.as_str()));
+        what.push(format!("blob {d}"));
+    }
+    for d in &parsed.manifests {
+        wanted.push(keys::manifest(name, d.as_str()));
+        what.push(format!("manifest {d}"));
+    }
+    for (d, _) in &parsed.content {
+        wanted.push(keys::blob_link(name, d.as_str()));
+        wanted.push(keys::manifest(name, d.as_str()));
     }
     if !wanted.is_empty() {
-        let found = metadata::get_many(wanted.clone()).await.map_err(fault)?;
-        if let Some((key, _)) = wanted.iter().zip(found).find(|(_, f)| f.is_none()) {
-            let missing = key.rsplit(':').take(2).collect::<Vec<_>>();
-            let missing = format!("{}:{}", missing[1], missing[0]);
+        let found = metadata::get_many(wanted).await.map_err(fault)?;
+        let (direct, either) = found.split_at(what.len());
+        let missing = direct
+            .iter()
+            .zip(&what)
+            .find(|(f, _)| f.is_none())
+            .map(|(_, w)| w.clone())
+            .or_else(|| {
+                either
+                    .chunks(2)
+                    .zip(&parsed.content)
+                    .find(|(pair, _)| pair.iter().all(Option::is_none))
+                    .map(|(_, (d, t))| format!("{t} {d}"))
+            });
+        if let Some(missing) = missing {
+            let digest = missing.rsplit(' ').next().unwrap_or_default().to_string();
             return Err(OciError::new(
                 ErrorCode::ManifestBlobUnknown,
-                "manifest references unknown content",
+                format!("manifest references {missing}, which is not in repository {name}"),
             )
-            .with_detail(serde_json::json!({ "digest": missing }))
+            .with_detail(serde_json::json!({ "digest": digest }))
             .with_status(400));
         }
     }

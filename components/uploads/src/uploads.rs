@@ -98,9 +98,11 @@ pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
             berth_domain::Algorithm::Sha256 => DigestAlgorithm::Sha256,
             berth_domain::Algorithm::Sha512 => DigestAlgorithm::Sha512,
         };
-        let info = blobs::put(req.body_stream(), Some(digest.to_string()), algorithm, max)
-            .await
-            .map_err(|e| store_error(e, max))?;
+        let (body, end) = req.body_stream();
+        let put = blobs::put(body, Some(digest.to_string()), algorithm, max).await;
+        // A body that broke off is refused even if what arrived hashed right.
+        end.complete().await?;
+        let info = put.map_err(|e| store_error(e, max))?;
         link(name, &info.digest, info.size).await?;
         return Ok(created(name, &info.digest));
     }
@@ -157,9 +159,13 @@ async fn append(req: &Incoming, id: &str) -> Result<u64, OciError> {
         }
         None => size(id).await?,
     };
-    uploads::append(id.to_string(), offset, req.body_stream(), max)
-        .await
-        .map_err(|e| store_error(e, max))
+    let (body, end) = req.body_stream();
+    let appended = uploads::append(id.to_string(), offset, body, max).await;
+    // The resume rule: the bytes that arrived before a body broke off stay in
+    // the upload (its `Range` says how far it got) and the request fails, so
+    // the client resumes from there, as after a dropped connection.
+    end.complete().await?;
+    appended.map_err(|e| store_error(e, max))
 }
 
 pub async fn patch(req: &Incoming, name: &str, id: &str) -> Result<Reply, OciError> {
@@ -167,7 +173,12 @@ pub async fn patch(req: &Incoming, name: &str, id: &str) -> Result<Reply, OciErr
     match append(req, id).await {
         Ok(size) => Ok(in_progress(202, name, id, size)),
         // Tell the client where the upload stands so it can resume from there.
-        Err(e) if e.code == ErrorCode::RangeInvalid => {
+        Err(e)
+            if matches!(
+                e.code,
+                ErrorCode::RangeInvalid | ErrorCode::BlobUploadInvalid
+            ) =>
+        {
             let current = size(id).await?;
             let mut reply = Reply::error(&e).header("location", location(name, id));
             if current > 0 {
