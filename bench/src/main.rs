@@ -34,6 +34,10 @@ struct Args {
     /// Repositories in the metadata-scale workload.
     #[arg(long)]
     repos: Option<usize>,
+    /// Another Berth checkout (built with `make build`), e.g. a worktree of
+    /// the commit before a change: measured in the same run as "baseline".
+    #[arg(long)]
+    baseline: Option<std::path::PathBuf>,
     /// Run only these workloads (comma-separated: images, large, pulls,
     /// rates, mixed, metadata, ceilings), e.g. to profile one of them.
     #[arg(long, value_delimiter = ',')]
@@ -164,6 +168,9 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     let root = registry::workspace_root();
     let mut regs = vec![Registry::berth(&root)?, Registry::distribution()?];
+    if let Some(dir) = &args.baseline {
+        regs.push(Registry::berth_named(dir, "baseline")?);
+    }
     if let Some(url) = &args.third {
         regs.push(Registry::external(url)?);
     }

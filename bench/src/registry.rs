@@ -26,17 +26,24 @@ fn free_port() -> Result<u16> {
 
 impl Registry {
     pub fn berth(root: &Path) -> Result<Registry> {
+        Self::berth_named(root, "berth")
+    }
+
+    /// Berth built in another checkout `root` (its `target/release/berth`
+    /// and `spin.toml`), e.g. the commit before a change, measured in the
+    /// same run under `name`.
+    pub fn berth_named(root: &Path, name: &str) -> Result<Registry> {
         let bin = root.join("target/release/berth");
         if !bin.exists() {
             bail!("{} is missing: run `make build` first", bin.display());
         }
         // A first start fills the compiled-component cache, as the first start
         // of any deployment does; the measured instance starts warm.
-        drop(Self::berth_once(root, &bin)?);
-        Self::berth_once(root, &bin)
+        drop(Self::berth_once(root, &bin, name)?);
+        Self::berth_once(root, &bin, name)
     }
 
-    fn berth_once(root: &Path, bin: &Path) -> Result<Registry> {
+    fn berth_once(root: &Path, bin: &Path, name: &str) -> Result<Registry> {
         use base64::Engine;
         let dir = tempfile::tempdir()?;
         let host = format!("127.0.0.1:{}", free_port()?);
@@ -61,7 +68,7 @@ impl Registry {
         let basic =
             base64::engine::general_purpose::STANDARD.encode(format!("admin:{BERTH_PASSWORD}"));
         crate::client::authorize(&host, format!("Basic {basic}"));
-        Self::ready("berth", host, Some(child), Some(dir))
+        Self::ready(name, host, Some(child), Some(dir))
     }
 
     /// CNCF Distribution 2.8 (Debian's `docker-registry`), filesystem driver, delete enabled.

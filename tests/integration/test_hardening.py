@@ -1,0 +1,554 @@
+"""Hardening (issue 9): what an attacker, a careless client or a broken
+network does to Berth. Each test is a case that failed before its fix:
+tokens outliving the decision they were issued on, signatures that did not
+cover the body, replayed signed changes, world-readable files, answers lost
+on the wire, truncated bodies taken as complete, connections held forever,
+index entries judged wrongly, and the protocol details around them."""
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import stat
+import threading
+import time
+
+import pytest
+import requests
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.sdk_request import SdkRequest
+from huaweicloudsdkcore.signer.signer import Signer
+from huaweicloudsdkswr.v2 import SwrClient, UpdateRepoRequest, UpdateRepoRequestBody
+
+from conftest import ADMIN, Registry, image, push_blob, put_manifest, sha256
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+def err(r):
+    return r.json()["errors"][0]["code"]
+
+
+def token(reg, scope, auth=None):
+    return requests.get(f"{reg.anon_url}/service/token", params={"service": "berth", "scope": scope}, auth=auth)
+
+
+def bearer(t):
+    return {"Authorization": f"Bearer {t}"}
+
+
+def claims(tok):
+    return json.loads(base64.urlsafe_b64decode(tok.split(".")[1] + "=="))
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    """A registry with tenants `alpha` and `beta`, each with an account
+    password and an access key."""
+    reg = Registry(tmp_path_factory.mktemp("hardening") / "data").start()
+    keys = {}
+    for t in ("alpha", "beta"):
+        reg.iam("tenant-create", t, "--password", f"{t}-pw")
+        keys[t] = reg.iam("key-create", t, t)
+    yield reg, keys
+    reg.stop()
+
+
+# 1. Security ---------------------------------------------------------------
+
+def test_a_token_does_not_survive_another_tenant_creating_the_organization(two):
+    reg, _ = two
+    # beta asks while `later` does not exist: all three actions, as its own.
+    t = token(reg, "repository:later/app:pull,push,delete", auth=("beta", "beta-pw"))
+    assert t.status_code == 200
+    tok = t.json()["token"]
+    assert claims(tok)["access"][0]["actions"] == ["pull", "push", "delete"]
+    # alpha then creates `later` with its first push.
+    alpha = f"http://alpha:alpha-pw@{reg.host}"
+    manifest, digest = image(alpha, "later/app", layers=[b"alpha's secret layer"], tag="v1")
+    layer = manifest["layers"][0]["digest"]
+    for method, path in [("GET", "manifests/v1"), ("HEAD", "manifests/v1"), ("GET", f"blobs/{layer}"),
+                         ("GET", "tags/list"), ("DELETE", f"blobs/{layer}"), ("DELETE", f"manifests/{digest}"),
+                         ("GET", f"referrers/{digest}")]:
+        r = requests.request(method, f"{reg.anon_url}/v2/later/app/{path}", headers=bearer(tok))
+        assert r.status_code == 401, (method, path, r.status_code)
+    r = requests.post(f"{reg.anon_url}/v2/later/app/blobs/uploads/", headers=bearer(tok))
+    assert r.status_code == 401
+    # Nothing of alpha's was touched.
+    assert requests.get(f"{alpha}/v2/later/app/blobs/{layer}").content == b"alpha's secret layer"
+    assert requests.get(f"{alpha}/v2/later/app/manifests/v1").status_code == 200
+    # A token beta asks for now grants nothing there.
+    assert claims(token(reg, "repository:later/app:pull,push,delete",
+                        auth=("beta", "beta-pw")).json()["token"])["access"][0]["actions"] == []
+
+
+def test_a_token_for_a_public_repository_stops_when_it_turns_private(two):
+    reg, keys = two
+    alpha = f"http://alpha:alpha-pw@{reg.host}"
+    image(alpha, "pubthen/app", tag="v1")
+    client = SwrClient.new_builder().with_credentials(
+        BasicCredentials(keys["alpha"]["ak"], keys["alpha"]["sk"])).with_endpoints([reg.anon_url]).build()
+    client.update_repo(UpdateRepoRequest(namespace="pubthen", repository="app",
+                                         body=UpdateRepoRequestBody(is_public=True)))
+    anon = token(reg, "repository:pubthen/app:pull").json()["token"]
+    beta = token(reg, "repository:pubthen/app:pull", auth=("beta", "beta-pw")).json()["token"]
+    assert claims(beta)["access"][0]["basis"] == "public"
+    for tok in (anon, beta):
+        assert requests.get(f"{reg.anon_url}/v2/pubthen/app/manifests/v1", headers=bearer(tok)).status_code == 200
+    client.update_repo(UpdateRepoRequest(namespace="pubthen", repository="app",
+                                         body=UpdateRepoRequestBody(is_public=False)))
+    for tok in (anon, beta):
+        assert requests.get(f"{reg.anon_url}/v2/pubthen/app/manifests/v1", headers=bearer(tok)).status_code == 401
+
+
+def test_a_token_does_not_pass_to_a_namesake(two):
+    """A user deleted and re-created under the same name is someone else:
+    the first one's tokens do not carry over (within the seconds of the
+    revocation check)."""
+    reg, _ = two
+    image(f"http://alpha:alpha-pw@{reg.host}", "namesake/app", tag="v1")
+    reg.iam("user-create", "alpha", "carol", "--password", "carol-pw-1", "--policy", "SWR FullAccess")
+    tok = token(reg, "repository:namesake/app:pull,delete", auth=("carol@alpha", "carol-pw-1")).json()["token"]
+    assert claims(tok)["access"][0]["actions"] == ["pull", "delete"]
+    assert requests.get(f"{reg.anon_url}/v2/namesake/app/manifests/v1", headers=bearer(tok)).status_code == 200
+    reg.iam("user-delete", "alpha", "carol")
+    reg.iam("user-create", "alpha", "carol", "--password", "carol-pw-2")
+    time.sleep(6)
+    assert requests.get(f"{reg.anon_url}/v2/namesake/app/manifests/v1", headers=bearer(tok)).status_code == 401
+
+
+def test_token_scopes_must_name_valid_repositories(two):
+    reg, _ = two
+    for name in ["ACME/app", "acme%2Fapp", "*", "../..", "a//b", "-x/app"]:
+        r = token(reg, f"repository:{name}:pull,push", auth=("beta", "beta-pw"))
+        assert r.status_code == 400 and "invalid scope" in r.json()["errors"][0]["message"], name
+    r = token(reg, "registry:everything:*", auth=("beta", "beta-pw"))
+    assert r.status_code == 400
+
+
+def signed(reg, key, method, path, body):
+    data = json.dumps(body).encode() if body is not None else b""
+    req = SdkRequest(method=method, schema="http", host=reg.host, resource_path=path, query_params=[],
+                     header_params={"Content-Type": "application/json"}, body=data)
+    Signer(BasicCredentials(key["ak"], key["sk"])).sign(req)
+    return dict(req.header_params), data
+
+
+def test_the_signature_covers_the_body_and_a_change_is_carried_out_once(two):
+    reg, keys = two
+    path = "/berth/v1/tenants/alpha/users"
+    headers, data = signed(reg, keys["alpha"], "POST", path, {"name": "plain", "policies": ["SWR ReadOnlyAccess"]})
+    # The captured request, its body swapped, with an unsigned header
+    # claiming the original body's hash: refused, nothing created.
+    evil = json.dumps({"name": "evil", "policies": ["Tenant Administrator"], "password": "evil-pw-123"}).encode()
+    forged = dict(headers, **{"X-Sdk-Content-Sha256": hashlib.sha256(data).hexdigest()})
+    r = requests.post(f"{reg.anon_url}{path}", data=evil, headers=forged)
+    assert r.status_code == 401 and r.json()["errorCode"] == "SVCSTG.SWR.4010001"
+    r = requests.post(f"{reg.anon_url}{path}", data=evil, headers=headers)
+    assert r.status_code == 401
+    assert requests.get(f"{reg.anon_url}/v2/", auth=("evil@alpha", "evil-pw-123")).status_code == 401
+    # UNSIGNED-PAYLOAD (the SDK's marker for bodies it does not hash) is refused.
+    h2, d2 = signed(reg, keys["alpha"], "POST", path, {"name": "other"})
+    r = requests.post(f"{reg.anon_url}{path}", data=d2, headers=dict(h2, **{"X-Sdk-Content-Sha256": "UNSIGNED-PAYLOAD"}))
+    assert r.status_code == 401
+    # The genuine request works once; its replay is refused.
+    r = requests.post(f"{reg.anon_url}{path}", data=data, headers=headers)
+    assert r.status_code == 201, r.text
+    r = requests.post(f"{reg.anon_url}{path}", data=data, headers=headers)
+    assert r.status_code == 409 and r.json()["errorCode"] == "SVCSTG.SWR.4090002" and "replay" in r.json()["errorMsg"]
+    # Reads may be repeated (clients poll).
+    h3, _ = signed(reg, keys["alpha"], "GET", "/berth/v1/whoami", None)
+    for _ in range(2):
+        assert requests.get(f"{reg.anon_url}/berth/v1/whoami", headers=h3).status_code == 200
+
+
+def test_files_are_for_berth_alone(two):
+    reg, _ = two
+    image(f"http://alpha:alpha-pw@{reg.host}", "perm/app", tag="v1")
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+    assert mode(reg.data_dir) == 0o700
+    for p in reg.data_dir.rglob("*"):
+        if p.is_dir():
+            assert mode(p) & 0o077 == 0, p
+        elif p.is_file():
+            assert mode(p) & 0o077 == 0, p
+    assert any(p.name.startswith("metadata.db") for p in reg.data_dir.iterdir())
+
+
+def test_an_existing_world_readable_data_directory_is_closed(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    (data / "metadata.db").touch(mode=0o644)
+    os.chmod(data / "metadata.db", 0o644)
+    os.chmod(data, 0o755)
+    reg = Registry(data).start()
+    try:
+        assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(data / "metadata.db").st_mode) == 0o600
+    finally:
+        reg.stop()
+
+
+# 2. Transport --------------------------------------------------------------
+
+def raw_exchange(host, head: bytes, body: bytes, pause_before_read=0.0):
+    """Sends a request head and body without waiting for 100 Continue (as
+    Go's net/http does) and returns (status, headers, body) of the answer,
+    or raises if the connection was reset before the answer could be read."""
+    h, p = host.split(":")
+    s = socket.create_connection((h, int(p)), timeout=20)
+    try:
+        s.sendall(head)
+        view = memoryview(body)
+        while view:
+            n = s.send(view[:65536])
+            view = view[n:]
+        time.sleep(pause_before_read)
+        return read_response(s)
+    finally:
+        s.close()
+
+
+def read_response(s):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before an answer: {buf!r}")
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return status, headers, rest[:length]
+
+
+def test_early_answers_reach_clients_that_keep_sending(two):
+    reg, _ = two
+    alpha = f"http://alpha:alpha-pw@{reg.host}"
+    body = os.urandom(5 << 20)
+    auth = base64.b64encode(b"alpha:alpha-pw").decode()
+    for attempt in range(5):
+        # Unauthenticated: 401 before the body is read.
+        loc = requests.post(f"{alpha}/v2/early/app/blobs/uploads/").headers["Location"]
+        head = (f"PATCH {loc} HTTP/1.1\r\nHost: {reg.host}\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        status, headers, answer = raw_exchange(reg.host, head, body)
+        assert status == 401 and json.loads(answer)["errors"][0]["code"] == "UNAUTHORIZED", attempt
+        # Authenticated but out of order: 416 tells where to resume.
+        head = (f"PATCH {loc} HTTP/1.1\r\nHost: {reg.host}\r\nAuthorization: Basic {auth}\r\n"
+                f"Content-Range: 100-{100 + len(body) - 1}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        status, headers, answer = raw_exchange(reg.host, head, body)
+        assert status == 416 and json.loads(answer)["errors"][0]["code"] == "RANGE_INVALID", attempt
+        assert headers["location"] == loc
+
+
+def test_expect_continue_gets_the_final_answer_without_sending_the_body(two):
+    reg, _ = two
+    h, p = reg.host.split(":")
+    s = socket.create_connection((h, int(p)), timeout=10)
+    try:
+        s.sendall((f"PUT /v2/early/app/blobs/uploads/x?digest=sha256:{'0' * 64} HTTP/1.1\r\nHost: {reg.host}\r\n"
+                   f"Expect: 100-continue\r\nContent-Length: {10 << 30}\r\n\r\n").encode())
+        status, _, answer = read_response(s)
+        assert status == 401 and json.loads(answer)["errors"][0]["code"] == "UNAUTHORIZED"
+    finally:
+        s.close()
+
+
+def send_and_cut(host, head: bytes, sent: bytes):
+    """Sends a head and part of a body, then closes the writing side."""
+    h, p = host.split(":")
+    s = socket.create_connection((h, int(p)), timeout=10)
+    s.sendall(head + sent)
+    s.shutdown(socket.SHUT_WR)
+    try:
+        return read_response(s)
+    except (ConnectionError, OSError):
+        return None
+    finally:
+        s.close()
+
+
+def test_a_body_cut_short_is_not_taken_as_complete(two):
+    reg, _ = two
+    alpha = f"http://alpha:alpha-pw@{reg.host}"
+    auth = base64.b64encode(b"alpha:alpha-pw").decode()
+    # A monolithic upload announcing 1,000 bytes, cut after 500 whose digest
+    # it gives: the blob is not linked.
+    part = os.urandom(500)
+    d = sha256(part)
+    head = (f"POST /v2/cut/app/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: {reg.host}\r\n"
+            f"Authorization: Basic {auth}\r\nContent-Length: 1000\r\n\r\n").encode()
+    answer = send_and_cut(reg.host, head, part)
+    assert answer is None or answer[0] >= 400
+    assert requests.head(f"{alpha}/v2/cut/app/blobs/{d}").status_code == 404
+    # A manifest whose body stops short of its Content-Length is not stored,
+    # even when what arrived is a whole valid manifest.
+    config = push_blob(alpha, "cut/app", b"{}")
+    m = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2}}).encode()
+    head = (f"PUT /v2/cut/app/manifests/short HTTP/1.1\r\nHost: {reg.host}\r\nAuthorization: Basic {auth}\r\n"
+            f"Content-Type: {OCI_MANIFEST}\r\nContent-Length: {len(m) + 10}\r\n\r\n").encode()
+    answer = send_and_cut(reg.host, head, m)
+    assert answer is None or answer[0] >= 400
+    assert requests.get(f"{alpha}/v2/cut/app/manifests/short").status_code == 404
+    # A chunked PATCH whose chunk is not followed by CRLF fails (no 202); by
+    # the resume rule the upload keeps at most the bytes that arrived.
+    loc = requests.post(f"{alpha}/v2/cut/app/blobs/uploads/").headers["Location"]
+    head = (f"PATCH {loc} HTTP/1.1\r\nHost: {reg.host}\r\nAuthorization: Basic {auth}\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n").encode()
+    answer = send_and_cut(reg.host, head, b"a\r\n0123456789XX\r\n0\r\n\r\n")
+    assert answer is not None and answer[0] == 400, answer
+    assert json.loads(answer[2])["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+    r = requests.get(f"{alpha}{loc}")
+    assert r.status_code == 204 and r.headers["Range"] in ("0-9", "0--1", "0-0")
+    # A PATCH cut off: the request fails and the upload holds only bytes
+    # that arrived, which the client can read back as its Range and resume.
+    loc = requests.post(f"{alpha}/v2/cut/app/blobs/uploads/").headers["Location"]
+    first = os.urandom(500)
+    head = (f"PATCH {loc} HTTP/1.1\r\nHost: {reg.host}\r\nAuthorization: Basic {auth}\r\n"
+            f"Content-Length: 1000\r\n\r\n").encode()
+    send_and_cut(reg.host, head, first)
+    time.sleep(0.5)
+    got = int(requests.get(f"{alpha}{loc}").headers["Range"].split("-")[1]) + 1
+    assert got <= 500
+    rest = first[got:] + b"tail"
+    r = requests.patch(f"{alpha}{loc}", data=rest, headers={"Content-Range": f"{got}-{got + len(rest) - 1}"})
+    assert r.status_code == 202
+    whole = first + b"tail"
+    r = requests.put(f"{alpha}{loc}", params={"digest": sha256(whole)})
+    assert r.status_code == 201, r.text
+    assert requests.get(f"{alpha}/v2/cut/app/blobs/{sha256(whole)}").content == whole
+
+
+@pytest.fixture
+def strict(tmp_path):
+    reg = Registry(tmp_path / "data", extra_args=["--header-timeout-secs", "2", "--body-timeout-secs", "2",
+                                                   "--max-connections", "3"]).start()
+    yield reg
+    reg.stop()
+
+
+def closed_within(s, seconds):
+    """Whether the server closes `s` (EOF or reset) within `seconds`."""
+    s.settimeout(seconds)
+    start = time.time()
+    try:
+        while True:
+            if not s.recv(65536):
+                return time.time() - start
+    except (ConnectionResetError, BrokenPipeError):
+        return time.time() - start
+    except socket.timeout:
+        return None
+
+
+def test_idle_slow_and_stalled_connections_are_closed(strict):
+    reg = strict
+    h, p = reg.host.split(":")
+    # Says nothing at all.
+    s = socket.create_connection((h, int(p)))
+    assert closed_within(s, 6) is not None
+    s.close()
+    # Slowloris: a header line, a byte a second.
+    s = socket.create_connection((h, int(p)))
+    s.sendall(b"GET /v2/ HTTP/1.1\r\n")
+    start = time.time()
+    closed = False
+    try:
+        for c in b"X-Slow: aaaaaaaaaaaaaaaaaaa":
+            s.sendall(bytes([c]))
+            time.sleep(0.5)
+            if time.time() - start > 8:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        closed = True
+    closed = closed or closed_within(s, 3) is not None
+    assert closed and time.time() - start < 10
+    s.close()
+    # A body that stops arriving: the request fails, the connection ends.
+    auth = base64.b64encode(ADMIN[0].encode() + b":" + ADMIN[1].encode()).decode()
+    loc = requests.post(f"{reg.url}/v2/stall/app/blobs/uploads/").headers["Location"]
+    s = socket.create_connection((h, int(p)))
+    s.sendall((f"PATCH {loc} HTTP/1.1\r\nHost: {reg.host}\r\nAuthorization: Basic {auth}\r\n"
+               f"Content-Length: 1000\r\n\r\n").encode() + b"x" * 10)
+    s.settimeout(8)
+    start = time.time()
+    try:
+        answer = read_response(s)
+        assert answer[0] >= 400
+    except (ConnectionError, OSError):
+        pass
+    assert time.time() - start < 8
+    s.close()
+    # The registry still serves.
+    assert requests.get(f"{reg.url}/v2/").status_code == 200
+
+
+def test_connection_cap(strict):
+    reg = strict
+    h, p = reg.host.split(":")
+    held = [socket.create_connection((h, int(p))) for _ in range(3)]
+    time.sleep(0.3)
+    # A fourth connection waits to be accepted…
+    done = {}
+
+    def fourth():
+        done["status"] = requests.get(f"{reg.url}/v2/", timeout=20).status_code
+        done["at"] = time.time()
+
+    t = threading.Thread(target=fourth)
+    start = time.time()
+    t.start()
+    time.sleep(1)
+    assert "status" not in done
+    # …until one closes.
+    held[0].close()
+    t.join(20)
+    assert done.get("status") == 200
+    for s in held[1:]:
+        s.close()
+
+
+# 3. Protocol ---------------------------------------------------------------
+
+def test_index_entries_are_judged_by_their_media_type(registry):
+    url, repo = registry.url, "hard/cache"
+    cache_config = push_blob(url, repo, b'{"layers":[],"records":[]}')
+    layer = push_blob(url, repo, b"a cached layer")
+    manifest, manifest_digest = image(url, repo, tag="base")
+    entry = lambda mt, d, size: {"mediaType": mt, "digest": d, "size": size}
+    buildkit = entry("application/vnd.buildkit.cacheconfig.v0", cache_config, 26)
+    for mt in (OCI_INDEX, DOCKER_LIST):
+        r, _, _ = put_manifest(url, repo, "cache", {"schemaVersion": 2, "mediaType": mt, "manifests": [buildkit]})
+        assert r.status_code == 201, r.text
+    for entries in ([entry("application/vnd.oci.image.layer.v1.tar+gzip", layer, 14), buildkit],
+                    [entry("application/x-unknown", layer, 14)],
+                    # A manifest listed with an unknown type is content too.
+                    [entry("application/x-unknown", manifest_digest, 10)],
+                    [entry(OCI_MANIFEST, manifest_digest, 10), buildkit]):
+        r, _, _ = put_manifest(url, repo, "cache", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+        assert r.status_code == 201, r.text
+    # Missing content is named.
+    ghost = "sha256:" + "6" * 64
+    r, _, _ = put_manifest(url, repo, "cache", {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                                "manifests": [buildkit, entry("application/x-unknown", ghost, 1)]})
+    assert r.status_code == 400 and err(r) == "MANIFEST_BLOB_UNKNOWN"
+    assert ghost in r.json()["errors"][0]["message"] and r.json()["errors"][0]["detail"]["digest"] == ghost
+    # A blob is not a manifest: an entry typed as one must be a manifest.
+    r, _, _ = put_manifest(url, repo, "cache", {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                                "manifests": [entry(OCI_MANIFEST, layer, 14)]})
+    assert r.status_code == 400 and err(r) == "MANIFEST_BLOB_UNKNOWN"
+    assert requests.get(f"{url}/v2/{repo}/manifests/cache").status_code == 200
+
+
+def test_media_types_ignore_case_and_parameters(registry):
+    url, repo = registry.url, "hard/case"
+    config = push_blob(url, repo, b"{}")
+    m = {"schemaVersion": 2, "layers": [],
+         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2}}
+    body = json.dumps(m).encode()
+    r = requests.put(f"{url}/v2/{repo}/manifests/v1", data=body,
+                     headers={"Content-Type": "Application/VND.OCI.Image.Manifest.v1+JSON; charset=utf-8"})
+    assert r.status_code == 201, r.text
+    r = requests.get(f"{url}/v2/{repo}/manifests/v1", headers={"Accept": "APPLICATION/VND.OCI.IMAGE.MANIFEST.V1+JSON"})
+    assert r.status_code == 200 and r.headers["Content-Type"] == OCI_MANIFEST
+
+
+def test_reads_of_malformed_references_are_unknown(registry):
+    url = registry.url
+    for ref in [".INVALID_MANIFEST_NAME", "a:b", "sha256:xyz"]:
+        for method in ("GET", "HEAD"):
+            r = requests.request(method, f"{url}/v2/hard/refs/manifests/{ref}")
+            assert r.status_code == 404, (ref, method, r.status_code)
+            if method == "GET":
+                assert err(r) == "MANIFEST_UNKNOWN"
+    r = requests.put(f"{url}/v2/hard/refs/manifests/.INVALID_MANIFEST_NAME", data=b"{}",
+                     headers={"Content-Type": OCI_MANIFEST})
+    assert r.status_code == 400
+
+
+def test_mount_challenge_asks_for_the_source_too(registry):
+    r = requests.post(f"{registry.anon_url}/v2/hard/to/blobs/uploads/",
+                      params={"mount": "sha256:" + "1" * 64, "from": "hard/from"})
+    assert r.status_code == 401
+    assert 'scope="repository:hard/to:pull,push repository:hard/from:pull"' in r.headers["WWW-Authenticate"]
+
+
+def test_ranges_follow_rfc_9110(registry):
+    url, repo = registry.url, "hard/ranges"
+    data = os.urandom(1000)
+    d = push_blob(url, repo, data)
+    r = requests.get(f"{url}/v2/{repo}/blobs/{d}", headers={"Range": "bytes=1000-"})
+    assert r.status_code == 416 and r.headers["Content-Range"] == "bytes */1000" and err(r) == "RANGE_INVALID"
+    for ignored in ["items=0-1", "bytes=5-2", "bytes=x-y", "bytes=0-1,5-6"]:
+        r = requests.get(f"{url}/v2/{repo}/blobs/{d}", headers={"Range": ignored})
+        assert r.status_code == 200 and r.content == data, ignored
+    r = requests.get(f"{url}/v2/{repo}/blobs/{d}", headers={"Range": "Bytes=0-0"})
+    assert r.status_code == 206 and r.content == data[:1]
+
+
+# 4. Housekeeping -----------------------------------------------------------
+
+def test_unknown_management_paths(two):
+    reg, keys = two
+    r = requests.get(f"{reg.anon_url}/v2/manage/nonsense")
+    assert r.status_code == 401
+    h, _ = signed(reg, keys["alpha"], "GET", "/v2/manage/nonsense", None)
+    r = requests.get(f"{reg.anon_url}/v2/manage/nonsense", headers=h)
+    assert r.status_code == 404 and r.json()["errorCode"] == "SVCSTG.SWR.4040001", r.text
+    h, _ = signed(reg, keys["alpha"], "GET", "/v3/manage/what/ever", None)
+    assert requests.get(f"{reg.anon_url}/v3/manage/what/ever", headers=h).status_code == 404
+    r = requests.get(f"{reg.anon_url}/v2/manage/namespaces/x/repos/y/triggers")
+    assert r.status_code == 401
+
+
+def test_upload_records_without_files_expire(tmp_path):
+    reg = Registry(tmp_path / "data", extra_args=["--upload-expiry-secs", "3"]).start()
+    try:
+        loc = requests.post(f"{reg.url}/v2/exp/orphan/blobs/uploads/").headers["Location"]
+        upload_id = loc.rsplit("/", 1)[1]
+        # A crash took the file but not the record.
+        (tmp_path / "data" / "uploads" / upload_id).unlink()
+        db = sqlite3.connect(tmp_path / "data" / "metadata.db")
+        count = lambda: db.execute("SELECT count(*) FROM kv WHERE key = ?", (f"upload/{upload_id}",)).fetchone()[0]
+        assert count() == 1
+        deadline = time.time() + 20
+        while count():
+            assert time.time() < deadline, "the orphaned upload record was never removed"
+            time.sleep(0.5)
+    finally:
+        reg.stop()
+
+
+def test_access_log(tmp_path):
+    reg = Registry(tmp_path / "data", extra_args=["--log-json"]).start()
+    try:
+        image(reg.url, "logged/app", tag="v1")
+        requests.get(f"{reg.anon_url}/v2/logged/app/manifests/v1")
+        tok = token(reg, "repository:logged/app:pull", auth=ADMIN).json()["token"]
+        requests.get(f"{reg.anon_url}/v2/logged/app/manifests/v1", headers=bearer(tok))
+    finally:
+        reg.stop()
+    text = reg.log.read_text()
+    assert ADMIN[1] not in text and tok not in text
+    lines = [json.loads(l) for l in text.splitlines() if l.strip()]
+    access = [l["fields"] for l in lines if l.get("target") == "berth::access"]
+    gets = [a for a in access if a["path"] == "/v2/logged/app/manifests/v1" and a["method"] == "GET"]
+    assert [(a["status"], a["user"]) for a in gets] == [(401, "-"), (200, "admin@admin")]
+    assert gets[1]["bytes"] > 0 and gets[1]["duration_us"] > 0 and gets[1]["client"].startswith("127.0.0.1:")
+    put = [a for a in access if a["method"] == "PUT" and a["path"] == "/v2/logged/app/manifests/v1"]
+    assert put and put[0]["status"] == 201 and put[0]["user"] == "admin"
+    # Third-party crates stay at warn.
+    assert not [l for l in lines if l.get("level") in ("INFO", "DEBUG") and not l.get("target", "").startswith("berth")]
