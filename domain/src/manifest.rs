@@ -94,21 +94,17 @@ fn check_descriptor(d: &Descriptor, what: &str) -> Result<Digest, String> {
 /// A media type's essence (RFC 9110 §8.3.1): type and subtype lower-cased,
 /// parameters dropped, so matching ignores case and parameters.
 pub fn essence(media_type: &str) -> String {
-    media_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+    bare(media_type).to_ascii_lowercase()
+}
+
+/// `type/subtype` without parameters, as written.
+fn bare(media_type: &str) -> &str {
+    media_type.split(';').next().unwrap_or("").trim()
 }
 
 /// Whether two media types name the same type (case and parameters aside).
 pub fn same_type(a: &str, b: &str) -> bool {
-    let (a, b) = (
-        a.split(';').next().unwrap_or("").trim(),
-        b.split(';').next().unwrap_or("").trim(),
-    );
-    a.eq_ignore_ascii_case(b)
+    bare(a).eq_ignore_ascii_case(bare(b))
 }
 
 /// The manifest types an index entry may point at as a manifest.
@@ -119,7 +115,8 @@ pub fn is_manifest_type(media_type: &str) -> bool {
 }
 
 fn is_nondistributable(media_type: &str) -> bool {
-    media_type.contains("nondistributable") || media_type.contains("foreign")
+    let t = essence(media_type);
+    t.contains("nondistributable") || t.contains("foreign")
 }
 
 /// Validates `body` sent with `content_type`. Errors are messages for a
@@ -229,7 +226,7 @@ pub fn accepts(accept_headers: &[&str], media_type: &str) -> bool {
     let mut any = true;
     for value in accept_headers {
         for item in value.split(',') {
-            let t = item.split(';').next().unwrap_or("").trim();
+            let t = bare(item);
             if t.is_empty() {
                 continue;
             }

@@ -118,6 +118,42 @@ pub async fn still_active(tenant: &str, user: &str, uid: &str) -> Result<bool, O
     Ok(active)
 }
 
+/// Whether access key `ak` exists and is active (without unsealing its
+/// secret).
+pub async fn key_active(ak: &str) -> Result<bool, OciError> {
+    Ok(store::get_json::<AccessKey>(&records::access_key(ak))
+        .await?
+        .is_some_and(|k| k.active))
+}
+
+thread_local! {
+    /// access key → (when checked, monotonic ns; active).
+    static KEYS: std::cell::RefCell<std::collections::HashMap<String, (u64, bool)>> = Default::default();
+}
+
+/// [`key_active`], trusted for a few seconds per instance: Bearer tokens
+/// issued on an access key's credential (its long-term login or a
+/// temporary login it asked for) stop within seconds of the key being
+/// disabled or deleted, as a user's do ([`still_active`]).
+pub async fn key_still_active(ak: &str) -> Result<bool, OciError> {
+    let now = spin_sdk::wasip3::clocks::monotonic_clock::now();
+    let cached = KEYS.with(|k| k.borrow().get(ak).copied());
+    if let Some((at, active)) = cached
+        && now.saturating_sub(at) < ACTIVE_FOR_NANOS
+    {
+        return Ok(active);
+    }
+    let active = key_active(ak).await?;
+    KEYS.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.len() > 4096 {
+            k.clear();
+        }
+        k.insert(ak.to_string(), (now, active));
+    });
+    Ok(active)
+}
+
 /// An access key and its secret, if the key exists and is active.
 pub async fn access_key(ak: &str) -> Result<Option<(AccessKey, String)>, OciError> {
     let Some(key) = store::get_json::<AccessKey>(&records::access_key(ak)).await? else {
@@ -157,17 +193,22 @@ pub async fn login(username: &str, password: &str) -> Result<Option<Principal>, 
                 return match claims {
                     Some(c) if c.kind == "login" && c.ak.as_deref() == Some(ak) => {
                         let key_alive = match &c.key {
-                            Some(k) => access_key(k).await?.is_some(),
+                            Some(k) => key_active(k).await?,
                             None => true,
                         };
                         if !key_alive {
                             return Ok(None);
                         }
                         // Only the user it was issued to, not a namesake
-                        // created since.
+                        // created since; what it is used for (tokens) lives
+                        // as long as the key too.
                         Ok(principal(&c.tenant, &c.sub)
                             .await?
-                            .filter(|p| c.uid.is_empty() || p.user_id == c.uid))
+                            .filter(|p| c.uid.is_empty() || p.user_id == c.uid)
+                            .map(|p| Principal {
+                                access_key: c.key.clone(),
+                                ..p
+                            }))
                     }
                     _ => Ok(None),
                 };
@@ -179,7 +220,10 @@ pub async fn login(username: &str, password: &str) -> Result<Option<Principal>, 
                         expected.as_bytes(),
                         password.to_lowercase().as_bytes(),
                     ) {
-                        principal(&key.tenant, &key.user).await
+                        Ok(principal(&key.tenant, &key.user).await?.map(|p| Principal {
+                            access_key: Some(key.ak),
+                            ..p
+                        }))
                     } else {
                         Ok(None)
                     }
@@ -242,7 +286,7 @@ pub async fn repository_facts(who: Option<&Principal>, repo: &str) -> Result<Fac
     let shared = who.is_some()
         && json(4)
             .and_then(|v| serde_json::from_slice::<Share>(v).ok())
-            .is_some_and(|s| s.expires > store::now());
+            .is_some_and(|s| s.in_force(store::now()));
     Ok(Facts {
         owner,
         public,
@@ -312,6 +356,38 @@ pub async fn docker_actions(
         .collect())
 }
 
+thread_local! {
+    /// organization → (when read, monotonic ns; owning tenant).
+    static OWNERS: std::cell::RefCell<std::collections::HashMap<String, (u64, String)>> =
+        Default::default();
+}
+
+/// Whether this instance read, in the last few seconds, that organization
+/// `ns` belongs to `tenant`. Only that positive fact is kept, and briefly:
+/// a deleted organization's name stays with its tenant for longer
+/// (`records::RELEASE_HOLD_SECS`), so no other tenant can own it meanwhile.
+/// "No owner yet" is never kept — it is what another tenant's first push
+/// changes.
+fn owned_recently(ns: &str, tenant: &str) -> bool {
+    let now = spin_sdk::wasip3::clocks::monotonic_clock::now();
+    OWNERS.with(|o| {
+        o.borrow()
+            .get(ns)
+            .is_some_and(|(at, t)| t == tenant && now.saturating_sub(*at) < ACTIVE_FOR_NANOS)
+    })
+}
+
+fn remember_owner(ns: &str, tenant: &str) {
+    let now = spin_sdk::wasip3::clocks::monotonic_clock::now();
+    OWNERS.with(|o| {
+        let mut o = o.borrow_mut();
+        if o.len() > 4096 {
+            o.clear();
+        }
+        o.insert(ns.to_string(), (now, tenant.to_string()));
+    });
+}
+
 /// Whether what a token's grant on `repo` rests on still holds for a
 /// caller of `tenant` (empty: anonymous): one metadata read, of the one
 /// record the basis depends on.
@@ -319,9 +395,16 @@ pub async fn basis_holds(tenant: &str, repo: &str, basis: Basis) -> Result<bool,
     let mut facts = Facts::default();
     match basis {
         Basis::Own => {
-            facts.owner = store::get_json::<Namespace>(&records::namespace(namespace_of(repo)))
+            let ns = namespace_of(repo);
+            if owned_recently(ns, tenant) {
+                return Ok(true);
+            }
+            facts.owner = store::get_json::<Namespace>(&records::namespace(ns))
                 .await?
                 .map(|n| n.tenant);
+            if facts.owner.as_deref() == Some(tenant) {
+                remember_owner(ns, tenant);
+            }
         }
         Basis::Public => {
             facts.public = store::get_json::<RepositoryMeta>(&records::repository_meta(repo))
@@ -332,7 +415,7 @@ pub async fn basis_holds(tenant: &str, repo: &str, basis: Basis) -> Result<bool,
             facts.shared = !tenant.is_empty()
                 && store::get_json::<Share>(&records::share(repo, tenant))
                     .await?
-                    .is_some_and(|s| s.expires > store::now());
+                    .is_some_and(|s| s.in_force(store::now()));
         }
     }
     Ok(basis.holds(tenant, &facts))

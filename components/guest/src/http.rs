@@ -59,11 +59,14 @@ impl Incoming {
         self.headers.clone()
     }
 
+    /// Every header as text, repeats included; bytes that are not UTF-8
+    /// become U+FFFD rather than vanishing (so a signature check sees a
+    /// repeated header even when one copy is not text).
     pub fn header_pairs(&self) -> Vec<(String, String)> {
         self.headers
             .copy_all()
             .into_iter()
-            .filter_map(|(k, v)| Some((k, String::from_utf8(v).ok()?)))
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect()
     }
 

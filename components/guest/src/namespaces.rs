@@ -15,6 +15,9 @@ pub enum CreateError {
     Exists,
     /// The user has created as many organizations as the quota allows.
     Quota(u64),
+    /// Another tenant deleted an organization of this name moments ago;
+    /// the name is free in this many seconds.
+    Held(u64),
     Store(String),
 }
 
@@ -76,6 +79,24 @@ pub async fn create(who: &Principal, name: &str) -> Result<Namespace, CreateErro
             Some(e) => Precondition::Version(e.version),
             None => Precondition::Absent,
         };
+        // A name just released by another tenant is held a little longer;
+        // one released earlier is taken, its record consumed in the same
+        // commit (and a release racing this commit makes it retry).
+        let released_key = records::released_namespace(name);
+        let released = metadata::get(released_key.clone())
+            .await
+            .map_err(store_err)?;
+        let release_guard = match &released {
+            Some(e) => {
+                if let Ok(r) = serde_json::from_slice::<records::ReleasedNamespace>(&e.value)
+                    && let Some(left) = r.held_from(&who.tenant, store::now())
+                {
+                    return Err(CreateError::Held(left));
+                }
+                Precondition::Version(e.version)
+            }
+            None => Precondition::Absent,
+        };
         let ops = vec![
             WriteOp::Put((
                 records::namespace(name),
@@ -88,6 +109,7 @@ pub async fn create(who: &Principal, name: &str) -> Result<Namespace, CreateErro
                 (created_by_user + 1).to_string().into_bytes(),
                 guard,
             )),
+            WriteOp::Delete((released_key, release_guard)),
         ];
         match store::commit(ops).await {
             Ok(_) => return Ok(ns),

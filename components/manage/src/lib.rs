@@ -77,7 +77,7 @@ fn group(path: &str) -> Option<Group> {
             | [_, "repos", _, "tags", _]
             | [_, "repositories", _, "access-domains"]
             | [_, "repositories", _, "access-domains", _] => Group::Repositories,
-            _ if rest.iter().any(|s| LATER.contains(s)) => Group::Later,
+            [_, "repos", _, op, ..] if LATER.contains(op) => Group::Later,
             _ => Group::Unknown,
         },
         ["v3", "manage", "namespaces", _, "repos", _, "tags"]
@@ -88,9 +88,7 @@ fn group(path: &str) -> Option<Group> {
         ["v2", "manage", "utils", "secret" | "authorizationtoken"]
         | ["v2", "manage", "projects", _, "quotas"] => Group::Account,
         ["berth", "v1", ..] => Group::Admin,
-        ["v2" | "v3", "manage", rest @ ..] if rest.iter().any(|s| LATER.contains(s)) => {
-            Group::Later
-        }
+        ["v2" | "v3", "manage", op, ..] if LATER.contains(op) => Group::Later,
         ["v2" | "v3", "manage", ..] => Group::Unknown,
         _ => return None,
     })
@@ -261,12 +259,10 @@ async fn authenticate(
         headers: &headers,
         body,
     };
-    signing::verify(&signed, &parsed, sk.as_bytes(), store::now())
+    let signed_at = signing::verify(&signed, &parsed, sk.as_bytes(), store::now())
         .map_err(|e| SwrError::unauthorized(e.to_string()))?;
     if mutating {
-        // `verify` found the date header.
-        let date = req.header("x-sdk-date").unwrap_or_default();
-        claim_once(&date, &parsed.signature).await?;
+        claim_once(signed_at, &parsed.signature).await?;
     }
     // A project id, when given, must be the key's tenant's.
     if let Some(project) = req.header("x-project-id") {
@@ -298,7 +294,7 @@ async fn authenticate(
 /// as a new secret key). The official SDKs sign a fresh `X-Sdk-Date` per
 /// call, so only byte-identical changes sent within the same second
 /// collide; they get 409 like any duplicate.
-async fn claim_once(sdk_date: &str, signature: &str) -> Result<(), SwrError> {
+async fn claim_once(signed_at: u64, signature: &str) -> Result<(), SwrError> {
     use berth_guest::store::{Precondition, StoreError, WriteOp, metadata};
     let fault = |e: StoreError| SwrError::internal(format!("storage failure: {e:?}"));
     let now = store::now();
@@ -306,7 +302,7 @@ async fn claim_once(sdk_date: &str, signature: &str) -> Result<(), SwrError> {
         .await
         .map_err(fault)?;
     let mut ops = vec![WriteOp::Put((
-        records::signed_request(sdk_date, signature),
+        records::signed_request(&signing::format_sdk_date(signed_at), signature),
         Vec::new(),
         Precondition::Absent,
     ))];

@@ -64,6 +64,10 @@ async fn create(body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
         Err(CreateError::Quota(q)) => Err(SwrError::quota(format!(
             "you have created {q} organizations, the most allowed"
         ))),
+        Err(CreateError::Held(left)) => Err(SwrError::conflict(format!(
+            "organization name {} was deleted by its owner moments ago; it is free in {left} s",
+            b.namespace
+        ))),
         Err(CreateError::Store(e)) => Err(SwrError::internal(e)),
     }
 }
@@ -148,6 +152,15 @@ async fn delete(ns: &str, who: &Principal) -> Result<Reply, SwrError> {
     let mut ops = vec![
         store::delete(records::namespace(ns)),
         store::delete(records::owned_namespace(&n.tenant, ns)),
+        // The name stays with this tenant a little longer (see
+        // `records::RELEASE_HOLD_SECS`).
+        store::put_json(
+            records::released_namespace(ns),
+            &records::ReleasedNamespace {
+                tenant: n.tenant.clone(),
+                at: store::now(),
+            },
+        ),
     ];
     for g in metadata::scan(records::namespace_grant_prefix(ns), None, 10_000)
         .await

@@ -46,6 +46,17 @@ impl Caller {
                 // re-created since is refused (checked every few seconds,
                 // see still_active).
                 Some(c) if c.kind == "registry" && !c.tenant.is_empty() => {
+                    let key = match &c.key {
+                        Some(k) => auth::key_still_active(k).await,
+                        None => Ok(true),
+                    };
+                    match key {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Caller::Invalid("the token's access key is disabled or gone");
+                        }
+                        Err(e) => return Caller::Fault(e),
+                    }
                     match auth::still_active(&c.tenant, &c.sub, &c.uid).await {
                         Ok(true) => Caller::Token(c),
                         Ok(false) => Caller::Invalid("the token's user is disabled or gone"),
@@ -188,34 +199,25 @@ pub async fn check(
         Method::Delete => "delete",
         _ => "push",
     };
-    // As Distribution does, a push challenge asks for pull too: clients
-    // that keep one token per repository need both; and a mount asks for
-    // pull on the repository it mounts from, so a client fetching exactly
-    // the challenged scopes can mount.
-    let mount_from = match (route, method) {
-        (Route::UploadStart { .. }, Method::Post) => {
-            let pairs = route::query_pairs(query);
-            route::query_get(&pairs, "mount")
-                .and(route::query_get(&pairs, "from"))
-                .filter(|f| berth_domain::name::is_valid_name(f) && *f != name)
-                .map(str::to_string)
-        }
-        _ => None,
-    };
-    let scope = match (action, mount_from) {
-        ("push", Some(from)) => format!("repository:{name}:pull,push repository:{from}:pull"),
-        ("push", None) => format!("repository:{name}:pull,push"),
-        _ => format!("repository:{name}:{action}"),
-    };
     let holds = caller
         .holds(name, action)
         .await
         .map_err(|e| Reply::error(&e))?;
     if !holds {
+        // A mount's challenge names its source too.
+        let mount_from = match (route, method) {
+            (Route::UploadStart { .. }, Method::Post) => {
+                let pairs = route::query_pairs(query);
+                route::query_get(&pairs, "mount")
+                    .and(route::query_get(&pairs, "from"))
+                    .map(str::to_string)
+            }
+            _ => None,
+        };
         return Err(refuse(
             caller,
             req,
-            &scope,
+            &docker::challenge_scope(name, action, mount_from.as_deref()),
             format!("requested access to {name} ({action}) is denied"),
         ));
     }
@@ -315,7 +317,22 @@ async fn ensure_namespace(caller: &Caller, repo: &str) -> Result<(), Reply> {
                 )));
             }
             match namespaces::create(&who, ns).await {
-                Ok(_) | Err(CreateError::Exists) => Ok(()),
+                Ok(_) => Ok(()),
+                // Created meanwhile: by the caller's tenant, or refused.
+                Err(CreateError::Exists) => {
+                    let now = store::get_json::<Namespace>(&records::namespace(ns))
+                        .await
+                        .map_err(|e| Reply::error(&e))?;
+                    match now {
+                        Some(n) if n.tenant == tenant => Ok(()),
+                        _ => Err(denied(format!(
+                            "organization {ns} belongs to another tenant"
+                        ))),
+                    }
+                }
+                Err(CreateError::Held(left)) => Err(denied(format!(
+                    "organization {ns} was deleted by its owner moments ago; the name is free in {left} s"
+                ))),
                 Err(CreateError::InvalidName) => Err(Reply::error(&OciError::new(
                     ErrorCode::NameInvalid,
                     format!("{ns:?} is not a valid organization name"),

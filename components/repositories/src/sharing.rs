@@ -63,7 +63,7 @@ fn view(repo: &str, s: &Share) -> serde_json::Value {
         "creator_name": s.creator,
         "created": swr::rfc3339(s.created),
         "updated": swr::rfc3339(s.updated),
-        "status": s.expires > store::now(),
+        "status": s.in_force(store::now()),
     })
 }
 
@@ -223,7 +223,7 @@ pub async fn shared(req: &Incoming, who: &Principal, v3: bool) -> Result<Reply, 
             let live = store::get_json::<Share>(&records::share(&repo, &who.tenant))
                 .await
                 .map_err(oci_fault)?
-                .is_some_and(|s| s.expires > store::now());
+                .is_some_and(|s| s.in_force(store::now()));
             if live
                 && store::exists(&berth_domain::keys::repo(&repo))
                     .await

@@ -95,31 +95,8 @@ async fn token(req: &Incoming) -> Result<Reply, OciError> {
             "repository" => {
                 let wanted = docker::requested(&asked.actions);
                 let granted = auth::docker_actions(who.as_ref(), &asked.name, &wanted).await?;
-                // One entry per basis (usually one): each is re-checked on use.
-                let mut bases = Vec::new();
-                for (_, b) in &granted {
-                    if !bases.contains(b) {
-                        bases.push(*b);
-                    }
-                }
-                // Docker's convention: ungranted actions are left out, not refused.
-                if bases.is_empty() {
-                    access.push(Access {
-                        actions: Vec::new(),
-                        ..asked.clone()
-                    });
-                }
-                for basis in bases {
-                    access.push(Access {
-                        actions: granted
-                            .iter()
-                            .filter(|(_, b)| *b == basis)
-                            .map(|(a, _)| a.to_string())
-                            .collect(),
-                        basis: Some(basis),
-                        ..asked.clone()
-                    });
-                }
+                // One entry per basis: each is re-checked on every use.
+                access.extend(docker::grant_entries(&asked, &granted));
             }
             // The catalog lists the caller's own tenant only.
             _ => access.push(Access {
@@ -140,7 +117,9 @@ async fn token(req: &Incoming) -> Result<Reply, OciError> {
         uid: who.as_ref().map(|p| p.user_id.clone()).unwrap_or_default(),
         access,
         ak: None,
-        key: None,
+        // A token issued on an access key's credential lives as long as
+        // the key does.
+        key: who.as_ref().and_then(|p| p.access_key.clone()),
     };
     let ttl = store::limit("token_ttl_seconds", DEFAULT_TTL);
     let token = store::credentials::issue_token(

@@ -9,7 +9,7 @@ use berth_domain::range::parse_content_range;
 use berth_domain::{ErrorCode, OciError, name};
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::parse_digest;
-use berth_guest::store::{self, DigestAlgorithm, StoreError, blobs, fault, uploads};
+use berth_guest::store::{self, StoreError, blobs, fault, uploads};
 
 /// Smallest chunk we ask clients to send (except the last one).
 const CHUNK_MIN: u64 = 5 * 1024 * 1024;
@@ -94,15 +94,20 @@ pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
         {
             return Err(OciError::too_large("blob", max));
         }
-        let algorithm = match digest.algorithm() {
-            berth_domain::Algorithm::Sha256 => DigestAlgorithm::Sha256,
-            berth_domain::Algorithm::Sha512 => DigestAlgorithm::Sha512,
-        };
+        // Received as a one-request upload, so a body that breaks off
+        // publishes nothing, even if what arrived hashed right: the bytes
+        // become a blob only once the body is known whole.
+        let id = uploads::create().await.map_err(fault)?;
         let (body, end) = req.body_stream();
-        let put = blobs::put(body, Some(digest.to_string()), algorithm, max).await;
-        // A body that broke off is refused even if what arrived hashed right.
-        end.complete().await?;
-        let info = put.map_err(|e| store_error(e, max))?;
+        let appended = uploads::append(id.clone(), 0, body, max).await;
+        let whole = end.complete().await;
+        if let Err(e) = whole.and(appended.map_err(|e| store_error(e, max))) {
+            let _ = uploads::abort(id).await;
+            return Err(e);
+        }
+        let info = uploads::finish(id, digest.to_string())
+            .await
+            .map_err(|e| store_error(e, max))?;
         link(name, &info.digest, info.size).await?;
         return Ok(created(name, &info.digest));
     }

@@ -157,6 +157,52 @@ impl RegistryClaims {
     }
 }
 
+/// The scope a challenge asks for when a request needs docker `action`
+/// on repository `name`. As Distribution does, a push asks for pull too
+/// (clients keep one token per repository and need both), and a mount
+/// (`from`, when a valid other repository) asks for pull on its source, so
+/// a client fetching exactly the challenged scopes can mount.
+pub fn challenge_scope(name: &str, action: &str, from: Option<&str>) -> String {
+    let from = from.filter(|f| *f != name && crate::name::is_valid_name(f));
+    match (action, from) {
+        ("push", Some(from)) => format!("repository:{name}:pull,push repository:{from}:pull"),
+        ("push", None) => format!("repository:{name}:pull,push"),
+        _ => format!("repository:{name}:{action}"),
+    }
+}
+
+/// A token's access entries for one requested scope: the granted actions
+/// grouped by what they rest on (usually one entry), or one entry with no
+/// actions when nothing was granted (Docker's convention: ungranted
+/// actions are left out, not refused).
+pub fn grant_entries(asked: &Access, granted: &[(&str, Basis)]) -> Vec<Access> {
+    let mut bases: Vec<Basis> = Vec::new();
+    for (_, b) in granted {
+        if !bases.contains(b) {
+            bases.push(*b);
+        }
+    }
+    if bases.is_empty() {
+        return vec![Access {
+            actions: Vec::new(),
+            basis: None,
+            ..asked.clone()
+        }];
+    }
+    bases
+        .into_iter()
+        .map(|basis| Access {
+            actions: granted
+                .iter()
+                .filter(|(_, b)| *b == basis)
+                .map(|(a, _)| a.to_string())
+                .collect(),
+            basis: Some(basis),
+            ..asked.clone()
+        })
+        .collect()
+}
+
 /// The `WWW-Authenticate` challenge for a `/v2/` request lacking access.
 pub fn challenge(realm: &str, service: &str, scope: Option<&str>) -> String {
     match scope {
@@ -221,6 +267,32 @@ mod tests {
         assert_eq!(parse_scope("registry:everything:*"), None);
         assert_eq!(requested(&["*".into()]), ["pull", "push", "delete"]);
         assert_eq!(requested(&["push".into(), "x".into()]), ["push"]);
+    }
+
+    #[test]
+    fn challenges_and_grants() {
+        assert_eq!(challenge_scope("a/b", "pull", None), "repository:a/b:pull");
+        assert_eq!(
+            challenge_scope("a/b", "push", Some("c/d")),
+            "repository:a/b:pull,push repository:c/d:pull"
+        );
+        assert_eq!(
+            challenge_scope("a/b", "push", Some("BAD")),
+            "repository:a/b:pull,push"
+        );
+        let asked = parse_scope("repository:a/b:pull,push,delete").unwrap();
+        let mixed = grant_entries(&asked, &[("pull", Basis::Public), ("push", Basis::Own)]);
+        assert_eq!(mixed.len(), 2);
+        assert_eq!(
+            (mixed[0].actions.clone(), mixed[0].basis),
+            (vec!["pull".to_string()], Some(Basis::Public))
+        );
+        assert_eq!(
+            (mixed[1].actions.clone(), mixed[1].basis),
+            (vec!["push".to_string()], Some(Basis::Own))
+        );
+        let none = grant_entries(&asked, &[]);
+        assert!(none.len() == 1 && none[0].actions.is_empty() && none[0].basis.is_none());
     }
 
     #[test]

@@ -37,6 +37,34 @@ pub fn policy(tenant: &str, name: &str) -> String {
 pub fn policy_prefix(tenant: &str) -> String {
     format!("iam/policy/{tenant}/")
 }
+/// `ns-released/<name>` → [`ReleasedNamespace`]: an organization deleted in
+/// the last [`RELEASE_HOLD_SECS`].
+pub fn released_namespace(name: &str) -> String {
+    format!("ns-released/{name}")
+}
+
+/// How long a deleted organization's name stays with its tenant. Registry
+/// instances trust a cached "this organization is the caller's tenant's"
+/// for a few seconds (the token check's cache); while one may, no other
+/// tenant may take the name, so a token never reaches another tenant's
+/// organization of the same name.
+pub const RELEASE_HOLD_SECS: u64 = 30;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReleasedNamespace {
+    pub tenant: String,
+    /// Seconds since the epoch.
+    pub at: u64,
+}
+
+impl ReleasedNamespace {
+    /// Seconds until `tenant` may take the name (none: it may now).
+    pub fn held_from(&self, tenant: &str, now: u64) -> Option<u64> {
+        let until = self.at + RELEASE_HOLD_SECS;
+        (self.tenant != tenant && now < until).then(|| until - now)
+    }
+}
+
 /// `iam/signed/<X-Sdk-Date>/<signature>` → empty: a signed change already
 /// received, kept for the skew window ([`super::signing::MAX_SKEW_SECS`]) so
 /// the same signed request is not carried out twice. Keys sort by date
@@ -218,6 +246,13 @@ pub struct Share {
     pub creator: String,
     pub created: u64,
     pub updated: u64,
+}
+
+impl Share {
+    /// Whether the share still applies at `now` (seconds since the epoch).
+    pub fn in_force(&self, now: u64) -> bool {
+        self.expires > now
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

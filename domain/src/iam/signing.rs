@@ -29,6 +29,10 @@ pub enum SignError {
     Skew,
     #[error("signed header {0:?} is not in the request")]
     MissingHeader(String),
+    #[error(
+        "header {0:?} appears more than once (or is not text); a signed request carries it once"
+    )]
+    RepeatedHeader(String),
     #[error("the request signature does not match")]
     Mismatch,
     #[error(
@@ -173,7 +177,29 @@ pub fn hmac_hex(key: &[u8], data: &[u8]) -> String {
 
 /// Checks `req` was signed with `sk` less than 15 minutes from `now`
 /// (seconds since the epoch). `auth` is the parsed Authorization header.
-pub fn verify(req: &Request, auth: &Authorization, sk: &[u8], now: u64) -> Result<(), SignError> {
+/// Returns the signing time (seconds since the epoch), the one
+/// `X-Sdk-Date` the signature covers. Every header the check reads —
+/// `Authorization`, `X-Sdk-Date`, `X-Sdk-Content-Sha256` and each signed
+/// header — must appear once: with two copies, what was checked and what
+/// the rest of the server reads could differ.
+pub fn verify(req: &Request, auth: &Authorization, sk: &[u8], now: u64) -> Result<u64, SignError> {
+    let read = ["authorization", "x-sdk-date", "x-sdk-content-sha256"];
+    for name in read
+        .iter()
+        .copied()
+        .chain(auth.signed_headers.iter().map(String::as_str))
+    {
+        let mut copies = req
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name));
+        let first = copies.next();
+        // Bytes that were not text arrive as U+FFFD (see the guest's
+        // `header_pairs`).
+        if copies.next().is_some() || first.is_some_and(|(_, v)| v.contains('\u{FFFD}')) {
+            return Err(SignError::RepeatedHeader(name.to_string()));
+        }
+    }
     let date = req.header("x-sdk-date").ok_or(SignError::Date)?;
     let t = parse_sdk_date(date).ok_or(SignError::Date)?;
     if t.abs_diff(now) > MAX_SKEW_SECS {
@@ -185,7 +211,7 @@ pub fn verify(req: &Request, auth: &Authorization, sk: &[u8], now: u64) -> Resul
         expected.as_bytes(),
         auth.signature.to_lowercase().as_bytes(),
     ) {
-        Ok(())
+        Ok(t)
     } else {
         Err(SignError::Mismatch)
     }
@@ -318,7 +344,18 @@ mod tests {
         let auth = parse_authorization(&header).unwrap();
         assert_eq!(auth.access, "AK1");
         let now = 1_795_831_384;
-        assert_eq!(verify(&req, &auth, b"secret", now + 60), Ok(()));
+        assert_eq!(verify(&req, &auth, b"secret", now + 60), Ok(now));
+        // A second copy of a header the check reads is refused.
+        let mut twice = headers.clone();
+        twice.insert(0, ("X-Sdk-Date".into(), "\u{FFFD}".into()));
+        let twice = Request {
+            headers: &twice,
+            ..req
+        };
+        assert_eq!(
+            verify(&twice, &auth, b"secret", now),
+            Err(SignError::RepeatedHeader("x-sdk-date".into()))
+        );
         assert_eq!(verify(&req, &auth, b"wrong", now), Err(SignError::Mismatch));
         assert_eq!(
             verify(&req, &auth, b"secret", now + 16 * 60),
@@ -349,7 +386,7 @@ mod tests {
             headers: &with_claim,
             ..req
         };
-        assert_eq!(verify(&honest, &auth, b"secret", now), Ok(()));
+        assert_eq!(verify(&honest, &auth, b"secret", now), Ok(now));
         let mut unsigned = headers.clone();
         unsigned.push(("X-Sdk-Content-Sha256".into(), "UNSIGNED-PAYLOAD".into()));
         let unsigned = Request {

@@ -146,17 +146,24 @@ fn log_filter(level: &str) -> String {
     }
 }
 
-fn init_logs(args: &ServeArgs) {
+/// Logs go to stderr through a writer thread, so a request never waits
+/// for the terminal or a pipe (lines are not dropped: past 128k queued
+/// lines, writers wait). Keep the guard until exit: it flushes.
+fn init_logs(args: &ServeArgs) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(log_filter(&args.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter("info")));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if args.log_json {
         fmt.json().init()
     } else {
         fmt.init()
     }
+    guard
 }
 
 /// Removes uploads untouched for `idle`, both sides: the files (and the
@@ -210,28 +217,36 @@ async fn expire_uploads(backends: &Backends, idle: Duration) -> Result<usize> {
 /// closed to other users: the directory and what lies directly in it
 /// become 0700/0600 (the directory's mode alone already bars other users
 /// from everything below it; new files are created 0600 by the umask).
+/// Only what this user owns is changed (a mount point's `lost+found` is
+/// not); the data directory itself must be ours to close.
 fn restrict_permissions(data_dir: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let set = |p: &std::path::Path, mode: u32| {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid only reads this process's effective user id.
+    let me = unsafe { libc::geteuid() };
+    let close = |p: &std::path::Path, mode: u32| -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(p)?;
+        if meta.uid() != me || meta.permissions().mode() & 0o077 == 0 {
+            return Ok(());
+        }
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("restricting permissions of {}", p.display()))
     };
-    set(data_dir, 0o700)?;
+    close(data_dir, 0o700)
+        .with_context(|| format!("restricting permissions of {}", data_dir.display()))?;
     for entry in std::fs::read_dir(data_dir)?.flatten() {
-        let Ok(kind) = entry.file_type() else {
-            continue;
+        let mode = match entry.file_type() {
+            Ok(t) if t.is_dir() => 0o700,
+            Ok(t) if t.is_file() => 0o600,
+            _ => continue,
         };
-        if kind.is_dir() {
-            set(&entry.path(), 0o700)?;
-        } else if kind.is_file() {
-            set(&entry.path(), 0o600)?;
+        if let Err(e) = close(&entry.path(), mode) {
+            tracing::warn!(path = %entry.path().display(), error = %e, "could not restrict permissions");
         }
     }
     Ok(())
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    init_logs(&args);
+    let _logs = init_logs(&args);
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     restrict_permissions(&args.data_dir)?;
@@ -273,6 +288,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
     });
 
+    let token_backends = backends.clone();
     let health_backends = backends.clone();
     let server = Arc::new(server::Server {
         app,
@@ -284,6 +300,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
                 .map(|_| ())
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }),
+        verify_token: Box::new(move |t| token_backends.credentials.verify_token(t)),
         tls: args.tls_cert.is_some(),
         limits: transport::Limits {
             header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),

@@ -24,6 +24,8 @@ pub struct Server {
     pub app: App,
     pub handlers: HashMap<String, Handler>,
     pub health: Box<dyn Fn() -> Result<()> + Send + Sync>,
+    /// The claims of a token this host signed (for the access log).
+    pub verify_token: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
     /// Whether requests arrive over TLS (the scheme components see).
     pub tls: bool,
     pub limits: Limits,
@@ -57,11 +59,15 @@ impl Server {
         let start = Instant::now();
         let logged = tracing::enabled!(target: "berth::access", tracing::Level::INFO);
         let (method, path) = (req.method().clone(), req.uri().path().to_string());
-        let user = if logged {
-            transport::claimed_user(req.headers().get(hyper::header::AUTHORIZATION))
-        } else {
-            String::new()
-        };
+        let mut user = String::new();
+        // Every body, whoever answers, is drained if answered unread.
+        let http1 = req.version() < hyper::Version::HTTP_2;
+        let expect_continue = req
+            .headers()
+            .get(hyper::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let limits = &self.limits;
+        let req = req.map(|b| RequestBody::new(b, limits, http1, expect_continue).boxed());
         let resp = if path == "/healthz" {
             match (self.health)() {
                 Ok(()) => plain(200, "ok\n"),
@@ -71,13 +77,14 @@ impl Server {
                 }
             }
         } else if let Some(handler) = self.app.route(&path).and_then(|c| self.handlers.get(c)) {
-            let http1 = req.version() < hyper::Version::HTTP_2;
-            let expect_continue = req
-                .headers()
-                .get(hyper::header::EXPECT)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-            let limits = &self.limits;
-            let mut req = req.map(|b| RequestBody::new(b, limits, http1, expect_continue).boxed());
+            // Only a component checks credentials: name them for its answers.
+            if logged {
+                user = transport::claimed_user(
+                    req.headers().get(hyper::header::AUTHORIZATION),
+                    &self.verify_token,
+                );
+            }
+            let mut req = req;
             // As Spin does: components learn the client's address from this
             // header, which a client cannot set itself.
             if let Ok(v) = hyper::header::HeaderValue::from_str(&peer.to_string()) {

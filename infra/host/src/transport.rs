@@ -36,29 +36,45 @@ pub struct Limits {
 /// [`Limits::drain_bytes`]).
 const DRAIN_FOR: Duration = Duration::from_secs(30);
 
-/// A stall timer: armed when a wait begins, disarmed by progress.
+/// A stall timer: armed when a wait begins, disarmed by progress. Its
+/// `Sleep` is made on the first wait and reset after, so waiting costs no
+/// allocation.
 struct Stall {
     limit: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
+    armed: bool,
 }
 
 impl Stall {
     fn new(limit: Duration) -> Self {
-        Stall { limit, sleep: None }
+        Stall {
+            limit,
+            sleep: None,
+            armed: false,
+        }
     }
 
     /// Called when the peer made no progress: ready once the limit passed
     /// since the wait began.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let limit = self.limit;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        let deadline = tokio::time::Instant::now() + self.limit;
+        let armed = std::mem::replace(&mut self.armed, true);
+        let sleep = match &mut self.sleep {
+            Some(s) => {
+                if !armed {
+                    s.as_mut().reset(deadline);
+                }
+                s
+            }
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
         sleep.as_mut().poll(cx).is_ready()
     }
 
     fn progress(&mut self) {
-        self.sleep = None;
+        self.armed = false;
     }
 }
 
@@ -303,14 +319,18 @@ pub struct AccessRecord {
 pub struct LoggedBody {
     inner: WasiBody,
     bytes: u64,
+    /// HEAD, 204 and 304 answers: complete without a body.
+    bodyless: bool,
     record: Option<AccessRecord>,
 }
 
 impl LoggedBody {
     pub fn wrap(inner: WasiBody, record: AccessRecord) -> WasiBody {
+        let bodyless = record.method == hyper::Method::HEAD || matches!(record.status, 204 | 304);
         http_body_util::BodyExt::boxed_unsync(LoggedBody {
             inner,
             bytes: 0,
+            bodyless,
             record: Some(record),
         })
     }
@@ -368,60 +388,37 @@ impl Body for LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        let complete = self.inner.is_end_stream();
+        let complete = self.bodyless || self.inner.is_end_stream();
         self.log(complete);
     }
 }
 
-/// Who a request's credentials name, for the access log only (the
-/// components decide whether they are valid): the user of `Basic`, the
-/// `tenant`/`sub` of a Bearer token's claims, or the access key of an
-/// `SDK-HMAC-SHA256` signature. Never a password, token or signature.
-pub fn claimed_user(authorization: Option<&hyper::header::HeaderValue>) -> String {
-    use base64::Engine;
+/// Who a request's credentials name, for the access log: the user of
+/// `Basic` (as given: the log line's status says whether it was right), the
+/// `sub@tenant` of a Bearer token this host signed (`verify_token` returns
+/// its claims), or the access key of an `SDK-HMAC-SHA256` signature.
+/// Never a password, token or signature.
+pub fn claimed_user(
+    authorization: Option<&hyper::header::HeaderValue>,
+    verify_token: impl Fn(&str) -> Option<String>,
+) -> String {
+    use berth_domain::iam::{docker, signing};
     let Some(value) = authorization.and_then(|v| v.to_str().ok()) else {
         return String::new();
     };
-    if let Some(b64) = value.strip_prefix("Basic ") {
-        return base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()
-            .and_then(|raw| {
-                let text = String::from_utf8(raw).ok()?;
-                Some(text.split_once(':')?.0.to_string())
-            })
-            .unwrap_or_default();
+    if let Some((user, _)) = docker::parse_basic(value) {
+        return user;
     }
     if let Some(token) = value.strip_prefix("Bearer ") {
-        #[derive(serde::Deserialize)]
-        struct Claims {
-            #[serde(default)]
-            tenant: String,
-            #[serde(default)]
-            sub: String,
-        }
-        return token
-            .split('.')
-            .nth(1)
-            .and_then(|p| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(p.trim_end_matches('='))
-                    .ok()
-            })
-            .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
+        return verify_token(token.trim())
+            .and_then(|c| serde_json::from_str::<docker::RegistryClaims>(&c).ok())
             .filter(|c| !c.sub.is_empty())
             .map(|c| format!("{}@{}", c.sub, c.tenant))
             .unwrap_or_default();
     }
-    if let Some(rest) = value.strip_prefix("SDK-HMAC-SHA256 ") {
-        return rest
-            .split(',')
-            .filter_map(|p| p.trim().strip_prefix("Access="))
-            .next()
-            .unwrap_or_default()
-            .to_string();
-    }
-    String::new()
+    signing::parse_authorization(value)
+        .map(|a| a.access)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -431,21 +428,20 @@ mod tests {
 
     #[test]
     fn access_log_names_users_never_secrets() {
+        let none = |_: &str| None;
         let basic = HeaderValue::from_static("Basic YWxpY2VAYWNtZTpzM2NyZXQ="); // alice@acme:s3cret
-        assert_eq!(claimed_user(Some(&basic)), "alice@acme");
-        // {"tenant":"acme","sub":"bob"}
-        let bearer = HeaderValue::from_static(
-            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJ0ZW5hbnQiOiJhY21lIiwic3ViIjoiYm9iIn0.c2ln",
-        );
-        assert_eq!(claimed_user(Some(&bearer)), "bob@acme");
+        assert_eq!(claimed_user(Some(&basic), none), "alice@acme");
+        let bearer = HeaderValue::from_static("Bearer a.b.c");
+        let claims = |t: &str| {
+            (t == "a.b.c").then(|| r#"{"kind":"registry","tenant":"acme","sub":"bob"}"#.to_string())
+        };
+        assert_eq!(claimed_user(Some(&bearer), claims), "bob@acme");
+        // A token this host did not sign names nobody.
+        assert_eq!(claimed_user(Some(&bearer), none), "");
         let signed = HeaderValue::from_static(
             "SDK-HMAC-SHA256 Access=AKIAEXAMPLE12345, SignedHeaders=host, Signature=abc",
         );
-        assert_eq!(claimed_user(Some(&signed)), "AKIAEXAMPLE12345");
-        assert_eq!(claimed_user(None), "");
-        assert_eq!(
-            claimed_user(Some(&HeaderValue::from_static("Bearer junk"))),
-            ""
-        );
+        assert_eq!(claimed_user(Some(&signed), none), "AKIAEXAMPLE12345");
+        assert_eq!(claimed_user(None, none), "");
     }
 }
