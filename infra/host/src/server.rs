@@ -25,13 +25,16 @@ pub struct Server {
     pub handlers: HashMap<String, Handler>,
     pub health: Box<dyn Fn() -> Result<()> + Send + Sync>,
     /// The claims of a token this host signed (for the access log).
-    pub verify_token: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub verify_token: TokenVerifier,
     /// Whether requests arrive over TLS (the scheme components see).
     pub tls: bool,
     pub limits: Limits,
 }
 
 type Body = WasiBody;
+
+/// A token's claims (JSON) if this host signed it and it has not expired.
+pub type TokenVerifier = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 fn respond(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
@@ -244,9 +247,12 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    // Each open stream can hold an instance: one connection gets a share
+    // of them, not hyper's default 200.
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(64)
         .keep_alive_interval(Some(limits.header_timeout))
         .keep_alive_timeout(limits.body_timeout);
     builder

@@ -212,11 +212,25 @@ impl<T> StallIo<T> {
     }
 }
 
-fn stalled() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        "the client stopped reading the response",
-    )
+impl<T> StallIo<T> {
+    /// A write that waits on the client past the body timeout fails.
+    fn watch_write<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        match r {
+            Poll::Pending if self.write.poll_expired(cx) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading the response",
+            ))),
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.write.progress();
+                ready
+            }
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for StallIo<T> {
@@ -256,14 +270,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Pending if self.write.poll_expired(cx) => Poll::Ready(Err(stalled())),
-            Poll::Pending => Poll::Pending,
-            ready => {
-                self.write.progress();
-                ready
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch_write(cx, r)
     }
 
     fn poll_write_vectored(
@@ -271,14 +279,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallIo<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending if self.write.poll_expired(cx) => Poll::Ready(Err(stalled())),
-            Poll::Pending => Poll::Pending,
-            ready => {
-                self.write.progress();
-                ready
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch_write(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -286,14 +288,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending if self.write.poll_expired(cx) => Poll::Ready(Err(stalled())),
-            Poll::Pending => Poll::Pending,
-            ready => {
-                self.write.progress();
-                ready
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch_write(cx, r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
