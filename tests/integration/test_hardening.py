@@ -634,6 +634,7 @@ def test_access_log(tmp_path):
     gets = [a for a in access if a["path"] == "/v2/logged/app/manifests/v1" and a["method"] == "GET"]
     assert [(a["status"], a["user"]) for a in gets] == [(401, "-"), (200, "admin@admin")]
     assert gets[1]["bytes"] > 0 and gets[1]["duration_us"] > 0 and gets[1]["client"].startswith("127.0.0.1:")
+    assert gets[1]["complete"] is True
     head = [a for a in access if a["method"] == "HEAD" and a["path"] == "/v2/logged/app/manifests/v1"]
     assert head and head[0]["status"] == 200 and head[0]["complete"] is True
     put = [a for a in access if a["method"] == "PUT" and a["path"] == "/v2/logged/app/manifests/v1"]

@@ -317,16 +317,21 @@ pub struct LoggedBody {
     bytes: u64,
     /// HEAD, 204 and 304 answers: complete without a body.
     bodyless: bool,
+    /// The body's announced length (`Content-Length`), if any: hyper stops
+    /// polling once it is sent, before the body says it ended.
+    length: Option<u64>,
     record: Option<AccessRecord>,
 }
 
 impl LoggedBody {
     pub fn wrap(inner: WasiBody, record: AccessRecord) -> WasiBody {
         let bodyless = record.method == hyper::Method::HEAD || matches!(record.status, 204 | 304);
+        let length = inner.size_hint().exact();
         http_body_util::BodyExt::boxed_unsync(LoggedBody {
             inner,
             bytes: 0,
             bodyless,
+            length,
             record: Some(record),
         })
     }
@@ -363,7 +368,7 @@ impl Body for LoggedBody {
         match &frame {
             Some(Ok(f)) => {
                 self.bytes += f.data_ref().map_or(0, |d| d.len() as u64);
-                if self.inner.is_end_stream() {
+                if self.sent_all() {
                     self.log(true);
                 }
             }
@@ -382,9 +387,15 @@ impl Body for LoggedBody {
     }
 }
 
+impl LoggedBody {
+    fn sent_all(&self) -> bool {
+        self.bodyless || self.inner.is_end_stream() || self.length == Some(self.bytes)
+    }
+}
+
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        let complete = self.bodyless || self.inner.is_end_stream();
+        let complete = self.sent_all();
         self.log(complete);
     }
 }
