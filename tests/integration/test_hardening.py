@@ -24,6 +24,7 @@ from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkswr.v2 import (
     CreateNamespaceRequest,
+    CreateSecretRequest,
     CreateNamespaceRequestBody,
     CreateRepoDomainsRequest,
     CreateRepoDomainsRequestBody,
@@ -165,6 +166,79 @@ def test_a_token_lives_as_long_as_the_access_key_it_came_from(two):
     time.sleep(6)
     assert requests.get(f"{reg.anon_url}/v2/keyed/app/manifests/v1", headers=bearer(tok)).status_code == 401
     reg.iam("key-delete", key["ak"])
+
+
+def test_docker_login_keys_do_not_administer(two):
+    """A leaked docker login (long-term or temporary) opens registries, not
+    the admin API: it cannot mint keys or change the password."""
+    reg, keys = two
+    key = keys["alpha"]
+    long_term = hmac.new(key["sk"].encode(), key["ak"].encode(), hashlib.sha256).hexdigest()
+    secret = swr(reg, key).create_secret(CreateSecretRequest()).auths
+    temp_user, temp_password = base64.b64decode(list(secret.values())[0].auth).decode().split(":", 1)
+    for login in [(f"berth@{key['ak']}", long_term), (temp_user, temp_password)]:
+        assert requests.get(f"{reg.anon_url}/v2/", auth=login).status_code == 200
+        r = requests.post(f"{reg.anon_url}/berth/v1/tenants/alpha/users/alpha/keys", auth=login)
+        assert r.status_code == 401, login
+        r = requests.patch(f"{reg.anon_url}/berth/v1/tenants/alpha/users/alpha", auth=login, json={"password": "Hijacked-1!"})
+        assert r.status_code == 401
+    assert requests.get(f"{reg.anon_url}/berth/v1/whoami", auth=("alpha", "alpha-pw")).status_code == 200
+
+
+def test_an_upload_finished_after_its_organization_went_stays_with_its_tenant(two):
+    reg, keys = two
+    alpha, beta = f"http://alpha:alpha-pw@{reg.host}", f"http://beta:beta-pw@{reg.host}"
+    loc = requests.post(f"{alpha}/v2/orgless/app/blobs/uploads/").headers["Location"]
+    swr(reg, keys["alpha"]).delete_namespaces(DeleteNamespacesRequest(namespace="orgless"))
+    data = b"alpha's bytes, uploaded while the organization went"
+    r = requests.put(f"{alpha}{loc}", params={"digest": sha256(data)}, data=data)
+    assert r.status_code == 201
+    # Linked under an organization alpha owns again, never under no owner.
+    assert requests.get(f"{beta}/v2/orgless/app/blobs/{sha256(data)}").status_code == 403
+    r = requests.post(f"{beta}/v2/bown/app/blobs/uploads/", params={"mount": sha256(data), "from": "orgless/app"})
+    assert r.status_code == 202
+    assert requests.get(f"{alpha}/v2/orgless/app/blobs/{sha256(data)}").content == data
+
+
+def test_other_tenants_do_not_see_grants_or_shares(two):
+    reg, keys = two
+    alpha = f"http://alpha:alpha-pw@{reg.host}"
+    image(alpha, "opened/app", tag="v1")
+    client = swr(reg, keys["alpha"])
+    client.update_repo(UpdateRepoRequest(namespace="opened", repository="app", body=UpdateRepoRequestBody(is_public=True)))
+    client.create_repo_domains(CreateRepoDomainsRequest(namespace="opened", repository="app", body=CreateRepoDomainsRequestBody(
+        access_domain="beta", permit="read", deadline="forever", description="private note")))
+    for path in ["/v2/manage/namespaces/opened/repos/app/access",
+                 "/v2/manage/namespaces/opened/repositories/app/access-domains"]:
+        h, _ = signed(reg, keys["alpha"], "GET", path, None)
+        assert requests.get(f"{reg.anon_url}{path}", headers=h).status_code == 200
+        h, _ = signed(reg, keys["beta"], "GET", path, None)
+        assert requests.get(f"{reg.anon_url}{path}", headers=h).status_code == 404, path
+    # The tenant it is shared with may see its own share.
+    path = "/v2/manage/namespaces/opened/repositories/app/access-domains/beta"
+    h, _ = signed(reg, keys["beta"], "GET", path, None)
+    assert requests.get(f"{reg.anon_url}{path}", headers=h).status_code == 200
+
+
+def test_cleartext_is_http_1_only(two):
+    reg, _ = two
+    h, p = reg.host.split(":")
+    s = socket.create_connection((h, int(p)), timeout=10)
+    try:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+        got = b""
+        try:
+            while len(got) < 9:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except (ConnectionResetError, socket.timeout):
+            pass
+        # No HTTP/2 SETTINGS frame (type 4) comes back.
+        assert not (len(got) >= 9 and got[3] == 4), got
+    finally:
+        s.close()
 
 
 def test_a_token_does_not_pass_to_a_namesake(two):

@@ -320,11 +320,22 @@ async fn claim_once(signed_at: u64, signature: &str) -> Result<(), SwrError> {
 }
 
 /// `Authorization: Basic` with a login a docker client would use.
+/// Only a user's own password: a docker login key (`{region}@{AK}`, long
+/// term or temporary) opens registries, not the administration of users
+/// and keys — a leaked CI login must not mint permanent keys or change a
+/// password.
 async fn authenticate_basic(req: &Incoming) -> Result<Caller, SwrError> {
     let (user, password) = req
         .header("authorization")
         .and_then(|h| berth_domain::iam::docker::parse_basic(&h))
         .ok_or_else(|| SwrError::unauthorized("malformed Basic credentials"))?;
+    if let berth_domain::iam::docker::Login::AccessKey { .. } =
+        berth_domain::iam::docker::parse_login(&user)
+    {
+        return Err(SwrError::unauthorized(
+            "the admin API takes a user's password or an AK/SK signature, not a docker login key",
+        ));
+    }
     let p = auth::login(&user, &password)
         .await
         .map_err(|e| SwrError::internal(e.message))?

@@ -238,6 +238,10 @@ pub async fn check(
             check.audit = Some(format!("delete blob {name}@{digest}"));
         }
         (Route::Upload { .. }, Method::Put) => {
+            // The organization may have been deleted since the upload
+            // began: the blob is linked only under one the caller's tenant
+            // owns (re-created for it if gone), never under no owner.
+            ensure_namespace(caller, name).await?;
             let digest = route::query_get(&pairs, "digest").unwrap_or_default();
             check.audit = Some(format!("push blob {name}@{digest}"));
         }

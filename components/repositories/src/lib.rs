@@ -119,6 +119,28 @@ pub(crate) async fn authorized(
     Ok(())
 }
 
+/// [`authorized`], and the caller's tenant owns the repository: who holds
+/// grants on it and whom it is shared with are the owner's business, not
+/// that of the tenants that may read it (404 for them, as for anything
+/// they cannot see).
+pub(crate) async fn authorized_owner(
+    name: &str,
+    who: &Principal,
+    action: Action,
+) -> Result<(), SwrError> {
+    authorized(name, who, action).await?;
+    let owner = store::get_json::<records::Namespace>(&records::namespace(
+        berth_guest::auth::namespace_of(name),
+    ))
+    .await
+    .map_err(oci_fault)?
+    .map(|n| n.tenant);
+    if owner.as_deref() != Some(who.tenant.as_str()) {
+        return Err(SwrError::not_found(format!("repository {name} not found")));
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct CreateBody {
     repository: String,
@@ -531,7 +553,7 @@ async fn delete_tag(name: &str, tag: &str, who: &Principal) -> Result<Reply, Swr
 async fn access(name: &str, m: &Method, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
     match m {
         Method::Get => {
-            authorized(name, who, Action::GetRepository).await?;
+            authorized_owner(name, who, Action::GetRepository).await?;
             let facts = berth_guest::auth::repository_facts(Some(who), name)
                 .await
                 .map_err(oci_fault)?;

@@ -121,7 +121,7 @@ pub async fn access_domains(
             }
         }
         (None, Method::Get) => {
-            crate::authorized(repo, who, Action::GetRepository).await?;
+            crate::authorized_owner(repo, who, Action::GetRepository).await?;
             let mut out = Vec::new();
             for e in metadata::scan(records::share_prefix(repo), None, 10_000)
                 .await
@@ -134,7 +134,12 @@ pub async fn access_domains(
             ok_json(200, &out)
         }
         (Some(d), Method::Get) => {
-            crate::authorized(repo, who, Action::GetRepository).await?;
+            // The owner, or the tenant it is shared with, about itself.
+            if d == who.tenant {
+                crate::authorized(repo, who, Action::GetRepository).await?;
+            } else {
+                crate::authorized_owner(repo, who, Action::GetRepository).await?;
+            }
             let s = store::get_json::<Share>(&records::share(repo, d))
                 .await
                 .map_err(oci_fault)?;

@@ -187,7 +187,11 @@ pub async fn serve(
         match &tls {
             None => {
                 let stream = StallIo::new(stream, &limits);
+                // Cleartext is HTTP/1.1 only: registry clients never speak
+                // HTTP/2 without TLS, and h2c would give anyone streams and
+                // pings to hold connections with.
                 let conn = builder
+                    .http1_only()
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
                 let conn = graceful.watch(conn);
