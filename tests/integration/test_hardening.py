@@ -715,3 +715,65 @@ def test_access_log(tmp_path):
     assert put and put[0]["status"] == 201 and put[0]["user"] == "admin"
     # Third-party crates stay at warn.
     assert not [l for l in lines if l.get("level") in ("INFO", "DEBUG") and not l.get("target", "").startswith("berth")]
+
+
+def test_idle_http2_connections_over_tls_are_closed(tmp_path):
+    """An HTTP/2 connection that answers pings but starts no request is
+    asked to go (GOAWAY) after the header timeout, instead of holding a
+    connection slot forever."""
+    import ssl
+    import subprocess
+    from conftest import BERTH, ROOT
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    reg = Registry(tmp_path / "data")
+    reg.proc = subprocess.Popen([str(BERTH), "serve", "--listen", reg.host, "--data-dir", str(reg.data_dir),
+                                 "--manifest", str(ROOT / "spin.toml"), "--tls-cert", str(cert), "--tls-key", str(key),
+                                 "--header-timeout-secs", "2", "--body-timeout-secs", "60"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=dict(os.environ, BERTH_ADMIN_PASSWORD=ADMIN[1]))
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.set_alpn_protocols(["h2"])
+        h, p = reg.host.split(":")
+        deadline = time.time() + 60
+        while True:
+            try:
+                raw = socket.create_connection((h, int(p)), timeout=1)
+                break
+            except OSError:
+                assert time.time() < deadline and reg.proc.poll() is None
+                time.sleep(0.1)
+        s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        assert s.selected_alpn_protocol() == "h2"
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+        s.settimeout(1)
+        start, buf, goaway, closed = time.time(), b"", False, False
+        while time.time() - start < 20 and not closed:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                closed = True
+                break
+            buf += chunk
+            while len(buf) >= 9:
+                length = int.from_bytes(buf[:3], "big")
+                if len(buf) < 9 + length:
+                    break
+                kind, flags, payload = buf[3], buf[4], buf[9:9 + length]
+                buf = buf[9 + length:]
+                if kind == 4 and not flags & 1:  # SETTINGS: acknowledge
+                    s.sendall(bytes.fromhex("000000040100000000"))
+                elif kind == 6 and not flags & 1:  # PING: answer, as a live peer does
+                    s.sendall(b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + payload)
+                elif kind == 7:
+                    goaway = True
+        elapsed = time.time() - start
+        s.close()
+        assert goaway and elapsed < 12, (goaway, closed, elapsed)
+    finally:
+        reg.stop()

@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::WasiBody;
@@ -142,7 +143,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let limits = server.limits;
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -179,11 +180,15 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let server = server.clone();
+        let last_request = Arc::new(AtomicU64::new(uptime_ms()));
+        let requested = last_request.clone();
         let service = hyper::service::service_fn(move |req| {
+            requested.store(uptime_ms(), Ordering::Relaxed);
             let server = server.clone();
             async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer).await) }
         });
         let builder = builder(&limits);
+        let stop = stop_rx.clone();
         match &tls {
             None => {
                 let stream = StallIo::new(stream, &limits);
@@ -194,17 +199,14 @@ pub async fn serve(
                     .http1_only()
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
-                let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                    let conn = std::pin::pin!(conn);
+                    drive(conn, |c| c.graceful_shutdown(), stop, None).await;
                     drop(slot);
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     // The handshake gets the header timeout too.
                     let stream =
@@ -225,21 +227,73 @@ pub async fn serve(
                     let conn = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                    let conn = std::pin::pin!(conn);
+                    // HTTP/2 has no header timer: a connection that starts
+                    // no request for the header timeout is asked to close
+                    // (GOAWAY; streams under way finish).
+                    let idle = Some((limits.header_timeout, last_request));
+                    drive(conn, |c| c.graceful_shutdown(), stop, idle).await;
                     drop(slot);
                 });
             }
         }
     }
-    crate::runtime::SHUTTING_DOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::runtime::SHUTTING_DOWN.store(true, Ordering::Relaxed);
     tracing::info!("shutting down: waiting for in-flight requests");
+    let _ = stop_tx.send(true);
+    // Every connection holds a slot until it ends.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = slots.acquire_many(all) => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("gave up waiting for connections after 30s"),
     }
     Ok(())
+}
+
+/// Milliseconds since the host started (a monotonic clock for atomics).
+fn uptime_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Serves one connection until it ends: at shutdown (`stop`) it is asked
+/// to finish gracefully, and with `idle` = (limit, time of the last request
+/// start) also once no request has started for that long.
+async fn drive<C, E: std::fmt::Display>(
+    mut conn: std::pin::Pin<&mut C>,
+    graceful: impl Fn(std::pin::Pin<&mut C>),
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    idle: Option<(Duration, Arc<AtomicU64>)>,
+) where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut closing = *stop.borrow();
+    if closing {
+        graceful(conn.as_mut());
+    }
+    let period = idle.as_ref().map_or(Duration::from_secs(3600), |(d, _)| *d);
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                graceful(conn.as_mut());
+            }
+            _ = tokio::time::sleep(period), if !closing && idle.is_some() => {
+                let (limit, last) = idle.as_ref().expect("checked");
+                let quiet = uptime_ms().saturating_sub(last.load(Ordering::Relaxed));
+                if quiet >= limit.as_millis() as u64 {
+                    closing = true;
+                    graceful(conn.as_mut());
+                }
+            }
+        }
+    }
 }
 
 /// HTTP/1.1 and HTTP/2 with the host's timeouts: hyper's header-read timer
