@@ -656,6 +656,9 @@ def test_ranges_follow_rfc_9110(registry):
         assert r.status_code == 200 and r.content == data, ignored
     r = requests.get(f"{url}/v2/{repo}/blobs/{d}", headers={"Range": "Bytes=0-0"})
     assert r.status_code == 206 and r.content == data[:1]
+    # Range is defined for GET only (§14.2): HEAD describes the whole blob.
+    r = requests.head(f"{url}/v2/{repo}/blobs/{d}", headers={"Range": "bytes=0-9"})
+    assert r.status_code == 200 and r.headers["Content-Length"] == "1000" and "Content-Range" not in r.headers
 
 
 # 4. Housekeeping -----------------------------------------------------------

@@ -36,7 +36,9 @@ pub async fn get(
             .header("accept-ranges", "bytes")
             .header("etag", format!("\"{digest}\""))
     };
-    let range = match req.header("range").map(|h| parse_range(&h, size)) {
+    // Range applies to GET only (RFC 9110 §14.2): a HEAD describes the whole blob.
+    let range_header = req.header("range").filter(|_| with_body);
+    let range = match range_header.map(|h| parse_range(&h, size)) {
         Some(Ok(r)) => r,
         // RFC 9110 §15.5.17: a 416 says the representation's size.
         Some(Err(_)) => {
