@@ -552,6 +552,33 @@ def test_idle_slow_and_stalled_connections_are_closed(strict):
     assert requests.get(f"{reg.url}/v2/").status_code == 200
 
 
+def test_a_client_that_stops_reading_is_let_go(strict):
+    """A download the client stops reading (its window full) ends after the
+    body timeout instead of holding the response forever."""
+    reg = strict
+    data = os.urandom(64 << 20)
+    d = push_blob(reg.url, "stall/read", data)
+    auth = base64.b64encode(ADMIN[0].encode() + b":" + ADMIN[1].encode()).decode()
+    h, p = reg.host.split(":")
+    s = socket.create_connection((h, int(p)))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    s.sendall(f"GET /v2/stall/read/blobs/{d} HTTP/1.1\r\nHost: {reg.host}\r\nAuthorization: Basic {auth}\r\n\r\n".encode())
+    time.sleep(6)
+    got = 0
+    s.settimeout(10)
+    try:
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    assert 0 < got < len(data)
+    assert requests.get(f"{reg.url}/v2/").status_code == 200
+
+
 def test_connection_cap(tmp_path):
     reg = Registry(tmp_path / "data", extra_args=["--max-connections", "3"]).start()
     try:

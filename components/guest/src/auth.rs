@@ -91,7 +91,7 @@ thread_local! {
 /// instance.
 pub async fn still_active(tenant: &str, user: &str, uid: &str) -> Result<bool, OciError> {
     let same = |id: &Option<String>| id.as_deref().is_some_and(|id| uid.is_empty() || id == uid);
-    let now = spin_sdk::wasip3::clocks::monotonic_clock::now();
+    let now = monotonic_now();
     let fresh = ACTIVE.with(|a| {
         let a = a.borrow();
         let (at, id) = a.get(tenant)?.get(user)?;
@@ -126,9 +126,40 @@ pub async fn key_active(ak: &str) -> Result<bool, OciError> {
         .is_some_and(|k| k.active))
 }
 
+/// Facts an instance trusts for a few seconds ([`ACTIVE_FOR_NANOS`]),
+/// keyed by a name looked up without allocating. Bounded: an instance sees
+/// few names between recycles.
+struct Recent<V>(std::collections::HashMap<String, (u64, V)>);
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent(Default::default())
+    }
+}
+
+impl<V> Recent<V> {
+    fn fresh(&self, key: &str, now: u64) -> Option<&V> {
+        let (at, v) = self.0.get(key)?;
+        (now.saturating_sub(*at) < ACTIVE_FOR_NANOS).then_some(v)
+    }
+
+    fn remember(&mut self, key: &str, now: u64, v: V) {
+        if self.0.len() > 4096 {
+            self.0.clear();
+        }
+        self.0.insert(key.to_string(), (now, v));
+    }
+}
+
+fn monotonic_now() -> u64 {
+    spin_sdk::wasip3::clocks::monotonic_clock::now()
+}
+
 thread_local! {
-    /// access key → (when checked, monotonic ns; active).
-    static KEYS: std::cell::RefCell<std::collections::HashMap<String, (u64, bool)>> = Default::default();
+    /// access key → active.
+    static KEYS: std::cell::RefCell<Recent<bool>> = Default::default();
+    /// organization → owning tenant.
+    static OWNERS: std::cell::RefCell<Recent<String>> = Default::default();
 }
 
 /// [`key_active`], trusted for a few seconds per instance: Bearer tokens
@@ -136,22 +167,26 @@ thread_local! {
 /// temporary login it asked for) stop within seconds of the key being
 /// disabled or deleted, as a user's do ([`still_active`]).
 pub async fn key_still_active(ak: &str) -> Result<bool, OciError> {
-    let now = spin_sdk::wasip3::clocks::monotonic_clock::now();
-    let cached = KEYS.with(|k| k.borrow().get(ak).copied());
-    if let Some((at, active)) = cached
-        && now.saturating_sub(at) < ACTIVE_FOR_NANOS
-    {
+    let now = monotonic_now();
+    if let Some(active) = KEYS.with(|k| k.borrow().fresh(ak, now).copied()) {
         return Ok(active);
     }
     let active = key_active(ak).await?;
-    KEYS.with(|k| {
-        let mut k = k.borrow_mut();
-        if k.len() > 4096 {
-            k.clear();
-        }
-        k.insert(ak.to_string(), (now, active));
-    });
+    KEYS.with(|k| k.borrow_mut().remember(ak, now, active));
     Ok(active)
+}
+
+/// Whether a Bearer token's holder may still use it: its access key (if it
+/// came from one) and its user are still there and enabled, the user being
+/// the one it was issued to. Each fact is trusted for a few seconds per
+/// instance.
+pub async fn token_holder_active(c: &RegistryClaims) -> Result<bool, OciError> {
+    if let Some(k) = &c.key
+        && !key_still_active(k).await?
+    {
+        return Ok(false);
+    }
+    still_active(&c.tenant, &c.sub, &c.uid).await
 }
 
 /// An access key and its secret, if the key exists and is active.
@@ -356,12 +391,6 @@ pub async fn docker_actions(
         .collect())
 }
 
-thread_local! {
-    /// organization → (when read, monotonic ns; owning tenant).
-    static OWNERS: std::cell::RefCell<std::collections::HashMap<String, (u64, String)>> =
-        Default::default();
-}
-
 /// Whether this instance read, in the last few seconds, that organization
 /// `ns` belongs to `tenant`. Only that positive fact is kept, and briefly:
 /// a deleted organization's name stays with its tenant for longer
@@ -369,23 +398,13 @@ thread_local! {
 /// "No owner yet" is never kept — it is what another tenant's first push
 /// changes.
 fn owned_recently(ns: &str, tenant: &str) -> bool {
-    let now = spin_sdk::wasip3::clocks::monotonic_clock::now();
-    OWNERS.with(|o| {
-        o.borrow()
-            .get(ns)
-            .is_some_and(|(at, t)| t == tenant && now.saturating_sub(*at) < ACTIVE_FOR_NANOS)
-    })
+    let now = monotonic_now();
+    OWNERS.with(|o| o.borrow().fresh(ns, now).is_some_and(|t| t == tenant))
 }
 
 fn remember_owner(ns: &str, tenant: &str) {
-    let now = spin_sdk::wasip3::clocks::monotonic_clock::now();
-    OWNERS.with(|o| {
-        let mut o = o.borrow_mut();
-        if o.len() > 4096 {
-            o.clear();
-        }
-        o.insert(ns.to_string(), (now, tenant.to_string()));
-    });
+    let now = monotonic_now();
+    OWNERS.with(|o| o.borrow_mut().remember(ns, now, tenant.to_string()));
 }
 
 /// Whether what a token's grant on `repo` rests on still holds for a

@@ -121,43 +121,43 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
 
     // Everything the manifest references must already be in this repository:
     // blobs as blobs, manifests as manifests, and other index entries as
-    // either.
-    let mut wanted: Vec<String> = Vec::new();
-    let mut what: Vec<String> = Vec::new();
-    for d in &parsed.blobs {
-        wanted.push(keys::blob_link(name, d.as_str()));
-        what.push(format!("blob {d}"));
-    }
-    for d in &parsed.manifests {
-        wanted.push(keys::manifest(name, d.as_str()));
-        what.push(format!("manifest {d}"));
-    }
-    for (d, _) in &parsed.content {
-        wanted.push(keys::blob_link(name, d.as_str()));
-        wanted.push(keys::manifest(name, d.as_str()));
-    }
+    // either (one batch read; messages are built only for what is missing).
+    let blobs = parsed
+        .blobs
+        .iter()
+        .map(|d| keys::blob_link(name, d.as_str()));
+    let manifests = parsed
+        .manifests
+        .iter()
+        .map(|d| keys::manifest(name, d.as_str()));
+    let either = parsed.content.iter().flat_map(|(d, _)| {
+        [
+            keys::blob_link(name, d.as_str()),
+            keys::manifest(name, d.as_str()),
+        ]
+    });
+    let wanted: Vec<String> = blobs.chain(manifests).chain(either).collect();
     if !wanted.is_empty() {
         let found = metadata::get_many(wanted).await.map_err(fault)?;
-        let (direct, either) = found.split_at(what.len());
-        let missing = direct
-            .iter()
-            .zip(&what)
-            .find(|(f, _)| f.is_none())
-            .map(|(_, w)| w.clone())
+        let (blobs, rest) = found.split_at(parsed.blobs.len());
+        let (manifests, either) = rest.split_at(parsed.manifests.len());
+        let missing = |found: &[Option<metadata::Entry>]| found.iter().position(Option::is_none);
+        let unknown = missing(blobs)
+            .map(|i| ("blob", &parsed.blobs[i]))
+            .or_else(|| missing(manifests).map(|i| ("manifest", &parsed.manifests[i])))
             .or_else(|| {
                 either
                     .chunks(2)
                     .zip(&parsed.content)
                     .find(|(pair, _)| pair.iter().all(Option::is_none))
-                    .map(|(_, (d, t))| format!("{t} {d}"))
+                    .map(|(_, (d, t))| (t.as_str(), d))
             });
-        if let Some(missing) = missing {
-            let digest = missing.rsplit(' ').next().unwrap_or_default().to_string();
+        if let Some((what, digest)) = unknown {
             return Err(OciError::new(
                 ErrorCode::ManifestBlobUnknown,
-                format!("manifest references {missing}, which is not in repository {name}"),
+                format!("manifest references {what} {digest}, which is not in repository {name}"),
             )
-            .with_detail(serde_json::json!({ "digest": digest }))
+            .with_detail(serde_json::json!({ "digest": digest.as_str() }))
             .with_status(400));
         }
     }

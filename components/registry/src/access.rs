@@ -42,24 +42,15 @@ impl Caller {
             return match store::credentials::verify_token(token.trim())
                 .and_then(|c| serde_json::from_str::<RegistryClaims>(&c).ok())
             {
-                // A token names its user; one disabled, deleted or
-                // re-created since is refused (checked every few seconds,
-                // see still_active).
+                // A token names its user (and key); one disabled, deleted
+                // or re-created since is refused (checked every few
+                // seconds, see token_holder_active).
                 Some(c) if c.kind == "registry" && !c.tenant.is_empty() => {
-                    let key = match &c.key {
-                        Some(k) => auth::key_still_active(k).await,
-                        None => Ok(true),
-                    };
-                    match key {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            return Caller::Invalid("the token's access key is disabled or gone");
-                        }
-                        Err(e) => return Caller::Fault(e),
-                    }
-                    match auth::still_active(&c.tenant, &c.sub, &c.uid).await {
+                    match auth::token_holder_active(&c).await {
                         Ok(true) => Caller::Token(c),
-                        Ok(false) => Caller::Invalid("the token's user is disabled or gone"),
+                        Ok(false) => {
+                            Caller::Invalid("the token's user or access key is disabled or gone")
+                        }
                         Err(e) => Caller::Fault(e),
                     }
                 }

@@ -100,7 +100,7 @@ pub(crate) async fn authorized(
     name: &str,
     who: &Principal,
     action: Action,
-) -> Result<(), SwrError> {
+) -> Result<iam::Facts, SwrError> {
     let facts = berth_guest::auth::repository_facts(Some(who), name)
         .await
         .map_err(oci_fault)?;
@@ -116,7 +116,7 @@ pub(crate) async fn authorized(
             action.name()
         )));
     }
-    Ok(())
+    Ok(facts)
 }
 
 /// [`authorized`], and the caller's tenant owns the repository: who holds
@@ -127,18 +127,12 @@ pub(crate) async fn authorized_owner(
     name: &str,
     who: &Principal,
     action: Action,
-) -> Result<(), SwrError> {
-    authorized(name, who, action).await?;
-    let owner = store::get_json::<records::Namespace>(&records::namespace(
-        berth_guest::auth::namespace_of(name),
-    ))
-    .await
-    .map_err(oci_fault)?
-    .map(|n| n.tenant);
-    if owner.as_deref() != Some(who.tenant.as_str()) {
+) -> Result<iam::Facts, SwrError> {
+    let facts = authorized(name, who, action).await?;
+    if facts.owner.as_deref() != Some(who.tenant.as_str()) {
         return Err(SwrError::not_found(format!("repository {name} not found")));
     }
-    Ok(())
+    Ok(facts)
 }
 
 #[derive(Deserialize)]
@@ -553,10 +547,7 @@ async fn delete_tag(name: &str, tag: &str, who: &Principal) -> Result<Reply, Swr
 async fn access(name: &str, m: &Method, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
     match m {
         Method::Get => {
-            authorized_owner(name, who, Action::GetRepository).await?;
-            let facts = berth_guest::auth::repository_facts(Some(who), name)
-                .await
-                .map_err(oci_fault)?;
+            let facts = authorized_owner(name, who, Action::GetRepository).await?;
             let level =
                 iam::effective_level(Some(who), &iam::action::repository_resource(name), &facts);
             let others = grants::others(who, &records::repository_grant_prefix(name)).await?;

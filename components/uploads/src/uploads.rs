@@ -98,10 +98,7 @@ pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
         // publishes nothing, even if what arrived hashed right: the bytes
         // become a blob only once the body is known whole.
         let id = uploads::create().await.map_err(fault)?;
-        let (body, end) = req.body_stream();
-        let appended = uploads::append(id.clone(), 0, body, max).await;
-        let whole = end.complete().await;
-        if let Err(e) = whole.and(appended.map_err(|e| store_error(e, max))) {
+        if let Err(e) = append_body(req, &id, 0, max).await {
             let _ = uploads::abort(id).await;
             return Err(e);
         }
@@ -164,11 +161,16 @@ async fn append(req: &Incoming, id: &str) -> Result<u64, OciError> {
         }
         None => size(id).await?,
     };
+    append_body(req, id, offset, max).await
+}
+
+/// Appends the request body at `offset`; the new size. A body that broke
+/// off fails the request, and by the resume rule the bytes that arrived
+/// before stay in the upload (its `Range` says how far it got), so the
+/// client resumes from there, as after a dropped connection.
+async fn append_body(req: &Incoming, id: &str, offset: u64, max: u64) -> Result<u64, OciError> {
     let (body, end) = req.body_stream();
     let appended = uploads::append(id.to_string(), offset, body, max).await;
-    // The resume rule: the bytes that arrived before a body broke off stay in
-    // the upload (its `Range` says how far it got) and the request fails, so
-    // the client resumes from there, as after a dropped connection.
     end.complete().await?;
     appended.map_err(|e| store_error(e, max))
 }

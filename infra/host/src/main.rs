@@ -176,6 +176,7 @@ async fn expire_uploads(backends: &Backends, idle: Duration) -> Result<usize> {
     use capabilities::metadata::{Precondition, WriteOp};
     let mut gone: Vec<String> = backends.blobs.expire(idle)?;
     let expired = gone.len();
+    let mut seen: std::collections::HashSet<String> = gone.iter().cloned().collect();
     let prefix = berth_domain::keys::upload("");
     let mut after: Option<String> = None;
     loop {
@@ -188,7 +189,7 @@ async fn expire_uploads(backends: &Backends, idle: Duration) -> Result<usize> {
                 backends.blobs.upload_size(id),
                 Err(BlobError::NotFound | BlobError::Invalid(_))
             );
-            if missing && !gone.iter().any(|g| g == id) {
+            if missing && seen.insert(id.to_string()) {
                 gone.push(id.to_string());
             }
         }

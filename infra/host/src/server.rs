@@ -180,10 +180,14 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let server = server.clone();
-        let last_request = Arc::new(AtomicU64::new(uptime_ms()));
+        // Only HTTP/2 (over TLS) needs the time of the last request start;
+        // cleartext HTTP/1.1 has hyper's header timer.
+        let last_request = tls.is_some().then(|| Arc::new(AtomicU64::new(uptime_ms())));
         let requested = last_request.clone();
         let service = hyper::service::service_fn(move |req| {
-            requested.store(uptime_ms(), Ordering::Relaxed);
+            if let Some(at) = &requested {
+                at.store(uptime_ms(), Ordering::Relaxed);
+            }
             let server = server.clone();
             async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer).await) }
         });
@@ -231,7 +235,7 @@ pub async fn serve(
                     // HTTP/2 has no header timer: a connection that starts
                     // no request for the header timeout is asked to close
                     // (GOAWAY; streams under way finish).
-                    let idle = Some((limits.header_timeout, last_request));
+                    let idle = last_request.map(|at| (limits.header_timeout, at));
                     drive(conn, |c| c.graceful_shutdown(), stop, idle).await;
                     drop(slot);
                 });
