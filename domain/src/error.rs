@@ -141,6 +141,33 @@ impl OciError {
     }
 }
 
+/// The body of the host's answer to a request the HTTP layer could not
+/// parse, so it never reached a component: 400 (a request line or header
+/// field that is not HTTP/1.1, RFC 9112 §2–5), 414 (a request target too
+/// long, RFC 9110 §15.5.15) and 431 (header fields too large or too many,
+/// RFC 6585 §5). Which API the request was for is unknown (the registry and
+/// SWR's management API share `/v2/`), so the one JSON object carries both
+/// error shapes: the distribution spec's `errors` (code `UNSUPPORTED`) and
+/// SWR's `errorCode`/`errorMsg` (`SVCSTG.SWR.<status>0001`). `None` for any
+/// other status.
+pub fn unparsable_request_body(status: u16) -> Option<Vec<u8>> {
+    let message = match status {
+        400 => "malformed request: the request line or a header field is not valid HTTP/1.1",
+        414 => "the request target (path and query) is too long",
+        431 => "the request's header fields are too large or too many (at most 100 fields)",
+        _ => return None,
+    };
+    let swr = crate::swr::SwrError::new(status, 1, message);
+    Some(
+        serde_json::to_vec(&serde_json::json!({
+            "errors": [{ "code": ErrorCode::Unsupported, "message": message }],
+            "errorCode": swr.code,
+            "errorMsg": message,
+        }))
+        .expect("error bodies serialize"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +179,16 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
         assert_eq!(v["errors"][0]["code"], "BLOB_UNKNOWN");
         assert_eq!(v["errors"][0]["detail"]["digest"], "sha256:00");
+    }
+
+    #[test]
+    fn unparsable_requests_answer_in_both_formats() {
+        let body: serde_json::Value =
+            serde_json::from_slice(&unparsable_request_body(431).unwrap()).unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNSUPPORTED");
+        assert_eq!(body["errorCode"], "SVCSTG.SWR.4310001");
+        assert_eq!(body["errorMsg"], body["errors"][0]["message"]);
+        assert!(unparsable_request_body(500).is_none());
     }
 
     #[test]

@@ -421,6 +421,82 @@ def test_expect_continue_gets_the_final_answer_without_sending_the_body(two):
         s.close()
 
 
+def connect(host):
+    h, p = host.split(":")
+    return socket.create_connection((h, int(p)), timeout=10)
+
+
+def both_error_formats(answer):
+    """hyper's rejections reach no component: their body carries the
+    registry's and the management API's error shape at once."""
+    body = json.loads(answer)
+    assert body["errors"][0]["code"] == "UNSUPPORTED" and body["errors"][0]["message"]
+    assert body["errorCode"].startswith("SVCSTG.SWR.") and body["errorMsg"]
+    return body
+
+
+def test_requests_hyper_cannot_parse_get_json_errors(two):
+    reg, _ = two
+    cases = [
+        (b"GET /v2/ HTTP/1.1\r\nHost: x\r\nNot a header\r\n\r\n", 400),
+        (b"GET /v2/" + b"a" * 70000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /v2/ HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n", 431),
+        (b"GET /v2/ HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+    ]
+    for raw, expected in cases:
+        s = connect(reg.host)
+        try:
+            s.sendall(raw)
+            status, headers, answer = read_response(s)
+            assert status == expected, raw[:40]
+            assert headers["content-type"] == "application/json"
+            assert both_error_formats(answer)["errorCode"] == f"SVCSTG.SWR.{expected}0001"
+        finally:
+            s.close()
+    # After an answered request on the same connection, and pipelined
+    # behind one.
+    s = connect(reg.host)
+    try:
+        s.sendall(f"GET /v2/ HTTP/1.1\r\nHost: {reg.host}\r\n\r\n".encode())
+        assert read_response(s)[0] == 401
+        s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nNot a header\r\n\r\n")
+        status, _, answer = read_response(s)
+        assert status == 400
+        both_error_formats(answer)
+    finally:
+        s.close()
+
+
+def test_a_blob_that_looks_like_a_rejection_is_served_unchanged(two):
+    """The JSON body is added only to hyper's own answers, never to bytes
+    of a response, whatever a blob holds."""
+    reg, _ = two
+    alpha = f"http://alpha:alpha-pw@{reg.host}"
+    auth = base64.b64encode(b"alpha:alpha-pw").decode()
+    for attempt in range(3):
+        now = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 1))
+        data = f"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: {now}\r\n\r\n".encode()
+        digest = push_blob(alpha, "lookalike/app", data)
+        get = (f"GET /v2/lookalike/app/blobs/{digest} HTTP/1.1\r\nHost: {reg.host}\r\n"
+               f"Authorization: Basic {auth}\r\n\r\n").encode()
+        s = connect(reg.host)
+        try:
+            # Twice on one connection, then pipelined with a malformed request.
+            for _ in range(2):
+                s.sendall(get)
+                status, _, body = read_response(s)
+                assert status == 200 and body == data, attempt
+            s.sendall(get + b"GET /v2/ HTTP/1.1\r\nNot a header\r\n\r\n")
+            raw = b""
+            while chunk := s.recv(65536):
+                raw += chunk
+            head, rest = raw.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 200") and rest[:len(data)] == data, attempt
+            assert rest[len(data):].startswith(b"HTTP/1.1 400 "), attempt
+        finally:
+            s.close()
+
+
 def send_and_cut(host, head: bytes, sent: bytes):
     """Sends a head and part of a body, then closes the writing side."""
     h, p = host.split(":")

@@ -5,7 +5,10 @@
 
 use crate::manifest::App;
 use crate::runtime::Handler;
-use crate::transport::{self, AccessRecord, Limits, LoggedBody, RequestBody, StallIo};
+use crate::transport::{
+    self, AccessRecord, Exchange, Exchanges, Limits, RejectionIo, RequestBody, ResponseBody,
+    StallIo,
+};
 use anyhow::{Context, Result};
 use berth_domain::OciError;
 use bytes::Bytes;
@@ -16,7 +19,7 @@ use hyper_util::server::conn::auto;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::WasiBody;
@@ -59,7 +62,14 @@ fn oci_error(e: OciError) -> Response<Body> {
 }
 
 impl Server {
-    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// Answers one request; `exchange` (HTTP/1.1) goes with the response
+    /// body (see [`RejectionIo`]).
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        exchange: Option<Exchange>,
+    ) -> Response<Body> {
         let start = Instant::now();
         let logged = tracing::enabled!(target: "berth::access", tracing::Level::INFO);
         let (method, path) = (req.method().clone(), req.uri().path().to_string());
@@ -120,21 +130,19 @@ impl Server {
         } else {
             oci_error(OciError::unsupported("no such endpoint").with_status(404))
         };
-        if !logged {
-            return resp;
-        }
-        let status = resp.status().as_u16();
-        // Refused credentials name nobody.
-        let user = if status == 401 { String::new() } else { user };
-        let record = AccessRecord {
-            method,
-            path,
-            status,
-            peer,
-            user,
-            start,
-        };
-        resp.map(|body| LoggedBody::wrap(body, record))
+        let record = logged.then(|| {
+            let status = resp.status().as_u16();
+            AccessRecord {
+                method,
+                path,
+                status,
+                peer,
+                // Refused credentials name nobody.
+                user: if status == 401 { String::new() } else { user },
+                start,
+            }
+        });
+        resp.map(|body| ResponseBody::wrap(body, record, exchange))
     }
 }
 
@@ -180,22 +188,31 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let server = server.clone();
+        let exchanges = Arc::new(Exchanges::default());
         // Only HTTP/2 (over TLS) needs the time of the last request start;
         // cleartext HTTP/1.1 has hyper's header timer.
-        let last_request = tls.is_some().then(|| Arc::new(AtomicU64::new(uptime_ms())));
-        let requested = last_request.clone();
+        let timed = tls.is_some();
+        if timed {
+            exchanges
+                .last_start_ms
+                .store(uptime_ms(), Ordering::Relaxed);
+        }
+        let shared = exchanges.clone();
         let service = hyper::service::service_fn(move |req| {
-            if let Some(at) = &requested {
-                at.store(uptime_ms(), Ordering::Relaxed);
+            if timed {
+                shared.last_start_ms.store(uptime_ms(), Ordering::Relaxed);
             }
+            // HTTP/2 streams overlap, and hyper never rejects them with a
+            // response of its own: nothing to track.
+            let exchange = (req.version() < hyper::Version::HTTP_2).then(|| shared.begin());
             let server = server.clone();
-            async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer).await) }
+            async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer, exchange).await) }
         });
         let builder = builder(&limits);
         let stop = stop_rx.clone();
         match &tls {
             None => {
-                let stream = StallIo::new(stream, &limits);
+                let stream = RejectionIo::new(StallIo::new(stream, &limits), exchanges);
                 // Cleartext is HTTP/1.1 only: registry clients never speak
                 // HTTP/2 without TLS, and h2c would give anyone streams and
                 // pings to hold connections with.
@@ -227,7 +244,7 @@ pub async fn serve(
                                 return;
                             }
                         };
-                    let stream = StallIo::new(stream, &limits);
+                    let stream = RejectionIo::new(StallIo::new(stream, &limits), exchanges.clone());
                     let conn = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
@@ -235,7 +252,7 @@ pub async fn serve(
                     // HTTP/2 has no header timer: a connection that starts
                     // no request for the header timeout is asked to close
                     // (GOAWAY; streams under way finish).
-                    let idle = last_request.map(|at| (limits.header_timeout, at));
+                    let idle = Some((limits.header_timeout, exchanges));
                     drive(conn, |c| c.graceful_shutdown(), stop, idle).await;
                     drop(slot);
                 });
@@ -267,7 +284,7 @@ async fn drive<C, E: std::fmt::Display>(
     mut conn: std::pin::Pin<&mut C>,
     graceful: impl Fn(std::pin::Pin<&mut C>),
     mut stop: tokio::sync::watch::Receiver<bool>,
-    idle: Option<(Duration, Arc<AtomicU64>)>,
+    idle: Option<(Duration, Arc<Exchanges>)>,
 ) where
     C: Future<Output = Result<(), E>>,
 {
@@ -290,7 +307,7 @@ async fn drive<C, E: std::fmt::Display>(
             }
             _ = tokio::time::sleep(period), if !closing && idle.is_some() => {
                 let (limit, last) = idle.as_ref().expect("checked");
-                let quiet = uptime_ms().saturating_sub(last.load(Ordering::Relaxed));
+                let quiet = uptime_ms().saturating_sub(last.last_start_ms.load(Ordering::Relaxed));
                 if quiet >= limit.as_millis() as u64 {
                     closing = true;
                     graceful(conn.as_mut());

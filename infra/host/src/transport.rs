@@ -1,6 +1,7 @@
 //! What the host does on the wire, below the components: request bodies
 //! that stall or break off, answers sent before a body was read, clients
-//! that stop reading, the connection cap, and the access log.
+//! that stop reading, requests hyper cannot parse, the connection cap, and
+//! the access log.
 //!
 //! Limits (`berth serve` options, see [`Limits`]):
 //! - a request head must arrive within `header_timeout` of the connection
@@ -14,6 +15,8 @@
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -297,6 +300,215 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallIo<T> {
     }
 }
 
+/// One connection's requests: how many were handed to the service and how
+/// many of their responses are over (the response body dropped by hyper),
+/// and when the last one started. Shared by the service and the
+/// connection's [`RejectionIo`].
+#[derive(Default)]
+pub struct Exchanges {
+    dispatched: AtomicU64,
+    finished: AtomicU64,
+    /// Milliseconds on the host's monotonic clock (see `server::uptime_ms`),
+    /// kept only where the connection's idle timer needs it (HTTP/2).
+    pub last_start_ms: AtomicU64,
+}
+
+impl Exchanges {
+    /// Called as a request is handed to the service: the guard goes with
+    /// its response body and marks the response over when dropped.
+    pub fn begin(self: &Arc<Self>) -> Exchange {
+        self.dispatched.fetch_add(1, Ordering::Relaxed);
+        Exchange(self.clone())
+    }
+
+    /// `dispatched` when no response is under way, else `None`.
+    fn idle_at(&self) -> Option<u64> {
+        let d = self.dispatched.load(Ordering::Relaxed);
+        (self.finished.load(Ordering::Relaxed) == d).then_some(d)
+    }
+}
+
+/// A request handed to the service whose response is not over yet.
+pub struct Exchange(Arc<Exchanges>);
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.0.finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// hyper answers an HTTP/1.1 request it cannot parse (400, 414, 431) by
+/// itself, with an empty body, before any component sees it. This layer
+/// gives that answer the JSON body of
+/// [`berth_domain::error::unparsable_request_body`], like every other
+/// error on `/v2/`.
+///
+/// hyper's answer is recognised by its exact head
+/// (`HTTP/1.1 <status> <reason>\r\nconnection: close\r\ncontent-length: 0\r\n
+/// date: …\r\n\r\n`, alone in one write) and only when no response can be
+/// under way: every response body of the connection was dropped, a flush
+/// completed after that, and no request was dispatched since. So no byte of
+/// a response is ever rewritten, whatever a blob holds; in the rare orders
+/// where that cannot be shown (a pipelined request parsed while the last
+/// response was still being flushed) hyper's empty answer goes out as it
+/// is. HTTP/2 (its preface seen first) is never touched: it refuses
+/// malformed streams with RST_STREAM, not responses.
+pub struct RejectionIo<T> {
+    inner: T,
+    exchanges: Arc<Exchanges>,
+    /// `dispatched` at the last flush after which no response was under way.
+    quiet_at: Option<u64>,
+    /// Until the first bytes arrive: whether they begin HTTP/2's preface.
+    protocol: Protocol,
+    /// The replacement being written, how much of it is out, and the length
+    /// of hyper's head it stands for (what the write reports once done).
+    out: Option<(Vec<u8>, usize, usize)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Unknown,
+    Http1,
+    Http2,
+}
+
+impl<T> RejectionIo<T> {
+    pub fn new(inner: T, exchanges: Arc<Exchanges>) -> Self {
+        RejectionIo {
+            inner,
+            exchanges,
+            quiet_at: Some(0),
+            protocol: Protocol::Unknown,
+            out: None,
+        }
+    }
+
+    /// Starts the replacement of `head` if it is hyper's own rejection,
+    /// written while no response is under way.
+    fn intercept(&mut self, head: &[u8]) {
+        if self.protocol != Protocol::Http1
+            || self.out.is_some()
+            || self.quiet_at != Some(self.exchanges.dispatched.load(Ordering::Relaxed))
+        {
+            return;
+        }
+        if let Some(answer) = rejection_with_body(head) {
+            self.out = Some((answer, 0, head.len()));
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> RejectionIo<T> {
+    /// Writes the rest of the replacement; ready with the length of the
+    /// head it replaced once all of it is out.
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        while let Some((answer, written, _)) = self.out.as_mut() {
+            if *written == answer.len() {
+                let (_, _, replaced) = self.out.take().expect("present");
+                return Poll::Ready(Ok(replaced));
+            }
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &answer[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+        }
+        Poll::Ready(Ok(0))
+    }
+}
+
+/// hyper's rejection head with a JSON body added, if `head` is one.
+fn rejection_with_body(head: &[u8]) -> Option<Vec<u8>> {
+    const LENGTH: &[u8] = b"\r\ncontent-length: 0\r\n";
+    if head.len() > 256
+        || !head.starts_with(b"HTTP/1.1 ")
+        || !head.ends_with(b"\r\n\r\n")
+        || !head.windows(21).any(|w| w == b"\r\nconnection: close\r\n")
+    {
+        return None;
+    }
+    let status: u16 = std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()?;
+    let body = berth_domain::error::unparsable_request_body(status)?;
+    let at = head.windows(LENGTH.len()).position(|w| w == LENGTH)?;
+    let mut out = Vec::with_capacity(head.len() + body.len() + 64);
+    out.extend_from_slice(&head[..at]);
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&head[at + LENGTH.len()..]);
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for RejectionIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.protocol == Protocol::Unknown && buf.filled().len() > before {
+            const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+            let first = &buf.filled()[before..];
+            let n = first.len().min(PREFACE.len());
+            self.protocol = if first[..n] == PREFACE[..n] {
+                Protocol::Http2
+            } else {
+                Protocol::Http1
+            };
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for RejectionIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.intercept(buf);
+        if self.out.is_some() {
+            return self.poll_out(cx);
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        if let (Some(head), None) = (filled.next(), filled.next()) {
+            self.intercept(head);
+        }
+        if self.out.is_some() {
+            return self.poll_out(cx);
+        }
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.poll_out(cx))?;
+        ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
+        // Everything written so far is out: if no response is under way
+        // now, the next write until a request is dispatched is hyper's own.
+        self.quiet_at = self.exchanges.idle_at();
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        ready!(self.poll_out(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// What the access log line of one request says (written when the
 /// response body is done or abandoned).
 pub struct AccessRecord {
@@ -310,9 +522,10 @@ pub struct AccessRecord {
     pub start: Instant,
 }
 
-/// A response body that counts what it sends and logs the request once
-/// it is over.
-pub struct LoggedBody {
+/// A response body as hyper sends it: counts what it sends and writes the
+/// access log line once it is over (if the request is logged), and marks
+/// the connection's exchange over when dropped.
+pub struct ResponseBody {
     inner: WasiBody,
     bytes: u64,
     /// HEAD, 204 and 304 answers: complete without a body.
@@ -321,18 +534,31 @@ pub struct LoggedBody {
     /// polling once it is sent, before the body says it ended.
     length: Option<u64>,
     record: Option<AccessRecord>,
+    /// Dropped with the body, after the log line.
+    _exchange: Option<Exchange>,
 }
 
-impl LoggedBody {
-    pub fn wrap(inner: WasiBody, record: AccessRecord) -> WasiBody {
-        let bodyless = record.method == hyper::Method::HEAD || matches!(record.status, 204 | 304);
+impl ResponseBody {
+    /// `inner` itself when there is nothing to log or mark.
+    pub fn wrap(
+        inner: WasiBody,
+        record: Option<AccessRecord>,
+        exchange: Option<Exchange>,
+    ) -> WasiBody {
+        if record.is_none() && exchange.is_none() {
+            return inner;
+        }
+        let bodyless = record
+            .as_ref()
+            .is_some_and(|r| r.method == hyper::Method::HEAD || matches!(r.status, 204 | 304));
         let length = inner.size_hint().exact();
-        http_body_util::BodyExt::boxed_unsync(LoggedBody {
+        http_body_util::BodyExt::boxed_unsync(ResponseBody {
             inner,
             bytes: 0,
             bodyless,
             length,
-            record: Some(record),
+            record,
+            _exchange: exchange,
         })
     }
 
@@ -356,7 +582,7 @@ impl LoggedBody {
     }
 }
 
-impl Body for LoggedBody {
+impl Body for ResponseBody {
     type Data = Bytes;
     type Error = HttpError;
 
@@ -387,13 +613,13 @@ impl Body for LoggedBody {
     }
 }
 
-impl LoggedBody {
+impl ResponseBody {
     fn sent_all(&self) -> bool {
         self.bodyless || self.inner.is_end_stream() || self.length == Some(self.bytes)
     }
 }
 
-impl Drop for LoggedBody {
+impl Drop for ResponseBody {
     fn drop(&mut self) {
         let complete = self.sent_all();
         self.log(complete);
@@ -432,6 +658,30 @@ pub fn claimed_user(
 mod tests {
     use super::*;
     use hyper::header::HeaderValue;
+
+    #[test]
+    fn only_hypers_own_rejections_get_a_body() {
+        let head = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sun, 29 Nov 2026 18:08:29 GMT\r\n\r\n";
+        let out = String::from_utf8(rejection_with_body(head).unwrap()).unwrap();
+        let (head_out, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head_out.starts_with(
+                "HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n"
+            )
+        );
+        assert!(head_out.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
+        assert!(head_out.ends_with("\r\ndate: Sun, 29 Nov 2026 18:08:29 GMT"));
+        assert!(body.contains("SVCSTG.SWR.4310001"));
+        let not = [
+            &b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\nX",
+            b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 07\r\n\r\n",
+        ];
+        for head in not {
+            assert!(rejection_with_body(head).is_none(), "{head:?}");
+        }
+    }
 
     #[test]
     fn access_log_names_users_never_secrets() {
