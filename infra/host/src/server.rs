@@ -69,7 +69,7 @@ impl Server {
         req: Request<Incoming>,
         peer: SocketAddr,
         exchange: Option<Exchange>,
-    ) -> Response<Body> {
+    ) -> Response<ResponseBody> {
         let start = Instant::now();
         let logged = tracing::enabled!(target: "berth::access", tracing::Level::INFO);
         let (method, path) = (req.method().clone(), req.uri().path().to_string());
@@ -202,8 +202,8 @@ pub async fn serve(
             if timed {
                 shared.last_start_ms.store(uptime_ms(), Ordering::Relaxed);
             }
-            // HTTP/2 streams overlap, and hyper never rejects them with a
-            // response of its own: nothing to track.
+            // HTTP/2 streams overlap, and RejectionIo leaves HTTP/2 alone:
+            // nothing to track.
             let exchange = (req.version() < hyper::Version::HTTP_2).then(|| shared.begin());
             let server = server.clone();
             async move { Ok::<_, std::convert::Infallible>(server.handle(req, peer, exchange).await) }

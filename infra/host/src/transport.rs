@@ -351,14 +351,15 @@ impl Drop for Exchange {
 /// a response is ever rewritten, whatever a blob holds; in the rare orders
 /// where that cannot be shown (a pipelined request parsed while the last
 /// response was still being flushed) hyper's empty answer goes out as it
-/// is. HTTP/2 (its preface seen first) is never touched: it refuses
-/// malformed streams with RST_STREAM, not responses.
+/// is. HTTP/2 (its preface seen first) is never touched: h2 answers by
+/// itself (RST_STREAM, or a bodiless 431 for oversized header lists).
 pub struct RejectionIo<T> {
     inner: T,
     exchanges: Arc<Exchanges>,
     /// `dispatched` at the last flush after which no response was under way.
     quiet_at: Option<u64>,
-    /// Until the first bytes arrive: whether they begin HTTP/2's preface.
+    /// Whether the connection opened with HTTP/2's preface (decided once
+    /// its first bytes differ from it or complete it).
     protocol: Protocol,
     /// The replacement being written, how much of it is out, and the length
     /// of hyper's head it stands for (what the write reports once done).
@@ -367,10 +368,14 @@ pub struct RejectionIo<T> {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Protocol {
-    Unknown,
+    /// This many bytes received so far, all matching the preface.
+    Unknown(usize),
     Http1,
     Http2,
 }
+
+/// The start of HTTP/2's connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 impl<T> RejectionIo<T> {
     pub fn new(inner: T, exchanges: Arc<Exchanges>) -> Self {
@@ -378,7 +383,7 @@ impl<T> RejectionIo<T> {
             inner,
             exchanges,
             quiet_at: Some(0),
-            protocol: Protocol::Unknown,
+            protocol: Protocol::Unknown(0),
             out: None,
         }
     }
@@ -420,10 +425,11 @@ impl<T: AsyncWrite + Unpin> RejectionIo<T> {
 /// hyper's rejection head with a JSON body added, if `head` is one.
 fn rejection_with_body(head: &[u8]) -> Option<Vec<u8>> {
     const LENGTH: &[u8] = b"\r\ncontent-length: 0\r\n";
+    const CLOSE: &[u8] = b"\r\nconnection: close\r\n";
     if head.len() > 256
         || !head.starts_with(b"HTTP/1.1 ")
         || !head.ends_with(b"\r\n\r\n")
-        || !head.windows(21).any(|w| w == b"\r\nconnection: close\r\n")
+        || !head.windows(CLOSE.len()).any(|w| w == CLOSE)
     {
         return None;
     }
@@ -448,14 +454,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for RejectionIo<T> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if self.protocol == Protocol::Unknown && buf.filled().len() > before {
-            const PREFACE: &[u8] = b"PRI * HTTP/2.0";
-            let first = &buf.filled()[before..];
-            let n = first.len().min(PREFACE.len());
-            self.protocol = if first[..n] == PREFACE[..n] {
+        if let Protocol::Unknown(seen) = self.protocol
+            && buf.filled().len() > before
+        {
+            // Reads may come a byte at a time.
+            let got = &buf.filled()[before..];
+            let n = got.len().min(PREFACE.len() - seen);
+            self.protocol = if got[..n] != PREFACE[seen..seen + n] {
+                Protocol::Http1
+            } else if seen + n == PREFACE.len() {
                 Protocol::Http2
             } else {
-                Protocol::Http1
+                Protocol::Unknown(seen + n)
             };
         }
         r
@@ -539,27 +549,24 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
-    /// `inner` itself when there is nothing to log or mark.
+    /// A plain struct around the (already boxed) body: no allocation.
     pub fn wrap(
         inner: WasiBody,
         record: Option<AccessRecord>,
         exchange: Option<Exchange>,
-    ) -> WasiBody {
-        if record.is_none() && exchange.is_none() {
-            return inner;
-        }
+    ) -> ResponseBody {
         let bodyless = record
             .as_ref()
             .is_some_and(|r| r.method == hyper::Method::HEAD || matches!(r.status, 204 | 304));
         let length = inner.size_hint().exact();
-        http_body_util::BodyExt::boxed_unsync(ResponseBody {
+        ResponseBody {
             inner,
             bytes: 0,
             bodyless,
             length,
             record,
             _exchange: exchange,
-        })
+        }
     }
 
     fn log(&mut self, complete: bool) {
