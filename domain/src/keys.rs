@@ -66,6 +66,12 @@ pub fn downflow_day(name: &str, date: &str) -> String {
     )
 }
 
+/// `pulled/<name>:<digest>` (a statistic, raised on each pull): when the
+/// manifest was last pulled, in seconds (0: never). Aging rules key on it.
+pub fn pulled(name: &str, digest: &str) -> String {
+    format!("pulled/{name}:{digest}")
+}
+
 /// `upload/<id>` → [`UploadRecord`]: which repository an upload belongs to.
 pub fn upload(id: &str) -> String {
     format!("upload/{id}")

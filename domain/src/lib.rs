@@ -6,6 +6,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod events;
 pub mod iam;
 pub mod keys;
 pub mod manifest;

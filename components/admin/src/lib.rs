@@ -12,6 +12,8 @@
 //! - `GET|POST /tenants/<t>/groups`, `GET|PATCH|DELETE /tenants/<t>/groups/<g>`
 //! - `GET|POST /tenants/<t>/policies`, `GET|PUT|DELETE /tenants/<t>/policies/<p>`
 //! - `GET|POST /tenants/<t>/users/<u>/keys`, `PATCH|DELETE /tenants/<t>/users/<u>/keys/<ak>`
+//! - `GET /events?after=<id>&limit=<n>` (the event log, oldest first; the
+//!   system tenant's administrators)
 //!
 //! A tenant's administrators manage its identities; every user manages
 //! its own password and access keys. Secrets (generated passwords, SKs)
@@ -34,6 +36,7 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
     let segs: Vec<&str> = req.path.trim_end_matches('/').split('/').skip(3).collect();
     match (segs.as_slice(), &req.method) {
         (["whoami"], Method::Get) => whoami(who).await,
+        (["events"], Method::Get) => list_events(req, who).await,
         (["tenants"], Method::Get) => list_tenants(who).await,
         (["tenants"], Method::Post) => create_tenant(who, body).await,
         (["tenants", t], Method::Get) => show_tenant(who, t).await,
@@ -49,7 +52,7 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
         (["tenants", t, "policies"], Method::Get) => list_policies(who, t).await,
         (["tenants", t, "policies"], Method::Post) => create_policy(who, t, body).await,
         (["tenants", t, "policies", p], m) => policy(who, t, p, m, body).await,
-        (["whoami"] | ["tenants", ..], _) => Err(SwrError::method_not_allowed()),
+        (["whoami"] | ["events"] | ["tenants", ..], _) => Err(SwrError::method_not_allowed()),
         _ => Err(SwrError::not_found(format!("no admin API at {}", req.path))),
     }
 }
@@ -184,6 +187,45 @@ async fn whoami(who: &Principal) -> Result<Reply, SwrError> {
 
 fn tenant_view(t: &Tenant) -> serde_json::Value {
     json!({"name": t.name, "project_id": t.project_id, "created": rfc3339(t.created)})
+}
+
+/// The event log after event `after` (default: from the start), at most
+/// `limit` (1–1000, default 100) events; `next` is the `after` of the next
+/// page, or null at the end of the log.
+async fn list_events(req: &Incoming, who: &Principal) -> Result<Reply, SwrError> {
+    use berth_domain::events::{self, Event};
+    if !admin::may_manage_tenants(who) {
+        return Err(SwrError::forbidden(
+            "only the system tenant's administrators read the event log",
+        ));
+    }
+    let after = match req.query("after") {
+        None | Some("") => None,
+        Some(a) => Some(events::key(a.parse().map_err(|_| {
+            SwrError::bad_request("after must be an event id (a number)")
+        })?)),
+    };
+    let limit = match req.query("limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| SwrError::bad_request("limit must be a number from 1 to 1000"))?,
+    };
+    let page = store::metadata::scan(events::PREFIX.to_string(), after, limit)
+        .await
+        .map_err(fault)?;
+    let listed: Vec<_> = page
+        .iter()
+        .filter_map(|e| Event::parse(&e.key, &e.value))
+        .collect();
+    let next = (page.len() == limit as usize)
+        .then(|| page.last().and_then(|e| events::id_of(&e.key)))
+        .flatten()
+        .map(|id| id.to_string());
+    let out: Vec<_> = listed.iter().map(Event::view).collect();
+    ok_json(200, &json!({ "events": out, "next": next }))
 }
 
 async fn list_tenants(who: &Principal) -> Result<Reply, SwrError> {

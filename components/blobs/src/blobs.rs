@@ -67,12 +67,14 @@ pub async fn get(
         Ok(stream) => {
             // Bytes served, per organization (SWR's "downflow"), buffered
             // by the provider.
-            store::metadata::count(&berth_domain::keys::downflow(name), length as i64);
             let today = berth_domain::reports::date(store::now());
-            store::metadata::count(
-                &berth_domain::keys::downflow_day(name, &today),
-                length as i64,
-            );
+            store::metadata::note(&[
+                store::Stat::Add((berth_domain::keys::downflow(name), length as i64)),
+                store::Stat::Add((
+                    berth_domain::keys::downflow_day(name, &today),
+                    length as i64,
+                )),
+            ]);
             Ok(reply.stream(stream))
         }
         Err(store::StoreError::NotFound) => Err(OciError::blob_unknown(digest.as_str())),

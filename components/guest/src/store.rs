@@ -11,7 +11,7 @@ spin_sdk::wit_bindgen::generate!({
 });
 
 pub use berth::registry::blobs::{self, DigestAlgorithm};
-pub use berth::registry::metadata::{self, Precondition, WriteOp};
+pub use berth::registry::metadata::{self, Precondition, Stat, WriteOp};
 pub use berth::registry::types::StoreError;
 pub use berth::registry::{config, credentials, uploads};
 
@@ -75,6 +75,43 @@ pub fn put_json<T: serde::Serialize>(key: String, value: &T) -> WriteOp {
 
 pub fn delete(key: String) -> WriteOp {
     WriteOp::Delete((key, Precondition::None))
+}
+
+/// Appends `event` to the event log, in the commit these operations go in
+/// (`berth_domain::events`).
+pub fn event(event: &berth_domain::events::EventRecord) -> WriteOp {
+    WriteOp::Append((berth_domain::events::PREFIX.to_string(), event.encode()))
+}
+
+/// An event of `kind` on repository `name` (owned by `tenant`), made now
+/// by `operator` (`user@tenant`) from `client` (its address).
+pub fn new_event(
+    kind: berth_domain::events::EventKind,
+    tenant: &str,
+    name: &str,
+    operator: String,
+    client: Option<String>,
+) -> berth_domain::events::EventRecord {
+    let mut e = berth_domain::events::EventRecord::new(kind, tenant, name, now_ns() as u64);
+    e.operator = operator;
+    e.client = client.unwrap_or_default();
+    e
+}
+
+/// The header through which the host (like Spin) tells components the
+/// client's address; clients cannot set it.
+pub const CLIENT_ADDR: &str = "spin-client-addr";
+
+/// The tenant that owns repository `name` (its organization's), if any.
+pub async fn owner(name: &str) -> Result<Option<String>, OciError> {
+    let ns = name.split('/').next().unwrap_or(name);
+    Ok(
+        get_json::<berth_domain::iam::records::Namespace>(&berth_domain::iam::records::namespace(
+            ns,
+        ))
+        .await?
+        .map(|n| n.tenant),
+    )
 }
 
 /// A limit from deployment config, or its default.

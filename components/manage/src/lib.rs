@@ -172,7 +172,9 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             }
             _ => {}
         }
-        let source = req.header("spin-client-addr").unwrap_or_default();
+        let source = req
+            .header(berth_guest::store::CLIENT_ADDR)
+            .unwrap_or_default();
         let (tenant, user) = (caller.tenant.clone(), caller.user.clone());
         let operation = format!("{} {}", method_name(&req.method), req.path);
         let resource = req.path.clone();

@@ -2,14 +2,18 @@
 //!
 //! A manifest is kept with its metadata in one record, so a GET by digest
 //! is one metadata read and a GET by tag two. A PUT commits the manifest,
-//! its tag, its referrer entry and the repository record atomically.
+//! its tag, its referrer entry, the repository record and its event
+//! (`berth_domain::events`) atomically; a DELETE commits its event with it.
+//! A GET with the body is a pull: it counts a download and raises the
+//! manifest's last-pull time, both written later by the provider.
 
+use berth_domain::events::{EventKind, EventRecord};
 use berth_domain::keys::{self, ManifestRecord};
 use berth_domain::manifest;
 use berth_domain::{Algorithm, Digest, ErrorCode, OciError, name};
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::parse_digest;
-use berth_guest::store::{self, Precondition, StoreError, WriteOp, fault, metadata};
+use berth_guest::store::{self, Precondition, Stat, StoreError, WriteOp, fault, metadata};
 use sha2::Digest as _;
 
 enum Reference<'a> {
@@ -72,9 +76,13 @@ pub async fn get(
         .header("etag", format!("\"{digest}\""));
     if with_body {
         reply = reply.bytes(body.to_vec());
-        // A pull: counted for the repository's download figure (buffered
-        // by the provider, so the client never waits for a write).
-        store::metadata::count(&berth_domain::keys::downloads(name), 1);
+        // A pull: the repository's download figure and the manifest's
+        // last-pull time (for aging rules), written later by the provider
+        // so the client never waits for a write.
+        metadata::note(&[
+            Stat::Add((keys::downloads(name), 1)),
+            Stat::Raise((keys::pulled(name, &digest), store::now() as i64)),
+        ]);
     } else {
         reply = reply.header("content-length", body.len().to_string());
     }
@@ -88,7 +96,19 @@ fn digest_of(algorithm: Algorithm, body: &[u8]) -> String {
     }
 }
 
-pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Reply, OciError> {
+/// The event of a change by `operator` to repository `name`, owned by
+/// `tenant`.
+fn event(req: &Incoming, kind: EventKind, tenant: &str, name: &str, operator: &str) -> EventRecord {
+    let client = req.header(store::CLIENT_ADDR);
+    store::new_event(kind, tenant, name, operator.to_string(), client)
+}
+
+pub async fn put(
+    req: &Incoming,
+    name: &str,
+    reference_str: &str,
+    operator: &str,
+) -> Result<Reply, OciError> {
     let r = reference(reference_str)?;
     let max = store::max_manifest();
     let body = req.body_bytes(max).await.map_err(|e| {
@@ -187,6 +207,18 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
             &descriptor,
         ));
     }
+    // The organization exists (the router made sure): its tenant owns
+    // the repository and the event.
+    let tenant = store::owner(name).await?.unwrap_or_default();
+    let mut pushed = event(req, EventKind::ManifestPushed, &tenant, name, operator);
+    pushed.tag = match &r {
+        Reference::Tag(t) => Some(t.to_string()),
+        Reference::Digest(_) => None,
+    };
+    pushed.digest = Some(digest.clone());
+    pushed.media_type = Some(parsed.media_type.clone());
+    pushed.size = Some(body.len() as u64);
+    ops.push(store::event(&pushed));
     let fixed = ops;
     store::commit_in_repo(name, async || {
         let mut ops = fixed.clone();
@@ -231,8 +263,14 @@ pub async fn put(req: &Incoming, name: &str, reference_str: &str) -> Result<Repl
     Ok(reply)
 }
 
-pub async fn delete(name: &str, reference_str: &str) -> Result<Reply, OciError> {
+pub async fn delete(
+    req: &Incoming,
+    name: &str,
+    reference_str: &str,
+    operator: &str,
+) -> Result<Reply, OciError> {
     let accepted = Reply::new(202).header("content-length", "0");
+    let tenant = store::owner(name).await?.unwrap_or_default();
     match reference(reference_str)? {
         Reference::Tag(tag) => {
             let key = keys::tag(name, tag);
@@ -240,9 +278,13 @@ pub async fn delete(name: &str, reference_str: &str) -> Result<Reply, OciError> 
                 return Err(OciError::manifest_unknown(reference_str));
             };
             let digest = String::from_utf8_lossy(&entry.value).into_owned();
+            let mut deleted = event(req, EventKind::TagDeleted, &tenant, name, operator);
+            deleted.tag = Some(tag.to_string());
+            deleted.digest = Some(digest.clone());
             let ops = vec![
                 WriteOp::Delete((key, Precondition::Version(entry.version))),
                 store::delete(keys::manifest_tag(name, &digest, tag)),
+                store::event(&deleted),
             ];
             match store::commit(ops).await {
                 Ok(_) => Ok(accepted),
@@ -255,9 +297,16 @@ pub async fn delete(name: &str, reference_str: &str) -> Result<Reply, OciError> 
             let Some(entry) = store::get(&key).await? else {
                 return Err(OciError::manifest_unknown(reference_str));
             };
-            let record = keys::decode_manifest(&entry.value).map(|(r, _)| r);
-            let mut ops = vec![WriteOp::Delete((key, Precondition::Version(entry.version)))];
-            if let Some(subject) = record.and_then(|r| r.subject) {
+            let decoded = keys::decode_manifest(&entry.value);
+            let mut deleted = event(req, EventKind::ManifestDeleted, &tenant, name, operator);
+            deleted.digest = Some(digest.to_string());
+            deleted.media_type = decoded.as_ref().map(|(r, _)| r.media_type.clone());
+            deleted.size = decoded.as_ref().map(|(_, body)| body.len() as u64);
+            let mut ops = vec![
+                WriteOp::Delete((key, Precondition::Version(entry.version))),
+                store::event(&deleted),
+            ];
+            if let Some(subject) = decoded.and_then(|(r, _)| r.subject) {
                 ops.push(store::delete(keys::referrer(
                     name,
                     &subject,

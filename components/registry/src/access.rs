@@ -12,7 +12,7 @@ use berth_guest::{auth, store};
 use spin_sdk::wasip3::http::types::{Method, Request, Scheme};
 
 /// The header the host (like Spin) sets to the client's address.
-const CLIENT_ADDR: &str = "spin-client-addr";
+use berth_guest::store::CLIENT_ADDR;
 
 pub enum Caller {
     Anonymous,

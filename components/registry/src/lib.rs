@@ -22,7 +22,9 @@ spin_sdk::wit_bindgen::generate!({
     generate_all,
 });
 
-use berth::registry::{blobs_api, listings_api, manifests_api, referrers_api, uploads_api};
+use berth::registry::{
+    blobs_api, listings_api, manifests_api, referrers_api, registry_types, uploads_api,
+};
 
 struct Router;
 spin_sdk::wasip3::http::service::export!(Router);
@@ -56,15 +58,20 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Router {
         if let Some(pq) = &check.rewrite {
             let _ = request.set_path_with_query(Some(pq));
         }
+        let who = || {
+            caller
+                .who()
+                .map(|(tenant, user)| registry_types::AccountUser { tenant, user })
+        };
         let response = match route {
             Route::Base => berth_guest::serve(request, base).await,
-            Route::Catalog | Route::Tags { .. } => {
-                let who = caller
-                    .who()
-                    .map(|(tenant, user)| listings_api::AccountUser { tenant, user });
-                listings_api::handle(request, who).await
+            Route::Catalog | Route::Tags { .. } => listings_api::handle(request, who()).await,
+            Route::Manifest { .. } => {
+                // Only changes name their operator (in their events): reads
+                // pass no caller, and cost no copies of it.
+                let change = !matches!(method, Method::Get | Method::Head);
+                manifests_api::handle(request, if change { who() } else { None }).await
             }
-            Route::Manifest { .. } => manifests_api::handle(request).await,
             Route::Blob { .. } => blobs_api::handle(request).await,
             Route::UploadStart { .. } | Route::Upload { .. } => uploads_api::handle(request).await,
             Route::Referrers { .. } => referrers_api::handle(request).await,

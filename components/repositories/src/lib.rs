@@ -11,6 +11,7 @@ mod sharing;
 mod stats;
 mod usage;
 
+use berth_domain::events::{EventKind, EventRecord};
 use berth_domain::iam::records::{self, RepositoryMeta};
 use berth_domain::iam::{self, Action, Principal};
 use berth_domain::keys;
@@ -40,7 +41,7 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
             match m {
                 Method::Get => show(&name, who).await,
                 Method::Patch => update(&name, body, who).await,
-                Method::Delete => delete(&name, who).await,
+                Method::Delete => delete(req, &name, who).await,
                 _ => Err(SwrError::method_not_allowed()),
             }
         }
@@ -51,13 +52,13 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
             list_tags(req, &full(ns, r), who, true).await
         }
         (["v2", "manage", "namespaces", ns, "repos", r, "tags"], Method::Post) => {
-            create_tag(&full(ns, r), body, who).await
+            create_tag(req, &full(ns, r), body, who).await
         }
         (["v2", "manage", "namespaces", ns, "repos", r, "tags", tag], m) => {
             let name = full(ns, r);
             match m {
                 Method::Get => show_tag(&name, tag, who).await,
-                Method::Delete => delete_tag(&name, tag, who).await,
+                Method::Delete => delete_tag(req, &name, tag, who).await,
                 _ => Err(SwrError::method_not_allowed()),
             }
         }
@@ -273,7 +274,7 @@ async fn update(name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrEr
 
 /// Deletes the repository with all its tags, manifests, blob links,
 /// referrers, grants and shares. Blob files stay until garbage collection.
-async fn delete(name: &str, who: &Principal) -> Result<Reply, SwrError> {
+async fn delete(req: &Incoming, name: &str, who: &Principal) -> Result<Reply, SwrError> {
     authorized(name, who, Action::Delete).await?;
     let mut ops = Vec::new();
     for prefix in [
@@ -291,9 +292,17 @@ async fn delete(name: &str, who: &Principal) -> Result<Reply, SwrError> {
     let ns = store::get_json::<records::Namespace>(&records::namespace(stats::namespace_of(name)))
         .await
         .map_err(oci_fault)?;
-    if let Some(ns) = ns {
-        ops.push(store::delete(records::tenant_repository(&ns.tenant, name)));
+    let tenant = ns.as_ref().map(|ns| ns.tenant.as_str());
+    if let Some(tenant) = tenant {
+        ops.push(store::delete(records::tenant_repository(tenant, name)));
     }
+    ops.push(store::event(&event(
+        req,
+        EventKind::RepositoryDeleted,
+        tenant,
+        name,
+        who,
+    )));
     ops.push(store::delete(keys::repo(name)));
     ops.push(store::delete(records::repository_meta(name)));
     store::commit(ops).await.map_err(fault)?;
@@ -474,8 +483,26 @@ struct CreateTagBody {
     r#override: bool,
 }
 
-async fn create_tag(name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
-    authorized(name, who, Action::Push).await?;
+/// The event of a change by `who` to repository `name`, owned by `tenant`.
+fn event(
+    req: &Incoming,
+    kind: EventKind,
+    tenant: Option<&str>,
+    name: &str,
+    who: &Principal,
+) -> EventRecord {
+    let operator = format!("{}@{}", who.user, who.tenant);
+    let client = req.header(store::CLIENT_ADDR);
+    store::new_event(kind, tenant.unwrap_or_default(), name, operator, client)
+}
+
+async fn create_tag(
+    req: &Incoming,
+    name: &str,
+    body: &[u8],
+    who: &Principal,
+) -> Result<Reply, SwrError> {
+    let facts = authorized(name, who, Action::Push).await?;
     let b: CreateTagBody = parse_body(body)?;
     if !berth_domain::name::is_valid_tag(&b.destination_tag) {
         return Err(SwrError::invalid_name(format!(
@@ -518,6 +545,25 @@ async fn create_tag(name: &str, body: &[u8], who: &Principal) -> Result<Reply, S
             updated: store::now(),
         },
     ));
+    // A new tag on a stored manifest: a push by tag, as a client's would be.
+    let manifest = store::get(&keys::manifest(name, &digest))
+        .await
+        .map_err(oci_fault)?;
+    let decoded = manifest
+        .as_ref()
+        .and_then(|e| keys::decode_manifest(&e.value));
+    let mut pushed = event(
+        req,
+        EventKind::ManifestPushed,
+        facts.owner.as_deref(),
+        name,
+        who,
+    );
+    pushed.tag = Some(b.destination_tag.clone());
+    pushed.digest = Some(digest.clone());
+    pushed.media_type = decoded.as_ref().map(|(r, _)| r.media_type.clone());
+    pushed.size = decoded.as_ref().map(|(_, body)| body.len() as u64);
+    ops.push(store::event(&pushed));
     match store::commit(ops).await {
         Ok(_) => Ok(Reply::new(201)),
         Err(store::StoreError::Conflict) => Err(SwrError::conflict(format!(
@@ -528,16 +574,31 @@ async fn create_tag(name: &str, body: &[u8], who: &Principal) -> Result<Reply, S
     }
 }
 
-async fn delete_tag(name: &str, tag: &str, who: &Principal) -> Result<Reply, SwrError> {
-    authorized(name, who, Action::Delete).await?;
+async fn delete_tag(
+    req: &Incoming,
+    name: &str,
+    tag: &str,
+    who: &Principal,
+) -> Result<Reply, SwrError> {
+    let facts = authorized(name, who, Action::Delete).await?;
     let entry = store::get(&keys::tag(name, tag))
         .await
         .map_err(oci_fault)?
         .ok_or_else(|| SwrError::not_found(format!("tag {tag} not found in {name}")))?;
     let digest = String::from_utf8_lossy(&entry.value).to_string();
+    let mut deleted = event(
+        req,
+        EventKind::TagDeleted,
+        facts.owner.as_deref(),
+        name,
+        who,
+    );
+    deleted.tag = Some(tag.to_string());
+    deleted.digest = Some(digest.clone());
     store::commit(vec![
         WriteOp::Delete((keys::tag(name, tag), Precondition::Version(entry.version))),
         store::delete(keys::manifest_tag(name, &digest, tag)),
+        store::event(&deleted),
     ])
     .await
     .map_err(fault)?;

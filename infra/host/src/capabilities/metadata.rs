@@ -38,6 +38,47 @@ pub enum Precondition {
 pub enum WriteOp {
     Put(String, Vec<u8>, Precondition),
     Delete(String, Precondition),
+    /// Put under `prefix` + the commit's version as 20 digits ([`log_key`]).
+    Append(String, Vec<u8>),
+}
+
+/// The key an [`WriteOp::Append`] under `prefix` takes in the commit of
+/// `version`: keys sort in commit order.
+pub fn log_key(prefix: &str, version: u64) -> String {
+    format!("{prefix}{version:020}")
+}
+
+/// A statistic written later ([`Metadata::note`]).
+#[derive(Debug, Clone)]
+pub enum Stat {
+    /// Adds to a counter.
+    Add(String, i64),
+    /// Raises a value to at least this one.
+    Raise(String, i64),
+}
+
+/// Statistics noted and not yet written.
+#[derive(Default)]
+struct Pending {
+    add: HashMap<String, i64>,
+    raise: HashMap<String, i64>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.raise.is_empty()
+    }
+
+    /// Folds `other` (taken earlier, not written) back in.
+    fn merge(&mut self, other: Pending) {
+        for (k, v) in other.add {
+            *self.add.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in other.raise {
+            let e = self.raise.entry(k).or_insert(v);
+            *e = (*e).max(v);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +100,8 @@ pub struct Metadata {
     /// Identifies this store for the per-thread reader cache.
     id: usize,
     writer: mpsc::Sender<Job>,
-    /// Statistics counts not yet written ([`Metadata::count`]).
-    pending: Arc<Mutex<HashMap<String, i64>>>,
+    /// Statistics not yet written ([`Metadata::note`]).
+    pending: Arc<Mutex<Pending>>,
 }
 
 /// How long statistics counts wait in memory before they are written.
@@ -95,7 +136,7 @@ impl Metadata {
         )?;
         static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let (writer, queue) = mpsc::channel();
-        let pending = Arc::new(Mutex::new(HashMap::new()));
+        let pending = Arc::new(Mutex::new(Pending::default()));
         let counts = pending.clone();
         std::thread::Builder::new()
             .name("metadata-writer".into())
@@ -151,7 +192,7 @@ impl Metadata {
         })
     }
 
-    /// Counter values (missing = 0), including counts not yet written.
+    /// Statistics (missing = 0), including those not yet written.
     pub fn counters(&self, keys: &[String]) -> Result<Vec<i64>, MetaError> {
         let stored: Vec<i64> = self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT value FROM counters WHERE key = ?1")?;
@@ -163,16 +204,28 @@ impl Metadata {
         Ok(keys
             .iter()
             .zip(stored)
-            .map(|(k, v)| v + pending.get(k).copied().unwrap_or(0))
+            .map(|(k, v)| {
+                let v = v + pending.add.get(k).copied().unwrap_or(0);
+                pending.raise.get(k).map_or(v, |r| v.max(*r))
+            })
             .collect())
     }
 
-    /// Adds `delta` to a statistics counter without waiting: counts are
-    /// summed in memory and written with the next commit, at the latest
-    /// within half a second (a crash may lose that last half second).
-    /// Downloads are counted this way so a pull never waits for a write.
-    pub fn count(&self, key: String, delta: i64) {
-        *self.pending.lock().unwrap().entry(key).or_insert(0) += delta;
+    /// Records statistics without waiting: they are merged in memory and
+    /// written with the next commit, at the latest within half a second (a
+    /// crash may lose that last half second). Downloads and last-pull
+    /// times are noted this way so a pull never waits for a write.
+    pub fn note(&self, stats: impl IntoIterator<Item = Stat>) {
+        let mut pending = self.pending.lock().unwrap();
+        for stat in stats {
+            match stat {
+                Stat::Add(k, v) => *pending.add.entry(k).or_insert(0) += v,
+                Stat::Raise(k, v) => {
+                    let e = pending.raise.entry(k).or_insert(v);
+                    *e = (*e).max(v);
+                }
+            }
+        }
     }
 
     /// Writes every pending count now (at shutdown).
@@ -239,11 +292,7 @@ fn writer_gone() -> MetaError {
 
 /// The writer thread: takes every queued job, runs them in one transaction
 /// (a savepoint each), commits once, then answers each job.
-fn write_loop(
-    mut conn: Connection,
-    queue: mpsc::Receiver<Job>,
-    pending: Arc<Mutex<HashMap<String, i64>>>,
-) {
+fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>, pending: Arc<Mutex<Pending>>) {
     loop {
         let mut jobs = match queue.recv_timeout(COUNT_FLUSH) {
             Ok(first) => vec![first],
@@ -262,11 +311,8 @@ fn write_loop(
             continue;
         }
         if let Err(e) = write_counts(&mut conn, &counts) {
-            tracing::warn!(error = %e, "statistics counts not written; kept for the next try");
-            let mut p = pending.lock().unwrap();
-            for (k, v) in counts {
-                *p.entry(k).or_insert(0) += v;
-            }
+            tracing::warn!(error = %e, "statistics not written; kept for the next try");
+            pending.lock().unwrap().merge(counts);
         }
         let outcome = run_group(&mut conn, &jobs);
         for (job, result) in jobs.into_iter().zip(outcome) {
@@ -282,15 +328,22 @@ fn write_loop(
     }
 }
 
-fn write_counts(conn: &mut Connection, counts: &HashMap<String, i64>) -> rusqlite::Result<()> {
+fn write_counts(conn: &mut Connection, counts: &Pending) -> rusqlite::Result<()> {
     if counts.is_empty() {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    for (k, v) in counts {
+    for (k, v) in &counts.add {
         tx.prepare_cached(
             "INSERT INTO counters (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+        )?
+        .execute(params![k, v])?;
+    }
+    for (k, v) in &counts.raise {
+        tx.prepare_cached(
+            "INSERT INTO counters (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
         )?
         .execute(params![k, v])?;
     }
@@ -384,6 +437,12 @@ fn apply(tx: &Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaError> {
                 tx.prepare_cached("DELETE FROM kv WHERE key = ?1")?
                     .execute([key])?;
             }
+            WriteOp::Append(prefix, value) => {
+                // Versions are unique, so the key is new.
+                tx.prepare_cached("INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3)")?
+                    .execute(params![log_key(prefix, version as u64), value, version])?;
+                versions.push(version as u64);
+            }
         }
     }
     Ok(versions)
@@ -461,17 +520,56 @@ mod tests {
         assert_eq!(m.increment("c".into(), -2).await.unwrap(), 3);
         assert_eq!(m.increment("c".into(), 0).await.unwrap(), 3);
         assert_eq!(m.counters(&["c".into(), "none".into()]).unwrap(), [3, 0]);
-        // Buffered counts are visible at once and written within the flush period.
-        m.count("c".into(), 4);
-        m.count("d".into(), 1);
-        assert_eq!(m.counters(&["c".into(), "d".into()]).unwrap(), [7, 1]);
+        // Buffered statistics are visible at once and written within the
+        // flush period: sums for counters, maxima for raised values.
+        let add = |k: &str, v| Stat::Add(k.into(), v);
+        let raise = |k: &str, v| Stat::Raise(k.into(), v);
+        m.note([add("c", 4), add("d", 1), raise("t", 20), raise("t", 10)]);
+        assert_eq!(
+            m.counters(&["c".into(), "d".into(), "t".into()]).unwrap(),
+            [7, 1, 20]
+        );
         tokio::time::sleep(COUNT_FLUSH * 3).await;
         assert!(m.pending.lock().unwrap().is_empty());
-        assert_eq!(m.counters(&["c".into(), "d".into()]).unwrap(), [7, 1]);
-        m.count("d".into(), 1);
+        assert_eq!(
+            m.counters(&["c".into(), "d".into(), "t".into()]).unwrap(),
+            [7, 1, 20]
+        );
+        m.note([add("d", 1), raise("t", 15)]);
+        assert_eq!(m.counters(&["t".into()]).unwrap(), [20]);
         m.flush().await.unwrap();
         assert!(m.pending.lock().unwrap().is_empty());
         assert_eq!(m.increment("d".into(), 0).await.unwrap(), 2);
+        assert_eq!(m.counters(&["t".into()]).unwrap(), [20]);
+        m.note([raise("t", 30)]);
+        m.flush().await.unwrap();
+        assert_eq!(m.counters(&["t".into()]).unwrap(), [30]);
+    }
+
+    #[tokio::test]
+    async fn appends_form_a_log_in_commit_order() {
+        let (_d, m) = store();
+        let append = |v: &[u8]| WriteOp::Append("event/".into(), v.to_vec());
+        let first = m.commit(vec![append(b"a")]).await.unwrap()[0];
+        m.commit(vec![WriteOp::Put("x".into(), vec![], Precondition::None)])
+            .await
+            .unwrap();
+        let second = m.commit(vec![append(b"b")]).await.unwrap()[0];
+        assert!(second > first);
+        // A refused commit appends nothing.
+        assert!(matches!(
+            m.commit(vec![
+                append(b"lost"),
+                WriteOp::Put("x".into(), vec![], Precondition::Absent)
+            ])
+            .await,
+            Err(MetaError::Conflict)
+        ));
+        let log = m.scan("event/", None, 10).unwrap();
+        let values: Vec<&[u8]> = log.iter().map(|e| e.value.as_slice()).collect();
+        assert_eq!(values, [b"a", b"b"]);
+        assert_eq!(log[0].key, log_key("event/", first));
+        assert_eq!(log[0].key.len(), "event/".len() + 20);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,8 +109,13 @@ fn precondition(p: wit_meta::Precondition) -> metadata::Precondition {
 
 impl berth::registry::types::Host for &mut CapState {}
 impl wit_meta::Host for &mut CapState {
-    fn count(&mut self, key: String, delta: i64) {
-        self.backends.metadata.count(key, delta);
+    fn note(&mut self, stats: Vec<wit_meta::Stat>) {
+        self.backends
+            .metadata
+            .note(stats.into_iter().map(|s| match s {
+                wit_meta::Stat::Add((k, v)) => metadata::Stat::Add(k, v),
+                wit_meta::Stat::Raise((k, v)) => metadata::Stat::Raise(k, v),
+            }));
     }
 }
 impl wit_blobs::Host for &mut CapState {}
@@ -192,6 +197,7 @@ impl<T: Send> wit_meta::HostWithStore<T> for Caps {
             .map(|op| match op {
                 wit_meta::WriteOp::Put((k, v, p)) => metadata::WriteOp::Put(k, v, precondition(p)),
                 wit_meta::WriteOp::Delete((k, p)) => metadata::WriteOp::Delete(k, precondition(p)),
+                wit_meta::WriteOp::Append((k, v)) => metadata::WriteOp::Append(k, v),
             })
             .collect();
         Ok(backends(a).metadata.commit(ops).await?)
