@@ -8,6 +8,7 @@ pub mod digest;
 pub mod error;
 pub mod events;
 pub mod iam;
+pub mod jobs;
 pub mod keys;
 pub mod manifest;
 pub mod name;

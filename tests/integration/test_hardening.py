@@ -780,7 +780,7 @@ def test_unknown_management_paths(two):
 
 
 def test_upload_records_without_files_expire(tmp_path):
-    reg = Registry(tmp_path / "data", extra_args=["--upload-expiry-secs", "3"]).start()
+    reg = Registry(tmp_path / "data", extra_args=["--upload-expiry-secs", "3", "--var", "gc_schedule=* * * * * *"]).start()
     try:
         loc = requests.post(f"{reg.url}/v2/exp/orphan/blobs/uploads/").headers["Location"]
         upload_id = loc.rsplit("/", 1)[1]

@@ -47,7 +47,7 @@ def reg_cmd(reg):
 
 
 def test_abandoned_uploads_expire(tmp_path):
-    reg = Registry(tmp_path / "data", extra_args=["--upload-expiry-secs", "1"]).start()
+    reg = Registry(tmp_path / "data", extra_args=["--upload-expiry-secs", "1", "--var", "gc_schedule=* * * * * *"]).start()
     try:
         loc = requests.post(f"{reg.url}/v2/exp/repo/blobs/uploads/").headers["Location"]
         requests.patch(f"{reg.url}{loc}", data=b"partial")

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod http;
+pub mod jobs;
 pub mod manage;
 pub mod namespaces;
 pub mod store;

@@ -5,7 +5,9 @@
 mod capabilities;
 mod iam;
 mod manifest;
+mod outbound;
 mod runtime;
+mod schedule;
 mod server;
 mod transport;
 
@@ -74,9 +76,10 @@ struct ServeArgs {
     /// (default: $XDG_CACHE_HOME/berth/components or ~/.cache/berth/components).
     #[arg(long, env = "BERTH_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Uploads untouched for this many seconds are removed.
-    #[arg(long, env = "BERTH_UPLOAD_EXPIRY_SECS", default_value_t = 24 * 3600)]
-    upload_expiry_secs: u64,
+    /// Uploads untouched for this many seconds are removed (by the gc job;
+    /// the same as `--var upload_expiry_seconds=N`).
+    #[arg(long, env = "BERTH_UPLOAD_EXPIRY_SECS")]
+    upload_expiry_secs: Option<u64>,
     /// Seconds a client has to send a request's head, counted from the
     /// connection opening or the previous response (so idle keep-alive
     /// connections close after this long too), and for a TLS handshake.
@@ -89,6 +92,27 @@ struct ServeArgs {
     /// Connections served at once; more wait to be accepted.
     #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    /// Non-public networks components may still send requests to (webhooks,
+    /// replication), comma-separated addresses or CIDRs, e.g.
+    /// `127.0.0.1,10.0.0.0/8`. Loopback, private, link-local and other
+    /// non-public addresses are refused otherwise.
+    #[arg(long, env = "BERTH_OUTBOUND_ALLOW", value_delimiter = ',', value_parser = parse_net)]
+    outbound_allow: Vec<ipnet::IpNet>,
+    /// PEM file of CA certificates trusted for outbound HTTPS, besides the
+    /// system's.
+    #[arg(long, env = "BERTH_OUTBOUND_CA_FILE")]
+    outbound_ca_file: Option<PathBuf>,
+    /// Largest outbound response body a component may receive, in bytes.
+    #[arg(long, env = "BERTH_OUTBOUND_MAX_RESPONSE_BYTES", default_value_t = 1 << 20)]
+    outbound_max_response_bytes: u64,
+}
+
+/// `10.0.0.0/8`, or one address (`127.0.0.1`, `::1`).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("expected an address or CIDR, got {s:?}"))
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -166,54 +190,6 @@ fn init_logs(args: &ServeArgs) -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
-/// Removes uploads untouched for `idle`, both sides: the files (and the
-/// records of those), and records whose file is gone (a crash between
-/// removing a file and its record, or a file lost with a disk). Files with
-/// no record (a crash right after creating one) are idle files like any
-/// other. Returns how many uploads went.
-async fn expire_uploads(backends: &Backends, idle: Duration) -> Result<usize> {
-    use capabilities::blobs::BlobError;
-    use capabilities::metadata::{Precondition, WriteOp};
-    let mut gone: Vec<String> = backends.blobs.expire(idle)?;
-    let expired = gone.len();
-    let mut seen: std::collections::HashSet<String> = gone.iter().cloned().collect();
-    let prefix = berth_domain::keys::upload("");
-    let mut after: Option<String> = None;
-    loop {
-        let page = backends.metadata.scan(&prefix, after.as_deref(), 1000)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.key.clone());
-        for e in &page {
-            let id = &e.key[prefix.len()..];
-            let missing = matches!(
-                backends.blobs.upload_size(id),
-                Err(BlobError::NotFound | BlobError::Invalid(_))
-            );
-            if missing && seen.insert(id.to_string()) {
-                gone.push(id.to_string());
-            }
-        }
-        if page.len() < 1000 {
-            break;
-        }
-    }
-    let orphans = gone.len() - expired;
-    if orphans > 0 {
-        tracing::info!(
-            records = orphans,
-            "removing upload records whose file is gone"
-        );
-    }
-    for ids in gone.chunks(256) {
-        let ops = ids
-            .iter()
-            .map(|id| WriteOp::Delete(berth_domain::keys::upload(id), Precondition::None))
-            .collect();
-        backends.metadata.commit(ops).await?;
-    }
-    Ok(gone.len())
-}
-
 /// Data directories written by earlier versions (0755, files 0644) are
 /// closed to other users: the directory and what lies directly in it
 /// become 0700/0600 (the directory's mode alone already bars other users
@@ -257,7 +233,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         credentials: capabilities::credentials::Credentials::open(&args.data_dir.join("keys"))?,
     });
     iam::bootstrap(&backends.metadata, &backends.credentials).await?;
-    let overrides: HashMap<String, String> = args.vars.iter().cloned().collect();
+    let mut overrides: HashMap<String, String> = args.vars.iter().cloned().collect();
+    if let Some(secs) = args.upload_expiry_secs {
+        overrides.insert("upload_expiry_seconds".into(), secs.to_string());
+    }
     let app = manifest::App::load(&args.manifest, &overrides)?;
     let engine = runtime::engine()?;
     let cache = args
@@ -265,29 +244,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .clone()
         .or_else(runtime::default_cache_dir)
         .unwrap_or_else(|| args.data_dir.join("cache"));
+    let outbound = Arc::new(outbound::Outbound::new(&outbound::OutboundConfig {
+        allow: args.outbound_allow.clone(),
+        ca_file: args.outbound_ca_file.clone(),
+        max_response_bytes: args.outbound_max_response_bytes,
+    })?);
     let mut handlers = HashMap::new();
     for c in &app.components {
         let t = std::time::Instant::now();
-        let handler = runtime::load(&engine, c, backends.clone(), Some(&cache))?;
+        let handler = runtime::load(&engine, c, backends.clone(), outbound.clone(), Some(&cache))?;
         handlers.insert(c.id.clone(), handler);
         tracing::info!(component = %c.id, ms = t.elapsed().as_millis() as u64, "component ready");
     }
-
-    // Abandoned uploads: the local host schedules the sweep itself.
-    let sweeper = backends.clone();
-    let idle = Duration::from_secs(args.upload_expiry_secs);
-    tokio::spawn(async move {
-        let mut tick =
-            tokio::time::interval(Duration::from_secs(600).min(idle.max(Duration::from_secs(1))));
-        loop {
-            tick.tick().await;
-            match expire_uploads(&sweeper, idle).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "expired abandoned uploads"),
-                Err(e) => tracing::warn!(error = %e, "upload expiry failed"),
-            }
-        }
-    });
 
     let token_backends = backends.clone();
     let health_backends = backends.clone();
@@ -318,6 +286,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), data_dir = %args.data_dir.display(), "berth listening");
+    schedule::spawn(server.clone(), backends.clone());
     let served = server::serve(server, listener, tls).await;
     // Statistics counts still in memory are written before exiting.
     if let Err(e) = backends.metadata.flush().await {

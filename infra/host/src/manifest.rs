@@ -22,6 +22,15 @@ struct Raw {
 struct Triggers {
     #[serde(default)]
     http: Vec<HttpTrigger>,
+    #[serde(default)]
+    cron: Vec<CronTrigger>,
+}
+
+/// Spin's cron trigger: run `component` on `cron_expression`.
+#[derive(Deserialize)]
+struct CronTrigger {
+    component: String,
+    cron_expression: String,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +54,10 @@ struct RawComponent {
     /// Import name → component that provides it (Spin's component dependencies).
     #[serde(default)]
     dependencies: BTreeMap<String, RawDependency>,
+    /// URLs the component may send requests to (Spin's `scheme://host:port`
+    /// patterns; none: no outbound requests).
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +73,8 @@ pub struct Component {
     pub dependencies: Vec<(String, PathBuf)>,
     /// Config the component reads through `berth:store/config`.
     pub config: HashMap<String, String>,
+    /// Where its outbound requests may go.
+    pub allowed_outbound_hosts: crate::outbound::AllowedHosts,
 }
 
 pub struct Route {
@@ -69,9 +84,18 @@ pub struct Route {
     pub component: String,
 }
 
+/// A component run on a schedule (`[[trigger.cron]]`): the host calls its
+/// tick (`berth_domain::jobs::tick_path`) at each time of `schedule`.
+pub struct Scheduled {
+    pub component: String,
+    pub expression: String,
+    pub schedule: cron::Schedule,
+}
+
 pub struct App {
     pub components: Vec<Component>,
     pub routes: Vec<Route>,
+    pub schedules: Vec<Scheduled>,
 }
 
 impl App {
@@ -113,11 +137,19 @@ impl App {
                 .into_iter()
                 .map(|(name, d)| (name, base.join(d.path)))
                 .collect();
+            let hosts = c
+                .allowed_outbound_hosts
+                .iter()
+                .map(|h| render(h, &vars))
+                .collect::<Result<Vec<_>>>()?;
+            let allowed_outbound_hosts = crate::outbound::AllowedHosts::parse(&hosts)
+                .with_context(|| format!("component {id}"))?;
             components.push(Component {
                 id,
                 source: base.join(c.source),
                 dependencies,
                 config,
+                allowed_outbound_hosts,
             });
         }
         let mut routes = Vec::new();
@@ -138,7 +170,36 @@ impl App {
         // Most specific first, as Spin's router: longer paths, and an exact
         // route before a wildcard of the same path (`/v2` before `/v2/...`).
         routes.sort_by_key(|r| (std::cmp::Reverse(r.path.len()), r.wildcard));
-        Ok(App { components, routes })
+        let mut app = App {
+            components,
+            routes,
+            schedules: Vec::new(),
+        };
+        for t in raw.trigger.cron {
+            let expression = render(&t.cron_expression, &vars)?;
+            let schedule: cron::Schedule = expression.parse().with_context(|| {
+                format!(
+                    "cron trigger of {}: {expression:?} is not a cron expression (sec min hour day month weekday [year])",
+                    t.component
+                )
+            })?;
+            // The host runs a job through its tick route, as anyone would.
+            let tick = berth_domain::jobs::tick_path(&t.component);
+            if !berth_domain::jobs::is_valid_name(&t.component)
+                || app.route(&tick) != Some(t.component.as_str())
+            {
+                bail!(
+                    "cron trigger of {}: {tick} must be routed to it by a [[trigger.http]]",
+                    t.component
+                );
+            }
+            app.schedules.push(Scheduled {
+                component: t.component,
+                expression,
+                schedule,
+            });
+        }
+        Ok(app)
     }
 
     pub fn route(&self, path: &str) -> Option<&str> {

@@ -5,6 +5,7 @@
 
 use crate::capabilities::{self, Backends, CapState};
 use crate::manifest;
+use crate::outbound::{AllowedHosts, ComponentHooks, Outbound};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub struct HostData {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
+    hooks: ComponentHooks,
     caps: CapState,
 }
 
@@ -55,7 +57,7 @@ impl WasiHttpView for HostData {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -82,6 +84,8 @@ pub struct ComponentState {
     pre: ProxyPre<HostData>,
     backends: Arc<Backends>,
     config: Arc<HashMap<String, String>>,
+    outbound: Arc<Outbound>,
+    allowed_hosts: Arc<AllowedHosts>,
 }
 
 pub type Handler = ProxyHandler<ComponentState>;
@@ -192,6 +196,7 @@ pub fn load(
     engine: &Engine,
     c: &manifest::Component,
     backends: Arc<Backends>,
+    outbound: Arc<Outbound>,
     cache: Option<&Path>,
 ) -> Result<Handler> {
     let component = compiled(engine, c, cache)
@@ -217,6 +222,8 @@ pub fn load(
         pre,
         backends,
         config: Arc::new(c.config.clone()),
+        outbound,
+        allowed_hosts: Arc::new(c.allowed_outbound_hosts.clone()),
     }))
 }
 
@@ -294,6 +301,10 @@ impl HandlerState for ComponentState {
             table: ResourceTable::new(),
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
+            hooks: ComponentHooks {
+                outbound: self.outbound.clone(),
+                allowed: self.allowed_hosts.clone(),
+            },
             caps: CapState {
                 backends: self.backends.clone(),
                 config: self.config.clone(),

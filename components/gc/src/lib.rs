@@ -1,0 +1,121 @@
+//! Garbage collection, a scheduled job (`berth_domain::jobs`): spin.toml
+//! runs it on a `[[trigger.cron]]` schedule, and `POST /berth/jobs/gc/tick`
+//! runs it on demand; its lease keeps one run at a time.
+//!
+//! Today a run removes abandoned uploads: upload sessions untouched for
+//! `upload_expiry_seconds` (their bytes and their records), and records
+//! whose bytes are gone (a crash between the two, a lost disk). Blobs and
+//! manifests come with the garbage collection issue.
+//!
+//! - `POST /berth/jobs/gc/tick`: runs now; 200 with what the run did, 409
+//!   while another run holds the lease.
+//! - `GET /berth/jobs/gc`: whether a run is under way, and the last run.
+//!
+//! Both for a host's scheduler (a job token) or an administrator of the
+//! system tenant (`Basic`); errors in SWR's format, as the admin API's.
+
+use berth_domain::keys;
+use berth_domain::swr::SwrError;
+use berth_guest::http::{Incoming, Reply};
+use berth_guest::jobs;
+use berth_guest::manage::{fault, ok_json};
+use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata, uploads};
+use spin_sdk::wasip3::http::types::{ErrorCode, Method, Request, Response};
+
+struct Gc;
+spin_sdk::wasip3::http::service::export!(Gc);
+
+const JOB: &str = "gc";
+/// How long a run may hold the lease before another may take over.
+const LEASE_SECONDS: u64 = 600;
+/// Upload records examined per metadata page.
+const PAGE: u32 = 500;
+
+impl spin_sdk::wasip3::exports::http::handler::Guest for Gc {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        let req = Incoming::new(request);
+        let reply = match dispatch(&req).await {
+            Ok(r) => r,
+            Err(e) => Reply::json(e.status, e.body()),
+        };
+        Ok(reply.into_response(req))
+    }
+}
+
+async fn dispatch(req: &Incoming) -> Result<Reply, SwrError> {
+    let tick = berth_domain::jobs::tick_path(JOB);
+    let status = format!("/berth/jobs/{JOB}");
+    let path = req.path.trim_end_matches('/');
+    match (&req.method, path) {
+        (Method::Post, p) if p == tick => {
+            let trigger = jobs::authorize(req, JOB).await?;
+            let run = jobs::begin(JOB, LEASE_SECONDS, trigger).await?;
+            let result = collect().await;
+            let record = run.finish(&result).await;
+            let detail = result?;
+            ok_json(
+                200,
+                &serde_json::json!({
+                    "job": JOB,
+                    "run": record.holder,
+                    "trigger": record.trigger,
+                    "result": detail,
+                }),
+            )
+        }
+        (Method::Get, p) if p == status => {
+            jobs::authorize(req, JOB).await?;
+            ok_json(200, &jobs::status(JOB).await?)
+        }
+        (_, p) if p == tick || p == status => Err(SwrError::method_not_allowed()),
+        _ => Err(SwrError::not_found(format!("no job API at {}", req.path))),
+    }
+}
+
+/// One collection: what it removed.
+async fn collect() -> Result<serde_json::Value, SwrError> {
+    let idle = store::limit("upload_expiry_seconds", 24 * 3600);
+    let files = uploads::expire(idle).await.map_err(fault)?;
+    // Records whose upload is gone: those just expired, and orphans.
+    let prefix = keys::upload("");
+    let mut after: Option<String> = None;
+    let mut records = 0u32;
+    loop {
+        let page = metadata::scan(prefix.clone(), after.clone(), PAGE)
+            .await
+            .map_err(fault)?;
+        let mut ops = Vec::new();
+        for e in &page {
+            let id = &e.key[prefix.len()..];
+            match uploads::size(id.to_string()).await {
+                Err(StoreError::NotFound | StoreError::Invalid(_)) => {
+                    ops.push(WriteOp::Delete((
+                        e.key.clone(),
+                        Precondition::Version(e.version),
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(fault(e)),
+            }
+        }
+        if !ops.is_empty() {
+            let n = ops.len() as u32;
+            match store::commit(ops).await {
+                Ok(_) => records += n,
+                // One changed meanwhile (its upload finished): the next run
+                // looks again.
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(fault(e)),
+            }
+        }
+        if page.len() < PAGE as usize {
+            break;
+        }
+        after = page.last().map(|e| e.key.clone());
+    }
+    Ok(serde_json::json!({
+        "uploads_expired": files,
+        "upload_records_removed": records,
+        "upload_expiry_seconds": idle,
+    }))
+}
