@@ -17,6 +17,7 @@ pub mod range;
 pub mod reports;
 pub mod route;
 pub mod swr;
+pub mod webhooks;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{ErrorCode, OciError};

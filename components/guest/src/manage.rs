@@ -2,11 +2,15 @@
 //! by the `manage` router, SWR-format answers, and the export glue
 //! ([`crate::manage_endpoint!`]).
 
-use crate::http::Reply;
+use crate::http::{Incoming, Reply};
+use crate::{auth, store};
 use berth_domain::OciError;
+use berth_domain::iam::records::{self, Tenant};
+use berth_domain::iam::signing;
 use berth_domain::iam::{PolicyDocument, Principal};
 use berth_domain::swr::SwrError;
 use serde::Serialize;
+use spin_sdk::wasip3::http::types::Method;
 
 /// The principal the router authenticated (policies arrive as JSON).
 pub fn principal(
@@ -51,6 +55,140 @@ pub fn error_reply(e: &SwrError) -> Reply {
 
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SwrError> {
     serde_json::from_slice(body).map_err(|e| SwrError::bad_request(format!("invalid body: {e}")))
+}
+
+/// Checks the request's AK/SK signature (`SDK-HMAC-SHA256`, as the
+/// official SDKs sign; `authority` is the request's `Host`); the principal
+/// it names and the access key that signed. 401 for a missing, malformed,
+/// expired or wrong signature or an unknown or disabled key; 403 for an
+/// `X-Project-Id` that is not the key's tenant's. A signed change
+/// (`mutating`) is carried out once: see [`claim_once`].
+pub async fn authenticate(
+    req: &Incoming,
+    authority: Option<&str>,
+    body: &[u8],
+    mutating: bool,
+) -> Result<(Principal, String), SwrError> {
+    let value = req
+        .header("authorization")
+        .ok_or_else(|| SwrError::unauthorized(signing::SignError::Missing.to_string()))?;
+    let parsed =
+        signing::parse_authorization(&value).map_err(|e| SwrError::unauthorized(e.to_string()))?;
+    let fault = |e: berth_domain::OciError| SwrError::internal(e.message);
+    let (key, sk) = auth::access_key(&parsed.access)
+        .await
+        .map_err(fault)?
+        .ok_or_else(|| SwrError::unauthorized("unknown or disabled access key"))?;
+    // `Host` never reaches a component (wasi:http forbids it): the host
+    // passes it as the request's authority.
+    let mut headers = req.header_pairs();
+    if let Some(a) = authority {
+        headers.push(("host".into(), a.to_string()));
+    }
+    let query = req.raw_query();
+    let signed = signing::Request {
+        method: method_name(&req.method),
+        path: &req.path,
+        query: &query,
+        headers: &headers,
+        body,
+    };
+    let signed_at = signing::verify(&signed, &parsed, sk.as_bytes(), store::now())
+        .map_err(|e| SwrError::unauthorized(e.to_string()))?;
+    if mutating {
+        claim_once(signed_at, &parsed.signature).await?;
+    }
+    // A project id, when given, must be the key's tenant's.
+    if let Some(project) = req.header("x-project-id") {
+        let tenant = store::get_json::<Tenant>(&records::tenant(&key.tenant))
+            .await
+            .map_err(fault)?;
+        if tenant.is_none_or(|t| t.project_id != project) {
+            return Err(SwrError::forbidden(format!(
+                "project {project} is not the access key's project"
+            )));
+        }
+    }
+    let p = auth::principal(&key.tenant, &key.user)
+        .await
+        .map_err(fault)?
+        .ok_or_else(|| SwrError::unauthorized("the access key's user is disabled or gone"))?;
+    Ok((p, key.ak))
+}
+
+/// The replay defence: a signed change is accepted once. Its signature
+/// (which covers method, path, query, signed headers, body and
+/// `X-Sdk-Date`) is recorded under `iam/signed/<date>/…` in the same commit
+/// that checks it is new; a second arrival within the 15-minute skew window
+/// is refused, and after it the date check refuses it anyway. Reads are not
+/// recorded (replaying one changes nothing, and clients poll). Records past
+/// the window are removed a few at a time by later claims. The claim stays
+/// whatever the change's outcome: a captured request that failed must not
+/// succeed later on someone else's behalf (and hand them its answer, such
+/// as a new secret key). The official SDKs sign a fresh `X-Sdk-Date` per
+/// call, so only byte-identical changes sent within the same second
+/// collide; they get 409 like any duplicate.
+async fn claim_once(signed_at: u64, signature: &str) -> Result<(), SwrError> {
+    use crate::store::{Precondition, StoreError, WriteOp, metadata};
+    let fault = |e: StoreError| SwrError::internal(format!("storage failure: {e:?}"));
+    let now = store::now();
+    let stale = metadata::scan(records::SIGNED.to_string(), None, 16)
+        .await
+        .map_err(fault)?;
+    let mut ops = vec![WriteOp::Put((
+        records::signed_request(&signing::format_sdk_date(signed_at), signature),
+        Vec::new(),
+        Precondition::Absent,
+    ))];
+    ops.extend(
+        stale
+            .into_iter()
+            .filter(|e| signing::replay_record_expired(&e.key, now))
+            .map(|e| store::delete(e.key)),
+    );
+    match store::commit(ops).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict) => Err(SwrError::replayed()),
+        Err(e) => Err(fault(e)),
+    }
+}
+
+/// Records a management change in `tenant`'s audit log (a failure to
+/// record is logged, and does not undo the change).
+pub async fn audit(
+    tenant: &str,
+    user: String,
+    operation: String,
+    resource: String,
+    status: u16,
+    source: String,
+) {
+    let event = records::AuditEvent {
+        time: store::now(),
+        tenant: tenant.to_string(),
+        user,
+        operation,
+        resource,
+        status,
+        source,
+    };
+    let key = records::audit(tenant, store::now_ns(), &store::nonce());
+    if let Err(e) = store::commit(vec![store::put_json(key, &event)]).await {
+        eprintln!("audit event not recorded: {e:?}");
+    }
+}
+
+/// The method's name as signatures and audit records spell it.
+pub fn method_name(m: &Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        Method::Head => "HEAD",
+        _ => "OTHER",
+    }
 }
 
 /// Generates a resource group's bindings and exports `serve(req, body, who)`
