@@ -47,6 +47,16 @@ pub enum RouteError {
     NameInvalid,
 }
 
+/// Whether `path` is in SWR's enterprise-edition API
+/// (`/v2/<project_id>/instances[/...]`), which shares `/v2/` with the
+/// registry: only asked of paths that are no registry route.
+pub fn is_enterprise(path: &str) -> bool {
+    let mut segs = path.trim_start_matches('/').split('/');
+    segs.next() == Some("v2")
+        && segs.next().is_some_and(|p| !p.is_empty())
+        && segs.next() == Some("instances")
+}
+
 pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     let rest = match path.strip_prefix("/v2") {
         Some("") | Some("/") => return Ok(Route::Base),

@@ -23,7 +23,8 @@ spin_sdk::wit_bindgen::generate!({
 });
 
 use berth::registry::{
-    blobs_api, listings_api, manifests_api, referrers_api, registry_types, uploads_api,
+    blobs_api, enterprise_api, listings_api, manifests_api, referrers_api, registry_types,
+    uploads_api,
 };
 
 struct Router;
@@ -44,6 +45,8 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Router {
         let (path, query) = pq.split_once('?').unwrap_or((&pq, ""));
         let route = match route(path) {
             Ok(r) => r,
+            // Not a registry path: SWR's enterprise API shares `/v2/`.
+            Err(_) if route::is_enterprise(path) => return enterprise_api::handle(request).await,
             Err(e) => {
                 return berth_guest::serve(request, async |_: &Incoming| Err(e.clone())).await;
             }

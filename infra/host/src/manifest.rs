@@ -31,6 +31,9 @@ struct Triggers {
 struct CronTrigger {
     component: String,
     cron_expression: String,
+    /// Berth's addition: also run as soon as new events are committed.
+    #[serde(default)]
+    wake_on_events: bool,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +93,8 @@ pub struct Scheduled {
     pub component: String,
     pub expression: String,
     pub schedule: cron::Schedule,
+    /// Run also when events are appended (the event consumers).
+    pub wake_on_events: bool,
 }
 
 pub struct App {
@@ -197,6 +202,7 @@ impl App {
                 component: t.component,
                 expression,
                 schedule,
+                wake_on_events: t.wake_on_events,
             });
         }
         Ok(app)

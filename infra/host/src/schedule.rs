@@ -5,7 +5,9 @@
 //! job's lease decides which host runs when several share one store: a
 //! busy answer (409) means another run is under way, and is not an error.
 //! A host never overlaps its own runs of one job: a time that passes while
-//! a run is under way is skipped.
+//! a run is under way is skipped. Jobs declared `wake_on_events = true`
+//! (Berth's addition to the cron trigger: the event consumers) also run
+//! shortly after a commit appends to the event log.
 
 use crate::capabilities::Backends;
 use crate::manifest::Scheduled;
@@ -14,6 +16,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a job woken by new events waits for more before it runs.
+const WAKE_DELAY: Duration = Duration::from_millis(100);
+
+/// The shortest wait before a run a job asked for.
+const MIN_AGAIN: Duration = Duration::from_millis(100);
 
 /// Lifetime of the token for one run's call, in seconds.
 const TOKEN_TTL: u32 = 300;
@@ -25,30 +33,54 @@ pub fn spawn(server: Arc<Server>, backends: Arc<Backends>) {
         let (server, backends) = (server.clone(), backends.clone());
         tokio::spawn(async move {
             let job: &Scheduled = &server.app.schedules[i];
+            let events = backends.metadata.events_appended();
+            // Armed before each run, so events committed during one wake
+            // the next.
+            let arm = || {
+                let mut n = Box::pin(events.clone().notified_owned());
+                n.as_mut().enable();
+                n
+            };
+            let mut woken = arm();
+            // When the last run asked to be run again (a retry due).
+            let mut again: Option<tokio::time::Instant> = None;
             loop {
                 let Some(next) = job.schedule.upcoming(chrono::Utc).next() else {
                     tracing::warn!(job = %job.component, "the schedule has no further times");
                     return;
                 };
-                let wait = (next - chrono::Utc::now())
+                let mut wait = (next - chrono::Utc::now())
                     .to_std()
                     .unwrap_or(Duration::ZERO);
-                tokio::time::sleep(wait).await;
-                run(&server, &backends, &job.component).await;
+                if let Some(at) = again.take() {
+                    wait = wait.min(at.saturating_duration_since(tokio::time::Instant::now()));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = &mut woken, if job.wake_on_events => {
+                        // Let a burst of pushes land in one run.
+                        tokio::time::sleep(WAKE_DELAY).await;
+                    }
+                }
+                woken = arm();
+                again = run(&server, &backends, &job.component)
+                    .await
+                    .map(|d| tokio::time::Instant::now() + d.max(MIN_AGAIN));
             }
         });
     }
 }
 
-/// Calls `job`'s tick once and logs the outcome.
-async fn run(server: &Server, backends: &Backends, job: &str) {
+/// Calls `job`'s tick once and logs the outcome; how soon the job asked
+/// to run again (`result.next_run_in_ms` in its answer), if it did.
+async fn run(server: &Server, backends: &Backends, job: &str) -> Option<Duration> {
     let claims = serde_json::to_string(&berth_domain::jobs::JobClaims::for_job(job))
         .expect("claims serialize");
     let token = match backends.credentials.issue_token(&claims, TOKEN_TTL) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(job, error = %e, "could not sign the job token");
-            return;
+            return None;
         }
     };
     let request = hyper::Request::builder()
@@ -65,14 +97,12 @@ async fn run(server: &Server, backends: &Backends, job: &str) {
                 .boxed_unsync(),
         )
         .expect("static request");
-    let Some(handler) = server.handlers.get(job) else {
-        return;
-    };
+    let handler = server.handlers.get(job)?;
     let response = match handler.handle((), request).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(job, error = ?e, "scheduled job failed");
-            return;
+            return None;
         }
     };
     let status = response.status().as_u16();
@@ -80,13 +110,16 @@ async fn run(server: &Server, backends: &Backends, job: &str) {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             tracing::warn!(job, error = ?e, "scheduled job's answer broke off");
-            return;
+            return None;
         }
     };
-    let body = String::from_utf8_lossy(&body);
+    let text = String::from_utf8_lossy(&body);
     match status {
-        200 => tracing::info!(job, result = %body, "scheduled job ran"),
+        200 => tracing::info!(job, result = %text, "scheduled job ran"),
         409 => tracing::debug!(job, "scheduled job is running elsewhere"),
-        _ => tracing::warn!(job, status, answer = %body, "scheduled job failed"),
+        _ => tracing::warn!(job, status, answer = %text, "scheduled job failed"),
     }
+    let answer: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let ms = answer.get("result")?.get("next_run_in_ms")?.as_u64()?;
+    Some(Duration::from_millis(ms))
 }

@@ -102,6 +102,8 @@ pub struct Metadata {
     writer: mpsc::Sender<Job>,
     /// Statistics not yet written ([`Metadata::note`]).
     pending: Arc<Mutex<Pending>>,
+    /// Signalled after each commit that appended under `event/`.
+    events: Arc<tokio::sync::Notify>,
 }
 
 /// How long statistics counts wait in memory before they are written.
@@ -146,6 +148,7 @@ impl Metadata {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             writer,
             pending,
+            events: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -270,9 +273,21 @@ impl Metadata {
 
     /// Applies `ops` atomically; returns the version of each put once durable.
     pub async fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, MetaError> {
+        let appends = ops
+            .iter()
+            .any(|op| matches!(op, WriteOp::Append(p, _) if p == berth_domain::events::PREFIX));
         let (tx, rx) = oneshot::channel();
         self.send(Job::Commit(ops, tx))?;
-        rx.await.map_err(|_| writer_gone())?
+        let result = rx.await.map_err(|_| writer_gone())?;
+        if appends && result.is_ok() {
+            self.events.notify_waiters();
+        }
+        result
+    }
+
+    /// Resolves after the next commit that appends an event.
+    pub fn events_appended(&self) -> Arc<tokio::sync::Notify> {
+        self.events.clone()
     }
 
     pub async fn increment(&self, key: String, delta: i64) -> Result<i64, MetaError> {
