@@ -49,6 +49,25 @@ pub const CURSOR: &str = "webhook/cursor";
 
 /// Most targets per policy (SWR's console takes one address per policy).
 pub const MAX_TARGETS: usize = 1;
+/// Most webhook policies per tenant.
+pub const MAX_POLICIES: usize = 100;
+
+/// Header names an `auth_header` may not set: the HTTP layer's own, and
+/// those Berth sets on each delivery.
+const RESERVED_HEADERS: [&str; 12] = [
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "expect",
+    "proxy-authorization",
+    "user-agent",
+];
 
 /// The event types a policy may name (SWR: `PUSH_ARTIFACT`; Berth adds
 /// `DELETE_ARTIFACT`).
@@ -193,6 +212,13 @@ impl PayloadFormat {
 /// address may not change (SWR: "cannot be modified"). The checked event
 /// types (default on update: the current ones).
 pub fn validate(body: &PolicyBody, current: Option<&Policy>) -> Result<Vec<String>, String> {
+    if body
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 1024)
+    {
+        return Err("description: at most 1024 characters".into());
+    }
     let name_ok = !body.name.is_empty()
         && body.name.chars().count() <= 256
         && body
@@ -274,9 +300,35 @@ fn check_address(address: &str) -> Result<(), String> {
         .strip_prefix("https://")
         .or_else(|| address.strip_prefix("http://"))
         .ok_or("must be an http:// or https:// URL")?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || host.contains('@') || address.len() > 2048 {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') || address.len() > 2048 {
         return Err("must name a host (no user information, at most 2048 characters)".into());
+    }
+    // host, [v6], host:port or [v6]:port, with a port from 1 to 65535.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']').ok_or("an IPv6 address needs its ]")?;
+            if addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err("not an IPv6 address in [ ]".into());
+            }
+            (addr, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if let Some(p) = port
+        && p.parse::<u16>().ok().is_none_or(|n| n == 0)
+    {
+        return Err("the port must be a number from 1 to 65535".into());
+    }
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+    if !host_ok {
+        return Err("the host has characters a host name cannot have".into());
     }
     if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must not contain spaces or control characters".into());
@@ -299,6 +351,9 @@ fn check_selector(s: &RuleSelector) -> Result<(), String> {
     }
     if s.pattern.is_empty() || s.pattern.len() > 512 {
         return Err("selector pattern: 1 to 512 characters".into());
+    }
+    if s.extras.as_ref().is_some_and(|e| e.len() > 256) {
+        return Err("selector extras: at most 256 characters".into());
     }
     glob(&s.pattern).map(|_| ())
 }
@@ -332,10 +387,21 @@ pub fn parse_auth_header(h: &str) -> Result<Vec<(String, String)>, String> {
             let valid = !k.is_empty()
                 && k.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
-            if !valid || v.contains(['\r', '\n']) {
+            // Visible ASCII, spaces and tabs (RFC 9110 §5.5 field values).
+            let value_ok = v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+            if !valid || !value_ok {
                 return Err(
-                    "header names are letters, digits, - and _; values one line".to_string()
+                    "header names are letters, digits, - and _; values visible ASCII on one line"
+                        .to_string(),
                 );
+            }
+            let lower = k.to_ascii_lowercase();
+            if RESERVED_HEADERS.contains(&lower.as_str())
+                || lower.starts_with("x-berth-")
+                || lower.starts_with("berth-")
+                || lower.starts_with("ce-")
+            {
+                return Err(format!("header {k} is set by Berth or the HTTP layer"));
             }
             Ok((k.to_string(), v.trim().to_string()))
         })
@@ -764,5 +830,26 @@ mod tests {
         assert!(validate(&bad, None).is_err());
         assert_eq!(parse_auth_header("A:1;B-2: two").unwrap().len(), 2);
         assert!(parse_auth_header("nocolon").is_err());
+        for bad in [
+            "Host:x",
+            "content-length:1",
+            "X-Berth-Signature-256:x",
+            "berth-insecure-tls:1",
+            "A:\u{7f}",
+            "A:\0",
+        ] {
+            assert!(parse_auth_header(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            "http://h:99999/",
+            "http://h:0/",
+            "http://[::1/",
+            "http://a b/",
+            "http://[zz]/",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+        assert!(check_address("http://[::1]:8080/x").is_ok());
+        assert!(check_address("https://hooks.example.com:8443/p?q=1").is_ok());
     }
 }

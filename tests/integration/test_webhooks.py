@@ -277,6 +277,8 @@ def test_policies_are_listed_filtered_and_checked(env):
         body(f"{rx.url}/x", tag="{unclosed"),                  # bad pattern
         body(f"{rx.url}/x", event_types=("PULL_EVERYTHING",)), # unknown event type
         body(f"{rx.url}/x", name="no spaces allowed"),         # bad name
+        body(f"{rx.url}/x", auth_header="Host:evil.example"),  # a header Berth sets
+        body("http://127.0.0.1:99999/x"),                      # bad port
     ]
     for b_ in bad:
         with pytest.raises(ClientRequestException) as e:
@@ -315,18 +317,23 @@ def test_loopback_targets_are_refused_unless_allowed(tmp_path):
             BasicCredentials(key["ak"], key["sk"], acme["project_id"])).with_endpoints([reg.anon_url]).build()
         client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="ssrf")))
         inst = acme["project_id"]
-        pid = create(client, inst, body(f"{rx.url}/ssrf"), ns="ssrf")
+        port = rx.server.server_address[1]
+        # The loopback receiver under every spelling a URL parser accepts.
+        forms = ["127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1", "[::ffff:127.0.0.1]", "localhost"]
+        pids = [create(client, inst, body(f"http://{h}:{port}/ssrf", name=f"s{i}"), ns="ssrf")
+                for i, h in enumerate(forms)]
         image(f"http://acme:acme-pw@{reg.host}", "ssrf/app", tag="v1")
-        deadline = time.time() + 20
-        while True:
-            jobs = client.list_instance_webhook_jobs(ListInstanceWebhookJobsRequest(
-                instance_id=inst, namespace_name="ssrf", policy_id=pid)).jobs
-            if jobs and jobs[0].status == "Failed":
-                break
-            assert time.time() < deadline, "the delivery was never tried"
-            time.sleep(0.3)
-        attempt = json.loads(jobs[0].job_detail)["attempts"][0]
-        assert attempt["status"] is None and "Prohibited" in attempt["error"]
+        for pid, form in zip(pids, forms):
+            deadline = time.time() + 20
+            while True:
+                jobs = client.list_instance_webhook_jobs(ListInstanceWebhookJobsRequest(
+                    instance_id=inst, namespace_name="ssrf", policy_id=pid)).jobs
+                if jobs and jobs[0].status == "Failed":
+                    break
+                assert time.time() < deadline, f"the delivery to {form} was never tried"
+                time.sleep(0.3)
+            attempt = json.loads(jobs[0].job_detail)["attempts"][0]
+            assert attempt["status"] is None and "Prohibited" in attempt["error"], (form, attempt)
         assert rx.at("/ssrf") == []
     finally:
         reg.stop()

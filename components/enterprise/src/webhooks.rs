@@ -95,6 +95,15 @@ pub async fn create(call: &Call<'_>, ns: &str) -> Result<Reply, SwrError> {
     let body: PolicyBody = parse_body(&call.body)?;
     let event_types = wh::validate(&body, None).map_err(SwrError::bad_request)?;
     let targets = targets(&body, None)?;
+    let existing = store::scan_all(&wh::policy_prefix(&call.who.tenant))
+        .await
+        .map_err(fault)?;
+    if existing.len() >= wh::MAX_POLICIES {
+        return Err(SwrError::quota(format!(
+            "a tenant has at most {} webhook policies",
+            wh::MAX_POLICIES
+        )));
+    }
     let id = metadata::increment(wh::POLICY_IDS.to_string(), 1)
         .await
         .map_err(fault)? as u64;

@@ -139,6 +139,40 @@ impl Run {
         }
     }
 
+    /// The lease's current version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// A write that renews the lease for `ttl_seconds` only if it is still
+    /// this run's: put it in every commit of the run's work, so a run that
+    /// lost its lease (it lapsed and another run took it) changes nothing.
+    /// After the commit, give its versions to [`Run::fenced`].
+    pub fn fence(&mut self, ttl_seconds: u64) -> WriteOp {
+        self.lease.expires = store::now() + ttl_seconds;
+        WriteOp::Put((
+            jobs::lease_key(&self.job),
+            serde_json::to_vec(&self.lease).expect("leases serialize"),
+            Precondition::Version(self.version),
+        ))
+    }
+
+    /// Takes the new lease version from a fenced commit's versions (one
+    /// commit, one version).
+    pub fn fenced(&mut self, versions: &[u64]) {
+        if let Some(v) = versions.last() {
+            self.version = *v;
+        }
+    }
+
+    /// Whether the lease is still this run's (after a conflict).
+    pub async fn still_held(&self) -> Result<bool, SwrError> {
+        let lease: Option<Lease> = store::get_json(&jobs::lease_key(&self.job))
+            .await
+            .map_err(oci_fault)?;
+        Ok(lease.is_some_and(|l| l.holder == self.lease.holder))
+    }
+
     /// Records the outcome and gives the lease back (only if still ours).
     pub async fn finish(self, result: &Result<serde_json::Value, SwrError>) -> RunRecord {
         let (outcome, detail) = match result {

@@ -29,6 +29,24 @@ where
     Ok(reply.into_response(req))
 }
 
+/// `fut`'s output, or `None` if it takes longer than `nanos` (monotonic
+/// clock). `fut` is dropped then.
+pub async fn within<F: Future>(nanos: u64, fut: F) -> Option<F::Output> {
+    use std::task::Poll;
+    let mut fut = std::pin::pin!(fut);
+    let mut timer = std::pin::pin!(spin_sdk::wasip3::clocks::monotonic_clock::wait_for(nanos));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 /// Answers `request` with a reply decided before reading it.
 pub fn respond(request: Request, reply: Reply) -> Response {
     reply.into_response(Incoming::new(request))

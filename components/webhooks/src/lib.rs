@@ -35,8 +35,6 @@ const LEASE_SECONDS: u64 = 300;
 /// Events fanned out per metadata page, and pages per run.
 const EVENT_PAGE: u32 = 200;
 const EVENT_PAGES: usize = 10;
-/// Deliveries looked at per run.
-const DELIVERIES: u32 = 500;
 
 impl spin_sdk::wasip3::exports::http::handler::Guest for Webhooks {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
@@ -92,8 +90,7 @@ async fn policies() -> Result<HashMap<u64, (Policy, String, u64)>, SwrError> {
 
 async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     let mut policies = policies().await?;
-    let fanned = fan_out(&policies).await?;
-    run.renew(LEASE_SECONDS).await?;
+    let fanned = fan_out(run, &policies).await?;
     let sent = deliver(run, &mut policies).await?;
     Ok(serde_json::json!({
         "events_read": fanned.0,
@@ -108,7 +105,10 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
 
 /// Reads events after the cursor and creates their deliveries; returns
 /// (events read, deliveries created).
-async fn fan_out(policies: &HashMap<u64, (Policy, String, u64)>) -> Result<(u64, u64), SwrError> {
+async fn fan_out(
+    run: &mut jobs::Run,
+    policies: &HashMap<u64, (Policy, String, u64)>,
+) -> Result<(u64, u64), SwrError> {
     let (mut read, mut created) = (0u64, 0u64);
     for _ in 0..EVENT_PAGES {
         let cursor = store::get(wh::CURSOR).await.map_err(oci_fault)?;
@@ -162,7 +162,11 @@ async fn fan_out(policies: &HashMap<u64, (Policy, String, u64)>) -> Result<(u64,
                 created += 1;
             }
         }
-        store::commit(ops).await.map_err(fault)?;
+        ops.push(run.fence(LEASE_SECONDS));
+        if !commit_fenced(run, ops).await? {
+            // The cursor moved under us: leave the rest to the next run.
+            break;
+        }
         if page.len() < EVENT_PAGE as usize {
             break;
         }
@@ -199,7 +203,36 @@ fn now_ms() -> u64 {
     (store::now_ns() / 1_000_000) as u64
 }
 
-/// Sends what is due, policy by policy in event order.
+/// A run stops starting deliveries after this long (the next run goes on).
+const BUDGET_MS: u64 = 60_000;
+/// Deliveries of one policy looked at per run, so every tenant's turn comes.
+const PER_POLICY: u32 = 50;
+/// One attempt (connect, send, answer) may take this long.
+const ATTEMPT_NS: u64 = 20_000_000_000;
+/// The policy the last run served last: the next starts after it.
+const ROTATION: &str = "webhook/rotation";
+
+/// The policies with deliveries waiting, in id order (one scan per policy:
+/// each skips past the policy's own entries).
+async fn waiting_policies() -> Result<Vec<u64>, SwrError> {
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = metadata::scan(wh::PENDING.to_string(), after.clone(), 1)
+            .await
+            .map_err(fault)?;
+        let Some((policy, _)) = page.first().and_then(|e| wh::parse_pending(&e.key)) else {
+            return Ok(ids);
+        };
+        ids.push(policy);
+        // `~` sorts after every digit: past all of this policy's entries.
+        after = Some(format!("{}{policy:020}/~", wh::PENDING));
+    }
+}
+
+/// Sends what is due: policy by policy (starting after the one the last
+/// run ended with, so no tenant's backlog keeps others waiting), each in
+/// event order, within the run's time budget.
 async fn deliver(
     run: &mut jobs::Run,
     policies: &mut HashMap<u64, (Policy, String, u64)>,
@@ -208,131 +241,195 @@ async fn deliver(
     let registry = store::config::get("registry_host")
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost:5000".into());
-    let pending = metadata::scan(wh::PENDING.to_string(), None, DELIVERIES)
+    let mut order = waiting_policies().await?;
+    let last = store::get(ROTATION)
         .await
-        .map_err(fault)?;
+        .map_err(oci_fault)?
+        .and_then(|e| String::from_utf8_lossy(&e.value).parse::<u64>().ok());
+    if let Some(last) = last {
+        let split = order.partition_point(|p| *p <= last);
+        order.rotate_left(split);
+    }
     let mut sent = Sent::default();
-    let mut held: std::collections::HashSet<u64> = Default::default();
     let started = now_ms();
-    for entry in pending {
-        let Some((policy_id, event_id)) = wh::parse_pending(&entry.key) else {
-            continue;
-        };
-        if held.contains(&policy_id) {
-            continue;
+    let mut served = None;
+    for policy_id in order {
+        if now_ms().saturating_sub(started) > BUDGET_MS {
+            break;
         }
-        // Long runs keep their lease.
-        if now_ms() - started > 60_000 {
-            run.renew(LEASE_SECONDS).await?;
-        }
-        let job_key = wh::job_key(policy_id, event_id);
-        let Some(job) = store::get(&job_key).await.map_err(oci_fault)? else {
-            store::commit(vec![store::delete(entry.key)])
-                .await
-                .map_err(fault)?;
-            continue;
-        };
-        let Ok(mut delivery) = serde_json::from_slice::<Delivery>(&job.value) else {
-            continue;
-        };
-        let now = now_ms();
-        if delivery.next_at_ms > now {
-            // Later deliveries of this policy wait behind this one.
-            held.insert(policy_id);
-            sent.due_at(delivery.next_at_ms);
-            continue;
-        }
-        let Some((policy, policy_key, policy_version)) = policies.get(&policy_id).cloned() else {
-            // The policy went; its deliveries go with it.
-            store::commit(vec![store::delete(entry.key), store::delete(job_key)])
-                .await
-                .map_err(fault)?;
-            continue;
-        };
-        let target = policy.targets.first().cloned();
-        let stop = |d: &mut Delivery, text: &str| {
-            d.status = status::STOPPED.into();
-            d.status_text = text.into();
-        };
-        let event = store::get(&events::key(event_id))
+        served = Some(policy_id);
+        let entries = metadata::scan(format!("{}{policy_id:020}/", wh::PENDING), None, PER_POLICY)
             .await
-            .map_err(oci_fault)?;
-        let event = event.and_then(|e| Event::parse(&e.key, &e.value));
-        let mut ops = Vec::new();
-        match (target, event) {
-            (None, _) => stop(&mut delivery, "the policy has no target"),
-            (Some(t), _) if t.gone => stop(&mut delivery, "the target answered 410 Gone earlier"),
-            (Some(_), _) if !policy.enabled => stop(&mut delivery, "the policy is disabled"),
-            (_, None) => stop(&mut delivery, "the event is no longer in the log"),
-            (Some(target), Some(event)) => {
-                let attempt = send(&target, &event, &registry).await;
-                let status = attempt.0.status;
-                delivery.attempts.push(attempt.0);
-                let n = delivery.attempts.len() as u32;
-                let jitter = (store::now_ns() % 1000) as f64 / 1000.0;
-                match retry.after(status, n, delivery.created, now_ms(), attempt.1, jitter) {
-                    Outcome::Delivered => {
-                        delivery.status = status::SUCCEED.into();
-                        delivery.status_text = format!("delivered: {}", status.unwrap_or(0));
-                        sent.delivered += 1;
-                    }
-                    Outcome::Retry(at) => {
-                        delivery.status = status::PENDING.into();
-                        delivery.status_text = format!("attempt {n} failed; retrying");
-                        delivery.next_at_ms = at;
-                        held.insert(policy_id);
-                        sent.retrying += 1;
-                        sent.due_at(at);
-                    }
-                    Outcome::DeadLetter(why) => {
-                        delivery.status = status::FAILED.into();
-                        delivery.status_text = format!("dead letter: {why}");
-                        sent.dead += 1;
-                    }
-                    Outcome::Gone => {
-                        delivery.status = status::FAILED.into();
-                        delivery.status_text =
-                            "410 Gone: the target is disabled until the policy is enabled again"
-                                .into();
-                        let mut updated = policy.clone();
-                        for t in &mut updated.targets {
-                            t.gone = true;
-                        }
-                        ops.push(WriteOp::Put((
-                            policy_key.clone(),
-                            serde_json::to_vec(&updated).expect("policies serialize"),
-                            Precondition::Version(policy_version),
-                        )));
-                        policies.insert(policy_id, (updated, policy_key, policy_version + 1));
-                        sent.dead += 1;
-                    }
-                }
+            .map_err(fault)?;
+        for entry in entries {
+            let step = deliver_one(run, policies, &entry.key, &retry, &registry, &mut sent).await?;
+            if !step || now_ms().saturating_sub(started) > BUDGET_MS {
+                break;
             }
-        }
-        delivery.updated = store::now();
-        let last = delivery.status != status::PENDING;
-        ops.push(store::put_json(job_key, &delivery));
-        if last {
-            ops.push(store::delete(entry.key));
-        }
-        match store::commit(ops).await {
-            Ok(v) => {
-                // Track the policy's new version after a 410.
-                if let Some((p, _, version)) = policies.get_mut(&policy_id)
-                    && p.targets.iter().any(|t| t.gone)
-                    && v.len() > 1
-                {
-                    *version = v[0];
-                }
-            }
-            // The policy changed meanwhile: the next run sees it.
-            Err(StoreError::Conflict) => {
-                held.insert(policy_id);
-            }
-            Err(e) => return Err(fault(e)),
         }
     }
+    if let Some(p) = served {
+        let ops = vec![
+            store::put(ROTATION.to_string(), p.to_string().into_bytes()),
+            run.fence(LEASE_SECONDS),
+        ];
+        commit_fenced(run, ops).await?;
+    }
     Ok(sent)
+}
+
+/// Commits `ops` (which carry the run's lease fence): a lost lease stops
+/// the run, so two runs never both deliver.
+async fn commit_fenced(run: &mut jobs::Run, ops: Vec<WriteOp>) -> Result<bool, SwrError> {
+    match store::commit(ops).await {
+        Ok(versions) => {
+            run.fenced(&versions);
+            Ok(true)
+        }
+        Err(StoreError::Conflict) => {
+            if run.still_held().await? {
+                Ok(false)
+            } else {
+                Err(SwrError::conflict("the run lost its lease to another run"))
+            }
+        }
+        Err(e) => Err(fault(e)),
+    }
+}
+
+/// One pending delivery; whether the policy's next one may go now.
+async fn deliver_one(
+    run: &mut jobs::Run,
+    policies: &mut HashMap<u64, (Policy, String, u64)>,
+    pending_key: &str,
+    retry: &RetryPolicy,
+    registry: &str,
+    sent: &mut Sent,
+) -> Result<bool, SwrError> {
+    let Some((policy_id, event_id)) = wh::parse_pending(pending_key) else {
+        return Ok(true);
+    };
+    let job_key = wh::job_key(policy_id, event_id);
+    let Some(job) = store::get(&job_key).await.map_err(oci_fault)? else {
+        let ops = vec![
+            store::delete(pending_key.to_string()),
+            run.fence(LEASE_SECONDS),
+        ];
+        commit_fenced(run, ops).await?;
+        return Ok(true);
+    };
+    let Ok(mut delivery) = serde_json::from_slice::<Delivery>(&job.value) else {
+        return Ok(true);
+    };
+    if delivery.next_at_ms > now_ms() {
+        // Later deliveries of this policy wait behind this one.
+        sent.due_at(delivery.next_at_ms);
+        return Ok(false);
+    }
+    let Some((policy, policy_key, policy_version)) = policies.get(&policy_id).cloned() else {
+        // The policy went; its deliveries go with it.
+        let ops = vec![
+            store::delete(pending_key.to_string()),
+            store::delete(job_key),
+            run.fence(LEASE_SECONDS),
+        ];
+        commit_fenced(run, ops).await?;
+        return Ok(true);
+    };
+    let target = policy.targets.first().cloned();
+    let stop = |d: &mut Delivery, text: &str| {
+        d.status = status::STOPPED.into();
+        d.status_text = text.into();
+    };
+    let event = store::get(&events::key(event_id))
+        .await
+        .map_err(oci_fault)?;
+    let event = event.and_then(|e| Event::parse(&e.key, &e.value));
+    let mut ops = Vec::new();
+    let mut go_on = true;
+    match (target, event) {
+        (None, _) => stop(&mut delivery, "the policy has no target"),
+        (Some(t), _) if t.gone => stop(&mut delivery, "the target answered 410 Gone earlier"),
+        (Some(_), _) if !policy.enabled => stop(&mut delivery, "the policy is disabled"),
+        (_, None) => stop(&mut delivery, "the event is no longer in the log"),
+        (Some(target), Some(event)) => {
+            let (attempt, retry_after) =
+                match berth_guest::within(ATTEMPT_NS, send(&target, &event, registry)).await {
+                    Some(done) => done,
+                    None => (
+                        Attempt {
+                            at_ms: now_ms().saturating_sub(ATTEMPT_NS / 1_000_000),
+                            status: None,
+                            latency_ms: ATTEMPT_NS / 1_000_000,
+                            error: Some(format!(
+                                "no complete answer within {} s",
+                                ATTEMPT_NS / 1_000_000_000
+                            )),
+                        },
+                        None,
+                    ),
+                };
+            let status = attempt.status;
+            delivery.attempts.push(attempt);
+            let n = delivery.attempts.len() as u32;
+            let jitter = (store::now_ns() % 1000) as f64 / 1000.0;
+            match retry.after(status, n, delivery.created, now_ms(), retry_after, jitter) {
+                Outcome::Delivered => {
+                    delivery.status = status::SUCCEED.into();
+                    delivery.status_text = format!("delivered: {}", status.unwrap_or(0));
+                    sent.delivered += 1;
+                }
+                Outcome::Retry(at) => {
+                    delivery.status = status::PENDING.into();
+                    delivery.status_text = format!("attempt {n} failed; retrying");
+                    delivery.next_at_ms = at;
+                    sent.retrying += 1;
+                    sent.due_at(at);
+                    go_on = false;
+                }
+                Outcome::DeadLetter(why) => {
+                    delivery.status = status::FAILED.into();
+                    delivery.status_text = format!("dead letter: {why}");
+                    sent.dead += 1;
+                }
+                Outcome::Gone => {
+                    delivery.status = status::FAILED.into();
+                    delivery.status_text =
+                        "410 Gone: the target is disabled until the policy is enabled again".into();
+                    let mut updated = policy.clone();
+                    for t in &mut updated.targets {
+                        t.gone = true;
+                    }
+                    ops.push(WriteOp::Put((
+                        policy_key.clone(),
+                        serde_json::to_vec(&updated).expect("policies serialize"),
+                        Precondition::Version(policy_version),
+                    )));
+                    policies.insert(policy_id, (updated, policy_key, policy_version));
+                    sent.dead += 1;
+                }
+            }
+        }
+    }
+    delivery.updated = store::now();
+    let last = delivery.status != status::PENDING;
+    ops.push(store::put_json(job_key, &delivery));
+    if last {
+        ops.push(store::delete(pending_key.to_string()));
+    }
+    ops.push(run.fence(LEASE_SECONDS));
+    let gone = ops.len() > 2
+        && matches!(ops[0], WriteOp::Put((ref k, _, _)) if k.starts_with(wh::ALL_POLICIES));
+    match commit_fenced(run, ops).await? {
+        true => {
+            if gone && let Some((_, _, version)) = policies.get_mut(&policy_id) {
+                *version = run.version();
+            }
+            Ok(go_on)
+        }
+        // The policy changed meanwhile (an update): the next run sees it.
+        false => Ok(false),
+    }
 }
 
 /// One attempt: what happened, and the receiver's `Retry-After` (s).
@@ -353,16 +450,42 @@ async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Atte
     for (k, v) in &payload.headers {
         builder = builder.header(k, v);
     }
-    let unseal = |hex_text: &Option<String>| -> Option<String> {
-        let sealed = hex::decode(hex_text.as_ref()?).ok()?;
-        String::from_utf8(credentials::unseal(&sealed)?).ok()
+    let at_ms = now_ms();
+    let failed = |error: String| {
+        (
+            Attempt {
+                at_ms,
+                status: None,
+                latency_ms: 0,
+                error: Some(error),
+            },
+            None,
+        )
     };
-    if let Some(header) = unseal(&target.sealed_auth_header) {
+    // A secret that cannot be unsealed (another host's key) fails the
+    // attempt: never send without the credentials the policy names.
+    let unseal = |hex_text: &Option<String>| -> Result<Option<String>, ()> {
+        let Some(text) = hex_text else {
+            return Ok(None);
+        };
+        let sealed = hex::decode(text).map_err(|_| ())?;
+        let plain = credentials::unseal(&sealed).ok_or(())?;
+        String::from_utf8(plain).map(Some).map_err(|_| ())
+    };
+    let (Ok(header), Ok(secret)) = (
+        unseal(&target.sealed_auth_header),
+        unseal(&target.sealed_secret),
+    ) else {
+        return failed(
+            "the target's auth header or secret could not be unsealed by this host".into(),
+        );
+    };
+    if let Some(header) = header {
         for (k, v) in wh::parse_auth_header(&header).unwrap_or_default() {
             builder = builder.header(k, v);
         }
     }
-    if let Some(secret) = unseal(&target.sealed_secret) {
+    if let Some(secret) = secret {
         builder = builder.header(
             "x-berth-signature-256",
             wh::signature(secret.as_bytes(), &payload.body),
@@ -371,21 +494,10 @@ async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Atte
     if target.skip_cert_verify {
         builder = builder.header("berth-insecure-tls", "1");
     }
-    let at_ms = now_ms();
     let body = http_body_util::Full::new(bytes::Bytes::from(payload.body));
     let request = match builder.body(body) {
         Ok(r) => r,
-        Err(e) => {
-            return (
-                Attempt {
-                    at_ms,
-                    status: None,
-                    latency_ms: 0,
-                    error: Some(format!("invalid request: {e}")),
-                },
-                None,
-            );
-        }
+        Err(e) => return failed(format!("invalid request: {e}")),
     };
     match spin_sdk::http::send(request).await {
         Ok(response) => {
@@ -395,14 +507,18 @@ async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Atte
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            // Read (a little of) the answer, for the log of failures.
-            let text = match response.into_body().collect().await {
-                Ok(b) => String::from_utf8_lossy(&b.to_bytes()[..])
-                    .chars()
-                    .take(200)
-                    .collect(),
-                Err(_) => String::new(),
-            };
+            // Read a little of the answer, for the log of failures.
+            let mut answer = Vec::new();
+            let mut body = response.into_body();
+            while answer.len() < 4096 {
+                match body.frame().await {
+                    Some(Ok(f)) => {
+                        answer.extend_from_slice(f.data_ref().map_or(&[][..], |d| &d[..]))
+                    }
+                    _ => break,
+                }
+            }
+            let text: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
             let error = (!(200..300).contains(&status)).then(|| format!("HTTP {status}: {text}"));
             (
                 Attempt {

@@ -126,6 +126,19 @@ impl Outbound {
             request.map(|b| reqwest::Body::wrap(SyncBody(sync_wrapper::SyncWrapper::new(b))));
         let request =
             reqwest::Request::try_from(request).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        // The URL as reqwest parsed it (WHATWG rules turn `2130706433`,
+        // `0x7f.1` or `127.1` into 127.0.0.1) is what it connects to, and
+        // an address in it never reaches the resolver: check it again.
+        if let Some(ip) = request.url().host_str().and_then(|h| {
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .ok()
+        }) && !permitted(ip, &self.allow)
+        {
+            tracing::debug!(%ip, "outbound request to a non-public address refused");
+            return Err(HttpError::DestinationIpProhibited);
+        }
         let client = if insecure {
             &self.insecure
         } else {
@@ -262,7 +275,31 @@ pub fn permitted(ip: IpAddr, allow: &[IpNet]) -> bool {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     };
-    allow.iter().any(|n| n.contains(&ip)) || is_public(ip)
+    if allow.iter().any(|n| n.contains(&ip)) {
+        return true;
+    }
+    // IPv6 forms that carry an IPv4 address reach it: judge that one too.
+    if let IpAddr::V6(v6) = ip
+        && let Some(v4) = embedded_v4(v6)
+        && !is_public(IpAddr::V4(v4))
+    {
+        return false;
+    }
+    is_public(ip)
+}
+
+/// The IPv4 address inside IPv4-compatible (`::a.b.c.d`), NAT64
+/// (`64:ff9b::/96`) and 6to4 (`2002::/16`) IPv6 addresses.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let low = |hi: u16, lo: u16| Ipv4Addr::from(((hi as u32) << 16) | lo as u32);
+    if s[..6] == [0; 6] || (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4]) {
+        Some(low(s[6], s[7]))
+    } else if s[0] == 0x2002 {
+        Some(low(s[1], s[2]))
+    } else {
+        None
+    }
 }
 
 fn is_public(ip: IpAddr) -> bool {
@@ -294,6 +331,9 @@ fn is_public(ip: IpAddr) -> bool {
             || (v6.segments()[0] & 0xffc0) == 0xfe80
             || (v6.segments()[0] == 0x2001 && v6.segments()[1] == 0x0db8)
             || (v6.segments()[0] == 0x64 && v6.segments()[1] == 0xff9b && v6.segments()[2] == 1)
+            // fec0::/10 (site-local), 100::/64 (discard).
+            || (v6.segments()[0] & 0xffc0) == 0xfec0
+            || (v6.segments()[0] == 0x100 && v6.segments()[1..4] == [0, 0, 0])
             || v6 == Ipv6Addr::from_bits(1))
         }
     }
@@ -465,6 +505,11 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:7f00:1::",
+            "fec0::1",
+            "100::1",
         ] {
             assert!(!permitted(private.parse().unwrap(), none), "{private}");
         }
