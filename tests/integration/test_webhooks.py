@@ -338,3 +338,27 @@ def test_loopback_targets_are_refused_unless_allowed(tmp_path):
     finally:
         reg.stop()
         rx.server.shutdown()
+
+
+def test_a_push_acknowledged_before_a_kill_is_delivered_after_restart(tmp_path):
+    rx = Receiver()
+    reg = Registry(tmp_path / "data", extra_args=["--outbound-allow", "127.0.0.1", "--var", "webhook_schedule=* * * * * *"]).start()
+    try:
+        acme = reg.iam("tenant-create", "acme", "--password", "acme-pw")
+        key = reg.iam("key-create", "acme", "acme")
+        client = SwrClient.new_builder().with_credentials(
+            BasicCredentials(key["ak"], key["sk"], acme["project_id"])).with_endpoints([reg.anon_url]).build()
+        client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="crash")))
+        # The receiver is down (503) until the host is gone.
+        rx.answers["/crash"] = [(503, {})]
+        create(client, acme["project_id"], body(f"{rx.url}/crash"), ns="crash")
+        _, digest = image(f"http://acme:acme-pw@{reg.host}", "crash/app", tag="v1")
+        reg.kill()
+        before = len(rx.at("/crash"))  # attempts answered 503 before the kill
+        rx.answers["/crash"] = [(200, {})]
+        reg.start()
+        after = rx.wait("/crash", before + 1, timeout=40)[before:]
+        assert [json.loads(b)["event_data"]["resources"][0]["digest"] for _, _, b in after] == [digest]
+    finally:
+        reg.stop()
+        rx.server.shutdown()
