@@ -85,6 +85,7 @@ def env(tmp_path_factory):
     receiver = Receiver()
     reg = Registry(tmp_path_factory.mktemp("webhooks") / "data",
                    extra_args=["--outbound-allow", "127.0.0.1", "--var", "webhook_retry_base_ms=300",
+                               "--var", "webhook_schedule=* * * * * *",
                                "--var", "webhook_max_attempts=3", "--var", "registry_host=registry.test"]).start()
     acme = reg.iam("tenant-create", "acme", "--password", "acme-pw")
     key = reg.iam("key-create", "acme", "acme")
@@ -250,6 +251,25 @@ def test_gone_disables_and_failures_are_dead_lettered(env):
     failed = [j for j in jobs(down) if j.status == "Failed"]
     assert failed and "dead letter" in failed[-1].status_text
     assert len(json.loads(failed[-1].job_detail)["attempts"]) == 3
+    # The delivery log and a redelivery, through Berth's admin API.
+    acme_admin = f"http://acme:acme-pw@{reg.host}/berth/v1/webhooks/{down}/deliveries"
+    log = requests.get(acme_admin).json()["deliveries"]
+    assert [d["status"] for d in log].count("Failed") == len(failed)
+    assert all(a["status"] == 500 for a in log[0]["attempts"])
+    rx.answers["/down"] = [(200, {})]
+    before = len(rx.at("/down"))
+    event = failed[-1].id
+    assert requests.post(f"http://{reg.host}/berth/v1/webhooks/{down}/deliveries/{event}/redeliver").status_code == 401
+    r = requests.post(f"{acme_admin}/{event}/redeliver")
+    assert r.status_code == 202 and r.json()["status"] == "Pending", r.text
+    rx.wait("/down", before + 1)
+    deadline = time.time() + 10
+    while (d := [x for x in requests.get(acme_admin).json()["deliveries"] if x["event_id"] == str(event)][0])["status"] != "Succeed":
+        assert time.time() < deadline, d
+        time.sleep(0.2)
+    assert [a["status"] for a in d["attempts"]] == [500, 500, 500, 200]
+    assert requests.post(f"{acme_admin}/999999/redeliver").status_code == 404
+    assert requests.get(f"http://{reg.host}/berth/v1/webhooks/{down}/deliveries", auth=ADMIN).status_code == 404
     # Enabling the policy again gives the target another chance.
     up = client.update_instance_webhook(UpdateInstanceWebhookRequest(
         instance_id=instance, namespace_name="hooks", policy_id=gone,

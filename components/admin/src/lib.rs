@@ -14,6 +14,8 @@
 //! - `GET|POST /tenants/<t>/users/<u>/keys`, `PATCH|DELETE /tenants/<t>/users/<u>/keys/<ak>`
 //! - `GET /events?after=<id>&limit=<n>` (the event log, oldest first; the
 //!   system tenant's administrators)
+//! - `GET /webhooks/<policy>/deliveries`, `POST …/deliveries/<event>/redeliver`
+//!   (a webhook policy's delivery log, and redelivery: [`webhooks`])
 //!
 //! A tenant's administrators manage its identities; every user manages
 //! its own password and access keys. Secrets (generated passwords, SKs)
@@ -30,6 +32,8 @@ use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::wasip3::http::types::Method;
 
+mod webhooks;
+
 berth_guest::manage_endpoint!("berth:registry/admin-endpoint", admin_api, serve);
 
 async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
@@ -37,6 +41,10 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
     match (segs.as_slice(), &req.method) {
         (["whoami"], Method::Get) => whoami(who).await,
         (["events"], Method::Get) => list_events(req, who).await,
+        (["webhooks", p, "deliveries"], Method::Get) => webhooks::deliveries(req, who, p).await,
+        (["webhooks", p, "deliveries", e, "redeliver"], Method::Post) => {
+            webhooks::redeliver(who, p, e).await
+        }
         (["tenants"], Method::Get) => list_tenants(who).await,
         (["tenants"], Method::Post) => create_tenant(who, body).await,
         (["tenants", t], Method::Get) => show_tenant(who, t).await,
@@ -52,7 +60,9 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
         (["tenants", t, "policies"], Method::Get) => list_policies(who, t).await,
         (["tenants", t, "policies"], Method::Post) => create_policy(who, t, body).await,
         (["tenants", t, "policies", p], m) => policy(who, t, p, m, body).await,
-        (["whoami"] | ["events"] | ["tenants", ..], _) => Err(SwrError::method_not_allowed()),
+        (["whoami"] | ["events"] | ["tenants", ..] | ["webhooks", ..], _) => {
+            Err(SwrError::method_not_allowed())
+        }
         _ => Err(SwrError::not_found(format!("no admin API at {}", req.path))),
     }
 }

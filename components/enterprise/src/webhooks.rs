@@ -6,42 +6,18 @@
 //! `auth_header` and `secret` are stored sealed and never shown.
 
 use crate::Call;
-use berth_domain::iam::{self, Action};
 use berth_domain::swr::{SwrError, rfc3339};
 use berth_domain::webhooks::{
     self as wh, Delivery, PayloadFormat, Policy, PolicyBody, StoredTarget,
 };
-use berth_guest::auth;
 use berth_guest::http::Reply;
 use berth_guest::manage::{fault, oci_fault, ok_json, parse_body};
 use berth_guest::store::{self, Precondition, StoreError, WriteOp, credentials, metadata};
 
-/// The organization, if the caller's tenant owns it and the caller may
-/// manage its triggers: its numeric id. 404 for another tenant's or none.
+/// The organization's id, if the caller may manage its webhooks
+/// (`berth_guest::manage::trigger_allowed`).
 async fn organization(call: &Call<'_>, ns: &str) -> Result<u64, SwrError> {
-    let facts = auth::namespace_facts(Some(&call.who), ns)
-        .await
-        .map_err(oci_fault)?;
-    if facts.owner.as_deref() != Some(call.who.tenant.as_str()) {
-        return Err(SwrError::not_found(format!("namespace {ns} not found")));
-    }
-    if !iam::decide(
-        Some(&call.who),
-        Action::Trigger,
-        &iam::action::namespace_resource(ns),
-        &facts,
-    ) {
-        return Err(SwrError::forbidden(format!(
-            "{} may not manage the webhooks of {ns}",
-            call.who.user
-        )));
-    }
-    let record = store::get_json::<berth_domain::iam::records::Namespace>(
-        &berth_domain::iam::records::namespace(ns),
-    )
-    .await
-    .map_err(oci_fault)?;
-    Ok(record.map(|n| n.id).unwrap_or_default())
+    berth_guest::manage::trigger_allowed(&call.who, ns).await
 }
 
 fn seal(secret: &str) -> String {

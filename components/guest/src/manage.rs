@@ -178,6 +178,31 @@ pub async fn audit(
     }
 }
 
+/// Whether `who` may manage the triggers and webhooks of organization
+/// `ns`: its tenant owns it (else 404, as for any other tenant's) and its
+/// policies allow `swr:repository:trigger` there (else 403). The
+/// organization's numeric id.
+pub async fn trigger_allowed(who: &Principal, ns: &str) -> Result<u64, SwrError> {
+    use berth_domain::iam::{self, Action};
+    let facts = auth::namespace_facts(Some(who), ns)
+        .await
+        .map_err(oci_fault)?;
+    if facts.owner.as_deref() != Some(who.tenant.as_str()) {
+        return Err(SwrError::not_found(format!("namespace {ns} not found")));
+    }
+    let resource = iam::action::namespace_resource(ns);
+    if !iam::decide(Some(who), Action::Trigger, &resource, &facts) {
+        return Err(SwrError::forbidden(format!(
+            "{} may not manage the triggers and webhooks of {ns}",
+            who.user
+        )));
+    }
+    let record = store::get_json::<records::Namespace>(&records::namespace(ns))
+        .await
+        .map_err(oci_fault)?;
+    Ok(record.map(|n| n.id).unwrap_or_default())
+}
+
 /// The method's name as signatures and audit records spell it.
 pub fn method_name(m: &Method) -> &'static str {
     match m {
