@@ -6,6 +6,7 @@
 mod ceilings;
 mod client;
 mod registry;
+mod webhooks;
 mod workloads;
 
 use anyhow::{Context, Result};
@@ -38,7 +39,7 @@ struct Args {
     /// the commit before a change: measured in the same run as "baseline".
     #[arg(long)]
     baseline: Option<std::path::PathBuf>,
-    /// Run only these workloads (comma-separated: images, large, pulls,
+    /// Run only these workloads (comma-separated: images, large, pulls, webhooks,
     /// rates, mixed, metadata, ceilings), e.g. to profile one of them.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -294,6 +295,58 @@ async fn main() -> Result<()> {
                 name,
                 cpu / *n as f64 * 1e6,
             );
+        }
+    }
+
+    if want("webhooks") {
+        eprintln!("webhooks…");
+        let pushes = if args.quick { 20 } else { 1000 };
+        let mut signer = None;
+        for round in 0..rounds as u64 {
+            // Berth's own feature: the baseline may predate it.
+            for r in regs.iter().filter(|r| r.name == "berth") {
+                if signer.is_none() {
+                    signer = Some(webhooks::signer(&r.host).await?);
+                }
+                let s = signer.as_ref().expect("made above");
+                let f = webhooks::run(&r.host, pushes, round, s).await?;
+                let label = |s: &str| format!("{s} ({pushes} pushes, c=16)");
+                res.add(
+                    &label("manifest PUT fill, no webhook"),
+                    "req/s",
+                    true,
+                    &r.name,
+                    f.fill_without,
+                );
+                res.add(
+                    &label("manifest PUT fill, webhook policy"),
+                    "req/s",
+                    true,
+                    &r.name,
+                    f.fill_with,
+                );
+                res.add(
+                    &label("push ack to webhook receipt p50"),
+                    "ms",
+                    false,
+                    &r.name,
+                    f.p50_ms,
+                );
+                res.add(
+                    &label("push ack to webhook receipt p99"),
+                    "ms",
+                    false,
+                    &r.name,
+                    f.p99_ms,
+                );
+                res.add(
+                    &label("webhooks delivered"),
+                    "per s",
+                    true,
+                    &r.name,
+                    f.delivered_per_s,
+                );
+            }
         }
     }
 

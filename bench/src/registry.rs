@@ -61,6 +61,13 @@ impl Registry {
             .arg(dir.path())
             // Every workload pushes to its own organizations.
             .args(["--var", "namespace_quota=100000"])
+            // The webhook workload's receiver listens on 127.0.0.1 (the
+            // baseline, an older Berth, may not know the option).
+            .args(if name == "berth" {
+                &["--outbound-allow", "127.0.0.1"][..]
+            } else {
+                &[]
+            })
             .env("BERTH_ADMIN_PASSWORD", BERTH_PASSWORD)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -98,8 +98,13 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         "delivered": sent.delivered,
         "retrying": sent.retrying,
         "dead_lettered": sent.dead,
-        // The host's scheduler comes back then (a retry is due).
-        "next_run_in_ms": sent.next_due_ms.map(|at| at.saturating_sub(now_ms())),
+        // The host's scheduler comes back then: at once when deliveries
+        // were left for the next run, else when a retry is due.
+        "next_run_in_ms": if sent.more || fanned.2 {
+            Some(0)
+        } else {
+            sent.next_due_ms.map(|at| at.saturating_sub(now_ms()))
+        },
     }))
 }
 
@@ -108,9 +113,9 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
 async fn fan_out(
     run: &mut jobs::Run,
     policies: &HashMap<u64, (Policy, String, u64)>,
-) -> Result<(u64, u64), SwrError> {
+) -> Result<(u64, u64, bool), SwrError> {
     let (mut read, mut created) = (0u64, 0u64);
-    for _ in 0..EVENT_PAGES {
+    for page_no in 0..EVENT_PAGES {
         let cursor = store::get(wh::CURSOR).await.map_err(oci_fault)?;
         let (after, precondition) = match &cursor {
             Some(e) => (
@@ -170,8 +175,12 @@ async fn fan_out(
         if page.len() < EVENT_PAGE as usize {
             break;
         }
+        if page_no + 1 == EVENT_PAGES {
+            // More events than one run reads: come back at once.
+            return Ok((read, created, true));
+        }
     }
-    Ok((read, created))
+    Ok((read, created, false))
 }
 
 #[derive(Default)]
@@ -181,6 +190,8 @@ struct Sent {
     dead: u32,
     /// When the earliest waiting retry is due (ms since the epoch).
     next_due_ms: Option<u64>,
+    /// Due deliveries were left for the next run (budget or per-policy cap).
+    more: bool,
 }
 
 impl Sent {
@@ -261,12 +272,21 @@ async fn deliver(
         let entries = metadata::scan(format!("{}{policy_id:020}/", wh::PENDING), None, PER_POLICY)
             .await
             .map_err(fault)?;
+        let full = entries.len() == PER_POLICY as usize;
+        let mut held = false;
         for entry in entries {
             let step = deliver_one(run, policies, &entry.key, &retry, &registry, &mut sent).await?;
-            if !step || now_ms().saturating_sub(started) > BUDGET_MS {
+            if !step {
+                held = true;
+                break;
+            }
+            if now_ms().saturating_sub(started) > BUDGET_MS {
+                sent.more = true;
                 break;
             }
         }
+        // This policy has more waiting than one run serves.
+        sent.more |= full && !held;
     }
     if let Some(p) = served {
         let ops = vec![

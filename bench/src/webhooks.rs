@@ -1,0 +1,290 @@
+//! The webhook trigger under load (Berth only): pushes with and without a
+//! webhook policy on their organization (the fill rate must not drop more
+//! than 10 %), the time from each push's acknowledgement to its delivery
+//! at a receiver on 127.0.0.1, and deliveries per second.
+
+use crate::client::{self, Conn};
+use crate::workloads::{self, OCI_MANIFEST};
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub struct Figures {
+    pub fill_without: f64,
+    pub fill_with: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub delivered_per_s: f64,
+}
+
+type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// A minimal HTTP/1.1 receiver: answers 200 to every POST and records
+/// when each tag's delivery arrived (Harbor payloads name it).
+async fn receiver() -> Result<(String, Arrivals)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let arrivals: Arrivals = Default::default();
+    let seen = arrivals.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request: the head, then Content-Length bytes.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        let mut chunk = [0u8; 8192];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&buf[head_end..head_end + length])
+                            .unwrap_or_default();
+                    if let Some(tag) = body["event_data"]["resources"][0]["tag"].as_str() {
+                        seen.lock()
+                            .unwrap()
+                            .entry(tag.to_string())
+                            .or_insert_with(Instant::now);
+                    }
+                    buf.drain(..head_end + length);
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if s.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((url, arrivals))
+}
+
+/// Signs and sends one management call (`SDK-HMAC-SHA256`, as the SDKs).
+async fn signed(
+    host: &str,
+    ak: &str,
+    sk: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, Bytes)> {
+    use berth_domain::iam::signing;
+    let date = signing::format_sdk_date(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+    );
+    let headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("host".to_string(), host.to_string()),
+        ("x-sdk-date".to_string(), date.clone()),
+    ];
+    let signed_headers: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
+    let req = signing::Request {
+        method,
+        path,
+        query: "",
+        headers: &headers,
+        body,
+    };
+    let canonical = signing::canonical_request(&req, &signed_headers)
+        .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+    let signature = signing::hmac_hex(
+        sk.as_bytes(),
+        signing::string_to_sign(&canonical, &date).as_bytes(),
+    );
+    let stream = tokio::net::TcpStream::connect(host).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut request = hyper::Request::builder().method(method).uri(path);
+    for (k, v) in &headers {
+        request = request.header(k, v);
+    }
+    let request = request
+        .header(
+            "authorization",
+            format!(
+                "SDK-HMAC-SHA256 Access={ak}, SignedHeaders={}, Signature={signature}",
+                signed_headers.join(";")
+            ),
+        )
+        .body(client::full(Bytes::copy_from_slice(body)))?;
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+/// Pushes `tags` of one small image to `repo` over `concurrency`
+/// connections; the time each PUT was acknowledged, and the PUT rate.
+async fn push_tags(
+    host: &str,
+    repo: &str,
+    tags: &[String],
+    concurrency: usize,
+) -> Result<(HashMap<String, Instant>, f64)> {
+    let img = workloads::image(515151, 1, 1024);
+    workloads::push_image(host, repo, "seed", &img).await?;
+    let start = Instant::now();
+    let tasks: Vec<_> = tags
+        .chunks(tags.len().div_ceil(concurrency).max(1))
+        .map(|chunk| {
+            let (host, repo, chunk, manifest) = (
+                host.to_string(),
+                repo.to_string(),
+                chunk.to_vec(),
+                img.manifest.clone(),
+            );
+            tokio::spawn(async move {
+                let mut c = Conn::open(&host).await?;
+                let mut acks = Vec::new();
+                for tag in chunk {
+                    c.put_manifest(&repo, &tag, OCI_MANIFEST, manifest.clone())
+                        .await?;
+                    acks.push((tag, Instant::now()));
+                }
+                Ok::<_, anyhow::Error>(acks)
+            })
+        })
+        .collect();
+    let mut acked = HashMap::new();
+    for t in tasks {
+        acked.extend(t.await??);
+    }
+    let rate = tags.len() as f64 / start.elapsed().as_secs_f64();
+    Ok((acked, rate))
+}
+
+/// An access key of the administrator and its project, to sign SWR's
+/// enterprise API (made once per registry: keys per user are limited).
+pub struct Signer {
+    ak: String,
+    sk: String,
+    project: String,
+}
+
+pub async fn signer(host: &str) -> Result<Signer> {
+    let mut admin = Conn::open(host).await?;
+    let me = admin.get("/berth/v1/whoami", &[]).await?;
+    let me: serde_json::Value = serde_json::from_slice(&me.body).context("whoami")?;
+    let (tenant, user) = (
+        me["user"]["tenant"]
+            .as_str()
+            .unwrap_or("system")
+            .to_string(),
+        me["user"]["name"].as_str().unwrap_or("admin").to_string(),
+    );
+    let project = me["project_id"]
+        .as_str()
+        .context("no project id")?
+        .to_string();
+    let key = admin
+        .send(
+            hyper::Method::POST,
+            &format!("/berth/v1/tenants/{tenant}/users/{user}/keys"),
+            &[("content-type", "application/json".into())],
+            client::full(Bytes::from_static(b"{}")),
+            true,
+        )
+        .await?;
+    let key: serde_json::Value = serde_json::from_slice(&key.body).context("key")?;
+    Ok(Signer {
+        ak: key["access"].as_str().context("no access key")?.to_string(),
+        sk: key["secret"].as_str().context("no secret key")?.to_string(),
+        project,
+    })
+}
+
+pub async fn run(host: &str, pushes: usize, round: u64, signer: &Signer) -> Result<Figures> {
+    let (url, arrivals) = receiver().await?;
+    let (ak, sk, project) = (&signer.ak, &signer.sk, &signer.project);
+    let tags = |p: &str| {
+        (0..pushes)
+            .map(|i| format!("{p}{i:05}"))
+            .collect::<Vec<_>>()
+    };
+    let (plain, hooked) = (format!("hookless{round}/app"), format!("hooked{round}/app"));
+    // Both organizations exist before either is measured.
+    let (_, fill_without) = push_tags(host, &plain, &tags("n"), 16).await?;
+    let img = workloads::image(616161, 1, 512);
+    workloads::push_image(host, &hooked, "seed", &img).await?;
+    let policy = serde_json::json!({
+        "name": "bench", "enabled": true, "event_types": ["PUSH_ARTIFACT"],
+        "targets": [{"type": "http", "address": url, "address_type": "internal"}],
+        "scope_rules": [{"repo_scope_mode": "regular",
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+            "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}}],
+    });
+    let ns = hooked.split('/').next().unwrap_or_default();
+    let (status, body) = signed(
+        host,
+        ak,
+        sk,
+        "POST",
+        &format!("/v2/{project}/instances/{project}/namespaces/{ns}/webhook/policies"),
+        &serde_json::to_vec(&policy)?,
+    )
+    .await?;
+    if status != 201 {
+        bail!(
+            "creating the webhook policy answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let names = tags("h");
+    let (acked, fill_with) = push_tags(host, &hooked, &names, 16).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let arrived_count = || {
+        let a = arrivals.lock().unwrap();
+        names.iter().filter(|t| a.contains_key(*t)).count()
+    };
+    while arrived_count() < names.len() {
+        if Instant::now() > deadline {
+            bail!("{} of {} webhooks arrived", arrived_count(), names.len());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrived = arrivals.lock().unwrap().clone();
+    let mut latencies: Vec<f64> = names
+        .iter()
+        .map(|t| (arrived[t].saturating_duration_since(acked[t])).as_secs_f64() * 1000.0)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    let first = names.iter().map(|t| acked[t]).min().context("no pushes")?;
+    let last = names
+        .iter()
+        .map(|t| arrived[t])
+        .max()
+        .context("no arrivals")?;
+    Ok(Figures {
+        fill_without,
+        fill_with,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        delivered_per_s: names.len() as f64 / last.duration_since(first).as_secs_f64(),
+    })
+}
