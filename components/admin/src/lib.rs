@@ -215,14 +215,7 @@ async fn list_events(req: &Incoming, who: &Principal) -> Result<Reply, SwrError>
             SwrError::bad_request("after must be an event id (a number)")
         })?)),
     };
-    let limit = match req.query("limit") {
-        None => 100,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| SwrError::bad_request("limit must be a number from 1 to 1000"))?,
-    };
+    let limit = berth_guest::manage::limit_param(req, 100, 1000)?;
     let page = store::metadata::scan(events::PREFIX.to_string(), after, limit)
         .await
         .map_err(fault)?;

@@ -49,14 +49,7 @@ fn view(d: &Delivery) -> serde_json::Value {
 
 pub async fn deliveries(req: &Incoming, who: &Principal, id: &str) -> Result<Reply, SwrError> {
     let p = policy(who, id).await?;
-    let limit = match req.query("limit") {
-        None => 100,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| SwrError::bad_request("limit must be a number from 1 to 1000"))?,
-    };
+    let limit = berth_guest::manage::limit_param(req, 100, 1000)?;
     let after = req
         .query("after")
         .map(|a| number(a, "after").map(|e| wh::job_key(p.id, e)))

@@ -16,11 +16,10 @@
 
 use berth_domain::keys;
 use berth_domain::swr::SwrError;
-use berth_guest::http::{Incoming, Reply};
 use berth_guest::jobs;
-use berth_guest::manage::{fault, ok_json};
+use berth_guest::manage::fault;
 use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata, uploads};
-use spin_sdk::wasip3::http::types::{ErrorCode, Method, Request, Response};
+use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 
 struct Gc;
 spin_sdk::wasip3::http::service::export!(Gc);
@@ -33,42 +32,10 @@ const PAGE: u32 = 500;
 
 impl spin_sdk::wasip3::exports::http::handler::Guest for Gc {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
-        let req = Incoming::new(request);
-        let reply = match dispatch(&req).await {
-            Ok(r) => r,
-            Err(e) => Reply::json(e.status, e.body()),
-        };
-        Ok(reply.into_response(req))
-    }
-}
-
-async fn dispatch(req: &Incoming) -> Result<Reply, SwrError> {
-    let tick = berth_domain::jobs::tick_path(JOB);
-    let status = format!("/berth/jobs/{JOB}");
-    let path = req.path.trim_end_matches('/');
-    match (&req.method, path) {
-        (Method::Post, p) if p == tick => {
-            let trigger = jobs::authorize(req, JOB).await?;
-            let run = jobs::begin(JOB, LEASE_SECONDS, trigger).await?;
-            let result = collect().await;
-            let record = run.finish(&result).await;
-            let detail = result?;
-            ok_json(
-                200,
-                &serde_json::json!({
-                    "job": JOB,
-                    "run": record.holder,
-                    "trigger": record.trigger,
-                    "result": detail,
-                }),
-            )
-        }
-        (Method::Get, p) if p == status => {
-            jobs::authorize(req, JOB).await?;
-            ok_json(200, &jobs::status(JOB).await?)
-        }
-        (_, p) if p == tick || p == status => Err(SwrError::method_not_allowed()),
-        _ => Err(SwrError::not_found(format!("no job API at {}", req.path))),
+        jobs::serve(request, JOB, LEASE_SECONDS, async |_: &mut jobs::Run| {
+            collect().await
+        })
+        .await
     }
 }
 

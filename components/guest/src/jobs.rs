@@ -2,8 +2,8 @@
 //! lease that keeps one run at a time across hosts and callers.
 
 use crate::auth;
-use crate::http::Incoming;
-use crate::manage::{fault, oci_fault};
+use crate::http::{Incoming, Reply};
+use crate::manage::{fault, oci_fault, ok_json};
 use crate::store::{self, Precondition, StoreError, WriteOp, credentials};
 use berth_domain::iam::{admin, docker};
 use berth_domain::jobs::{self, Claim, JobClaims, Lease, RunRecord};
@@ -228,4 +228,56 @@ pub async fn status(job: &str) -> Result<serde_json::Value, SwrError> {
             "detail": r.detail,
         })),
     }))
+}
+
+/// Serves a job component's API: `POST /berth/jobs/<job>/tick` runs
+/// `work` under the job's lease (`lease_seconds`) and answers 200 with
+/// `{"job", "run", "trigger", "result"}` (409 while another run holds the
+/// lease); `GET /berth/jobs/<job>` answers [`status`]. Both for the callers
+/// [`authorize`] accepts; errors in SWR's format.
+pub async fn serve<F>(
+    request: spin_sdk::wasip3::http::types::Request,
+    job: &str,
+    lease_seconds: u64,
+    work: F,
+) -> Result<spin_sdk::wasip3::http::types::Response, spin_sdk::wasip3::http::types::ErrorCode>
+where
+    F: AsyncFnOnce(&mut Run) -> Result<serde_json::Value, SwrError>,
+{
+    use spin_sdk::wasip3::http::types::Method;
+    let req = Incoming::new(request);
+    let tick = jobs::tick_path(job);
+    let status_path = format!("/berth/jobs/{job}");
+    let path = req.path.trim_end_matches('/').to_string();
+    let answer: Result<Reply, SwrError> = match (&req.method, path.as_str()) {
+        (Method::Post, p) if p == tick => {
+            async {
+                let trigger = authorize(&req, job).await?;
+                let mut run = begin(job, lease_seconds, trigger).await?;
+                let result = work(&mut run).await;
+                let record = run.finish(&result).await;
+                ok_json(
+                    200,
+                    &serde_json::json!({
+                        "job": job,
+                        "run": record.holder,
+                        "trigger": record.trigger,
+                        "result": result?,
+                    }),
+                )
+            }
+            .await
+        }
+        (Method::Get, p) if p == status_path => {
+            async {
+                authorize(&req, job).await?;
+                ok_json(200, &status(job).await?)
+            }
+            .await
+        }
+        (_, p) if p == tick || p == status_path => Err(SwrError::method_not_allowed()),
+        _ => Err(SwrError::not_found(format!("no job API at {}", req.path))),
+    };
+    let reply = answer.unwrap_or_else(|e| Reply::json(e.status, e.body()));
+    Ok(reply.into_response(req))
 }

@@ -53,6 +53,21 @@ pub fn error_reply(e: &SwrError) -> Reply {
     Reply::json(e.status, e.body())
 }
 
+/// The `limit` query parameter of a listing: 1 to `max`, `default` when
+/// absent; 400 otherwise.
+pub fn limit_param(req: &Incoming, default: u32, max: u32) -> Result<u32, SwrError> {
+    match req.query("limit") {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| {
+                SwrError::bad_request(format!("limit must be a number from 1 to {max}"))
+            }),
+    }
+}
+
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SwrError> {
     serde_json::from_slice(body).map_err(|e| SwrError::bad_request(format!("invalid body: {e}")))
 }

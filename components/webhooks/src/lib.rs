@@ -20,11 +20,10 @@
 use berth_domain::events::{self, Event};
 use berth_domain::swr::SwrError;
 use berth_domain::webhooks::{self as wh, Attempt, Delivery, Outcome, Policy, RetryPolicy, status};
-use berth_guest::http::{Incoming, Reply};
 use berth_guest::jobs;
-use berth_guest::manage::{fault, oci_fault, ok_json};
+use berth_guest::manage::{fault, oci_fault};
 use berth_guest::store::{self, Precondition, StoreError, WriteOp, credentials, metadata};
-use spin_sdk::wasip3::http::types::{ErrorCode, Method, Request, Response};
+use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 use std::collections::HashMap;
 
 struct Webhooks;
@@ -38,41 +37,7 @@ const EVENT_PAGES: usize = 10;
 
 impl spin_sdk::wasip3::exports::http::handler::Guest for Webhooks {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
-        let req = Incoming::new(request);
-        let reply = match dispatch(&req).await {
-            Ok(r) => r,
-            Err(e) => Reply::json(e.status, e.body()),
-        };
-        Ok(reply.into_response(req))
-    }
-}
-
-async fn dispatch(req: &Incoming) -> Result<Reply, SwrError> {
-    let tick = berth_domain::jobs::tick_path(JOB);
-    let status_path = format!("/berth/jobs/{JOB}");
-    let path = req.path.trim_end_matches('/');
-    match (&req.method, path) {
-        (Method::Post, p) if p == tick => {
-            let trigger = jobs::authorize(req, JOB).await?;
-            let mut run = jobs::begin(JOB, LEASE_SECONDS, trigger).await?;
-            let result = work(&mut run).await;
-            let record = run.finish(&result).await;
-            ok_json(
-                200,
-                &serde_json::json!({
-                    "job": JOB,
-                    "run": record.holder,
-                    "trigger": record.trigger,
-                    "result": result?,
-                }),
-            )
-        }
-        (Method::Get, p) if p == status_path => {
-            jobs::authorize(req, JOB).await?;
-            ok_json(200, &jobs::status(JOB).await?)
-        }
-        (_, p) if p == tick || p == status_path => Err(SwrError::method_not_allowed()),
-        _ => Err(SwrError::not_found(format!("no job API at {}", req.path))),
+        jobs::serve(request, JOB, LEASE_SECONDS, work).await
     }
 }
 
