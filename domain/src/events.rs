@@ -97,6 +97,21 @@ impl EventRecord {
         }
     }
 
+    /// The record about manifest `digest` (under `tag`, if any), with the
+    /// manifest's media type and size when known.
+    pub fn about(
+        mut self,
+        tag: Option<&str>,
+        digest: &str,
+        manifest: Option<(&str, usize)>,
+    ) -> EventRecord {
+        self.tag = tag.map(str::to_string);
+        self.digest = Some(digest.to_string());
+        self.media_type = manifest.map(|(m, _)| m.to_string());
+        self.size = manifest.map(|(_, n)| n as u64);
+        self
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("event records serialize")
     }

@@ -575,6 +575,18 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+impl Attempt {
+    /// An attempt that got no answer (`at_ms`, `latency_ms` in ms).
+    pub fn failed(at_ms: u64, latency_ms: u64, error: String) -> Attempt {
+        Attempt {
+            at_ms,
+            status: None,
+            latency_ms,
+            error: Some(error),
+        }
+    }
+}
+
 /// One event for one policy (the SDK's `Job`, id = the event id).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {

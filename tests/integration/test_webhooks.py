@@ -269,6 +269,8 @@ def test_gone_disables_and_failures_are_dead_lettered(env):
         time.sleep(0.2)
     assert [a["status"] for a in d["attempts"]] == [500, 500, 500, 200]
     assert requests.post(f"{acme_admin}/999999/redeliver").status_code == 404
+    r = requests.get(acme_admin, params={"status": "Bogus"})
+    assert r.status_code == 400 and r.json()["errorCode"] == "SVCSTG.SWR.4000001"
     assert requests.get(f"http://{reg.host}/berth/v1/webhooks/{down}/deliveries", auth=ADMIN).status_code == 404
     # Enabling the policy again gives the target another chance.
     up = client.update_instance_webhook(UpdateInstanceWebhookRequest(

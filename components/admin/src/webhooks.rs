@@ -55,6 +55,14 @@ pub async fn deliveries(req: &Incoming, who: &Principal, id: &str) -> Result<Rep
         .map(|a| number(a, "after").map(|e| wh::job_key(p.id, e)))
         .transpose()?;
     let state = req.query("status");
+    if let Some(s) = state
+        && !status::ALL.contains(&s)
+    {
+        return Err(SwrError::bad_request(format!(
+            "status must be one of {}",
+            status::ALL.join(", ")
+        )));
+    }
     let page = metadata::scan(wh::job_prefix(p.id), after, limit)
         .await
         .map_err(fault)?;

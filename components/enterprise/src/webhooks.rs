@@ -10,18 +10,15 @@ use berth_domain::swr::{SwrError, rfc3339};
 use berth_domain::webhooks::{
     self as wh, Delivery, PayloadFormat, Policy, PolicyBody, StoredTarget,
 };
+use berth_guest::auth::seal_hex;
 use berth_guest::http::Reply;
 use berth_guest::manage::{fault, oci_fault, ok_json, parse_body};
-use berth_guest::store::{self, Precondition, StoreError, WriteOp, credentials, metadata};
+use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata};
 
 /// The organization's id, if the caller may manage its webhooks
 /// (`berth_guest::manage::trigger_allowed`).
 async fn organization(call: &Call<'_>, ns: &str) -> Result<u64, SwrError> {
     berth_guest::manage::trigger_allowed(&call.who, ns).await
-}
-
-fn seal(secret: &str) -> String {
-    hex::encode(credentials::seal(secret.as_bytes()))
 }
 
 /// The stored targets for `body`, keeping what an update leaves out.
@@ -43,13 +40,13 @@ fn targets(body: &PolicyBody, current: Option<&Policy>) -> Result<Vec<StoredTarg
                         .into_iter()
                         .map(|(k, _)| k)
                         .collect();
-                    (Some(seal(h)), names)
+                    (Some(seal_hex(h)), names)
                 }
             };
             let sealed_secret = match &t.secret {
                 None => old.and_then(|o| o.sealed_secret.clone()),
                 Some(s) if s.is_empty() => None,
-                Some(s) => Some(seal(s)),
+                Some(s) => Some(seal_hex(s)),
             };
             Ok(StoredTarget {
                 address: t.address.clone(),

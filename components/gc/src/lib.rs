@@ -32,15 +32,12 @@ const PAGE: u32 = 500;
 
 impl spin_sdk::wasip3::exports::http::handler::Guest for Gc {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
-        jobs::serve(request, JOB, LEASE_SECONDS, async |_: &mut jobs::Run| {
-            collect().await
-        })
-        .await
+        jobs::serve(request, JOB, LEASE_SECONDS, collect).await
     }
 }
 
 /// One collection: what it removed.
-async fn collect() -> Result<serde_json::Value, SwrError> {
+async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     let idle = store::limit("upload_expiry_seconds", 24 * 3600);
     let files = uploads::expire(idle).await.map_err(fault)?;
     // Records whose upload is gone: those just expired, and orphans.
@@ -67,12 +64,10 @@ async fn collect() -> Result<serde_json::Value, SwrError> {
         }
         if !ops.is_empty() {
             let n = ops.len() as u32;
-            match store::commit(ops).await {
-                Ok(_) => records += n,
-                // One changed meanwhile (its upload finished): the next run
-                // looks again.
-                Err(StoreError::Conflict) => {}
-                Err(e) => return Err(fault(e)),
+            // A record changed meanwhile (its upload finished): the next
+            // run looks again.
+            if run.commit(ops, LEASE_SECONDS).await? {
+                records += n;
             }
         }
         if page.len() < PAGE as usize {

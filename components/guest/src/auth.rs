@@ -197,9 +197,7 @@ pub async fn access_key(ak: &str) -> Result<Option<(AccessKey, String)>, OciErro
     if !key.active {
         return Ok(None);
     }
-    let sk = hex_decode(&key.sealed_sk)
-        .and_then(|sealed| credentials::unseal(&sealed))
-        .and_then(|sk| String::from_utf8(sk).ok())
+    let sk = unseal_hex(&key.sealed_sk)
         .ok_or_else(|| OciError::internal("an access key could not be unsealed"))?;
     Ok(Some((key, sk)))
 }
@@ -213,6 +211,16 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
 
 pub fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `secret` sealed by the host's key, as hex (how records keep secrets).
+pub fn seal_hex(secret: &str) -> String {
+    hex_encode(&credentials::seal(secret.as_bytes()))
+}
+
+/// The text [`seal_hex`] sealed; `None` if this host's key did not seal it.
+pub fn unseal_hex(sealed: &str) -> Option<String> {
+    String::from_utf8(credentials::unseal(&hex_decode(sealed)?)?).ok()
 }
 
 /// Who a docker login (`Basic`) names, if the password is right: a user's

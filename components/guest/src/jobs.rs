@@ -110,35 +110,6 @@ fn busy(job: &str, lease: &Lease) -> SwrError {
 }
 
 impl Run {
-    pub fn holder(&self) -> &str {
-        &self.lease.holder
-    }
-
-    /// Extends the lease by `ttl_seconds` from now, for work that takes
-    /// long; fails if the lease was lost (it lapsed and another run took it).
-    pub async fn renew(&mut self, ttl_seconds: u64) -> Result<(), SwrError> {
-        let mut lease = self.lease.clone();
-        lease.expires = store::now() + ttl_seconds;
-        let value = serde_json::to_vec(&lease).expect("leases serialize");
-        let op = WriteOp::Put((
-            jobs::lease_key(&self.job),
-            value,
-            Precondition::Version(self.version),
-        ));
-        match store::commit(vec![op]).await {
-            Ok(v) => {
-                self.version = v[0];
-                self.lease = lease;
-                Ok(())
-            }
-            Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
-                "job {} lost its lease",
-                self.job
-            ))),
-            Err(e) => Err(fault(e)),
-        }
-    }
-
     /// The lease's current version.
     pub fn version(&self) -> u64 {
         self.version
@@ -162,6 +133,30 @@ impl Run {
     pub fn fenced(&mut self, versions: &[u64]) {
         if let Some(v) = versions.last() {
             self.version = *v;
+        }
+    }
+
+    /// Commits `ops` with the lease's fence added: `true` when done,
+    /// `false` when one of `ops`' own preconditions failed (the lease still
+    /// held), and an error (409) once the run lost its lease, so a run that
+    /// lost it changes nothing more.
+    pub async fn commit(
+        &mut self,
+        mut ops: Vec<WriteOp>,
+        ttl_seconds: u64,
+    ) -> Result<bool, SwrError> {
+        ops.push(self.fence(ttl_seconds));
+        match store::commit(ops).await {
+            Ok(versions) => {
+                self.fenced(&versions);
+                Ok(true)
+            }
+            Err(StoreError::Conflict) if self.still_held().await? => Ok(false),
+            Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
+                "job {}: the run lost its lease to another run",
+                self.job
+            ))),
+            Err(e) => Err(fault(e)),
         }
     }
 

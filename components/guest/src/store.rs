@@ -84,17 +84,17 @@ pub fn event(event: &berth_domain::events::EventRecord) -> WriteOp {
 }
 
 /// An event of `kind` on repository `name` (owned by `tenant`), made now
-/// by `operator` (`user@tenant`) from `client` (its address).
+/// by `operator` (`user@tenant`) through `req` (its client's address).
 pub fn new_event(
+    req: &crate::http::Incoming,
     kind: berth_domain::events::EventKind,
     tenant: &str,
     name: &str,
     operator: String,
-    client: Option<String>,
 ) -> berth_domain::events::EventRecord {
     let mut e = berth_domain::events::EventRecord::new(kind, tenant, name, now_ns() as u64);
     e.operator = operator;
-    e.client = client.unwrap_or_default();
+    e.client = req.header(CLIENT_ADDR).unwrap_or_default();
     e
 }
 

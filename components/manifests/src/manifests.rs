@@ -7,7 +7,7 @@
 //! A GET with the body is a pull: it counts a download and raises the
 //! manifest's last-pull time, both written later by the provider.
 
-use berth_domain::events::{EventKind, EventRecord};
+use berth_domain::events::EventKind;
 use berth_domain::keys::{self, ManifestRecord};
 use berth_domain::manifest;
 use berth_domain::{Algorithm, Digest, ErrorCode, OciError, name};
@@ -94,13 +94,6 @@ fn digest_of(algorithm: Algorithm, body: &[u8]) -> String {
         Algorithm::Sha256 => format!("sha256:{}", hex::encode(sha2::Sha256::digest(body))),
         Algorithm::Sha512 => format!("sha512:{}", hex::encode(sha2::Sha512::digest(body))),
     }
-}
-
-/// The event of a change by `operator` to repository `name`, owned by
-/// `tenant`.
-fn event(req: &Incoming, kind: EventKind, tenant: &str, name: &str, operator: &str) -> EventRecord {
-    let client = req.header(store::CLIENT_ADDR);
-    store::new_event(kind, tenant, name, operator.to_string(), client)
 }
 
 pub async fn put(
@@ -210,14 +203,18 @@ pub async fn put(
     // The organization exists (the router made sure): its tenant owns
     // the repository and the event.
     let tenant = store::owner(name).await?.unwrap_or_default();
-    let mut pushed = event(req, EventKind::ManifestPushed, &tenant, name, operator);
-    pushed.tag = match &r {
-        Reference::Tag(t) => Some(t.to_string()),
+    let tag = match &r {
+        Reference::Tag(t) => Some(*t),
         Reference::Digest(_) => None,
     };
-    pushed.digest = Some(digest.clone());
-    pushed.media_type = Some(parsed.media_type.clone());
-    pushed.size = Some(body.len() as u64);
+    let pushed = store::new_event(
+        req,
+        EventKind::ManifestPushed,
+        &tenant,
+        name,
+        operator.into(),
+    )
+    .about(tag, &digest, Some((&parsed.media_type, body.len())));
     ops.push(store::event(&pushed));
     let fixed = ops;
     store::commit_in_repo(name, async || {
@@ -270,7 +267,6 @@ pub async fn delete(
     operator: &str,
 ) -> Result<Reply, OciError> {
     let accepted = Reply::new(202).header("content-length", "0");
-    let tenant = store::owner(name).await?.unwrap_or_default();
     match reference(reference_str)? {
         Reference::Tag(tag) => {
             let key = keys::tag(name, tag);
@@ -278,9 +274,13 @@ pub async fn delete(
                 return Err(OciError::manifest_unknown(reference_str));
             };
             let digest = String::from_utf8_lossy(&entry.value).into_owned();
-            let mut deleted = event(req, EventKind::TagDeleted, &tenant, name, operator);
-            deleted.tag = Some(tag.to_string());
-            deleted.digest = Some(digest.clone());
+            let tenant = store::owner(name).await?.unwrap_or_default();
+            let deleted =
+                store::new_event(req, EventKind::TagDeleted, &tenant, name, operator.into()).about(
+                    Some(tag),
+                    &digest,
+                    None,
+                );
             let ops = vec![
                 WriteOp::Delete((key, Precondition::Version(entry.version))),
                 store::delete(keys::manifest_tag(name, &digest, tag)),
@@ -298,10 +298,21 @@ pub async fn delete(
                 return Err(OciError::manifest_unknown(reference_str));
             };
             let decoded = keys::decode_manifest(&entry.value);
-            let mut deleted = event(req, EventKind::ManifestDeleted, &tenant, name, operator);
-            deleted.digest = Some(digest.to_string());
-            deleted.media_type = decoded.as_ref().map(|(r, _)| r.media_type.clone());
-            deleted.size = decoded.as_ref().map(|(_, body)| body.len() as u64);
+            let tenant = store::owner(name).await?.unwrap_or_default();
+            let deleted = store::new_event(
+                req,
+                EventKind::ManifestDeleted,
+                &tenant,
+                name,
+                operator.into(),
+            )
+            .about(
+                None,
+                digest.as_str(),
+                decoded
+                    .as_ref()
+                    .map(|(r, b)| (r.media_type.as_str(), b.len())),
+            );
             let mut ops = vec![
                 WriteOp::Delete((key, Precondition::Version(entry.version))),
                 store::event(&deleted),

@@ -484,6 +484,7 @@ struct CreateTagBody {
 }
 
 /// The event of a change by `who` to repository `name`, owned by `tenant`.
+/// The event of a change by `who` to repository `name`, owned by `tenant`.
 fn event(
     req: &Incoming,
     kind: EventKind,
@@ -492,8 +493,7 @@ fn event(
     who: &Principal,
 ) -> EventRecord {
     let operator = format!("{}@{}", who.user, who.tenant);
-    let client = req.header(store::CLIENT_ADDR);
-    store::new_event(kind, tenant.unwrap_or_default(), name, operator, client)
+    store::new_event(req, kind, tenant.unwrap_or_default(), name, operator)
 }
 
 async fn create_tag(
@@ -552,17 +552,20 @@ async fn create_tag(
     let decoded = manifest
         .as_ref()
         .and_then(|e| keys::decode_manifest(&e.value));
-    let mut pushed = event(
+    let pushed = event(
         req,
         EventKind::ManifestPushed,
         facts.owner.as_deref(),
         name,
         who,
+    )
+    .about(
+        Some(&b.destination_tag),
+        &digest,
+        decoded
+            .as_ref()
+            .map(|(r, body)| (r.media_type.as_str(), body.len())),
     );
-    pushed.tag = Some(b.destination_tag.clone());
-    pushed.digest = Some(digest.clone());
-    pushed.media_type = decoded.as_ref().map(|(r, _)| r.media_type.clone());
-    pushed.size = decoded.as_ref().map(|(_, body)| body.len() as u64);
     ops.push(store::event(&pushed));
     match store::commit(ops).await {
         Ok(_) => Ok(Reply::new(201)),
@@ -586,15 +589,14 @@ async fn delete_tag(
         .map_err(oci_fault)?
         .ok_or_else(|| SwrError::not_found(format!("tag {tag} not found in {name}")))?;
     let digest = String::from_utf8_lossy(&entry.value).to_string();
-    let mut deleted = event(
+    let deleted = event(
         req,
         EventKind::TagDeleted,
         facts.owner.as_deref(),
         name,
         who,
-    );
-    deleted.tag = Some(tag.to_string());
-    deleted.digest = Some(digest.clone());
+    )
+    .about(Some(tag), &digest, None);
     store::commit(vec![
         WriteOp::Delete((keys::tag(name, tag), Precondition::Version(entry.version))),
         store::delete(keys::manifest_tag(name, &digest, tag)),

@@ -22,7 +22,7 @@ use berth_domain::swr::SwrError;
 use berth_domain::webhooks::{self as wh, Attempt, Delivery, Outcome, Policy, RetryPolicy, status};
 use berth_guest::jobs;
 use berth_guest::manage::{fault, oci_fault};
-use berth_guest::store::{self, Precondition, StoreError, WriteOp, credentials, metadata};
+use berth_guest::store::{self, Precondition, WriteOp, metadata};
 use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 use std::collections::HashMap;
 
@@ -132,8 +132,7 @@ async fn fan_out(
                 created += 1;
             }
         }
-        ops.push(run.fence(LEASE_SECONDS));
-        if !commit_fenced(run, ops).await? {
+        if !run.commit(ops, LEASE_SECONDS).await? {
             // The cursor moved under us: leave the rest to the next run.
             break;
         }
@@ -254,32 +253,10 @@ async fn deliver(
         sent.more |= full && !held;
     }
     if let Some(p) = served {
-        let ops = vec![
-            store::put(ROTATION.to_string(), p.to_string().into_bytes()),
-            run.fence(LEASE_SECONDS),
-        ];
-        commit_fenced(run, ops).await?;
+        let ops = vec![store::put(ROTATION.to_string(), p.to_string().into_bytes())];
+        run.commit(ops, LEASE_SECONDS).await?;
     }
     Ok(sent)
-}
-
-/// Commits `ops` (which carry the run's lease fence): a lost lease stops
-/// the run, so two runs never both deliver.
-async fn commit_fenced(run: &mut jobs::Run, ops: Vec<WriteOp>) -> Result<bool, SwrError> {
-    match store::commit(ops).await {
-        Ok(versions) => {
-            run.fenced(&versions);
-            Ok(true)
-        }
-        Err(StoreError::Conflict) => {
-            if run.still_held().await? {
-                Ok(false)
-            } else {
-                Err(SwrError::conflict("the run lost its lease to another run"))
-            }
-        }
-        Err(e) => Err(fault(e)),
-    }
 }
 
 /// One pending delivery; whether the policy's next one may go now.
@@ -296,11 +273,8 @@ async fn deliver_one(
     };
     let job_key = wh::job_key(policy_id, event_id);
     let Some(job) = store::get(&job_key).await.map_err(oci_fault)? else {
-        let ops = vec![
-            store::delete(pending_key.to_string()),
-            run.fence(LEASE_SECONDS),
-        ];
-        commit_fenced(run, ops).await?;
+        let ops = vec![store::delete(pending_key.to_string())];
+        run.commit(ops, LEASE_SECONDS).await?;
         return Ok(true);
     };
     let Ok(mut delivery) = serde_json::from_slice::<Delivery>(&job.value) else {
@@ -316,9 +290,8 @@ async fn deliver_one(
         let ops = vec![
             store::delete(pending_key.to_string()),
             store::delete(job_key),
-            run.fence(LEASE_SECONDS),
         ];
-        commit_fenced(run, ops).await?;
+        run.commit(ops, LEASE_SECONDS).await?;
         return Ok(true);
     };
     let target = policy.targets.first().cloned();
@@ -332,6 +305,8 @@ async fn deliver_one(
     let event = event.and_then(|e| Event::parse(&e.key, &e.value));
     let mut ops = Vec::new();
     let mut go_on = true;
+    // The policy was rewritten in this commit (410 Gone).
+    let mut gone = false;
     match (target, event) {
         (None, _) => stop(&mut delivery, "the policy has no target"),
         (Some(t), _) if t.gone => stop(&mut delivery, "the target answered 410 Gone earlier"),
@@ -342,15 +317,11 @@ async fn deliver_one(
                 match berth_guest::within(ATTEMPT_NS, send(&target, &event, registry)).await {
                     Some(done) => done,
                     None => (
-                        Attempt {
-                            at_ms: now_ms().saturating_sub(ATTEMPT_NS / 1_000_000),
-                            status: None,
-                            latency_ms: ATTEMPT_NS / 1_000_000,
-                            error: Some(format!(
-                                "no complete answer within {} s",
-                                ATTEMPT_NS / 1_000_000_000
-                            )),
-                        },
+                        Attempt::failed(
+                            now_ms().saturating_sub(ATTEMPT_NS / 1_000_000),
+                            ATTEMPT_NS / 1_000_000,
+                            format!("no complete answer within {} s", ATTEMPT_NS / 1_000_000_000),
+                        ),
                         None,
                     ),
                 };
@@ -391,6 +362,7 @@ async fn deliver_one(
                         Precondition::Version(policy_version),
                     )));
                     policies.insert(policy_id, (updated, policy_key, policy_version));
+                    gone = true;
                     sent.dead += 1;
                 }
             }
@@ -402,11 +374,9 @@ async fn deliver_one(
     if last {
         ops.push(store::delete(pending_key.to_string()));
     }
-    ops.push(run.fence(LEASE_SECONDS));
-    let gone = ops.len() > 2
-        && matches!(ops[0], WriteOp::Put((ref k, _, _)) if k.starts_with(wh::ALL_POLICIES));
-    match commit_fenced(run, ops).await? {
+    match run.commit(ops, LEASE_SECONDS).await? {
         true => {
+            // One commit, one version: the policy's is the lease's.
             if gone && let Some((_, _, version)) = policies.get_mut(&policy_id) {
                 *version = run.version();
             }
@@ -436,26 +406,14 @@ async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Atte
         builder = builder.header(k, v);
     }
     let at_ms = now_ms();
-    let failed = |error: String| {
-        (
-            Attempt {
-                at_ms,
-                status: None,
-                latency_ms: 0,
-                error: Some(error),
-            },
-            None,
-        )
-    };
+    let failed = |error: String| (Attempt::failed(at_ms, 0, error), None);
     // A secret that cannot be unsealed (another host's key) fails the
     // attempt: never send without the credentials the policy names.
-    let unseal = |hex_text: &Option<String>| -> Result<Option<String>, ()> {
-        let Some(text) = hex_text else {
-            return Ok(None);
-        };
-        let sealed = hex::decode(text).map_err(|_| ())?;
-        let plain = credentials::unseal(&sealed).ok_or(())?;
-        String::from_utf8(plain).map(Some).map_err(|_| ())
+    let unseal = |sealed: &Option<String>| -> Result<Option<String>, ()> {
+        sealed
+            .as_deref()
+            .map(|s| berth_guest::auth::unseal_hex(s).ok_or(()))
+            .transpose()
     };
     let (Ok(header), Ok(secret)) = (
         unseal(&target.sealed_auth_header),
@@ -516,12 +474,7 @@ async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Atte
             )
         }
         Err(e) => (
-            Attempt {
-                at_ms,
-                status: None,
-                latency_ms: now_ms() - at_ms,
-                error: Some(format!("{e:?}")),
-            },
+            Attempt::failed(at_ms, now_ms() - at_ms, format!("{e:?}")),
             None,
         ),
     }
