@@ -10,6 +10,7 @@ pub mod events;
 pub mod iam;
 pub mod jobs;
 pub mod keys;
+pub mod kubernetes;
 pub mod manifest;
 pub mod name;
 pub mod paging;
@@ -17,6 +18,7 @@ pub mod range;
 pub mod reports;
 pub mod route;
 pub mod swr;
+pub mod triggers;
 pub mod webhooks;
 
 pub use digest::{Algorithm, Digest};

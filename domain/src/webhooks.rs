@@ -157,6 +157,10 @@ pub struct Policy {
     /// Seconds since the epoch.
     pub created: u64,
     pub updated: u64,
+    /// When it was created, in ns since the epoch: it takes the events
+    /// committed from then on (not older ones the job has yet to read).
+    #[serde(default)]
+    pub since_ns: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -420,6 +424,7 @@ impl Policy {
             return false;
         };
         self.enabled
+            && r.time_ns >= self.since_ns
             && r.tenant == self.tenant
             && self.event_types.iter().any(|t| t == kind)
             && self.scope_rules.iter().all(|rule| {
@@ -573,6 +578,9 @@ pub struct Attempt {
     pub latency_ms: u64,
     #[serde(default)]
     pub error: Option<String>,
+    /// What a successful attempt changed (an image trigger's update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Attempt {
@@ -583,6 +591,7 @@ impl Attempt {
             status: None,
             latency_ms,
             error: Some(error),
+            detail: None,
         }
     }
 }
@@ -593,6 +602,9 @@ pub struct Delivery {
     pub policy: u64,
     pub event: u64,
     pub event_type: String,
+    /// The event's tag, if it has one (an image trigger's history shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
     pub status: String,
     pub status_text: String,
     pub attempts: Vec<Attempt>,
@@ -711,6 +723,7 @@ mod tests {
             creator: "a@acme".into(),
             created: 0,
             updated: 0,
+            since_ns: 0,
         }
     }
 

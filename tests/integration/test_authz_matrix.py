@@ -28,7 +28,25 @@ from huaweicloudsdkswr.v2 import (
     CreateRepoRequestBody,
     CreateRepoTagRequest,
     CreateRepoTagRequestBody,
+    CreateInstanceWebhookRequest,
     CreateSecretRequest,
+    CreateTriggerRequest,
+    CreateTriggerRequestBody,
+    CreateWebhookPolicyRequestBody,
+    DeleteInstanceWebhookRequest,
+    DeleteTriggerRequest,
+    ListInstanceWebhookJobsRequest,
+    ListInstanceWebhooksRequest,
+    ListTriggersDetailsRequest,
+    RuleSelector,
+    ScopeRule,
+    ShowInstanceWebhookRequest,
+    ShowTriggerRequest,
+    Target,
+    UpdateInstanceWebhookRequest,
+    UpdateTriggerRequest,
+    UpdateTriggerRequestBody,
+    UpdateWebhookPolicyRequestBody,
     CreateUserRepositoryAuthRequest,
     DeleteNamespaceAuthRequest,
     DeleteNamespacesRequest,
@@ -138,8 +156,34 @@ def world(tmp_path_factory):
         sessions[caller] = r.headers["Location"]
         image(url, f"mx/del-{caller}", tag="v1")
     image(url, "other/secret", tag="v1")
+    # What the trigger and webhook operations act on.
+    r = requests.post(f"{url}/berth/v1/tenants/acme/clusters",
+                      json={"id": "prod", "name": "prod", "server": "https://kube.invalid:6443", "token": "t"})
+    assert r.status_code == 201, r.text
+    admin.create_trigger(CreateTriggerRequest(namespace="mx", repository="app", body=trigger("shared")))
+    ids["project"] = acme["project_id"]
+    ids["policy"] = admin.create_instance_webhook(CreateInstanceWebhookRequest(
+        instance_id=acme["project_id"], namespace_name="mx", body=webhook("shared"))).id
     yield reg, keys, ids, digest, sessions
     reg.stop()
+
+
+def trigger(name):
+    """An image trigger on tags nobody pushes."""
+    return CreateTriggerRequestBody(action="update", app_type="deployments", application="web", cluster_id="prod",
+                                    cluster_ns="default", condition="never", enable="true", name=name,
+                                    trigger_type="tag")
+
+
+def webhook(name, cls=CreateWebhookPolicyRequestBody):
+    """A webhook policy on tags nobody pushes."""
+    return cls(name=name, enabled=True, event_types=["PUSH_ARTIFACT"],
+               targets=[Target(type="http", address="https://hooks.invalid/x", address_type="internet")],
+               scope_rules=[ScopeRule(
+                   tag_selectors=[RuleSelector(kind="doublestar", decoration="matches", pattern="never-*")],
+                   scope_selectors={"repository": [RuleSelector(kind="doublestar", decoration="repoMatches",
+                                                                pattern="**")]},
+                   repo_scope_mode="regular")])
 
 
 def sdk(reg, key):
@@ -224,6 +268,8 @@ def manage_operations(c, caller, ids):
     target3 = [UserAuth(user_id=ids["target"], user_name="target", auth=3)]
     ns, repo = "mx", "app"
     share = dict(namespace=ns, repository=repo, access_domain="third")
+    tr = dict(namespace=ns, repository=repo)
+    policy = dict(instance_id=ids["project"], namespace_name=ns)
     return [
         # Organizations
         ("list namespaces", "tenant", 200, lambda: c.list_namespaces(ListNamespacesRequest())),
@@ -278,6 +324,24 @@ def manage_operations(c, caller, ids):
             ListSharedReposDetailsRequest(center="self"))),
         ("shared repositories v3", "tenant", 200, lambda: c.list_shared_repo_details(
             ListSharedRepoDetailsRequest(shared_by="self"))),
+        # Image triggers (SWR shared edition)
+        ("create trigger", "manage", 201, lambda: c.create_trigger(CreateTriggerRequest(**tr, body=trigger(f"t-{caller}")))),
+        ("list triggers", "manage", 200, lambda: c.list_triggers_details(ListTriggersDetailsRequest(**tr))),
+        ("show trigger", "manage", 200, lambda: c.show_trigger(ShowTriggerRequest(**tr, trigger="shared"))),
+        ("update trigger", "manage", 201, lambda: c.update_trigger(UpdateTriggerRequest(
+            **tr, trigger="shared", body=UpdateTriggerRequestBody(enable="true")))),
+        ("delete trigger", "manage", 204, lambda: c.delete_trigger(DeleteTriggerRequest(**tr, trigger=f"t-{caller}"))),
+        # Webhook policies (SWR enterprise edition; Berth's instance is the tenant)
+        ("create webhook", "manage", 201, lambda: c.create_instance_webhook(CreateInstanceWebhookRequest(
+            **policy, body=webhook(f"w-{caller}")))),
+        ("show webhook", "manage", 200, lambda: c.show_instance_webhook(ShowInstanceWebhookRequest(
+            **policy, policy_id=ids["policy"]))),
+        ("update webhook", "manage", 200, lambda: c.update_instance_webhook(UpdateInstanceWebhookRequest(
+            **policy, policy_id=ids["policy"], body=webhook("shared", UpdateWebhookPolicyRequestBody)))),
+        ("webhook jobs", "manage", 200, lambda: c.list_instance_webhook_jobs(ListInstanceWebhookJobsRequest(
+            **policy, policy_id=ids["policy"]))),
+        ("delete webhook", "manage", 204, lambda: c.delete_instance_webhook(DeleteInstanceWebhookRequest(
+            **policy, policy_id=own_policy(c, ids, caller)))),
         # The caller's account
         ("login secret", "tenant", 200, lambda: c.create_secret(CreateSecretRequest(projectname="berth"))),
         ("authorization token", "tenant", 200, lambda: c.create_authorization_token(CreateAuthorizationTokenRequest())),
@@ -286,6 +350,17 @@ def manage_operations(c, caller, ids):
         ("reports", "tenant", 200, lambda: c.show_domain_resource_reports(
             ShowDomainResourceReportsRequest(resource_type="downflow", frequency="daily"))),
     ]
+
+
+def own_policy(c, ids, caller):
+    """The id of the webhook policy this caller created (else the shared one,
+    which it may not delete either)."""
+    try:
+        listed = c.list_instance_webhooks(ListInstanceWebhooksRequest(instance_id=ids["project"])).policies or []
+    except ClientRequestException:
+        listed = []
+    mine = [p.id for p in listed if p.name == f"w-{caller}"]
+    return mine[0] if mine else ids["policy"]
 
 
 @pytest.mark.parametrize("caller", [c for c in CALLERS if c != "anonymous"])
@@ -326,7 +401,13 @@ def test_unsigned_management_calls_are_refused(world):
              ("GET", "/v2/manage/shared-repositories"), ("GET", "/v3/manage/shared-repositories"),
              ("POST", "/v2/manage/utils/secret"), ("POST", "/v2/manage/utils/authorizationtoken"),
              ("GET", "/v2/manage/projects/x/quotas"), ("GET", "/v2/manage/overview"),
-             ("GET", "/v2/manage/reports/store/daily"), ("GET", "/berth/v1/whoami")]
+             ("GET", "/v2/manage/reports/store/daily"), ("GET", "/berth/v1/whoami"),
+             ("GET", "/v2/manage/namespaces/mx/repos/app/triggers"), ("POST", "/v2/manage/namespaces/mx/repos/app/triggers"),
+             ("GET", "/v2/manage/namespaces/mx/repos/app/triggers/shared"),
+             ("PATCH", "/v2/manage/namespaces/mx/repos/app/triggers/shared"),
+             ("DELETE", "/v2/manage/namespaces/mx/repos/app/triggers/shared"),
+             ("GET", "/berth/v1/tenants/acme/clusters"), ("POST", "/berth/v1/tenants/acme/clusters"),
+             ("DELETE", "/berth/v1/tenants/acme/clusters/prod")]
     for method, path in paths:
         r = requests.request(method, f"{reg.anon_url}{path}")
         assert r.status_code == 401 and r.json()["errorCode"] == "SVCSTG.SWR.4010001", (method, path)

@@ -262,9 +262,9 @@ def test_signature_errors(swr):
 
 def test_not_yet_implemented_operations_say_so(swr):
     reg, keys, _ = swr
-    from huaweicloudsdkswr.v2 import ListTriggersDetailsRequest
+    from huaweicloudsdkswr.v2 import ListRetentionsRequest
     with pytest.raises(ServerResponseException) as e:
-        client(reg, keys["acme"]).list_triggers_details(ListTriggersDetailsRequest(namespace="x", repository="y"))
+        client(reg, keys["acme"]).list_retentions(ListRetentionsRequest(namespace="x", repository="y"))
     assert code_of(e) == (501, "SVCSTG.SWR.5010001")
 
 

@@ -12,6 +12,8 @@
 //! - `GET|POST /tenants/<t>/groups`, `GET|PATCH|DELETE /tenants/<t>/groups/<g>`
 //! - `GET|POST /tenants/<t>/policies`, `GET|PUT|DELETE /tenants/<t>/policies/<p>`
 //! - `GET|POST /tenants/<t>/users/<u>/keys`, `PATCH|DELETE /tenants/<t>/users/<u>/keys/<ak>`
+//! - `GET|POST /tenants/<t>/clusters`, `GET|DELETE /tenants/<t>/clusters/<id>`:
+//!   Kubernetes clusters for image triggers ([`clusters`])
 //! - `GET /events?after=<id>&limit=<n>` (the event log, oldest first; the
 //!   system tenant's administrators)
 //! - `GET /webhooks/<policy>/deliveries`, `POST …/deliveries/<event>/redeliver`
@@ -32,6 +34,7 @@ use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::wasip3::http::types::Method;
 
+mod clusters;
 mod webhooks;
 
 berth_guest::manage_endpoint!("berth:registry/admin-endpoint", admin_api, serve);
@@ -57,6 +60,9 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
         (["tenants", t, "groups"], Method::Get) => list_groups(who, t).await,
         (["tenants", t, "groups"], Method::Post) => create_group(who, t, body).await,
         (["tenants", t, "groups", g], m) => group(who, t, g, m, body).await,
+        (["tenants", t, "clusters"], Method::Get) => clusters::list(who, t).await,
+        (["tenants", t, "clusters"], Method::Post) => clusters::create(who, t, body).await,
+        (["tenants", t, "clusters", c], m) => clusters::one(who, t, c, m).await,
         (["tenants", t, "policies"], Method::Get) => list_policies(who, t).await,
         (["tenants", t, "policies"], Method::Post) => create_policy(who, t, body).await,
         (["tenants", t, "policies", p], m) => policy(who, t, p, m, body).await,

@@ -8,11 +8,13 @@
 //!   the delivery again (whatever its state) at the next run of the
 //!   webhooks job, in its place in the policy's order; the log is kept.
 //!
-//! For the policy's tenant, with `swr:repository:trigger` on its
-//! organization.
+//! `<policy>` is a webhook policy's id or an image trigger's (the `id` that
+//! `show_trigger` adds to SWR's fields). For its tenant, with
+//! `swr:repository:trigger` on its organization.
 
 use berth_domain::iam::Principal;
 use berth_domain::swr::{SwrError, rfc3339};
+use berth_domain::triggers::{self, Trigger};
 use berth_domain::webhooks::{self as wh, Delivery, Policy, status};
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::manage::{fault, oci_fault, ok_json, trigger_allowed};
@@ -23,15 +25,37 @@ fn number(s: &str, what: &str) -> Result<u64, SwrError> {
         .map_err(|_| SwrError::bad_request(format!("{what} {s:?} is not a number")))
 }
 
-/// The caller's policy `id`, if it may manage it.
-async fn policy(who: &Principal, id: &str) -> Result<Policy, SwrError> {
+/// The caller's webhook policy or image trigger `id` (one id space), if
+/// it may manage it.
+async fn policy(who: &Principal, id: &str) -> Result<Subscriber, SwrError> {
     let id = number(id, "policy")?;
-    let policy: Policy = store::get_json(&wh::policy_key(&who.tenant, id))
+    let missing = || SwrError::not_found(format!("webhook policy or trigger {id} not found"));
+    let policy: Option<Policy> = store::get_json(&wh::policy_key(&who.tenant, id))
+        .await
+        .map_err(oci_fault)?;
+    if let Some(p) = policy {
+        trigger_allowed(who, &p.namespace).await?;
+        return Ok(Subscriber { id });
+    }
+    let key = store::get(&triggers::id_key(id))
         .await
         .map_err(oci_fault)?
-        .ok_or_else(|| SwrError::not_found(format!("webhook policy {id} not found")))?;
-    trigger_allowed(who, &policy.namespace).await?;
-    Ok(policy)
+        .ok_or_else(missing)?;
+    let trigger: Trigger = store::get_json(&String::from_utf8_lossy(&key.value))
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(missing)?;
+    if trigger.tenant != who.tenant {
+        return Err(missing());
+    }
+    let ns = trigger.repository.split('/').next().unwrap_or_default();
+    trigger_allowed(who, ns).await?;
+    Ok(Subscriber { id })
+}
+
+/// What deliveries are queued for: a webhook policy or an image trigger.
+struct Subscriber {
+    id: u64,
 }
 
 fn view(d: &Delivery) -> serde_json::Value {

@@ -94,6 +94,7 @@ pub async fn create(call: &Call<'_>, ns: &str) -> Result<Reply, SwrError> {
         enabled: body.enabled,
         creator: call.who.user.clone(),
         created: now,
+        since_ns: store::now_ns() as u64,
         updated: now,
     };
     let value = serde_json::to_vec(&policy).expect("policies serialize");

@@ -206,6 +206,10 @@ pub async fn trigger_allowed(who: &Principal, ns: &str) -> Result<u64, SwrError>
         return Err(SwrError::not_found(format!("namespace {ns} not found")));
     }
     let resource = iam::action::namespace_resource(ns);
+    // What the caller may not even see is not found, as elsewhere.
+    if !iam::decide(Some(who), Action::GetNamespace, &resource, &facts) {
+        return Err(SwrError::not_found(format!("namespace {ns} not found")));
+    }
     if !iam::decide(Some(who), Action::Trigger, &resource, &facts) {
         return Err(SwrError::forbidden(format!(
             "{} may not manage the triggers and webhooks of {ns}",

@@ -5,10 +5,13 @@
 //! - `GET /v2/manage/repos` and `GET /v3/manage/repos`: listings with filters and paging
 //! - `GET|POST …/repos/<repo>/tags`, `GET|DELETE …/tags/<tag>`, `GET /v3/…/tags`
 //! - `POST|GET|PATCH|DELETE …/repos/<repo>/access`: grants to users
+//! - `GET|POST …/repos/<repo>/triggers`, `GET|PATCH|DELETE …/triggers/<name>`:
+//!   image triggers, see `triggers.rs`
 //! - sharing with other tenants: see `sharing.rs`; usage figures: `usage.rs`
 
 mod sharing;
 mod stats;
+mod triggers;
 mod usage;
 
 use berth_domain::events::{EventKind, EventRecord};
@@ -61,6 +64,14 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
                 Method::Delete => delete_tag(req, &name, tag, who).await,
                 _ => Err(SwrError::method_not_allowed()),
             }
+        }
+        (["v2", "manage", "namespaces", ns, "repos", r, "triggers"], m) => match m {
+            Method::Get => triggers::list(ns, &full(ns, r), who).await,
+            Method::Post => triggers::create(ns, &full(ns, r), body, who).await,
+            _ => Err(SwrError::method_not_allowed()),
+        },
+        (["v2", "manage", "namespaces", ns, "repos", r, "triggers", t], m) => {
+            triggers::one(ns, &full(ns, r), t, m, body, who).await
         }
         (["v2", "manage", "namespaces", ns, "repos", r, "access"], m) => {
             access(&full(ns, r), m, body, who).await
@@ -285,9 +296,18 @@ async fn delete(req: &Incoming, name: &str, who: &Principal) -> Result<Reply, Sw
         format!("referrer/{name}:"),
         records::repository_grant_prefix(name),
         records::share_prefix(name),
+        triggers::repository_prefix(name),
     ] {
         let entries = store::scan_all(&prefix).await.map_err(fault)?;
-        ops.extend(entries.into_iter().map(|e| store::delete(e.key)));
+        for e in entries {
+            // A trigger's id index goes with it.
+            if let Ok(t) = serde_json::from_slice::<triggers::Trigger>(&e.value)
+                && e.key.starts_with(triggers::ALL)
+            {
+                ops.push(store::delete(triggers::id_key(t.id)));
+            }
+            ops.push(store::delete(e.key));
+        }
     }
     let ns = store::get_json::<records::Namespace>(&records::namespace(stats::namespace_of(name)))
         .await

@@ -19,12 +19,15 @@
 
 use berth_domain::events::{self, Event};
 use berth_domain::swr::SwrError;
+use berth_domain::triggers::{self, Condition, Trigger};
 use berth_domain::webhooks::{self as wh, Attempt, Delivery, Outcome, Policy, RetryPolicy, status};
 use berth_guest::jobs;
 use berth_guest::manage::{fault, oci_fault};
 use berth_guest::store::{self, Precondition, WriteOp, metadata};
 use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 use std::collections::HashMap;
+
+mod kubernetes;
 
 struct Webhooks;
 spin_sdk::wasip3::http::service::export!(Webhooks);
@@ -41,20 +44,63 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Webhooks {
     }
 }
 
-/// Every tenant's policies, by id (with the key and version to update them).
-async fn policies() -> Result<HashMap<u64, (Policy, String, u64)>, SwrError> {
-    let entries = store::scan_all(wh::ALL_POLICIES).await.map_err(fault)?;
-    Ok(entries
-        .into_iter()
-        .filter_map(|e| {
-            let p: Policy = serde_json::from_slice(&e.value).ok()?;
-            Some((p.id, (p, e.key, e.version)))
-        })
-        .collect())
+/// What a queue of deliveries belongs to: a webhook policy (enterprise
+/// edition) or an image trigger (shared edition), in one id space.
+#[derive(Clone)]
+enum Subscriber {
+    Webhook(Policy),
+    /// With its condition, parsed once per run.
+    Trigger(Box<Trigger>, Condition),
+}
+
+/// A subscriber, with the key and version to update it.
+#[derive(Clone)]
+struct Sub {
+    of: Subscriber,
+    key: String,
+    version: u64,
+}
+
+impl Sub {
+    fn takes(&self, event: &Event) -> bool {
+        match &self.of {
+            Subscriber::Webhook(p) => p.takes(event),
+            Subscriber::Trigger(t, condition) => t.takes(condition, event),
+        }
+    }
+}
+
+/// Every tenant's webhook policies and image triggers, by id.
+async fn subscribers() -> Result<HashMap<u64, Sub>, SwrError> {
+    let mut subs = HashMap::new();
+    for e in store::scan_all(wh::ALL_POLICIES).await.map_err(fault)? {
+        if let Ok(p) = serde_json::from_slice::<Policy>(&e.value) {
+            let sub = Sub {
+                key: e.key,
+                version: e.version,
+                of: Subscriber::Webhook(p.clone()),
+            };
+            subs.insert(p.id, sub);
+        }
+    }
+    for e in store::scan_all(triggers::ALL).await.map_err(fault)? {
+        let Ok(t) = serde_json::from_slice::<Trigger>(&e.value) else {
+            continue;
+        };
+        if let Some(condition) = t.condition() {
+            let sub = Sub {
+                key: e.key,
+                version: e.version,
+                of: Subscriber::Trigger(Box::new(t.clone()), condition),
+            };
+            subs.insert(t.id, sub);
+        }
+    }
+    Ok(subs)
 }
 
 async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
-    let mut policies = policies().await?;
+    let mut policies = subscribers().await?;
     let fanned = fan_out(run, &policies).await?;
     let sent = deliver(run, &mut policies).await?;
     Ok(serde_json::json!({
@@ -77,7 +123,7 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
 /// (events read, deliveries created).
 async fn fan_out(
     run: &mut jobs::Run,
-    policies: &HashMap<u64, (Policy, String, u64)>,
+    policies: &HashMap<u64, Sub>,
 ) -> Result<(u64, u64, bool), SwrError> {
     let (mut read, mut created) = (0u64, 0u64);
     for page_no in 0..EVENT_PAGES {
@@ -110,16 +156,17 @@ async fn fan_out(
                 continue;
             };
             read += 1;
-            for (policy, _, _) in policies.values() {
-                if !policy.takes(&event) {
+            for (&id, sub) in policies {
+                if !sub.takes(&event) {
                     continue;
                 }
                 let delivery = Delivery {
-                    policy: policy.id,
+                    policy: id,
                     event: event.id,
                     event_type: wh::event_type(event.record.kind)
                         .unwrap_or_default()
                         .to_string(),
+                    tag: event.record.tag.clone(),
                     status: status::PENDING.into(),
                     status_text: "waiting to be sent".into(),
                     attempts: Vec::new(),
@@ -127,8 +174,8 @@ async fn fan_out(
                     created: now,
                     updated: now,
                 };
-                ops.push(store::put_json(wh::job_key(policy.id, event.id), &delivery));
-                ops.push(store::put(wh::pending_key(policy.id, event.id), Vec::new()));
+                ops.push(store::put_json(wh::job_key(id, event.id), &delivery));
+                ops.push(store::put(wh::pending_key(id, event.id), Vec::new()));
                 created += 1;
             }
         }
@@ -208,10 +255,7 @@ async fn waiting_policies() -> Result<Vec<u64>, SwrError> {
 /// Sends what is due: policy by policy (starting after the one the last
 /// run ended with, so no tenant's backlog keeps others waiting), each in
 /// event order, within the run's time budget.
-async fn deliver(
-    run: &mut jobs::Run,
-    policies: &mut HashMap<u64, (Policy, String, u64)>,
-) -> Result<Sent, SwrError> {
+async fn deliver(run: &mut jobs::Run, policies: &mut HashMap<u64, Sub>) -> Result<Sent, SwrError> {
     let retry = retry_policy();
     let registry = store::config::get("registry_host")
         .filter(|h| !h.is_empty())
@@ -262,7 +306,7 @@ async fn deliver(
 /// One pending delivery; whether the policy's next one may go now.
 async fn deliver_one(
     run: &mut jobs::Run,
-    policies: &mut HashMap<u64, (Policy, String, u64)>,
+    policies: &mut HashMap<u64, Sub>,
     pending_key: &str,
     retry: &RetryPolicy,
     registry: &str,
@@ -285,8 +329,8 @@ async fn deliver_one(
         sent.due_at(delivery.next_at_ms);
         return Ok(false);
     }
-    let Some((policy, policy_key, policy_version)) = policies.get(&policy_id).cloned() else {
-        // The policy went; its deliveries go with it.
+    let Some(sub) = policies.get(&policy_id).cloned() else {
+        // The policy or trigger went; its deliveries go with it.
         let ops = vec![
             store::delete(pending_key.to_string()),
             store::delete(job_key),
@@ -294,45 +338,47 @@ async fn deliver_one(
         run.commit(ops, LEASE_SECONDS).await?;
         return Ok(true);
     };
-    let target = policy.targets.first().cloned();
-    let stop = |d: &mut Delivery, text: &str| {
-        d.status = status::STOPPED.into();
-        d.status_text = text.into();
-    };
     let event = store::get(&events::key(event_id))
         .await
         .map_err(oci_fault)?;
     let event = event.and_then(|e| Event::parse(&e.key, &e.value));
+    // One attempt, or why none is made (the delivery stops).
+    let attempt = match (&sub.of, event) {
+        (_, None) => Err("the event is no longer in the log".to_string()),
+        (Subscriber::Webhook(policy), Some(event)) => match policy.targets.first() {
+            None => Err("the policy has no target".into()),
+            Some(t) if t.gone => Err("the target answered 410 Gone earlier".into()),
+            Some(_) if !policy.enabled => Err("the policy is disabled".into()),
+            Some(t) => Ok(attempt_within(send(t, &event, registry)).await),
+        },
+        (Subscriber::Trigger(t, _), Some(_)) if !t.enabled => Err("the trigger is disabled".into()),
+        (Subscriber::Trigger(t, _), Some(event)) => match kubernetes::cluster(t).await? {
+            Err(why) => Err(why),
+            Ok(cluster) => {
+                Ok(attempt_within(kubernetes::update(t, &cluster, &event, registry)).await)
+            }
+        },
+    };
     let mut ops = Vec::new();
     let mut go_on = true;
     // The policy was rewritten in this commit (410 Gone).
     let mut gone = false;
-    match (target, event) {
-        (None, _) => stop(&mut delivery, "the policy has no target"),
-        (Some(t), _) if t.gone => stop(&mut delivery, "the target answered 410 Gone earlier"),
-        (Some(_), _) if !policy.enabled => stop(&mut delivery, "the policy is disabled"),
-        (_, None) => stop(&mut delivery, "the event is no longer in the log"),
-        (Some(target), Some(event)) => {
-            let (attempt, retry_after) =
-                match berth_guest::within(ATTEMPT_NS, send(&target, &event, registry)).await {
-                    Some(done) => done,
-                    None => (
-                        Attempt::failed(
-                            now_ms().saturating_sub(ATTEMPT_NS / 1_000_000),
-                            ATTEMPT_NS / 1_000_000,
-                            format!("no complete answer within {} s", ATTEMPT_NS / 1_000_000_000),
-                        ),
-                        None,
-                    ),
-                };
+    match attempt {
+        Err(why) => {
+            delivery.status = status::STOPPED.into();
+            delivery.status_text = why;
+        }
+        Ok((attempt, retry_after)) => {
             let status = attempt.status;
+            let detail = attempt.detail.clone();
             delivery.attempts.push(attempt);
             let n = delivery.attempts.len() as u32;
             let jitter = (store::now_ns() % 1000) as f64 / 1000.0;
             match retry.after(status, n, delivery.created, now_ms(), retry_after, jitter) {
                 Outcome::Delivered => {
                     delivery.status = status::SUCCEED.into();
-                    delivery.status_text = format!("delivered: {}", status.unwrap_or(0));
+                    delivery.status_text =
+                        detail.unwrap_or_else(|| format!("delivered: {}", status.unwrap_or(0)));
                     sent.delivered += 1;
                 }
                 Outcome::Retry(at) => {
@@ -350,20 +396,31 @@ async fn deliver_one(
                 }
                 Outcome::Gone => {
                     delivery.status = status::FAILED.into();
-                    delivery.status_text =
-                        "410 Gone: the target is disabled until the policy is enabled again".into();
-                    let mut updated = policy.clone();
-                    for t in &mut updated.targets {
-                        t.gone = true;
-                    }
-                    ops.push(WriteOp::Put((
-                        policy_key.clone(),
-                        serde_json::to_vec(&updated).expect("policies serialize"),
-                        Precondition::Version(policy_version),
-                    )));
-                    policies.insert(policy_id, (updated, policy_key, policy_version));
-                    gone = true;
                     sent.dead += 1;
+                    if let Subscriber::Webhook(policy) = &sub.of {
+                        delivery.status_text =
+                            "410 Gone: the target is disabled until the policy is enabled again"
+                                .into();
+                        let mut updated = policy.clone();
+                        for t in &mut updated.targets {
+                            t.gone = true;
+                        }
+                        ops.push(WriteOp::Put((
+                            sub.key.clone(),
+                            serde_json::to_vec(&updated).expect("policies serialize"),
+                            Precondition::Version(sub.version),
+                        )));
+                        policies.insert(
+                            policy_id,
+                            Sub {
+                                of: Subscriber::Webhook(updated),
+                                ..sub
+                            },
+                        );
+                        gone = true;
+                    } else {
+                        delivery.status_text = "410 Gone from the Kubernetes API".into();
+                    }
                 }
             }
         }
@@ -377,8 +434,8 @@ async fn deliver_one(
     match run.commit(ops, LEASE_SECONDS).await? {
         true => {
             // One commit, one version: the policy's is the lease's.
-            if gone && let Some((_, _, version)) = policies.get_mut(&policy_id) {
-                *version = run.version();
+            if gone && let Some(sub) = policies.get_mut(&policy_id) {
+                sub.version = run.version();
             }
             Ok(go_on)
         }
@@ -387,9 +444,26 @@ async fn deliver_one(
     }
 }
 
+/// `attempt`'s outcome, or a failed attempt when it takes longer than
+/// [`ATTEMPT_NS`].
+async fn attempt_within(
+    attempt: impl Future<Output = (Attempt, Option<u64>)>,
+) -> (Attempt, Option<u64>) {
+    match berth_guest::within(ATTEMPT_NS, attempt).await {
+        Some(done) => done,
+        None => (
+            Attempt::failed(
+                now_ms().saturating_sub(ATTEMPT_NS / 1_000_000),
+                ATTEMPT_NS / 1_000_000,
+                format!("no complete answer within {} s", ATTEMPT_NS / 1_000_000_000),
+            ),
+            None,
+        ),
+    }
+}
+
 /// One attempt: what happened, and the receiver's `Retry-After` (s).
 async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Attempt, Option<u64>) {
-    use http_body_util::BodyExt;
     let payload = wh::payload(target.payload_format, event, registry);
     let mut builder = spin_sdk::http::Request::builder()
         .method("POST")
@@ -399,9 +473,7 @@ async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Atte
             "user-agent",
             concat!("berth-webhooks/", env!("CARGO_PKG_VERSION")),
         )
-        .header("x-berth-event-id", event.id.to_string())
-        // A known length: receivers need not take chunked bodies.
-        .header("content-length", payload.body.len().to_string());
+        .header("x-berth-event-id", event.id.to_string());
     for (k, v) in &payload.headers {
         builder = builder.header(k, v);
     }
@@ -437,31 +509,13 @@ async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Atte
     if target.skip_cert_verify {
         builder = builder.header("berth-insecure-tls", "1");
     }
-    let body = http_body_util::Full::new(bytes::Bytes::from(payload.body));
-    let request = match builder.body(body) {
-        Ok(r) => r,
-        Err(e) => return failed(format!("invalid request: {e}")),
-    };
-    match spin_sdk::http::send(request).await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            // Read a little of the answer, for the log of failures.
-            let mut answer = Vec::new();
-            let mut body = response.into_body();
-            while answer.len() < 4096 {
-                match body.frame().await {
-                    Some(Ok(f)) => {
-                        answer.extend_from_slice(f.data_ref().map_or(&[][..], |d| &d[..]))
-                    }
-                    _ => break,
-                }
-            }
-            let text: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
+    match exchange(builder, payload.body, 4096).await {
+        Ok(answer) => {
+            let status = answer.status;
+            let text: String = String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(200)
+                .collect();
             let error = (!(200..300).contains(&status)).then(|| format!("HTTP {status}: {text}"));
             (
                 Attempt {
@@ -469,13 +523,59 @@ async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Atte
                     status: Some(status),
                     latency_ms: now_ms() - at_ms,
                     error,
+                    detail: None,
                 },
-                retry_after,
+                answer.retry_after,
             )
         }
-        Err(e) => (
-            Attempt::failed(at_ms, now_ms() - at_ms, format!("{e:?}")),
-            None,
-        ),
+        Err(e) => (Attempt::failed(at_ms, now_ms() - at_ms, e), None),
     }
+}
+
+/// An outbound answer.
+pub(crate) struct Answer {
+    pub status: u16,
+    /// `Retry-After` in seconds.
+    pub retry_after: Option<u64>,
+    /// Its first bytes (as many as asked for).
+    pub body: Vec<u8>,
+}
+
+/// Sends the request `builder` makes with `body` through outbound
+/// `wasi:http` and reads up to `read` bytes of the answer; the error
+/// describes a request that got no answer.
+pub(crate) async fn exchange(
+    builder: http::request::Builder,
+    body: Vec<u8>,
+    read: usize,
+) -> Result<Answer, String> {
+    use http_body_util::BodyExt;
+    let request = builder
+        // A known length: receivers need not take chunked bodies.
+        .header("content-length", body.len().to_string())
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| format!("invalid request: {e}"))?;
+    let response = spin_sdk::http::send(request)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut answer = Vec::new();
+    let mut body = response.into_body();
+    while answer.len() < read {
+        match body.frame().await {
+            Some(Ok(f)) => answer.extend_from_slice(f.data_ref().map_or(&[][..], |d| &d[..])),
+            Some(Err(e)) => return Err(format!("the answer broke off: {e:?}")),
+            None => break,
+        }
+    }
+    Ok(Answer {
+        status,
+        retry_after,
+        body: answer,
+    })
 }

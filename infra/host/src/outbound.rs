@@ -34,6 +34,15 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 /// removes it before sending. Spin has no such switch.
 pub const INSECURE_TLS_HEADER: &str = "berth-insecure-tls";
 
+/// A Berth component sets this request header to base64 of PEM CA
+/// certificates trusted for one request besides the usual roots (a
+/// registered Kubernetes cluster's own CA); the host removes it before
+/// sending. Spin has no such switch.
+pub const TLS_CA_HEADER: &str = "berth-tls-ca";
+
+/// Clients built for [`TLS_CA_HEADER`] CAs kept at once (then rebuilt).
+const CA_CLIENTS: usize = 64;
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,6 +64,9 @@ pub struct OutboundConfig {
 pub struct Outbound {
     verifying: reqwest::Client,
     insecure: reqwest::Client,
+    /// Clients that also trust a request's own CA, by its PEM.
+    with_ca: std::sync::Mutex<std::collections::HashMap<String, reqwest::Client>>,
+    extra: Vec<reqwest::Certificate>,
     allow: Arc<[IpNet]>,
     max_response_bytes: u64,
 }
@@ -69,24 +81,32 @@ impl Outbound {
             .with_context(|| format!("reading CA certificates from {}", path.display()))?,
             None => Vec::new(),
         };
-        let build = |insecure: bool| -> Result<reqwest::Client> {
-            Ok(reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .dns_resolver(Arc::new(Guard {
-                    allow: allow.clone(),
-                }))
-                .tls_certs_merge(extra.clone())
-                .tls_danger_accept_invalid_certs(insecure)
-                .build()?)
-        };
         Ok(Outbound {
-            verifying: build(false)?,
-            insecure: build(true)?,
+            verifying: client(&allow, extra.clone(), false)?,
+            insecure: client(&allow, extra.clone(), true)?,
+            with_ca: Default::default(),
+            extra,
             allow,
             max_response_bytes: config.max_response_bytes,
         })
+    }
+
+    /// The client that trusts the PEM CA certificates `ca` as well.
+    fn client_with_ca(&self, ca: &str) -> Result<reqwest::Client, HttpError> {
+        let mut clients = self.with_ca.lock().expect("not poisoned");
+        if let Some(c) = clients.get(ca) {
+            return Ok(c.clone());
+        }
+        let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+            .map_err(|_| HttpError::TlsCertificateError)?;
+        let mut trusted = self.extra.clone();
+        trusted.extend(certs);
+        let c = client(&self.allow, trusted, false).map_err(|_| HttpError::TlsCertificateError)?;
+        if clients.len() >= CA_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(ca.to_string(), c.clone());
+        Ok(c)
     }
 
     /// Sends `request` for a component allowed to reach `allowed`.
@@ -116,6 +136,18 @@ impl Outbound {
             return Err(HttpError::DestinationIpProhibited);
         }
         let insecure = request.headers_mut().remove(INSECURE_TLS_HEADER).is_some();
+        let ca = match request.headers_mut().remove(TLS_CA_HEADER) {
+            None => None,
+            Some(v) => {
+                use base64::Engine;
+                let pem = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_bytes())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or(HttpError::TlsCertificateError)?;
+                Some(self.client_with_ca(&pem)?)
+            }
+        };
         let options = options.unwrap_or_default();
         let first_byte = options.first_byte_timeout.unwrap_or(FIRST_BYTE_TIMEOUT);
         let between = options
@@ -139,10 +171,10 @@ impl Outbound {
             tracing::debug!(%ip, "outbound request to a non-public address refused");
             return Err(HttpError::DestinationIpProhibited);
         }
-        let client = if insecure {
-            &self.insecure
-        } else {
-            &self.verifying
+        let client = match &ca {
+            _ if insecure => &self.insecure,
+            Some(c) => c,
+            None => &self.verifying,
         };
         // The connect timeout is the client's; a shorter one asked for by
         // the request bounds connecting and the first byte together.
@@ -169,6 +201,25 @@ impl Outbound {
             })
         }))
     }
+}
+
+/// A client whose requests stay within `allow` (the SSRF guard), trusting
+/// the usual roots and `extra`.
+fn client(
+    allow: &Arc<[IpNet]>,
+    extra: Vec<reqwest::Certificate>,
+    insecure: bool,
+) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .dns_resolver(Arc::new(Guard {
+            allow: allow.clone(),
+        }))
+        .tls_certs_merge(extra)
+        .tls_danger_accept_invalid_certs(insecure)
+        .build()?)
 }
 
 /// The `wasi:http` hooks of one component: its outbound requests go

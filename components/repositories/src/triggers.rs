@@ -1,0 +1,252 @@
+//! Image triggers of a repository (SWR shared edition: `create_trigger`,
+//! `list_triggers_details`, `show_trigger`, `update_trigger`,
+//! `delete_trigger`); `berth_domain::triggers` holds the rules, the
+//! `webhooks` job component fires them. Triggers need
+//! `swr:repository:trigger` on the organization, and name a Kubernetes
+//! cluster registered in Berth's admin API (`.../tenants/<t>/clusters`).
+
+use berth_domain::iam::Principal;
+use berth_domain::kubernetes::{self as k8s, Cluster};
+use berth_domain::swr::{SwrError, rfc3339};
+use berth_domain::webhooks::{self as wh, Delivery, status};
+use berth_guest::http::Reply;
+use berth_guest::manage::{fault, oci_fault, ok_json, parse_body, trigger_allowed};
+use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata};
+use spin_sdk::wasip3::http::types::Method;
+
+pub(crate) use berth_domain::triggers::*;
+
+/// Entries a trigger's `trigger_history` shows, newest first.
+const HISTORY: usize = 20;
+
+/// The organization's id, if `who` may manage the triggers of repository
+/// `name` in it and the repository exists.
+async fn allowed(ns: &str, name: &str, who: &Principal) -> Result<(), SwrError> {
+    trigger_allowed(who, ns).await?;
+    if !store::exists(&berth_domain::keys::repo(name))
+        .await
+        .map_err(oci_fault)?
+    {
+        return Err(SwrError::not_found(format!("repository {name} not found")));
+    }
+    Ok(())
+}
+
+/// The registered cluster a trigger body names (`cce`: by `cluster_id`,
+/// else `cluster_name`; `cci`: the tenant's `cci` cluster).
+async fn cluster(tenant: &str, body: &TriggerBody, mode: &str) -> Result<Cluster, SwrError> {
+    let clusters: Vec<Cluster> = store::scan_all(&k8s::cluster_prefix(tenant))
+        .await
+        .map_err(fault)?
+        .iter()
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect();
+    let given = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let register = format!("register it with POST /berth/v1/tenants/{tenant}/clusters");
+    let found = match (mode, given(&body.cluster_id), given(&body.cluster_name)) {
+        ("cci", _, _) => clusters
+            .into_iter()
+            .find(|c| c.kind == "cci")
+            .ok_or_else(|| {
+                SwrError::bad_request(format!("trigger_mode cci needs a cci cluster: {register}"))
+            })?,
+        (_, Some(id), _) => clusters
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| SwrError::bad_request(format!("unknown cluster {id}: {register}")))?,
+        (_, None, Some(name)) => clusters
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| SwrError::bad_request(format!("unknown cluster {name}: {register}")))?,
+        (_, None, None) => {
+            return Err(SwrError::bad_request(
+                "trigger_mode cce names a cluster in cluster_id or cluster_name",
+            ));
+        }
+    };
+    if found.kind != mode {
+        return Err(SwrError::bad_request(format!(
+            "cluster {} is a {} cluster, not {mode}",
+            found.id, found.kind
+        )));
+    }
+    Ok(found)
+}
+
+pub async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
+    allowed(ns, name, who).await?;
+    let b: TriggerBody = parse_body(body)?;
+    let checked = validate(&b).map_err(SwrError::bad_request)?;
+    let cluster = cluster(&who.tenant, &b, &checked.trigger_mode).await?;
+    let existing = store::scan_all(&repository_prefix(name))
+        .await
+        .map_err(fault)?;
+    if existing.len() >= MAX_PER_REPOSITORY {
+        return Err(SwrError::quota(format!(
+            "a repository has at most {MAX_PER_REPOSITORY} triggers"
+        )));
+    }
+    // One id space with webhook policies: deliveries are queued by it.
+    let id = metadata::increment(wh::POLICY_IDS.to_string(), 1)
+        .await
+        .map_err(fault)? as u64;
+    let key = key(name, &b.name);
+    let trigger = Trigger {
+        id,
+        tenant: who.tenant.clone(),
+        repository: name.to_string(),
+        name: b.name,
+        app_type: b.app_type,
+        application: b.application,
+        cluster_id: cluster.id,
+        cluster_name: cluster.name,
+        cluster_ns: b.cluster_ns,
+        trigger_type: b.trigger_type,
+        condition: checked.condition,
+        container: b.container.unwrap_or_default(),
+        enabled: checked.enabled,
+        trigger_mode: checked.trigger_mode,
+        creator: who.user.clone(),
+        created: store::now(),
+        since_ns: store::now_ns() as u64,
+    };
+    let ops = vec![
+        WriteOp::Put((
+            key.clone(),
+            serde_json::to_vec(&trigger).expect("triggers serialize"),
+            Precondition::Absent,
+        )),
+        WriteOp::Put((id_key(id), key.into_bytes(), Precondition::Absent)),
+    ];
+    match store::commit(ops).await {
+        Ok(_) => ok_json(201, &serde_json::json!({ "id": id, "name": trigger.name })),
+        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
+            "trigger {} already exists on {name}",
+            trigger.name
+        ))),
+        Err(e) => Err(fault(e)),
+    }
+}
+
+/// The SDK's `TriggerHistories` of `t`: its finished deliveries (and
+/// those failing and retrying), newest first.
+async fn history(t: &Trigger) -> Result<Vec<serde_json::Value>, SwrError> {
+    let entries = store::scan_all(&wh::job_prefix(t.id))
+        .await
+        .map_err(fault)?;
+    Ok(entries
+        .iter()
+        .rev()
+        .filter_map(|e| serde_json::from_slice::<Delivery>(&e.value).ok())
+        .filter(|d| d.status != status::PENDING || !d.attempts.is_empty())
+        .take(HISTORY)
+        .map(|d| {
+            let failed_attempt = d.attempts.last().and_then(|a| a.error.clone());
+            let detail = match failed_attempt {
+                Some(err) if d.status != status::SUCCEED => format!("{}: {err}", d.status_text),
+                _ => d.status_text.clone(),
+            };
+            serde_json::json!({
+                "action": "update",
+                "app_type": t.app_type,
+                "application": t.application,
+                "cluster_id": t.cluster_id,
+                "cluster_name": t.cluster_name,
+                "cluster_ns": t.cluster_ns,
+                "condition": t.condition,
+                "container": t.container,
+                "created_at": rfc3339(d.updated),
+                "creator_name": t.creator,
+                "detail": detail,
+                "result": if d.status == status::SUCCEED { "success" } else { "failed" },
+                "tag": d.tag.clone().unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+/// The SDK's `Trigger` (and Berth's `id`: its delivery log in the admin
+/// API is `/berth/v1/webhooks/<id>/deliveries`).
+async fn view(t: &Trigger) -> Result<serde_json::Value, SwrError> {
+    // Shown as SWR shows them: cci triggers name no cluster.
+    let cci = t.trigger_mode == "cci";
+    let cluster = |s: &str| if cci { String::new() } else { s.to_string() };
+    Ok(serde_json::json!({
+        "id": t.id,
+        "action": "update",
+        "app_type": t.app_type,
+        "application": t.application,
+        "cluster_id": cluster(&t.cluster_id),
+        "cluster_name": cluster(&t.cluster_name),
+        "cluster_ns": t.cluster_ns,
+        "condition": t.condition,
+        "container": t.container,
+        "created_at": rfc3339(t.created),
+        "creator_name": t.creator,
+        "enable": t.enabled.to_string(),
+        "name": t.name,
+        "trigger_history": history(t).await?,
+        "trigger_mode": t.trigger_mode,
+        "trigger_type": t.trigger_type,
+    }))
+}
+
+/// A bare JSON array of `Trigger`s (the SDK reads the whole body as the
+/// list), in name order.
+pub async fn list(ns: &str, name: &str, who: &Principal) -> Result<Reply, SwrError> {
+    allowed(ns, name, who).await?;
+    let entries = store::scan_all(&repository_prefix(name))
+        .await
+        .map_err(fault)?;
+    let mut out = Vec::new();
+    for e in entries {
+        if let Ok(t) = serde_json::from_slice::<Trigger>(&e.value) {
+            out.push(view(&t).await?);
+        }
+    }
+    ok_json(200, &out)
+}
+
+pub async fn one(
+    ns: &str,
+    name: &str,
+    trigger: &str,
+    m: &Method,
+    body: &[u8],
+    who: &Principal,
+) -> Result<Reply, SwrError> {
+    allowed(ns, name, who).await?;
+    let key = key(name, trigger);
+    let entry = store::get(&key)
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::not_found(format!("trigger {trigger} not found on {name}")))?;
+    let mut t: Trigger = serde_json::from_slice(&entry.value)
+        .map_err(|e| SwrError::internal(format!("corrupt trigger record: {e}")))?;
+    let ops = match m {
+        Method::Get => return ok_json(200, &view(&t).await?),
+        Method::Patch => {
+            let b: UpdateBody = parse_body(body)?;
+            t.enabled = parse_enable(&b.enable).map_err(SwrError::bad_request)?;
+            vec![WriteOp::Put((
+                key,
+                serde_json::to_vec(&t).expect("triggers serialize"),
+                Precondition::Version(entry.version),
+            ))]
+        }
+        // Its queued deliveries go at the webhooks job's next run.
+        Method::Delete => vec![
+            WriteOp::Delete((key, Precondition::Version(entry.version))),
+            store::delete(id_key(t.id)),
+        ],
+        _ => return Err(SwrError::method_not_allowed()),
+    };
+    match store::commit(ops).await {
+        Ok(_) if matches!(m, Method::Delete) => Ok(Reply::new(204)),
+        Ok(_) => Ok(Reply::new(201)),
+        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
+            "trigger {trigger} changed meanwhile; try again"
+        ))),
+        Err(e) => Err(fault(e)),
+    }
+}
