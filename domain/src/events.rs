@@ -166,6 +166,17 @@ pub fn rfc3339_nanos(ns: u64) -> String {
     format!("{}.{:09}Z", secs.trim_end_matches('Z'), ns % 1_000_000_000)
 }
 
+/// Events are kept this long by default (`event_retention_days`).
+pub const RETENTION_DAYS: u64 = 30;
+
+/// Whether the gc job may remove event `id` made at `time_ns`: older than
+/// `cutoff_ns`, and already read by every consumer (`consumed`: the
+/// lowest of their cursors; none: a consumer has read nothing yet, so
+/// nothing goes).
+pub fn prunable(id: u64, time_ns: u64, cutoff_ns: u64, consumed: Option<u64>) -> bool {
+    time_ns < cutoff_ns && consumed.is_some_and(|c| id <= c)
+}
+
 /// The id of the event at `key`.
 pub fn id_of(key: &str) -> Option<u64> {
     let digits = key.strip_prefix(PREFIX)?;
@@ -183,6 +194,14 @@ pub fn key(id: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_old_events_every_consumer_read_are_pruned() {
+        assert!(prunable(5, 10, 20, Some(5)));
+        assert!(!prunable(6, 10, 20, Some(5)), "not yet read");
+        assert!(!prunable(5, 20, 20, Some(9)), "not old enough");
+        assert!(!prunable(1, 0, 20, None), "no consumer has read anything");
+    }
 
     #[test]
     fn keys_and_ids_round_trip_in_order() {

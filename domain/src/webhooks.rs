@@ -33,6 +33,16 @@ pub fn job_prefix(policy: u64) -> String {
 pub fn job_key(policy: u64, event: u64) -> String {
     format!("webhook/job/{policy:020}/{event:020}")
 }
+/// Every policy's (and trigger's) deliveries.
+pub const ALL_JOBS: &str = "webhook/job/";
+/// (policy, event) of a delivery's key.
+pub fn parse_job(key: &str) -> Option<(u64, u64)> {
+    let (p, e) = key.strip_prefix(ALL_JOBS)?.split_once('/')?;
+    Some((p.parse().ok()?, e.parse().ok()?))
+}
+/// Finished deliveries are kept this long by default
+/// (`webhook_log_retention_days`).
+pub const LOG_RETENTION_DAYS: u64 = 30;
 /// `webhook/pending/<policy>/<event>` (empty): deliveries not yet final,
 /// in the order they must go out.
 pub const PENDING: &str = "webhook/pending/";

@@ -384,3 +384,36 @@ def test_a_push_acknowledged_before_a_kill_is_delivered_after_restart(tmp_path):
     finally:
         reg.stop()
         rx.server.shutdown()
+
+
+def test_old_deliveries_and_read_events_are_pruned(tmp_path):
+    rx = Receiver()
+    reg = Registry(tmp_path / "data", extra_args=[
+        "--outbound-allow", "127.0.0.1", "--var", "webhook_schedule=* * * * * *",
+        "--var", "webhook_log_retention_days=0", "--var", "event_retention_days=0"]).start()
+    try:
+        acme = reg.iam("tenant-create", "acme", "--password", "acme-pw")
+        key = reg.iam("key-create", "acme", "acme")
+        client = SwrClient.new_builder().with_credentials(
+            BasicCredentials(key["ak"], key["sk"], acme["project_id"])).with_endpoints([reg.anon_url]).build()
+        client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="old")))
+        pid = create(client, acme["project_id"], body(f"{rx.url}/old"), ns="old")
+        for t in ("a", "b"):
+            image(f"http://acme:acme-pw@{reg.host}", "old/app", tag=t, layers=[t.encode()])
+        rx.wait("/old", 2)
+        log = f"http://acme:acme-pw@{reg.host}/berth/v1/webhooks/{pid}/deliveries"
+        deadline = time.time() + 10
+        while requests.get(log).json()["deliveries"]:
+            assert time.time() < deadline, "finished deliveries past the retention are removed"
+            time.sleep(0.2)
+        events = lambda: requests.get(f"{reg.url}/berth/v1/events").json()["events"]
+        assert len(events()) >= 2
+        r = requests.post(f"http://{reg.host}/berth/jobs/gc/tick", auth=ADMIN)
+        assert r.status_code == 200 and r.json()["result"]["events_removed"] >= 2, r.text
+        assert events() == []
+        # What is pruned was delivered first: a new push still arrives once.
+        image(f"http://acme:acme-pw@{reg.host}", "old/app", tag="c", layers=[b"c"])
+        assert len(rx.wait("/old", 3)) == 3
+    finally:
+        reg.stop()
+        rx.server.shutdown()

@@ -4,8 +4,10 @@
 //!
 //! Today a run removes abandoned uploads: upload sessions untouched for
 //! `upload_expiry_seconds` (their bytes and their records), and records
-//! whose bytes are gone (a crash between the two, a lost disk). Blobs and
-//! manifests come with the garbage collection issue.
+//! whose bytes are gone (a crash between the two, a lost disk); and events
+//! older than `event_retention_days` that every consumer has read
+//! (`berth_domain::events::prunable`). Blobs and manifests come with the
+//! garbage collection issue.
 //!
 //! - `POST /berth/jobs/gc/tick`: runs now; 200 with what the run did, 409
 //!   while another run holds the lease.
@@ -17,7 +19,7 @@
 use berth_domain::keys;
 use berth_domain::swr::SwrError;
 use berth_guest::jobs;
-use berth_guest::manage::fault;
+use berth_guest::manage::{fault, oci_fault as fault_oci};
 use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata, uploads};
 use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 
@@ -75,9 +77,50 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         }
         after = page.last().map(|e| e.key.clone());
     }
+    let (events_removed, event_retention_days) = prune_events(run).await?;
     Ok(serde_json::json!({
         "uploads_expired": files,
         "upload_records_removed": records,
         "upload_expiry_seconds": idle,
+        "events_removed": events_removed,
+        "event_retention_days": event_retention_days,
     }))
+}
+
+/// Removes the oldest events that every consumer has read (today the
+/// webhook trigger, whose cursor is the last event it fanned out), up to
+/// the retention; returns how many, and the retention in days.
+async fn prune_events(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
+    use berth_domain::events::{self, Event};
+    let days = store::limit("event_retention_days", events::RETENTION_DAYS);
+    let cutoff_ns =
+        (store::now_ns() as u64).saturating_sub(days.saturating_mul(86_400_000_000_000));
+    let consumed = store::get(berth_domain::webhooks::CURSOR)
+        .await
+        .map_err(fault_oci)?
+        .and_then(|e| String::from_utf8_lossy(&e.value).parse::<u64>().ok());
+    let mut removed = 0u64;
+    loop {
+        // The log is in commit order, so the oldest come first.
+        let page = metadata::scan(events::PREFIX.to_string(), None, PAGE)
+            .await
+            .map_err(fault)?;
+        let ops: Vec<WriteOp> = page
+            .iter()
+            .map_while(|e| {
+                let ev = Event::parse(&e.key, &e.value)?;
+                events::prunable(ev.id, ev.record.time_ns, cutoff_ns, consumed)
+                    .then(|| store::delete(e.key.clone()))
+            })
+            .collect();
+        let (n, whole_page) = (ops.len(), ops.len() == page.len());
+        if n == 0 || !run.commit(ops, LEASE_SECONDS).await? {
+            break;
+        }
+        removed += n as u64;
+        if !whole_page || page.len() < PAGE as usize {
+            break;
+        }
+    }
+    Ok((removed, days))
 }

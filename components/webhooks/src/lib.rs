@@ -103,7 +103,9 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     let mut policies = subscribers().await?;
     let fanned = fan_out(run, &policies).await?;
     let sent = deliver(run, &mut policies).await?;
+    let pruned = prune_log(run, &policies).await?;
     Ok(serde_json::json!({
+        "deliveries_pruned": pruned,
         "events_read": fanned.0,
         "deliveries_created": fanned.1,
         "delivered": sent.delivered,
@@ -193,6 +195,75 @@ async fn fan_out(
     }
     Ok((read, created, false))
 }
+
+/// Finished deliveries removed per run at most (the next run goes on).
+const PRUNE_PER_RUN: usize = 2000;
+
+/// Removes finished deliveries older than `webhook_log_retention_days`,
+/// and every finished delivery of a policy or trigger that is gone;
+/// returns how many. Per policy the log is in event order, so the scan
+/// stops at the first delivery to keep: the work is the garbage's.
+async fn prune_log(run: &mut jobs::Run, subs: &HashMap<u64, Sub>) -> Result<usize, SwrError> {
+    let days = store::limit("webhook_log_retention_days", wh::LOG_RETENTION_DAYS);
+    let now = store::now();
+    let cutoff = now.saturating_sub(days.saturating_mul(86_400));
+    // Runs come often (every new event wakes the job): prune hourly.
+    let last = store::get(PRUNED)
+        .await
+        .map_err(oci_fault)?
+        .and_then(|e| String::from_utf8_lossy(&e.value).parse::<u64>().ok());
+    if days > 0 && last.is_some_and(|at| now < at + 3600) {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    let mut after: Option<String> = None;
+    while removed < PRUNE_PER_RUN {
+        // The next policy with deliveries (one entry skips to it).
+        let first = metadata::scan(wh::ALL_JOBS.to_string(), after.clone(), 1)
+            .await
+            .map_err(fault)?;
+        let Some((policy, _)) = first.first().and_then(|e| wh::parse_job(&e.key)) else {
+            break;
+        };
+        let gone = !subs.contains_key(&policy);
+        let page = metadata::scan(wh::job_prefix(policy), None, 200)
+            .await
+            .map_err(fault)?;
+        let ops: Vec<WriteOp> = page
+            .iter()
+            .map_while(|e| {
+                let d: Delivery = serde_json::from_slice(&e.value).ok()?;
+                (d.status != status::PENDING && (gone || d.updated < cutoff))
+                    .then(|| WriteOp::Delete((e.key.clone(), Precondition::Version(e.version))))
+            })
+            .collect();
+        let n = ops.len();
+        if n > 0 {
+            if !run.commit(ops, LEASE_SECONDS).await? {
+                break;
+            }
+            removed += n;
+        }
+        if n == page.len() && n == 200 {
+            // A whole page went: this policy may have more.
+            continue;
+        }
+        // `~` sorts after every digit: past all of this policy's entries.
+        after = Some(format!("{}{policy:020}/~", wh::ALL_JOBS));
+    }
+    if removed < PRUNE_PER_RUN {
+        // Done: the next hour's run looks again (else the next run goes on).
+        run.commit(
+            vec![store::put(PRUNED.to_string(), now.to_string().into_bytes())],
+            LEASE_SECONDS,
+        )
+        .await?;
+    }
+    Ok(removed)
+}
+
+/// When the delivery log was last pruned to the end (s since the epoch).
+const PRUNED: &str = "webhook/pruned";
 
 #[derive(Default)]
 struct Sent {
