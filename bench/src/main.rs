@@ -319,7 +319,7 @@ async fn main() -> Result<()> {
                     f.fill_without,
                 );
                 res.add(
-                    &label("manifest PUT fill, webhook policy"),
+                    &label("manifest PUT fill, webhook policy + image trigger"),
                     "req/s",
                     true,
                     &r.name,

@@ -1,7 +1,10 @@
 //! The webhook trigger under load (Berth only): pushes with and without a
-//! webhook policy on their organization (the fill rate must not drop more
-//! than 10 %), the time from each push's acknowledgement to its delivery
-//! at a receiver on 127.0.0.1, and deliveries per second.
+//! webhook policy and an image trigger on their repository (the fill rate
+//! must not drop more than 10 %), the time from each push's
+//! acknowledgement to its webhook delivery at a receiver on 127.0.0.1, and
+//! deliveries per second. The receiver also stands in for the trigger's
+//! Kubernetes API (a Deployment on GET, 200 on PATCH), so image updates
+//! run alongside.
 
 use crate::client::{self, Conn};
 use crate::workloads::{self, OCI_MANIFEST};
@@ -23,9 +26,11 @@ pub struct Figures {
 
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// A minimal HTTP/1.1 receiver: answers 200 to every POST and records
-/// when each tag's delivery arrived (Harbor payloads name it).
-async fn receiver() -> Result<(String, Arrivals)> {
+/// A minimal HTTP/1.1 receiver: answers 200 to every POST and PATCH and
+/// records when each tag's delivery arrived (Harbor payloads name it); a
+/// GET gets `deployment`.
+async fn receiver(deployment: Vec<u8>) -> Result<(String, Arrivals)> {
+    let deployment: Arc<[u8]> = deployment.into();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hook", listener.local_addr()?);
     let arrivals: Arrivals = Default::default();
@@ -33,6 +38,7 @@ async fn receiver() -> Result<(String, Arrivals)> {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             let seen = seen.clone();
+            let deployment = deployment.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
@@ -70,8 +76,18 @@ async fn receiver() -> Result<(String, Arrivals)> {
                             .or_insert_with(Instant::now);
                     }
                     buf.drain(..head_end + length);
-                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-                    if s.write_all(ok).await.is_err() {
+                    let answer = if head.starts_with("get ") {
+                        let mut a = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            deployment.len()
+                        )
+                        .into_bytes();
+                        a.extend_from_slice(&deployment);
+                        a
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()
+                    };
+                    if s.write_all(&answer).await.is_err() {
                         return;
                     }
                 }
@@ -184,6 +200,7 @@ pub struct Signer {
     ak: String,
     sk: String,
     project: String,
+    tenant: String,
 }
 
 pub async fn signer(host: &str) -> Result<Signer> {
@@ -215,18 +232,25 @@ pub async fn signer(host: &str) -> Result<Signer> {
         ak: key["access"].as_str().context("no access key")?.to_string(),
         sk: key["secret"].as_str().context("no secret key")?.to_string(),
         project,
+        tenant,
     })
 }
 
 pub async fn run(host: &str, pushes: usize, round: u64, signer: &Signer) -> Result<Figures> {
-    let (url, arrivals) = receiver().await?;
+    let (plain, hooked) = (format!("hookless{round}/app"), format!("hooked{round}/app"));
+    // The trigger's workload runs the hooked repository (`registry_host`
+    // is left at its default).
+    let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "app", "namespace": "bench"},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": format!("localhost:5000/{hooked}:seed")}]}}}});
+    let (url, arrivals) = receiver(serde_json::to_vec(&deployment)?).await?;
     let (ak, sk, project) = (&signer.ak, &signer.sk, &signer.project);
     let tags = |p: &str| {
         (0..pushes)
             .map(|i| format!("{p}{i:05}"))
             .collect::<Vec<_>>()
     };
-    let (plain, hooked) = (format!("hookless{round}/app"), format!("hooked{round}/app"));
     // Both organizations exist before either is measured.
     let (_, fill_without) = push_tags(host, &plain, &tags("n"), 16).await?;
     let img = workloads::image(616161, 1, 512);
@@ -253,6 +277,33 @@ pub async fn run(host: &str, pushes: usize, round: u64, signer: &Signer) -> Resu
             "creating the webhook policy answered {status}: {}",
             String::from_utf8_lossy(&body)
         );
+    }
+    // An image trigger on the same repository, updating a Deployment in a
+    // "cluster" whose API is the receiver.
+    let server = url.trim_end_matches("/hook");
+    let cluster = serde_json::json!({"id": format!("bench{round}"), "name": format!("bench{round}"),
+        "server": server, "token": "bench"});
+    let trigger = serde_json::json!({"name": "bench", "action": "update", "enable": "true",
+        "trigger_type": "all", "condition": ".*", "cluster_id": format!("bench{round}"),
+        "cluster_ns": "bench", "app_type": "deployments", "application": "app"});
+    for (path, body) in [
+        (
+            format!("/berth/v1/tenants/{}/clusters", signer.tenant),
+            cluster,
+        ),
+        (
+            format!("/v2/manage/namespaces/{ns}/repos/app/triggers"),
+            trigger,
+        ),
+    ] {
+        let (status, answer) =
+            signed(host, ak, sk, "POST", &path, &serde_json::to_vec(&body)?).await?;
+        if status != 201 {
+            bail!(
+                "POST {path} answered {status}: {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
     }
     let names = tags("h");
     let (acked, fill_with) = push_tags(host, &hooked, &names, 16).await?;
