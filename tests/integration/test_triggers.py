@@ -310,7 +310,7 @@ def test_the_cluster_ca_and_token_are_used_and_kept_secret(env, tmp_path):
 
 def test_invalid_triggers_get_swr_errors_and_write_nothing(env):
     reg, client, kube, acme = env
-    before = [t.name for t in client.list_triggers_details(ListTriggersDetailsRequest(namespace="apps", repository="api")).body]
+    before = [t.name for t in client.list_triggers_details(ListTriggersDetailsRequest(namespace="apps", repository="api")).body or []]
     bad = [
         (trigger("re", "regular", "v("), "regular expression"),
         (trigger("tg", "tag", " ; "), "tag"),
@@ -341,8 +341,17 @@ def test_invalid_triggers_get_swr_errors_and_write_nothing(env):
         client.update_trigger(UpdateTriggerRequest(namespace="apps", repository="api", trigger="dup",
                                                    body=UpdateTriggerRequestBody(enable="maybe")))
     assert e.value.status_code == 400
+    # At most 20 triggers on a repository.
+    room = 20 - len(before) - 1
+    for i in range(room):
+        create(client, "api", trigger(f"many{i}", application="api"))
+    with pytest.raises(ClientRequestException) as e:
+        create(client, "api", trigger("one-too-many", application="api"))
+    assert e.value.status_code in (400, 403) and "at most 20" in e.value.error_msg, e.value
+    for i in range(room):
+        client.delete_trigger(DeleteTriggerRequest(namespace="apps", repository="api", trigger=f"many{i}"))
     client.delete_trigger(DeleteTriggerRequest(namespace="apps", repository="api", trigger="dup"))
-    after = [t.name for t in client.list_triggers_details(ListTriggersDetailsRequest(namespace="apps", repository="api")).body]
+    after = [t.name for t in client.list_triggers_details(ListTriggersDetailsRequest(namespace="apps", repository="api")).body or []]
     assert after == before
     # Cluster registrations are checked too.
     admin = f"http://acme:acme-pw@{reg.host}/berth/v1/tenants/acme/clusters"
