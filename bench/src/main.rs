@@ -346,6 +346,13 @@ async fn main() -> Result<()> {
                     &r.name,
                     f.delivered_per_s,
                 );
+                res.add(
+                    &label("image trigger updates by then"),
+                    "count",
+                    true,
+                    &r.name,
+                    f.image_updates as f64,
+                );
             }
         }
     }

@@ -22,79 +22,196 @@ pub struct Figures {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub delivered_per_s: f64,
+    /// Image updates (PATCHes) the trigger made by the time the last
+    /// webhook arrived.
+    pub image_updates: usize,
 }
 
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+type Patches = Arc<std::sync::atomic::AtomicUsize>;
 
 /// A minimal HTTP/1.1 receiver: answers 200 to every POST and PATCH and
 /// records when each tag's delivery arrived (Harbor payloads name it); a
-/// GET gets `deployment`.
-async fn receiver(deployment: Vec<u8>) -> Result<(String, Arrivals)> {
+/// GET gets `deployment`. With `tls`, it speaks HTTPS.
+async fn receiver(
+    deployment: Vec<u8>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Result<(String, Arrivals, Patches)> {
     let deployment: Arc<[u8]> = deployment.into();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hook", listener.local_addr()?);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/hook", listener.local_addr()?);
     let arrivals: Arrivals = Default::default();
-    let seen = arrivals.clone();
+    let patches: Patches = Default::default();
+    let (seen, patched) = (arrivals.clone(), patches.clone());
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let seen = seen.clone();
-            let deployment = deployment.clone();
+        while let Ok((s, _)) = listener.accept().await {
+            let (seen, patched) = (seen.clone(), patched.clone());
+            let (deployment, tls) = (deployment.clone(), tls.clone());
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    // One request: the head, then Content-Length bytes.
-                    let head_end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
+                match tls {
+                    None => answer(s, seen, patched, deployment).await,
+                    Some(tls) => {
+                        if let Ok(s) = tls.accept(s).await {
+                            answer(s, seen, patched, deployment).await
                         }
-                        let mut chunk = [0u8; 8192];
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < head_end + length {
-                        let mut chunk = [0u8; 8192];
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body: serde_json::Value =
-                        serde_json::from_slice(&buf[head_end..head_end + length])
-                            .unwrap_or_default();
-                    if let Some(tag) = body["event_data"]["resources"][0]["tag"].as_str() {
-                        seen.lock()
-                            .unwrap()
-                            .entry(tag.to_string())
-                            .or_insert_with(Instant::now);
-                    }
-                    buf.drain(..head_end + length);
-                    let answer = if head.starts_with("get ") {
-                        let mut a = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                            deployment.len()
-                        )
-                        .into_bytes();
-                        a.extend_from_slice(&deployment);
-                        a
-                    } else {
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()
-                    };
-                    if s.write_all(&answer).await.is_err() {
-                        return;
                     }
                 }
             });
         }
     });
-    Ok((url, arrivals))
+    Ok((url, arrivals, patches))
+}
+
+/// Serves one connection of [`receiver`].
+async fn answer(
+    mut s: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    seen: Arrivals,
+    patched: Patches,
+    deployment: Arc<[u8]>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        // One request: the head, then Content-Length bytes.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 8192];
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 8192];
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body: serde_json::Value =
+            serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or_default();
+        if let Some(tag) = body["event_data"]["resources"][0]["tag"].as_str() {
+            seen.lock()
+                .unwrap()
+                .entry(tag.to_string())
+                .or_insert_with(Instant::now);
+        }
+        buf.drain(..head_end + length);
+        if head.starts_with("patch ") {
+            patched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let answer = if head.starts_with("get ") {
+            let mut a = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                deployment.len()
+            )
+            .into_bytes();
+            a.extend_from_slice(&deployment);
+            a
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()
+        };
+        if s.write_all(&answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it (made with the
+/// `openssl` CLI, which the test dependencies install): the acceptor and
+/// the CA's PEM.
+fn stand_in_tls() -> Result<(tokio_rustls::TlsAcceptor, String)> {
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir()?;
+    let run = |args: &[&str]| -> Result<()> {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .context("running openssl")?;
+        if !out.status.success() {
+            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "2",
+            "-subj",
+            "/CN=bench-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat())?;
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+        ],
+    ]
+    .concat())?;
+    std::fs::write(
+        dir.path().join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "srv.pem",
+        "-extfile",
+        "ext.cnf",
+    ])?;
+    let read = |f: &str| std::fs::read(dir.path().join(f));
+    let certs = rustls_pemfile::certs(&mut &read("srv.pem")?[..]).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut &read("srv.key")?[..])?.context("no key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    let ca = String::from_utf8(read("ca.pem")?)?;
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca))
 }
 
 /// Signs and sends one management call (`SDK-HMAC-SHA256`, as the SDKs).
@@ -244,7 +361,10 @@ pub async fn run(host: &str, pushes: usize, round: u64, signer: &Signer) -> Resu
         "metadata": {"name": "app", "namespace": "bench"},
         "spec": {"template": {"spec": {"containers": [
             {"name": "app", "image": format!("localhost:5000/{hooked}:seed")}]}}}});
-    let (url, arrivals) = receiver(serde_json::to_vec(&deployment)?).await?;
+    let deployment = serde_json::to_vec(&deployment)?;
+    let (url, arrivals, _) = receiver(deployment.clone(), None).await?;
+    let (tls, ca) = stand_in_tls()?;
+    let (kube, _, patches) = receiver(deployment, Some(tls)).await?;
     let (ak, sk, project) = (&signer.ak, &signer.sk, &signer.project);
     let tags = |p: &str| {
         (0..pushes)
@@ -280,9 +400,10 @@ pub async fn run(host: &str, pushes: usize, round: u64, signer: &Signer) -> Resu
     }
     // An image trigger on the same repository, updating a Deployment in a
     // "cluster" whose API is the receiver.
-    let server = url.trim_end_matches("/hook");
+    let server = kube.trim_end_matches("/hook");
     let cluster = serde_json::json!({"id": format!("bench{round}"), "name": format!("bench{round}"),
-        "server": server, "token": "bench"});
+        "server": server, "token": "bench", "organizations": [ns], "namespaces": ["bench"],
+        "certificate_authority_data": ca});
     let trigger = serde_json::json!({"name": "bench", "action": "update", "enable": "true",
         "trigger_type": "all", "condition": ".*", "cluster_id": format!("bench{round}"),
         "cluster_ns": "bench", "app_type": "deployments", "application": "app"});
@@ -337,5 +458,6 @@ pub async fn run(host: &str, pushes: usize, round: u64, signer: &Signer) -> Resu
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         delivered_per_s: names.len() as f64 / last.duration_since(first).as_secs_f64(),
+        image_updates: patches.load(std::sync::atomic::Ordering::Relaxed),
     })
 }

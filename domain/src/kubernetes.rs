@@ -32,7 +32,7 @@ pub fn cluster_key(tenant: &str, id: &str) -> String {
 pub const MAX_CLUSTERS: usize = 50;
 
 /// `POST /berth/v1/tenants/<tenant>/clusters`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterBody {
     /// What triggers name in `cluster_id`; generated when left out.
@@ -45,8 +45,14 @@ pub struct ClusterBody {
     #[serde(default)]
     pub kind: Option<String>,
     /// The API server, `https://host:port` (a path prefix is kept, for
-    /// API proxies).
+    /// API proxies). Only HTTPS: the token must not travel in clear.
     pub server: String,
+    /// The organizations whose triggers may use the cluster (`*`: all of
+    /// the tenant's): the token acts for whoever may create a trigger.
+    pub organizations: Vec<String>,
+    /// The Kubernetes namespaces their triggers may update (`*`: any the
+    /// token reaches).
+    pub namespaces: Vec<String>,
     /// Base64 of the PEM CA certificate(s), or the PEM itself; none: the
     /// host's trusted roots.
     #[serde(default)]
@@ -55,6 +61,20 @@ pub struct ClusterBody {
     pub token: String,
     #[serde(default)]
     pub insecure_skip_tls_verify: bool,
+}
+
+impl std::fmt::Debug for ClusterBody {
+    /// The token is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterBody")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("server", &self.server)
+            .field("organizations", &self.organizations)
+            .field("namespaces", &self.namespaces)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A registered cluster (JSON under [`cluster_key`]).
@@ -66,7 +86,14 @@ pub struct Cluster {
     /// `cce` or `cci`.
     pub kind: String,
     pub server: String,
-    /// PEM, if the cluster has its own CA.
+    /// See [`ClusterBody::organizations`].
+    #[serde(default)]
+    pub organizations: Vec<String>,
+    /// See [`ClusterBody::namespaces`].
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// PEM, if the cluster has its own CA (then only it is trusted, as
+    /// kubectl does).
     pub ca_pem: Option<String>,
     pub insecure_skip_tls_verify: bool,
     /// The bearer token sealed by the host's key, as hex.
@@ -75,6 +102,18 @@ pub struct Cluster {
     /// Seconds since the Unix epoch.
     pub created: u64,
 }
+
+impl Cluster {
+    /// Whether triggers of `organization` may update workloads in
+    /// Kubernetes namespace `namespace` through this cluster.
+    pub fn serves(&self, organization: &str, namespace: &str) -> bool {
+        let has = |list: &[String], x: &str| list.iter().any(|e| e == "*" || e == x);
+        has(&self.organizations, organization) && has(&self.namespaces, namespace)
+    }
+}
+
+/// Largest `certificate_authority_data`, in bytes.
+const MAX_CA: usize = 64 * 1024;
 
 /// An id or a name: letters, digits, `-` or `_`; 1–64.
 fn is_valid_id(s: &str) -> bool {
@@ -104,24 +143,51 @@ pub fn validate_cluster(body: &ClusterBody) -> Result<(String, Option<String>), 
     let rest = body
         .server
         .strip_prefix("https://")
-        .or_else(|| body.server.strip_prefix("http://"))
-        .ok_or("server must be an https:// (or http://) URL")?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty()
-        || host.contains('@')
-        || rest.contains(['?', '#'])
-        || rest.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+        .ok_or("server must be an https:// URL (the token must not travel in clear)")?;
+    if !is_server_url(rest) {
         return Err(format!(
-            "server {:?} is not a URL of the form https://host[:port][/path]",
+            "server {:?} is not a URL of the form https://host[:port][/path] \
+             (a DNS name or IP address, a port up to 65535, an ASCII path)",
             body.server
         ));
+    }
+    if body.organizations.is_empty()
+        || body.organizations.len() > 100
+        || !body
+            .organizations
+            .iter()
+            .all(|o| o == "*" || crate::name::is_valid_name(o) && !o.contains('/'))
+    {
+        return Err(
+            "organizations: 1 to 100 organization names whose triggers may use the cluster, or \"*\""
+                .into(),
+        );
+    }
+    if body.namespaces.is_empty()
+        || body.namespaces.len() > 100
+        || !body
+            .namespaces
+            .iter()
+            .all(|n| n == "*" || crate::triggers::is_k8s_label(n))
+    {
+        return Err(
+            "namespaces: 1 to 100 Kubernetes namespaces triggers may update, or \"*\"".into(),
+        );
     }
     if body.token.is_empty()
         || body.token.len() > 8192
         || !body.token.chars().all(|c| c.is_ascii_graphic())
     {
         return Err("token must be 1 to 8192 visible ASCII characters".into());
+    }
+    if body
+        .certificate_authority_data
+        .as_ref()
+        .is_some_and(|c| c.len() > MAX_CA)
+    {
+        return Err(format!(
+            "certificate_authority_data is limited to {MAX_CA} bytes"
+        ));
     }
     let ca = match body.certificate_authority_data.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -138,17 +204,88 @@ pub fn validate_cluster(body: &ClusterBody) -> Result<(String, Option<String>), 
         }
     };
     if let Some(pem) = &ca
-        && !pem.contains("-----BEGIN CERTIFICATE-----")
+        && !is_certificate_pem(pem)
     {
-        return Err("certificate_authority_data holds no PEM certificate".into());
+        return Err(
+            "certificate_authority_data must be PEM certificates (BEGIN/END CERTIFICATE blocks of base64)"
+                .into(),
+        );
     }
     Ok((kind.to_string(), ca))
+}
+
+/// `host[:port][/path]` after `https://`: a DNS name, an IPv4 address or
+/// a bracketed IPv6 address; a port of 1–65535; a path of visible ASCII
+/// without `?`, `#` or `%` escapes.
+fn is_server_url(rest: &str) -> bool {
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, port)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => (ip, port),
+            _ => return false,
+        },
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, &authority[h.len()..][..p.len() + 1]),
+            None => (authority, ""),
+        },
+    };
+    let port_ok = match port.strip_prefix(':') {
+        Some(p) => p.parse::<u16>().is_ok_and(|p| p > 0),
+        None => port.is_empty(),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && (authority.starts_with('[')
+            || host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }));
+    let path_ok = path
+        .chars()
+        .all(|c| c.is_ascii_graphic() && !matches!(c, '?' | '#' | '%' | '\\'));
+    port_ok && host_ok && path_ok
+}
+
+/// Whether `pem` is one or more certificate blocks whose bodies are base64
+/// (text between blocks is allowed, as in CA bundles).
+fn is_certificate_pem(pem: &str) -> bool {
+    use base64::Engine;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut rest = pem;
+    let mut blocks = 0;
+    while let Some(start) = rest.find(BEGIN) {
+        let after = &rest[start + BEGIN.len()..];
+        let Some(end) = after.find(END) else {
+            return false;
+        };
+        let body: String = after[..end].split_whitespace().collect();
+        if body.is_empty()
+            || body.contains('-')
+            || base64::engine::general_purpose::STANDARD
+                .decode(&body)
+                .is_err()
+        {
+            return false;
+        }
+        blocks += 1;
+        rest = &after[end + END.len()..];
+    }
+    blocks > 0
 }
 
 /// The API path of a workload (`app_type`: `deployments` or
 /// `statefulsets`, both `apps/v1`).
 pub fn workload_path(app_type: &str, namespace: &str, name: &str) -> String {
     format!("/apis/apps/v1/namespaces/{namespace}/{app_type}/{name}")
+}
+
+/// Whether an API server's `status` means the update cannot succeed by
+/// being tried again (bad request, credentials refused, no such
+/// workload, invalid patch): the delivery fails at once.
+pub fn is_permanent(status: u16) -> bool {
+    matches!(status, 400 | 401 | 403 | 404 | 422)
 }
 
 /// The content type of a strategic merge patch.
@@ -174,7 +311,10 @@ pub fn image_repository(image: &str) -> &str {
 /// The strategic merge patch that sets `new_image` in the workload's pod
 /// template, and the containers it changes: the one named `container`, or
 /// else every container whose image is `repository` (`host/name`, any tag
-/// or digest). The error says why nothing can be changed.
+/// or digest). The patch carries the workload's `metadata.resourceVersion`
+/// as read, so the API server refuses it (409) if the workload changed
+/// since (a renamed container would otherwise be added). The error says
+/// why nothing can be changed.
 pub fn image_patch(
     workload: &Value,
     container: Option<&str>,
@@ -209,11 +349,14 @@ pub fn image_patch(
             "no container of the workload runs {repository}; name one in the trigger's container"
         ));
     }
-    let patch = json!({
+    let mut patch = json!({
         "spec": { "template": { "spec": { "containers":
             chosen.iter().map(|n| json!({ "name": n, "image": new_image })).collect::<Vec<_>>()
         } } }
     });
+    if let Some(rv) = workload.pointer("/metadata/resourceVersion") {
+        patch["metadata"] = json!({ "resourceVersion": rv });
+    }
     Ok((serde_json::to_vec(&patch).expect("json"), chosen))
 }
 
@@ -229,6 +372,8 @@ mod tests {
             server: "https://10.0.0.1:6443".into(),
             certificate_authority_data: None,
             token: "abc.def".into(),
+            organizations: vec!["team".into()],
+            namespaces: vec!["*".into()],
             insecure_skip_tls_verify: false,
         }
     }
@@ -237,6 +382,20 @@ mod tests {
     fn cluster_registrations_are_checked() {
         assert_eq!(validate_cluster(&body()).unwrap(), ("cce".into(), None));
         let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        for ok in [
+            "https://k8s.example.com",
+            "https://10.0.0.1:6443",
+            "https://[fd00::1]:6443/k8s/clusters/c-1",
+        ] {
+            assert!(
+                validate_cluster(&ClusterBody {
+                    server: ok.into(),
+                    ..body()
+                })
+                .is_ok(),
+                "{ok}"
+            );
+        }
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD.encode(pem);
         let with_ca = ClusterBody {
@@ -335,5 +494,27 @@ mod tests {
         assert!(image_patch(&w, Some("db"), "reg:5000/team/web", "NEW").is_err());
         assert!(image_patch(&w, None, "reg:5000/other", "NEW").is_err());
         assert!(image_patch(&json!({"kind": "Deployment"}), None, "x", "NEW").is_err());
+        let mut versioned = w.clone();
+        versioned["metadata"] = json!({"resourceVersion": "42", "name": "web"});
+        let (patch, _) = image_patch(&versioned, Some("app"), "x", "NEW").unwrap();
+        let p: Value = serde_json::from_slice(&patch).unwrap();
+        assert_eq!(p["metadata"], json!({"resourceVersion": "42"}));
+        let c = Cluster {
+            id: "c".into(),
+            tenant: "t".into(),
+            name: "c".into(),
+            kind: "cce".into(),
+            server: "https://x".into(),
+            organizations: vec!["team".into()],
+            namespaces: vec!["shop".into()],
+            ca_pem: None,
+            insecure_skip_tls_verify: false,
+            sealed_token: String::new(),
+            creator: String::new(),
+            created: 0,
+        };
+        assert!(c.serves("team", "shop"));
+        assert!(!c.serves("other", "shop") && !c.serves("team", "kube-system"));
+        assert!(!format!("{:?}", body()).contains("abc.def"));
     }
 }

@@ -40,6 +40,13 @@ pub const MAX_PER_REPOSITORY: usize = 20;
 /// Longest `regular` condition, in bytes.
 const MAX_REGEX: usize = 256;
 
+/// Longest condition of any type, in bytes.
+const MAX_CONDITION: usize = 1024;
+
+/// Largest compiled `regular` condition, in bytes: the webhook job holds
+/// those of the repositories it is delivering for.
+const MAX_COMPILED: usize = 32 * 1024;
+
 /// `CreateTriggerRequestBody`: every field as the SDK sends it (strings;
 /// `enable` is `"true"`/`"false"`).
 #[derive(Clone, Debug, Deserialize)]
@@ -109,14 +116,18 @@ pub struct Trigger {
 pub enum Condition {
     All,
     Tags(Vec<String>),
-    /// Anchored: the expression must match the whole tag.
-    Regular(regex::Regex),
+    /// Anchored: the expression must match the whole tag. Over bytes,
+    /// without Unicode classes (tags are ASCII), so it stays small.
+    Regular(regex::bytes::Regex),
 }
 
 impl Condition {
     /// The condition of `trigger_type` from `condition`; errors name what
     /// is wrong.
     pub fn parse(trigger_type: &str, condition: &str) -> Result<Condition, String> {
+        if condition.len() > MAX_CONDITION {
+            return Err(format!("condition is limited to {MAX_CONDITION} bytes"));
+        }
         match trigger_type {
             "all" => match condition.trim() {
                 "" | ".*" => Ok(Condition::All),
@@ -145,11 +156,16 @@ impl Condition {
                         "trigger_type regular needs a regular expression of 1 to {MAX_REGEX} bytes"
                     ));
                 }
-                regex::RegexBuilder::new(&format!("^(?:{condition})$"))
-                    .size_limit(1 << 20)
-                    .build()
-                    .map(Condition::Regular)
-                    .map_err(|e| format!("condition is not a valid regular expression: {e}"))
+                let build = |pattern: &str| {
+                    regex::bytes::RegexBuilder::new(pattern)
+                        .unicode(false)
+                        .size_limit(MAX_COMPILED)
+                        .build()
+                        .map_err(|e| format!("condition is not a valid regular expression: {e}"))
+                };
+                // Alone first: `v1)|(.*` must not escape the anchors.
+                build(condition)?;
+                build(&format!("^(?:{condition})$")).map(Condition::Regular)
             }
             other => Err(format!(
                 "trigger_type must be all, tag or regular, not {other:?}"
@@ -161,9 +177,14 @@ impl Condition {
         match self {
             Condition::All => true,
             Condition::Tags(tags) => tags.iter().any(|t| t == tag),
-            Condition::Regular(re) => re.is_match(tag),
+            Condition::Regular(re) => re.is_match(tag.as_bytes()),
         }
     }
+}
+
+/// A Kubernetes namespace or container name (RFC 1123 label).
+pub fn is_k8s_label(s: &str) -> bool {
+    is_k8s_name(s, 63, false)
 }
 
 /// A Kubernetes name: an RFC 1123 label (63) or subdomain (253).
@@ -273,13 +294,24 @@ impl Trigger {
     /// condition takes. Pushes by digest update nothing: a workload runs
     /// a tag.
     pub fn takes(&self, condition: &Condition, event: &Event) -> bool {
+        self.may_take(event)
+            && event
+                .record
+                .tag
+                .as_deref()
+                .is_some_and(|t| condition.matches(t))
+    }
+
+    /// [`Trigger::takes`] before the condition: whether it is worth
+    /// parsing (the job parses conditions only for events that may fire).
+    pub fn may_take(&self, event: &Event) -> bool {
         let r = &event.record;
         self.enabled
             && r.time_ns >= self.since_ns
             && r.kind == EventKind::ManifestPushed
             && r.tenant == self.tenant
             && r.repository == self.repository
-            && r.tag.as_deref().is_some_and(|t| condition.matches(t))
+            && r.tag.is_some()
     }
 }
 
@@ -314,6 +346,16 @@ mod tests {
         let re = Condition::parse("regular", r"v\d+\.\d+").unwrap();
         assert!(re.matches("v1.2") && !re.matches("xv1.2") && !re.matches("v1.2-rc"));
         assert!(Condition::parse("regular", "v(").is_err());
+        assert!(Condition::parse("regular", "v1)|(.*").is_err());
+        assert!(
+            Condition::parse("regular", r"(?:\w){38}").is_ok(),
+            "ASCII classes stay small"
+        );
+        assert!(
+            Condition::parse("regular", r"(?:\w{1,20}){50}").is_err(),
+            "too big once compiled"
+        );
+        assert!(Condition::parse("tag", &"v1;".repeat(400)).is_err());
         assert!(Condition::parse("regular", &"a".repeat(300)).is_err());
         assert!(Condition::parse("tag", " ; ").is_err());
         assert!(Condition::parse("tag", "bad tag").is_err());

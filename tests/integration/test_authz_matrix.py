@@ -158,7 +158,8 @@ def world(tmp_path_factory):
     image(url, "other/secret", tag="v1")
     # What the trigger and webhook operations act on.
     r = requests.post(f"{url}/berth/v1/tenants/acme/clusters",
-                      json={"id": "prod", "name": "prod", "server": "https://kube.invalid:6443", "token": "t"})
+                      json={"id": "prod", "name": "prod", "server": "https://kube.invalid:6443", "token": "t",
+                            "organizations": ["mx"], "namespaces": ["default"]})
     assert r.status_code == 201, r.text
     admin.create_trigger(CreateTriggerRequest(namespace="mx", repository="app", body=trigger("shared")))
     ids["project"] = acme["project_id"]

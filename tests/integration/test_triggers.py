@@ -57,7 +57,7 @@ def make_ca(d):
 
 
 def workload(kind, ns, name, containers):
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": ns},
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": ns, "resourceVersion": "1"},
             "spec": {"template": {"spec": {"containers": [{"name": n, "image": i} for n, i in containers]}}}}
 
 
@@ -69,6 +69,8 @@ class FakeKube:
         ca, cert, key = make_ca(tmp)
         self.ca_pem = ca.read_text()
         self.objects, self.requests, self.problems, self.lock = {}, [], [], threading.Lock()
+        # Paths whose next PATCH finds the object changed since it was read.
+        self.changed = set()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,9 +105,18 @@ class FakeKube:
                         outer.problems.append(problem)
                     return self.status(400, "BadRequest", problem)
                 with outer.lock:
+                    if url.path in outer.changed:
+                        # Someone else's change landed between GET and PATCH.
+                        outer.changed.discard(url.path)
+                        meta = obj["metadata"]
+                        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+                    if json.loads(body)["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]:
+                        return self.status(409, "Conflict", "the object has been modified; please apply "
+                                                            "your changes to the latest version and try again")
                     by_name = {c["name"]: c for c in obj["spec"]["template"]["spec"]["containers"]}
                     for c in json.loads(body)["spec"]["template"]["spec"]["containers"]:
                         by_name[c["name"]]["image"] = c["image"]
+                    obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
                 self.answer(200, obj)
 
             def do_GET(self):
@@ -135,9 +146,11 @@ class FakeKube:
             patch = json.loads(body)
         except ValueError:
             return "body is not JSON"
-        if set(patch) != {"spec"} or set(patch["spec"]) != {"template"} or set(patch["spec"]["template"]) != {"spec"} \
-                or set(patch["spec"]["template"]["spec"]) != {"containers"}:
+        if set(patch) != {"spec", "metadata"} or set(patch["spec"]) != {"template"} \
+                or set(patch["spec"]["template"]) != {"spec"} or set(patch["spec"]["template"]["spec"]) != {"containers"}:
             return f"patch touches more than the pod template's containers: {patch}"
+        if set(patch["metadata"]) != {"resourceVersion"}:
+            return f"metadata in the patch is only the resourceVersion read (a precondition): {patch['metadata']}"
         names = {c["name"] for c in obj["spec"]["template"]["spec"]["containers"]}
         for c in patch["spec"]["template"]["spec"]["containers"]:
             if set(c) != {"name", "image"} or c["name"] not in names:
@@ -180,6 +193,7 @@ def env(tmp_path_factory):
     client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="apps")))
     admin = f"http://acme:acme-pw@{reg.host}/berth/v1/tenants/acme/clusters"
     r = requests.post(admin, json={"id": "prod", "name": "prod-cluster", "server": kube.url, "token": TOKEN,
+                                   "organizations": ["apps"], "namespaces": ["shop"],
                                    "certificate_authority_data": base64.b64encode(kube.ca_pem.encode()).decode()})
     assert r.status_code == 201, r.text
     assert TOKEN not in r.text
@@ -192,9 +206,9 @@ def env(tmp_path_factory):
 
 
 def trigger(name, trigger_type="all", condition=".*", app_type="deployments", application="web",
-            container=None, enable="true", cluster_id="prod", mode=None, cluster_name=None):
+            container=None, enable="true", cluster_id="prod", mode=None, cluster_name=None, cluster_ns="shop"):
     return CreateTriggerRequestBody(action="update", app_type=app_type, application=application,
-                                    cluster_id=cluster_id, cluster_name=cluster_name, cluster_ns="shop",
+                                    cluster_id=cluster_id, cluster_name=cluster_name, cluster_ns=cluster_ns,
                                     condition=condition, container=container, enable=enable, name=name,
                                     trigger_mode=mode, trigger_type=trigger_type)
 
@@ -223,7 +237,7 @@ def test_each_kind_of_trigger_fires_exactly_when_its_condition_matches(env, tmp_
     method, path, query, headers, body = kube.patches(web)[0]
     assert headers["authorization"] == f"Bearer {TOKEN}"
     assert headers["content-type"] == "application/strategic-merge-patch+json" and query == "fieldManager=berth"
-    assert json.loads(body) == {"spec": {"template": {"spec": {"containers": [
+    assert json.loads(body) == {"metadata": {"resourceVersion": "1"}, "spec": {"template": {"spec": {"containers": [
         {"name": "app", "image": f"{REGISTRY_HOST}/apps/web:v7@{digest}"}]}}}}
 
     # db: only tags v1 and v2.
@@ -268,7 +282,7 @@ def test_disabled_triggers_do_not_fire_and_failures_are_in_the_history(env):
     image(acme, "apps/web", tag="t2", layers=[b"t2"])
     kube.wait_patches(path, 1)
     assert kube.images(path)["app"].startswith(f"{REGISTRY_HOST}/apps/web:t2@")
-    # A workload that is not there: retried, then failed, with the API's answer.
+    # A workload that is not there: failed at once (no retries), with the API's answer.
     create(client, "web", trigger("missing", "tag", "t3", application="nowhere"))
     image(acme, "apps/web", tag="t3", layers=[b"t3"])
     deadline = time.time() + 20
@@ -277,6 +291,16 @@ def test_disabled_triggers_do_not_fire_and_failures_are_in_the_history(env):
         assert time.time() < deadline, h
         time.sleep(0.3)
     assert h[0].result == "failed" and h[0].tag == "t3" and "404" in h[0].detail
+    missing = json.loads(client.show_trigger(ShowTriggerRequest(
+        namespace="apps", repository="web", trigger="missing")).raw_content)["id"]
+    log = requests.get(f"{acme}/berth/v1/webhooks/{missing}/deliveries").json()["deliveries"]
+    assert [len(d["attempts"]) for d in log] == [1], "a permanent failure is not retried"
+    # A workload changed between GET and PATCH: 409, read again, patched.
+    kube.changed.add(path)
+    image(acme, "apps/web", tag="t1", layers=[b"t1 again"])
+    patches = kube.wait_patches(path, 3)
+    assert [json.loads(p[4])["metadata"]["resourceVersion"] for p in patches[1:]] == ["2", "3"]
+    assert kube.images(path)["app"].startswith(f"{REGISTRY_HOST}/apps/web:t1@")
     for name in ("toggle", "missing"):
         client.delete_trigger(DeleteTriggerRequest(namespace="apps", repository="web", trigger=name))
     assert [t.name for t in client.list_triggers_details(ListTriggersDetailsRequest(
@@ -290,7 +314,8 @@ def test_the_cluster_ca_and_token_are_used_and_kept_secret(env, tmp_path):
     assert [c["id"] for c in listed] == ["prod"] and listed[0]["certificate_authority"] is True
     assert TOKEN not in requests.get(admin).text and TOKEN not in requests.get(f"{admin}/prod").text
     # A cluster registered without its CA: the host does not trust it.
-    r = requests.post(admin, json={"id": "noca", "name": "noca", "server": kube.url, "token": TOKEN})
+    r = requests.post(admin, json={"id": "noca", "name": "noca", "server": kube.url, "token": TOKEN,
+                                   "organizations": ["*"], "namespaces": ["*"]})
     assert r.status_code == 201, r.text
     path = kube.put("Deployment", "shop", "untrusted", [("app", f"{REGISTRY_HOST}/apps/db:v0")])
     create(client, "db", trigger("untrusted", application="untrusted", cluster_id="noca"))
@@ -310,6 +335,10 @@ def test_the_cluster_ca_and_token_are_used_and_kept_secret(env, tmp_path):
 
 def test_invalid_triggers_get_swr_errors_and_write_nothing(env):
     reg, client, kube, acme = env
+    admin = f"http://acme:acme-pw@{reg.host}/berth/v1/tenants/acme/clusters"
+    r = requests.post(admin, json={"id": "others", "name": "others", "server": kube.url, "token": TOKEN,
+                                   "organizations": ["other"], "namespaces": ["*"]})
+    assert r.status_code == 201, r.text
     before = [t.name for t in client.list_triggers_details(ListTriggersDetailsRequest(namespace="apps", repository="api")).body or []]
     bad = [
         (trigger("re", "regular", "v("), "regular expression"),
@@ -321,6 +350,8 @@ def test_invalid_triggers_get_swr_errors_and_write_nothing(env):
         (trigger("en", enable="yes"), "enable"),
         (trigger("9x"), "name"),
         (trigger("ns", application="Not_A_Name"), "application"),
+        (trigger("kn", cluster_ns="kube-system"), "unknown cluster prod"),  # a namespace the cluster does not serve
+        (trigger("or", cluster_id="others"), "unknown cluster others"),     # a cluster for other organizations
     ]
     for body, words in bad:
         with pytest.raises(ClientRequestException) as e:
@@ -353,14 +384,26 @@ def test_invalid_triggers_get_swr_errors_and_write_nothing(env):
     client.delete_trigger(DeleteTriggerRequest(namespace="apps", repository="api", trigger="dup"))
     after = [t.name for t in client.list_triggers_details(ListTriggersDetailsRequest(namespace="apps", repository="api")).body or []]
     assert after == before
-    # Cluster registrations are checked too.
-    admin = f"http://acme:acme-pw@{reg.host}/berth/v1/tenants/acme/clusters"
-    for b in ({"name": "x", "server": "ftp://x", "token": "t"}, {"name": "x", "server": kube.url, "token": "a\nb"},
-              {"name": "x", "server": kube.url, "token": "t", "certificate_authority_data": "aGVsbG8="},
-              {"name": "prod-cluster", "server": kube.url, "token": "t"}):
-        r = requests.post(admin, json=b)
-        assert r.status_code in (400, 409) and "errorCode" in r.json(), r.text
+    # Cluster registrations are checked too, and refused to all but the tenant's administrators.
+    scope = {"organizations": ["apps"], "namespaces": ["shop"]}
+    for b, status in (({"name": "x", "server": "ftp://x", "token": "t"}, 400),
+                      ({"name": "x", "server": kube.url.replace("https", "http"), "token": "t"}, 400),
+                      ({"name": "x", "server": kube.url, "token": "a\nb"}, 400),
+                      ({"name": "x", "server": kube.url, "token": "t", "certificate_authority_data": "aGVsbG8="}, 400),
+                      ({"name": "x", "server": kube.url, "token": "t", "organizations": []}, 400),
+                      ({"name": "prod-cluster", "server": kube.url, "token": "t"}, 409),
+                      ({"id": "prod", "name": "y", "server": kube.url, "token": "t"}, 409)):
+        r = requests.post(admin, json={**scope, **b})
+        assert r.status_code == status and "errorCode" in r.json(), (b, r.text)
     assert requests.post(admin.replace("acme:acme-pw", "x:y"), json={}).status_code == 401
+    reg.iam("user-create", "acme", "dev", "--password", "dev-pw", "--policy", "SWR FullAccess")
+    r = requests.get(admin.replace("acme:acme-pw", "dev%40acme:dev-pw"))
+    assert r.status_code == 403 and "administrators" in r.json()["errorMsg"], r.text
+    reg.iam("tenant-create", "rival", "--password", "rival-pw")
+    assert requests.get(admin.replace("acme:acme-pw", "rival:rival-pw")).status_code == 404
+    assert requests.get(admin.replace("acme:acme-pw", "rival:rival-pw") + "/prod").status_code == 404
+    assert requests.delete(admin.replace("acme:acme-pw", "rival:rival-pw") + "/prod").status_code == 404
+    assert requests.delete(f"{admin}/others").status_code == 204
 
 
 def test_a_repository_delete_removes_its_triggers(env):
@@ -370,3 +413,41 @@ def test_a_repository_delete_removes_its_triggers(env):
     client.delete_repo(DeleteRepoRequest(namespace="apps", repository="short"))
     image(acme, "apps/short", tag="v0", layers=[b"short again"])
     assert not client.list_triggers_details(ListTriggersDetailsRequest(namespace="apps", repository="short")).body
+
+
+def test_cci_triggers_use_the_tenants_cci_cluster_and_logs_stay_with_their_tenant(env):
+    reg, client, kube, acme = env
+    admin = f"http://acme:acme-pw@{reg.host}/berth/v1/tenants/acme/clusters"
+    with pytest.raises(ClientRequestException) as e:
+        create(client, "db", trigger("early", mode="cci", cluster_id=None, application="jobs"))
+    assert e.value.status_code == 400 and "cci cluster" in e.value.error_msg
+    r = requests.post(admin, json={"id": "cci", "name": "cci", "kind": "cci", "server": kube.url, "token": TOKEN,
+                                   "organizations": ["apps"], "namespaces": ["shop"],
+                                   "certificate_authority_data": kube.ca_pem})
+    assert r.status_code == 201, r.text
+    r = requests.post(admin, json={"id": "cci2", "name": "cci2", "kind": "cci", "server": kube.url, "token": TOKEN,
+                                   "organizations": ["apps"], "namespaces": ["shop"]})
+    assert r.status_code == 409, "one cci cluster per tenant"
+    path = kube.put("Deployment", "shop", "jobs", [("app", f"{REGISTRY_HOST}/apps/db:v0")])
+    create(client, "db", trigger("serverless", mode="cci", cluster_id=None, application="jobs"))
+    image(acme, "apps/db", tag="cci1", layers=[b"cci1"])
+    kube.wait_patches(path, 1)
+    shown = client.show_trigger(ShowTriggerRequest(namespace="apps", repository="db", trigger="serverless"))
+    assert shown.trigger_mode == "cci" and shown.cluster_id == "" and shown.cluster_name == ""
+    deadline = time.time() + 10
+    while not (h := client.show_trigger(ShowTriggerRequest(
+            namespace="apps", repository="db", trigger="serverless")).trigger_history):
+        assert time.time() < deadline
+        time.sleep(0.2)
+    assert h[0].result == "success" and h[0].cluster_id == "" and h[0].tag == "cci1"
+    # Its delivery log is the tenant's: another tenant, or a user without trigger rights, sees nothing.
+    tid = json.loads(shown.raw_content)["id"]
+    log = f"{reg.host}/berth/v1/webhooks/{tid}/deliveries"
+    assert requests.get(f"http://acme:acme-pw@{log}").status_code == 200
+    reg.iam("tenant-create", "outsider", "--password", "outsider-pw")
+    assert requests.get(f"http://outsider:outsider-pw@{log}").status_code == 404
+    reg.iam("user-create", "acme", "viewer", "--password", "viewer-pw", "--policy", "SWR ReadOnlyAccess")
+    assert requests.get(f"http://viewer%40acme:viewer-pw@{log}").status_code == 403
+    event = requests.get(f"http://acme:acme-pw@{log}").json()["deliveries"][0]["event_id"]
+    assert requests.post(f"http://outsider:outsider-pw@{log}/{event}/redeliver").status_code == 404
+    client.delete_trigger(DeleteTriggerRequest(namespace="apps", repository="db", trigger="serverless"))

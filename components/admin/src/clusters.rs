@@ -4,9 +4,11 @@
 //! - `GET|POST /berth/v1/tenants/<tenant>/clusters`
 //! - `GET|DELETE /berth/v1/tenants/<tenant>/clusters/<id>`
 //!
-//! For the tenant's administrators. The bearer token is sealed by the
-//! host's key and never shown again; triggers naming a deleted cluster
-//! stop (their deliveries say why).
+//! For the tenant's administrators. A cluster names the organizations
+//! whose triggers may use it and the Kubernetes namespaces they may
+//! update (its token acts for whoever may create a trigger there). The
+//! bearer token is sealed by the host's key and never shown again;
+//! triggers naming a deleted cluster stop (their deliveries say why).
 
 use super::{administered, all, json_bytes, versioned};
 use berth_domain::iam::Principal;
@@ -25,6 +27,8 @@ fn view(c: &Cluster) -> serde_json::Value {
         "name": c.name,
         "kind": c.kind,
         "server": c.server,
+        "organizations": c.organizations,
+        "namespaces": c.namespaces,
         "certificate_authority": c.ca_pem.is_some(),
         "insecure_skip_tls_verify": c.insecure_skip_tls_verify,
         "creator": c.creator,
@@ -32,15 +36,32 @@ fn view(c: &Cluster) -> serde_json::Value {
     })
 }
 
+/// [`administered`], with a refusal that speaks of clusters.
+async fn cluster_admin(who: &Principal, tenant: &str) -> Result<(), SwrError> {
+    match administered(who, tenant).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.status == 403 => Err(SwrError::forbidden(format!(
+            "only administrators of tenant {tenant} register its Kubernetes clusters"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The key that keeps cluster names (and the one `cci` cluster) unique
+/// per tenant under concurrent registrations.
+fn name_key(tenant: &str, name: &str) -> String {
+    format!("cluster-name/{tenant}/{name}")
+}
+
 pub async fn list(who: &Principal, tenant: &str) -> Result<Reply, SwrError> {
-    administered(who, tenant).await?;
+    cluster_admin(who, tenant).await?;
     let clusters: Vec<Cluster> = all(&k8s::cluster_prefix(tenant)).await?;
     let clusters: Vec<_> = clusters.iter().map(view).collect();
     ok_json(200, &json!({ "clusters": clusters }))
 }
 
 pub async fn create(who: &Principal, tenant: &str, body: &[u8]) -> Result<Reply, SwrError> {
-    administered(who, tenant).await?;
+    cluster_admin(who, tenant).await?;
     let b: ClusterBody = parse_body(body)?;
     let (kind, ca_pem) = k8s::validate_cluster(&b).map_err(SwrError::bad_request)?;
     let existing: Vec<Cluster> = all(&k8s::cluster_prefix(tenant)).await?;
@@ -61,27 +82,51 @@ pub async fn create(who: &Principal, tenant: &str, body: &[u8]) -> Result<Reply,
             "a tenant has one cci cluster, and one is registered already",
         ));
     }
+    if let Some(id) = &b.id
+        && existing.iter().any(|c| &c.id == id)
+    {
+        return Err(SwrError::conflict(format!(
+            "a cluster with id {id} is registered already"
+        )));
+    }
     let cluster = Cluster {
         id: b.id.clone().unwrap_or_else(store::nonce),
         tenant: tenant.to_string(),
         name: b.name,
         kind,
         server: b.server.trim_end_matches('/').to_string(),
+        organizations: b.organizations,
+        namespaces: b.namespaces,
         ca_pem,
         insecure_skip_tls_verify: b.insecure_skip_tls_verify,
         sealed_token: seal_hex(&b.token),
         creator: who.user.clone(),
         created: store::now(),
     };
-    let op = WriteOp::Put((
-        k8s::cluster_key(tenant, &cluster.id),
-        json_bytes(&cluster),
-        Precondition::Absent,
-    ));
-    match store::commit(vec![op]).await {
+    let mut ops = vec![
+        WriteOp::Put((
+            k8s::cluster_key(tenant, &cluster.id),
+            json_bytes(&cluster),
+            Precondition::Absent,
+        )),
+        WriteOp::Put((
+            name_key(tenant, &cluster.name),
+            cluster.id.clone().into_bytes(),
+            Precondition::Absent,
+        )),
+    ];
+    if cluster.kind == "cci" {
+        // `~` is no name: the tenant's one cci cluster.
+        ops.push(WriteOp::Put((
+            name_key(tenant, "~cci"),
+            cluster.id.clone().into_bytes(),
+            Precondition::Absent,
+        )));
+    }
+    match store::commit(ops).await {
         Ok(_) => ok_json(201, &view(&cluster)),
         Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
-            "cluster {} is registered already",
+            "cluster {} (or its name, or the tenant's cci cluster) was registered meanwhile",
             cluster.id
         ))),
         Err(e) => Err(fault(e)),
@@ -89,15 +134,21 @@ pub async fn create(who: &Principal, tenant: &str, body: &[u8]) -> Result<Reply,
 }
 
 pub async fn one(who: &Principal, tenant: &str, id: &str, m: &Method) -> Result<Reply, SwrError> {
-    administered(who, tenant).await?;
+    cluster_admin(who, tenant).await?;
     let key = k8s::cluster_key(tenant, id);
     let (cluster, version): (Cluster, u64) =
         versioned(&key, || format!("cluster {id} not found")).await?;
     match m {
         Method::Get => ok_json(200, &view(&cluster)),
         Method::Delete => {
-            match store::commit(vec![WriteOp::Delete((key, Precondition::Version(version)))]).await
-            {
+            let mut ops = vec![
+                WriteOp::Delete((key, Precondition::Version(version))),
+                store::delete(name_key(tenant, &cluster.name)),
+            ];
+            if cluster.kind == "cci" {
+                ops.push(store::delete(name_key(tenant, "~cci")));
+            }
+            match store::commit(ops).await {
                 Ok(_) => Ok(Reply::new(204)),
                 Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
                     "cluster {id} changed meanwhile; try again"

@@ -27,7 +27,7 @@ fn number(s: &str, what: &str) -> Result<u64, SwrError> {
 
 /// The caller's webhook policy or image trigger `id` (one id space), if
 /// it may manage it.
-async fn policy(who: &Principal, id: &str) -> Result<Subscriber, SwrError> {
+async fn policy(who: &Principal, id: &str) -> Result<u64, SwrError> {
     let id = number(id, "policy")?;
     let missing = || SwrError::not_found(format!("webhook policy or trigger {id} not found"));
     let policy: Option<Policy> = store::get_json(&wh::policy_key(&who.tenant, id))
@@ -35,7 +35,7 @@ async fn policy(who: &Principal, id: &str) -> Result<Subscriber, SwrError> {
         .map_err(oci_fault)?;
     if let Some(p) = policy {
         trigger_allowed(who, &p.namespace).await?;
-        return Ok(Subscriber { id });
+        return Ok(id);
     }
     let key = store::get(&triggers::id_key(id))
         .await
@@ -50,12 +50,7 @@ async fn policy(who: &Principal, id: &str) -> Result<Subscriber, SwrError> {
     }
     let ns = trigger.repository.split('/').next().unwrap_or_default();
     trigger_allowed(who, ns).await?;
-    Ok(Subscriber { id })
-}
-
-/// What deliveries are queued for: a webhook policy or an image trigger.
-struct Subscriber {
-    id: u64,
+    Ok(id)
 }
 
 fn view(d: &Delivery) -> serde_json::Value {
@@ -76,7 +71,7 @@ pub async fn deliveries(req: &Incoming, who: &Principal, id: &str) -> Result<Rep
     let limit = berth_guest::manage::limit_param(req, 100, 1000)?;
     let after = req
         .query("after")
-        .map(|a| number(a, "after").map(|e| wh::job_key(p.id, e)))
+        .map(|a| number(a, "after").map(|e| wh::job_key(p, e)))
         .transpose()?;
     let state = req.query("status");
     if let Some(s) = state
@@ -87,7 +82,7 @@ pub async fn deliveries(req: &Incoming, who: &Principal, id: &str) -> Result<Rep
             status::ALL.join(", ")
         )));
     }
-    let page = metadata::scan(wh::job_prefix(p.id), after, limit)
+    let page = metadata::scan(wh::job_prefix(p), after, limit)
         .await
         .map_err(fault)?;
     let out: Vec<_> = page
@@ -106,7 +101,7 @@ pub async fn deliveries(req: &Incoming, who: &Principal, id: &str) -> Result<Rep
 pub async fn redeliver(who: &Principal, id: &str, event: &str) -> Result<Reply, SwrError> {
     let p = policy(who, id).await?;
     let event = number(event, "event")?;
-    let key = wh::job_key(p.id, event);
+    let key = wh::job_key(p, event);
     let entry = store::get(&key)
         .await
         .map_err(oci_fault)?
@@ -125,7 +120,7 @@ pub async fn redeliver(who: &Principal, id: &str, event: &str) -> Result<Reply, 
             serde_json::to_vec(&d).expect("deliveries serialize"),
             Precondition::Version(entry.version),
         )),
-        store::put(wh::pending_key(p.id, event), Vec::new()),
+        store::put(wh::pending_key(p, event), Vec::new()),
     ];
     match store::commit(ops).await {
         Ok(_) => ok_json(202, &view(&d)),

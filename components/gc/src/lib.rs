@@ -87,18 +87,39 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     }))
 }
 
-/// Removes the oldest events that every consumer has read (today the
-/// webhook trigger, whose cursor is the last event it fanned out), up to
-/// the retention; returns how many, and the retention in days.
+/// Removes the oldest events that every consumer is done with (today the
+/// webhook trigger: events up to its cursor, the last it fanned out, and
+/// below every delivery still pending), up to the retention; returns how
+/// many, and the retention in days.
 async fn prune_events(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
     use berth_domain::events::{self, Event};
     let days = store::limit("event_retention_days", events::RETENTION_DAYS);
     let cutoff_ns =
         (store::now_ns() as u64).saturating_sub(days.saturating_mul(86_400_000_000_000));
-    let consumed = store::get(berth_domain::webhooks::CURSOR)
+    use berth_domain::webhooks as wh;
+    let cursor = store::get(wh::CURSOR)
         .await
         .map_err(fault_oci)?
         .and_then(|e| String::from_utf8_lossy(&e.value).parse::<u64>().ok());
+    // An event still to be delivered stays (its retries read it): below
+    // the lowest pending one of every policy and trigger.
+    let mut consumed = cursor;
+    let mut after: Option<String> = None;
+    loop {
+        let first = metadata::scan(wh::PENDING.to_string(), after.clone(), 1)
+            .await
+            .map_err(fault)?;
+        let Some(entry) = first.first() else {
+            break;
+        };
+        match wh::parse_pending(&entry.key) {
+            Some((policy, event)) => {
+                consumed = consumed.map(|c| c.min(event.saturating_sub(1)));
+                after = Some(format!("{}{policy:020}/~", wh::PENDING));
+            }
+            None => after = Some(entry.key.clone()),
+        }
+    }
     let mut removed = 0u64;
     loop {
         // The log is in commit order, so the oldest come first.

@@ -21,7 +21,7 @@ use berth_domain::keys;
 use berth_domain::swr::{self, SwrError};
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::manage::{fault, grants, oci_fault, ok_json, parse_body};
-use berth_guest::store::{self, Precondition, WriteOp};
+use berth_guest::store::{self, Precondition, StoreError, WriteOp};
 use serde::Deserialize;
 use spin_sdk::wasip3::http::types::Method;
 use stats::{RepoStats, TagField};
@@ -287,6 +287,12 @@ async fn update(name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrEr
 /// referrers, grants and shares. Blob files stay until garbage collection.
 async fn delete(req: &Incoming, name: &str, who: &Principal) -> Result<Reply, SwrError> {
     authorized(name, who, Action::Delete).await?;
+    // What is removed is what was listed: anything added to the
+    // repository meanwhile (a trigger, a push) refuses the commit.
+    let record = store::get(&keys::repo(name))
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::not_found(format!("repository {name} not found")))?;
     let mut ops = Vec::new();
     for prefix in [
         keys::tag_prefix(name),
@@ -323,10 +329,18 @@ async fn delete(req: &Incoming, name: &str, who: &Principal) -> Result<Reply, Sw
         name,
         who,
     )));
-    ops.push(store::delete(keys::repo(name)));
+    ops.push(WriteOp::Delete((
+        keys::repo(name),
+        Precondition::Version(record.version),
+    )));
     ops.push(store::delete(records::repository_meta(name)));
-    store::commit(ops).await.map_err(fault)?;
-    Ok(Reply::new(204))
+    match store::commit(ops).await {
+        Ok(_) => Ok(Reply::new(204)),
+        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
+            "repository {name} changed while it was being deleted; try again"
+        ))),
+        Err(e) => Err(fault(e)),
+    }
 }
 
 /// v2: `limit`/`offset` and a `Content-Range` header; v3: `limit`/`marker`

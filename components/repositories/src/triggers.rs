@@ -19,30 +19,40 @@ pub(crate) use berth_domain::triggers::*;
 /// Entries a trigger's `trigger_history` shows, newest first.
 const HISTORY: usize = 20;
 
-/// The organization's id, if `who` may manage the triggers of repository
-/// `name` in it and the repository exists.
-async fn allowed(ns: &str, name: &str, who: &Principal) -> Result<(), SwrError> {
+/// Whether `who` may manage the triggers of repository `name` in
+/// organization `ns`; the repository record (to write a trigger only
+/// while it exists).
+async fn allowed(ns: &str, name: &str, who: &Principal) -> Result<metadata::Entry, SwrError> {
     trigger_allowed(who, ns).await?;
-    if !store::exists(&berth_domain::keys::repo(name))
+    store::get(&berth_domain::keys::repo(name))
         .await
         .map_err(oci_fault)?
-    {
-        return Err(SwrError::not_found(format!("repository {name} not found")));
-    }
-    Ok(())
+        .ok_or_else(|| SwrError::not_found(format!("repository {name} not found")))
 }
 
 /// The registered cluster a trigger body names (`cce`: by `cluster_id`,
-/// else `cluster_name`; `cci`: the tenant's `cci` cluster).
-async fn cluster(tenant: &str, body: &TriggerBody, mode: &str) -> Result<Cluster, SwrError> {
+/// else `cluster_name`; `cci`: the tenant's `cci` cluster), among those
+/// that serve organization `ns` and the body's Kubernetes namespace (the
+/// others are unknown to its triggers).
+async fn cluster(
+    tenant: &str,
+    ns: &str,
+    body: &TriggerBody,
+    mode: &str,
+) -> Result<Cluster, SwrError> {
     let clusters: Vec<Cluster> = store::scan_all(&k8s::cluster_prefix(tenant))
         .await
         .map_err(fault)?
         .iter()
-        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .filter_map(|e| serde_json::from_slice::<Cluster>(&e.value).ok())
+        .filter(|c| c.serves(ns, &body.cluster_ns))
         .collect();
     let given = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
-    let register = format!("register it with POST /berth/v1/tenants/{tenant}/clusters");
+    let register = format!(
+        "a tenant administrator registers it (POST /berth/v1/tenants/{tenant}/clusters) \
+         for organization {ns} and Kubernetes namespace {}",
+        body.cluster_ns
+    );
     let found = match (mode, given(&body.cluster_id), given(&body.cluster_name)) {
         ("cci", _, _) => clusters
             .into_iter()
@@ -74,10 +84,10 @@ async fn cluster(tenant: &str, body: &TriggerBody, mode: &str) -> Result<Cluster
 }
 
 pub async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
-    allowed(ns, name, who).await?;
+    let repo = allowed(ns, name, who).await?;
     let b: TriggerBody = parse_body(body)?;
     let checked = validate(&b).map_err(SwrError::bad_request)?;
-    let cluster = cluster(&who.tenant, &b, &checked.trigger_mode).await?;
+    let cluster = cluster(&who.tenant, ns, &b, &checked.trigger_mode).await?;
     let existing = store::scan_all(&repository_prefix(name))
         .await
         .map_err(fault)?;
@@ -117,20 +127,33 @@ pub async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Resul
             Precondition::Absent,
         )),
         WriteOp::Put((id_key(id), key.into_bytes(), Precondition::Absent)),
+        // Only while the repository is there: a delete meanwhile (which
+        // removes its triggers) refuses this commit.
+        WriteOp::Put((repo.key, repo.value, Precondition::Version(repo.version))),
     ];
     match store::commit(ops).await {
         Ok(_) => ok_json(201, &serde_json::json!({ "id": id, "name": trigger.name })),
         Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
-            "trigger {} already exists on {name}",
+            "trigger {} already exists on {name}, or the repository changed meanwhile",
             trigger.name
         ))),
         Err(e) => Err(fault(e)),
     }
 }
 
+/// `cluster_id` and `cluster_name` as SWR shows them: empty for cci.
+fn cluster_fields(t: &Trigger) -> (String, String) {
+    if t.trigger_mode == "cci" {
+        Default::default()
+    } else {
+        (t.cluster_id.clone(), t.cluster_name.clone())
+    }
+}
+
 /// The SDK's `TriggerHistories` of `t`: its finished deliveries (and
 /// those failing and retrying), newest first.
 async fn history(t: &Trigger) -> Result<Vec<serde_json::Value>, SwrError> {
+    let cluster = cluster_fields(t);
     let entries = store::scan_all(&wh::job_prefix(t.id))
         .await
         .map_err(fault)?;
@@ -150,8 +173,8 @@ async fn history(t: &Trigger) -> Result<Vec<serde_json::Value>, SwrError> {
                 "action": "update",
                 "app_type": t.app_type,
                 "application": t.application,
-                "cluster_id": t.cluster_id,
-                "cluster_name": t.cluster_name,
+                "cluster_id": cluster.0,
+                "cluster_name": cluster.1,
                 "cluster_ns": t.cluster_ns,
                 "condition": t.condition,
                 "container": t.container,
@@ -168,16 +191,14 @@ async fn history(t: &Trigger) -> Result<Vec<serde_json::Value>, SwrError> {
 /// The SDK's `Trigger` (and Berth's `id`: its delivery log in the admin
 /// API is `/berth/v1/webhooks/<id>/deliveries`).
 async fn view(t: &Trigger) -> Result<serde_json::Value, SwrError> {
-    // Shown as SWR shows them: cci triggers name no cluster.
-    let cci = t.trigger_mode == "cci";
-    let cluster = |s: &str| if cci { String::new() } else { s.to_string() };
+    let cluster = cluster_fields(t);
     Ok(serde_json::json!({
         "id": t.id,
         "action": "update",
         "app_type": t.app_type,
         "application": t.application,
-        "cluster_id": cluster(&t.cluster_id),
-        "cluster_name": cluster(&t.cluster_name),
+        "cluster_id": cluster.0,
+        "cluster_name": cluster.1,
         "cluster_ns": t.cluster_ns,
         "condition": t.condition,
         "container": t.container,
@@ -200,7 +221,9 @@ pub async fn list(ns: &str, name: &str, who: &Principal) -> Result<Reply, SwrErr
         .map_err(fault)?;
     let mut out = Vec::new();
     for e in entries {
-        if let Ok(t) = serde_json::from_slice::<Trigger>(&e.value) {
+        if let Ok(t) = serde_json::from_slice::<Trigger>(&e.value)
+            && t.tenant == who.tenant
+        {
             out.push(view(&t).await?);
         }
     }
@@ -223,6 +246,13 @@ pub async fn one(
         .ok_or_else(|| SwrError::not_found(format!("trigger {trigger} not found on {name}")))?;
     let mut t: Trigger = serde_json::from_slice(&entry.value)
         .map_err(|e| SwrError::internal(format!("corrupt trigger record: {e}")))?;
+    // A trigger of another tenant (left by a repository name reused) is
+    // not the caller's.
+    if t.tenant != who.tenant {
+        return Err(SwrError::not_found(format!(
+            "trigger {trigger} not found on {name}"
+        )));
+    }
     let ops = match m {
         Method::Get => return ok_json(200, &view(&t).await?),
         Method::Patch => {

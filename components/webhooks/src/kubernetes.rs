@@ -2,7 +2,7 @@
 //! (`berth_domain::kubernetes`): read the workload, then patch the image
 //! of its containers, as `kubectl set image` does.
 
-use crate::{exchange, now_ms};
+use crate::{Tried, exchange, now_ms};
 use berth_domain::events::Event;
 use berth_domain::kubernetes::{self as k8s, Cluster};
 use berth_domain::swr::SwrError;
@@ -63,78 +63,75 @@ fn request(
 }
 
 /// One attempt at updating `t`'s workload to the image `event` pushed.
+/// A missing workload or container, or credentials the API server refuses,
+/// are permanent failures: the delivery fails at once.
 pub async fn update(
     t: &Trigger,
     cluster: &(Cluster, String),
     event: &Event,
     registry: &str,
-) -> (Attempt, Option<u64>) {
+) -> Tried {
     let at_ms = now_ms();
-    let failed = |status: Option<u16>, error: String| {
-        (
-            Attempt {
-                at_ms,
-                status,
-                latency_ms: now_ms() - at_ms,
-                error: Some(error),
-                detail: None,
-            },
-            None,
-        )
-    };
+    let failed = |status, error, permanent| Tried::failed(at_ms, status, error, permanent);
+    let answer_text =
+        |body: &[u8]| -> String { String::from_utf8_lossy(body).chars().take(200).collect() };
     let r = &event.record;
     let (Some(tag), Some(digest)) = (&r.tag, &r.digest) else {
-        return failed(None, "the event names no tag and digest".into());
+        return failed(None, "the event names no tag and digest".into(), true);
     };
     let path = k8s::workload_path(&t.app_type, &t.cluster_ns, &t.application);
     let what = format!("{} {}/{}", t.app_type, t.cluster_ns, t.application);
     let read = match exchange(request(cluster, "GET", &path), Vec::new(), MAX_WORKLOAD).await {
         Ok(a) => a,
-        Err(e) => return failed(None, format!("reading {what}: {e}")),
+        Err(f) => return failed(None, format!("reading {what}: {}", f.text), f.permanent),
     };
     if read.status != 200 {
-        let text = String::from_utf8_lossy(&read.body);
-        let text: String = text.chars().take(200).collect();
-        let (status, retry_after) = (read.status, read.retry_after);
-        let (attempt, _) = failed(
-            Some(status),
-            format!("reading {what}: HTTP {status}: {text}"),
-        );
-        return (attempt, retry_after);
+        let status = read.status;
+        let error = format!("reading {what}: HTTP {status}: {}", answer_text(&read.body));
+        return Tried {
+            retry_after: read.retry_after,
+            ..failed(Some(status), error, k8s::is_permanent(status))
+        };
     }
     let workload = match serde_json::from_slice::<serde_json::Value>(&read.body) {
         Ok(w) => w,
-        Err(e) => return failed(None, format!("reading {what}: not JSON: {e}")),
+        Err(e) => return failed(None, format!("reading {what}: not JSON: {e}"), false),
     };
     let repository = format!("{registry}/{}", r.repository);
     let container = Some(t.container.as_str()).filter(|c| !c.is_empty());
     let image = k8s::image(registry, &r.repository, tag, digest);
     let (patch, containers) = match k8s::image_patch(&workload, container, &repository, &image) {
         Ok(p) => p,
-        Err(e) => return failed(None, format!("{what}: {e}")),
+        Err(e) => return failed(None, format!("{what}: {e}"), true),
     };
     let path = format!("{path}?fieldManager={}", k8s::FIELD_MANAGER);
     let patch_request =
         request(cluster, "PATCH", &path).header("content-type", k8s::PATCH_CONTENT_TYPE);
     match exchange(patch_request, patch, 4096).await {
-        Ok(a) if (200..300).contains(&a.status) => (
-            Attempt {
+        Ok(a) if (200..300).contains(&a.status) => Tried {
+            attempt: Attempt {
                 at_ms,
                 status: Some(a.status),
                 latency_ms: now_ms() - at_ms,
                 error: None,
                 detail: Some(format!("{what}: {} set to {image}", containers.join(", "))),
             },
-            None,
-        ),
-        Ok(a) => {
-            let text: String = String::from_utf8_lossy(&a.body).chars().take(200).collect();
-            let (attempt, _) = failed(
+            retry_after: None,
+            permanent: false,
+        },
+        // 409: the workload changed since it was read; the retry reads it again.
+        Ok(a) => Tried {
+            retry_after: a.retry_after,
+            ..failed(
                 Some(a.status),
-                format!("patching {what}: HTTP {}: {text}", a.status),
-            );
-            (attempt, a.retry_after)
-        }
-        Err(e) => failed(None, format!("patching {what}: {e}")),
+                format!(
+                    "patching {what}: HTTP {}: {}",
+                    a.status,
+                    answer_text(&a.body)
+                ),
+                k8s::is_permanent(a.status),
+            )
+        },
+        Err(f) => failed(None, format!("patching {what}: {}", f.text), f.permanent),
     }
 }

@@ -49,8 +49,10 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Webhooks {
 #[derive(Clone)]
 enum Subscriber {
     Webhook(Policy),
-    /// With its condition, parsed once per run.
-    Trigger(Box<Trigger>, Condition),
+    /// With its condition, parsed at most once per run, and only when an
+    /// event may fire it (a run holds the conditions of the repositories
+    /// it delivers for, not of every trigger).
+    Trigger(Box<Trigger>, std::cell::OnceCell<Option<Condition>>),
 }
 
 /// A subscriber, with the key and version to update it.
@@ -65,7 +67,13 @@ impl Sub {
     fn takes(&self, event: &Event) -> bool {
         match &self.of {
             Subscriber::Webhook(p) => p.takes(event),
-            Subscriber::Trigger(t, condition) => t.takes(condition, event),
+            Subscriber::Trigger(t, condition) => {
+                t.may_take(event)
+                    && condition
+                        .get_or_init(|| t.condition())
+                        .as_ref()
+                        .is_some_and(|c| t.takes(c, event))
+            }
         }
     }
 }
@@ -87,14 +95,12 @@ async fn subscribers() -> Result<HashMap<u64, Sub>, SwrError> {
         let Ok(t) = serde_json::from_slice::<Trigger>(&e.value) else {
             continue;
         };
-        if let Some(condition) = t.condition() {
-            let sub = Sub {
-                key: e.key,
-                version: e.version,
-                of: Subscriber::Trigger(Box::new(t.clone()), condition),
-            };
-            subs.insert(t.id, sub);
-        }
+        let sub = Sub {
+            key: e.key,
+            version: e.version,
+            of: Subscriber::Trigger(Box::new(t.clone()), Default::default()),
+        };
+        subs.insert(t.id, sub);
     }
     Ok(subs)
 }
@@ -202,7 +208,8 @@ const PRUNE_PER_RUN: usize = 2000;
 /// Removes finished deliveries older than `webhook_log_retention_days`,
 /// and every finished delivery of a policy or trigger that is gone;
 /// returns how many. Per policy the log is in event order, so the scan
-/// stops at the first delivery to keep: the work is the garbage's.
+/// stops at the first delivery to keep: the work is one read per policy
+/// with deliveries, plus the garbage's.
 async fn prune_log(run: &mut jobs::Run, subs: &HashMap<u64, Sub>) -> Result<usize, SwrError> {
     let days = store::limit("webhook_log_retention_days", wh::LOG_RETENTION_DAYS);
     let now = store::now();
@@ -215,43 +222,59 @@ async fn prune_log(run: &mut jobs::Run, subs: &HashMap<u64, Sub>) -> Result<usiz
     if days > 0 && last.is_some_and(|at| now < at + 3600) {
         return Ok(0);
     }
-    let mut removed = 0;
+    let (mut removed, mut finished) = (0, false);
+    let started = now_ms();
     let mut after: Option<String> = None;
-    while removed < PRUNE_PER_RUN {
-        // The next policy with deliveries (one entry skips to it).
+    let prunable = |e: &metadata::Entry, gone: bool| {
+        serde_json::from_slice::<Delivery>(&e.value)
+            .is_ok_and(|d| d.status != status::PENDING && (gone || d.updated < cutoff))
+    };
+    while removed < PRUNE_PER_RUN && now_ms().saturating_sub(started) < BUDGET_MS / 4 {
+        // The next policy's oldest delivery (one entry skips to it).
         let first = metadata::scan(wh::ALL_JOBS.to_string(), after.clone(), 1)
             .await
             .map_err(fault)?;
-        let Some((policy, _)) = first.first().and_then(|e| wh::parse_job(&e.key)) else {
+        let Some(oldest) = first.first() else {
+            finished = true;
             break;
         };
+        let Some((policy, _)) = wh::parse_job(&oldest.key) else {
+            // Not a delivery's key: step over it.
+            after = Some(oldest.key.clone());
+            continue;
+        };
+        // `~` sorts after every digit: past all of this policy's entries.
+        after = Some(format!("{}{policy:020}/~", wh::ALL_JOBS));
         let gone = !subs.contains_key(&policy);
-        let page = metadata::scan(wh::job_prefix(policy), None, 200)
-            .await
-            .map_err(fault)?;
-        let ops: Vec<WriteOp> = page
-            .iter()
-            .map_while(|e| {
-                let d: Delivery = serde_json::from_slice(&e.value).ok()?;
-                (d.status != status::PENDING && (gone || d.updated < cutoff))
-                    .then(|| WriteOp::Delete((e.key.clone(), Precondition::Version(e.version))))
-            })
-            .collect();
-        let n = ops.len();
-        if n > 0 {
-            if !run.commit(ops, LEASE_SECONDS).await? {
+        // The oldest is kept: nothing of this policy goes (the log is in
+        // event order, roughly the order deliveries finish).
+        if !prunable(oldest, gone) {
+            continue;
+        }
+        loop {
+            let page = metadata::scan(wh::job_prefix(policy), None, 200)
+                .await
+                .map_err(fault)?;
+            let ops: Vec<WriteOp> = page
+                .iter()
+                .map_while(|e| {
+                    prunable(e, gone)
+                        .then(|| WriteOp::Delete((e.key.clone(), Precondition::Version(e.version))))
+                })
+                .collect();
+            let n = ops.len();
+            // A delivery changed meanwhile (a redelivery): leave this
+            // policy to the next pass.
+            if n == 0 || !run.commit(ops, LEASE_SECONDS).await? {
                 break;
             }
             removed += n;
+            if n < 200 || removed >= PRUNE_PER_RUN {
+                break;
+            }
         }
-        if n == page.len() && n == 200 {
-            // A whole page went: this policy may have more.
-            continue;
-        }
-        // `~` sorts after every digit: past all of this policy's entries.
-        after = Some(format!("{}{policy:020}/~", wh::ALL_JOBS));
     }
-    if removed < PRUNE_PER_RUN {
+    if finished {
         // Done: the next hour's run looks again (else the next run goes on).
         run.commit(
             vec![store::put(PRUNED.to_string(), now.to_string().into_bytes())],
@@ -439,13 +462,26 @@ async fn deliver_one(
             delivery.status = status::STOPPED.into();
             delivery.status_text = why;
         }
-        Ok((attempt, retry_after)) => {
+        Ok(Tried {
+            attempt,
+            retry_after,
+            permanent,
+        }) => {
             let status = attempt.status;
             let detail = attempt.detail.clone();
             delivery.attempts.push(attempt);
             let n = delivery.attempts.len() as u32;
             let jitter = (store::now_ns() % 1000) as f64 / 1000.0;
-            match retry.after(status, n, delivery.created, now_ms(), retry_after, jitter) {
+            let outcome =
+                match retry.after(status, n, delivery.created, now_ms(), retry_after, jitter) {
+                    // Trying again cannot help: fail now, and let the later
+                    // deliveries of this policy or trigger go.
+                    Outcome::Retry(_) if permanent => Outcome::DeadLetter(
+                        "the failure is permanent (see the attempt); not retried".into(),
+                    ),
+                    o => o,
+                };
+            match outcome {
                 Outcome::Delivered => {
                     delivery.status = status::SUCCEED.into();
                     delivery.status_text =
@@ -510,31 +546,54 @@ async fn deliver_one(
             }
             Ok(go_on)
         }
-        // The policy changed meanwhile (an update): the next run sees it.
+        // The lease was lost, or the 410's policy write met an update: the
+        // next run sees the current state.
         false => Ok(false),
+    }
+}
+
+/// One attempt and what it tells about the next.
+pub(crate) struct Tried {
+    pub attempt: Attempt,
+    /// The receiver's `Retry-After` (s), on 429 and 503.
+    pub retry_after: Option<u64>,
+    /// Trying again cannot succeed (a refused address, a missing workload).
+    pub permanent: bool,
+}
+
+impl Tried {
+    /// An attempt that failed with `error`.
+    pub fn failed(at_ms: u64, status: Option<u16>, error: String, permanent: bool) -> Tried {
+        Tried {
+            attempt: Attempt {
+                at_ms,
+                status,
+                latency_ms: now_ms().saturating_sub(at_ms),
+                error: Some(error),
+                detail: None,
+            },
+            retry_after: None,
+            permanent,
+        }
     }
 }
 
 /// `attempt`'s outcome, or a failed attempt when it takes longer than
 /// [`ATTEMPT_NS`].
-async fn attempt_within(
-    attempt: impl Future<Output = (Attempt, Option<u64>)>,
-) -> (Attempt, Option<u64>) {
+async fn attempt_within(attempt: impl Future<Output = Tried>) -> Tried {
     match berth_guest::within(ATTEMPT_NS, attempt).await {
         Some(done) => done,
-        None => (
-            Attempt::failed(
-                now_ms().saturating_sub(ATTEMPT_NS / 1_000_000),
-                ATTEMPT_NS / 1_000_000,
-                format!("no complete answer within {} s", ATTEMPT_NS / 1_000_000_000),
-            ),
+        None => Tried::failed(
+            now_ms().saturating_sub(ATTEMPT_NS / 1_000_000),
             None,
+            format!("no complete answer within {} s", ATTEMPT_NS / 1_000_000_000),
+            false,
         ),
     }
 }
 
 /// One attempt: what happened, and the receiver's `Retry-After` (s).
-async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Attempt, Option<u64>) {
+async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> Tried {
     let payload = wh::payload(target.payload_format, event, registry);
     let mut builder = spin_sdk::http::Request::builder()
         .method("POST")
@@ -549,7 +608,7 @@ async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Atte
         builder = builder.header(k, v);
     }
     let at_ms = now_ms();
-    let failed = |error: String| (Attempt::failed(at_ms, 0, error), None);
+    let failed = |error: String| Tried::failed(at_ms, None, error, false);
     // A secret that cannot be unsealed (another host's key) fails the
     // attempt: never send without the credentials the policy names.
     let unseal = |sealed: &Option<String>| -> Result<Option<String>, ()> {
@@ -588,18 +647,19 @@ async fn send(target: &wh::StoredTarget, event: &Event, registry: &str) -> (Atte
                 .take(200)
                 .collect();
             let error = (!(200..300).contains(&status)).then(|| format!("HTTP {status}: {text}"));
-            (
-                Attempt {
+            Tried {
+                attempt: Attempt {
                     at_ms,
                     status: Some(status),
                     latency_ms: now_ms() - at_ms,
                     error,
                     detail: None,
                 },
-                answer.retry_after,
-            )
+                retry_after: answer.retry_after,
+                permanent: false,
+            }
         }
-        Err(e) => (Attempt::failed(at_ms, now_ms() - at_ms, e), None),
+        Err(f) => Tried::failed(at_ms, None, f.text, f.permanent),
     }
 }
 
@@ -612,23 +672,52 @@ pub(crate) struct Answer {
     pub body: Vec<u8>,
 }
 
+/// Why a request got no answer.
+pub(crate) struct Failure {
+    pub text: String,
+    /// The host refuses it whatever happens (an address or host not
+    /// allowed, a URL it cannot send to).
+    pub permanent: bool,
+}
+
 /// Sends the request `builder` makes with `body` through outbound
-/// `wasi:http` and reads up to `read` bytes of the answer; the error
-/// describes a request that got no answer.
+/// `wasi:http` and reads up to `read` bytes of the answer (an answer
+/// whose body breaks off keeps its status).
 pub(crate) async fn exchange(
     builder: http::request::Builder,
     body: Vec<u8>,
     read: usize,
-) -> Result<Answer, String> {
+) -> Result<Answer, Failure> {
     use http_body_util::BodyExt;
+    use spin_sdk::wasip3::http::types::ErrorCode as E;
     let request = builder
         // A known length: receivers need not take chunked bodies.
         .header("content-length", body.len().to_string())
         .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-        .map_err(|e| format!("invalid request: {e}"))?;
-    let response = spin_sdk::http::send(request)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| Failure {
+            text: format!("invalid request: {e}"),
+            permanent: true,
+        })?;
+    let response = spin_sdk::http::send(request).await.map_err(|e| match e {
+        E::DestinationIpProhibited => Failure {
+            text: "the host refuses this destination: a loopback, private or link-local \
+                   address (an operator may allow it with --outbound-allow)"
+                .into(),
+            permanent: true,
+        },
+        E::HttpRequestDenied => Failure {
+            text: "the host refuses this destination (allowed_outbound_hosts)".into(),
+            permanent: true,
+        },
+        E::HttpRequestUriInvalid => Failure {
+            text: "the URL cannot be sent to".into(),
+            permanent: true,
+        },
+        other => Failure {
+            text: format!("{other:?}"),
+            permanent: false,
+        },
+    })?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -640,8 +729,7 @@ pub(crate) async fn exchange(
     while answer.len() < read {
         match body.frame().await {
             Some(Ok(f)) => answer.extend_from_slice(f.data_ref().map_or(&[][..], |d| &d[..])),
-            Some(Err(e)) => return Err(format!("the answer broke off: {e:?}")),
-            None => break,
+            Some(Err(_)) | None => break,
         }
     }
     Ok(Answer {

@@ -35,9 +35,9 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 pub const INSECURE_TLS_HEADER: &str = "berth-insecure-tls";
 
 /// A Berth component sets this request header to base64 of PEM CA
-/// certificates trusted for one request besides the usual roots (a
-/// registered Kubernetes cluster's own CA); the host removes it before
-/// sending. Spin has no such switch.
+/// certificates, the only ones trusted for one request (a registered
+/// Kubernetes cluster's own CA); the host removes it before sending. Spin
+/// has no such switch.
 pub const TLS_CA_HEADER: &str = "berth-tls-ca";
 
 /// Clients built for [`TLS_CA_HEADER`] CAs kept at once (then rebuilt).
@@ -64,9 +64,8 @@ pub struct OutboundConfig {
 pub struct Outbound {
     verifying: reqwest::Client,
     insecure: reqwest::Client,
-    /// Clients that also trust a request's own CA, by its PEM.
+    /// Clients that trust a request's own CA, by its PEM.
     with_ca: std::sync::Mutex<std::collections::HashMap<String, reqwest::Client>>,
-    extra: Vec<reqwest::Certificate>,
     allow: Arc<[IpNet]>,
     max_response_bytes: u64,
 }
@@ -82,28 +81,32 @@ impl Outbound {
             None => Vec::new(),
         };
         Ok(Outbound {
-            verifying: client(&allow, extra.clone(), false)?,
-            insecure: client(&allow, extra.clone(), true)?,
+            verifying: client(&allow, TrustedRoots::SystemAnd(extra.clone()), false)?,
+            insecure: client(&allow, TrustedRoots::SystemAnd(extra), true)?,
             with_ca: Default::default(),
-            extra,
             allow,
             max_response_bytes: config.max_response_bytes,
         })
     }
 
-    /// The client that trusts the PEM CA certificates `ca` as well.
+    /// The client that trusts only the PEM CA certificates `ca` (as
+    /// kubectl trusts only a cluster's CA).
     fn client_with_ca(&self, ca: &str) -> Result<reqwest::Client, HttpError> {
-        let mut clients = self.with_ca.lock().expect("not poisoned");
-        if let Some(c) = clients.get(ca) {
+        if let Some(c) = self.with_ca.lock().expect("not poisoned").get(ca) {
             return Ok(c.clone());
         }
+        // Built outside the lock: other requests go on meanwhile.
         let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or(HttpError::TlsCertificateError)?;
+        let c = client(&self.allow, TrustedRoots::Only(certs), false)
             .map_err(|_| HttpError::TlsCertificateError)?;
-        let mut trusted = self.extra.clone();
-        trusted.extend(certs);
-        let c = client(&self.allow, trusted, false).map_err(|_| HttpError::TlsCertificateError)?;
-        if clients.len() >= CA_CLIENTS {
-            clients.clear();
+        let mut clients = self.with_ca.lock().expect("not poisoned");
+        if clients.len() >= CA_CLIENTS
+            && let Some(k) = clients.keys().next().cloned()
+        {
+            clients.remove(&k);
         }
         clients.insert(ca.to_string(), c.clone());
         Ok(c)
@@ -203,23 +206,29 @@ impl Outbound {
     }
 }
 
-/// A client whose requests stay within `allow` (the SSRF guard), trusting
-/// the usual roots and `extra`.
-fn client(
-    allow: &Arc<[IpNet]>,
-    extra: Vec<reqwest::Certificate>,
-    insecure: bool,
-) -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+/// Which certificate authorities a client trusts.
+enum TrustedRoots {
+    /// The system's roots and these (`--outbound-ca-file`).
+    SystemAnd(Vec<reqwest::Certificate>),
+    /// Only these.
+    Only(Vec<reqwest::Certificate>),
+}
+
+/// A client whose requests stay within `allow` (the SSRF guard).
+fn client(allow: &Arc<[IpNet]>, roots: TrustedRoots, insecure: bool) -> Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .connect_timeout(CONNECT_TIMEOUT)
         .dns_resolver(Arc::new(Guard {
             allow: allow.clone(),
         }))
-        .tls_certs_merge(extra)
-        .tls_danger_accept_invalid_certs(insecure)
-        .build()?)
+        .tls_danger_accept_invalid_certs(insecure);
+    let builder = match roots {
+        TrustedRoots::SystemAnd(extra) => builder.tls_certs_merge(extra),
+        TrustedRoots::Only(certs) => builder.tls_certs_only(certs),
+    };
+    Ok(builder.build()?)
 }
 
 /// The `wasi:http` hooks of one component: its outbound requests go
