@@ -36,6 +36,9 @@ pub enum EventKind {
     /// A repository was removed with everything in it.
     #[serde(rename = "repository.deleted")]
     RepositoryDeleted,
+    /// An aging rule removed a tag (`crate::retention`); its manifest stays.
+    #[serde(rename = "tag.aged_out")]
+    TagAgedOut,
 }
 
 impl EventKind {
@@ -45,6 +48,7 @@ impl EventKind {
             EventKind::TagDeleted => "tag.deleted",
             EventKind::ManifestDeleted => "manifest.deleted",
             EventKind::RepositoryDeleted => "repository.deleted",
+            EventKind::TagAgedOut => "tag.aged_out",
         }
     }
 

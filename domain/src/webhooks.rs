@@ -87,22 +87,15 @@ pub const EVENT_TYPES: [&str; 2] = ["PUSH_ARTIFACT", "DELETE_ARTIFACT"];
 pub fn event_type(kind: EventKind) -> Option<&'static str> {
     match kind {
         EventKind::ManifestPushed => Some("PUSH_ARTIFACT"),
-        EventKind::TagDeleted | EventKind::ManifestDeleted => Some("DELETE_ARTIFACT"),
+        EventKind::TagDeleted | EventKind::ManifestDeleted | EventKind::TagAgedOut => {
+            Some("DELETE_ARTIFACT")
+        }
         EventKind::RepositoryDeleted => None,
     }
 }
 
-/// `RuleSelector`: a doublestar glob (`*` within a path segment, `**`
-/// across them, `?`, `{a,b}`) that includes (`repoMatches`, `matches`) or
-/// excludes (`repoExcludes`, `excludes`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RuleSelector {
-    pub kind: String,
-    pub decoration: String,
-    pub pattern: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extras: Option<String>,
-}
+use crate::selectors;
+pub use crate::selectors::RuleSelector;
 
 /// `ScopeRule`: which repositories (of the policy's organization, named
 /// without it) and tags a policy takes.
@@ -287,7 +280,7 @@ pub fn validate(body: &PolicyBody, current: Option<&Policy>) -> Result<Vec<Strin
             return Err("scope_rules.repo_scope_mode: regular or selection".into());
         }
         for s in rule.tag_selectors.iter().chain(repos.into_iter().flatten()) {
-            check_selector(s)?;
+            selectors::check(s)?;
         }
     }
     let types = match (&body.event_types, current) {
@@ -350,45 +343,6 @@ fn check_address(address: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_selector(s: &RuleSelector) -> Result<(), String> {
-    if s.kind != "doublestar" {
-        return Err(format!("selector kind {:?}: only doublestar", s.kind));
-    }
-    if !matches!(
-        s.decoration.as_str(),
-        "repoMatches" | "repoExcludes" | "matches" | "excludes"
-    ) {
-        return Err(format!(
-            "selector decoration {:?}: repoMatches, repoExcludes, matches or excludes",
-            s.decoration
-        ));
-    }
-    if s.pattern.is_empty() || s.pattern.len() > 512 {
-        return Err("selector pattern: 1 to 512 characters".into());
-    }
-    if s.extras.as_ref().is_some_and(|e| e.len() > 256) {
-        return Err("selector extras: at most 256 characters".into());
-    }
-    glob(&s.pattern).map(|_| ())
-}
-
-fn glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| format!("selector pattern {pattern:?}: {e}"))
-}
-
-fn selected(s: &RuleSelector, candidate: &str) -> bool {
-    let hit = glob(&s.pattern).is_ok_and(|g| g.is_match(candidate));
-    if s.decoration.ends_with("xcludes") {
-        !hit
-    } else {
-        hit
-    }
-}
-
 /// `Name:value;Name2:value2` as header pairs.
 pub fn parse_auth_header(h: &str) -> Result<Vec<(String, String)>, String> {
     h.split(';')
@@ -442,10 +396,14 @@ impl Policy {
                     .scope_selectors
                     .values()
                     .flatten()
-                    .all(|s| selected(s, name));
+                    .all(|s| selectors::selected(s, name));
                 // An untagged push is taken when the tag pattern takes "".
                 let tag = r.tag.as_deref().unwrap_or("");
-                repo_ok && rule.tag_selectors.iter().all(|s| selected(s, tag))
+                repo_ok
+                    && rule
+                        .tag_selectors
+                        .iter()
+                        .all(|s| selectors::selected(s, tag))
             })
     }
 }

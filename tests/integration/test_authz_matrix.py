@@ -28,7 +28,13 @@ from huaweicloudsdkswr.v2 import (
     CreateRepoRequestBody,
     CreateRepoTagRequest,
     CreateRepoTagRequestBody,
+    CreateImmutableRuleBody,
+    CreateImmutableRuleRequest,
     CreateInstanceWebhookRequest,
+    DeleteImmutableRuleRequest,
+    ListImmutableRulesRequest,
+    UpdateImmutableRuleBody,
+    UpdateImmutableRuleRequest,
     CreateSecretRequest,
     CreateTriggerRequest,
     CreateTriggerRequestBody,
@@ -165,6 +171,8 @@ def world(tmp_path_factory):
     ids["project"] = acme["project_id"]
     ids["policy"] = admin.create_instance_webhook(CreateInstanceWebhookRequest(
         instance_id=acme["project_id"], namespace_name="mx", body=webhook("shared"))).id
+    ids["immutable"] = admin.create_immutable_rule(CreateImmutableRuleRequest(
+        instance_id=acme["project_id"], namespace_name="mx", body=immutable("never-shared"))).id
     yield reg, keys, ids, digest, sessions
     reg.stop()
 
@@ -185,6 +193,22 @@ def webhook(name, cls=CreateWebhookPolicyRequestBody):
                    scope_selectors={"repository": [RuleSelector(kind="doublestar", decoration="repoMatches",
                                                                 pattern="**")]},
                    repo_scope_mode="regular")])
+
+
+def immutable(repo, cls=CreateImmutableRuleBody):
+    """An immutable-tag rule on a repository nobody pushes to."""
+    return cls(tag_selectors=[RuleSelector(kind="doublestar", decoration="matches", pattern="**")],
+               scope_selectors={"repository": [RuleSelector(kind="doublestar", decoration="repoMatches", pattern=repo)]})
+
+
+def own_immutable(c, ids, caller):
+    """The id of the rule this caller created (else the shared one)."""
+    try:
+        listed = c.list_immutable_rules(ListImmutableRulesRequest(instance_id=ids["project"])).immutable_rules or []
+    except ClientRequestException:
+        listed = []
+    mine = [r.id for r in listed if r.scope_selectors["repository"][0].pattern == f"never-{caller}"]
+    return mine[0] if mine else ids["immutable"]
 
 
 def sdk(reg, key):
@@ -343,6 +367,13 @@ def manage_operations(c, caller, ids):
             **policy, policy_id=ids["policy"]))),
         ("delete webhook", "manage", 204, lambda: c.delete_instance_webhook(DeleteInstanceWebhookRequest(
             **policy, policy_id=own_policy(c, ids, caller)))),
+        # Immutable-tag rules (SWR enterprise edition)
+        ("create immutable rule", "manage", 201, lambda: c.create_immutable_rule(CreateImmutableRuleRequest(
+            **policy, body=immutable(f"never-{caller}")))),
+        ("update immutable rule", "manage", 200, lambda: c.update_immutable_rule(UpdateImmutableRuleRequest(
+            **policy, immutable_rule_id=ids["immutable"], body=immutable("never-shared", UpdateImmutableRuleBody)))),
+        ("delete immutable rule", "manage", 204, lambda: c.delete_immutable_rule(DeleteImmutableRuleRequest(
+            **policy, immutable_rule_id=own_immutable(c, ids, caller)))),
         # The caller's account
         ("login secret", "tenant", 200, lambda: c.create_secret(CreateSecretRequest(projectname="berth"))),
         ("authorization token", "tenant", 200, lambda: c.create_authorization_token(CreateAuthorizationTokenRequest())),

@@ -262,9 +262,10 @@ def test_signature_errors(swr):
 
 def test_not_yet_implemented_operations_say_so(swr):
     reg, keys, _ = swr
-    from huaweicloudsdkswr.v2 import ListRetentionsRequest
+    from huaweicloudsdkswr.v2 import ListImageAutoSyncReposDetailsRequest
     with pytest.raises(ServerResponseException) as e:
-        client(reg, keys["acme"]).list_retentions(ListRetentionsRequest(namespace="x", repository="y"))
+        client(reg, keys["acme"]).list_image_auto_sync_repos_details(
+            ListImageAutoSyncReposDetailsRequest(namespace="x", repository="y"))
     assert code_of(e) == (501, "SVCSTG.SWR.5010001")
 
 

@@ -1,10 +1,12 @@
 //! SWR's enterprise-edition API under `/v2/<project_id>/instances/...`,
 //! handed over by the registry router (it shares `/v2/`). Berth presents
 //! each tenant as one instance, whose id is the tenant's project id; its
-//! webhook policies are [`webhooks`]. Calls are AK/SK-signed as for the
+//! webhook policies are [`webhooks`], its immutable-tag rules
+//! [`immutable`]. Calls are AK/SK-signed as for the
 //! shared edition (`berth_guest::manage::authenticate`), errors are SWR's
 //! JSON, and every change is audited.
 
+mod immutable;
 mod webhooks;
 
 use berth_domain::iam::Principal;
@@ -143,6 +145,29 @@ async fn route(call: &Call<'_>, rest: &[&str], authority: Option<&str>) -> Resul
                 _ => Err(SwrError::method_not_allowed()),
             }
         }
+        [id, "immutabletagrules"] => {
+            instance(id)?;
+            match m {
+                Method::Get => immutable::list(call).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "namespaces", ns, "immutabletagrules"] => {
+            instance(id)?;
+            match m {
+                Method::Post => immutable::create(call, ns).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "namespaces", ns, "immutabletagrules", rule] => {
+            instance(id)?;
+            let rule = policy_id(rule)?;
+            match m {
+                Method::Put => immutable::update(call, ns, rule).await,
+                Method::Delete => immutable::delete(call, ns, rule).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
         [id, "namespaces", ns, "webhook", "policies", policy, "jobs"] => {
             instance(id)?;
             let policy = policy_id(policy)?;
@@ -161,7 +186,7 @@ async fn route(call: &Call<'_>, rest: &[&str], authority: Option<&str>) -> Resul
 
 fn policy_id(s: &str) -> Result<u64, SwrError> {
     s.parse()
-        .map_err(|_| SwrError::bad_request(format!("policy id {s:?} is not a number")))
+        .map_err(|_| SwrError::bad_request(format!("id {s:?} is not a number")))
 }
 
 /// The SDK's `Instance`: the tenant, as an always-running instance.

@@ -224,7 +224,7 @@ pub async fn delete(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrErro
 
 /// `offset` and `limit` as SWR's enterprise listings take them: limit
 /// 1–100 (default 10), offset 0 or a multiple of limit.
-fn page(call: &Call<'_>) -> Result<(usize, usize), SwrError> {
+pub(crate) fn page(call: &Call<'_>) -> Result<(usize, usize), SwrError> {
     let number = |k: &str| -> Result<Option<usize>, SwrError> {
         call.req
             .query(k)

@@ -193,11 +193,15 @@ pub async fn audit(
     }
 }
 
-/// Whether `who` may manage the triggers and webhooks of organization
-/// `ns`: its tenant owns it (else 404, as for any other tenant's) and its
-/// policies allow `swr:repository:trigger` there (else 403). The
+/// Whether `who` may do `action` on organization `ns` (its policies,
+/// rules): its tenant owns it and `who` may see it (else 404, as for any
+/// other tenant's) and its policies allow `action` there (else 403). The
 /// organization's numeric id.
-pub async fn trigger_allowed(who: &Principal, ns: &str) -> Result<u64, SwrError> {
+pub async fn organization_allowed(
+    who: &Principal,
+    ns: &str,
+    action: berth_domain::iam::Action,
+) -> Result<u64, SwrError> {
     use berth_domain::iam::{self, Action};
     let facts = auth::namespace_facts(Some(who), ns)
         .await
@@ -210,16 +214,23 @@ pub async fn trigger_allowed(who: &Principal, ns: &str) -> Result<u64, SwrError>
     if !iam::decide(Some(who), Action::GetNamespace, &resource, &facts) {
         return Err(SwrError::not_found(format!("namespace {ns} not found")));
     }
-    if !iam::decide(Some(who), Action::Trigger, &resource, &facts) {
+    if !iam::decide(Some(who), action, &resource, &facts) {
         return Err(SwrError::forbidden(format!(
-            "{} may not manage the triggers and webhooks of {ns}",
-            who.user
+            "{} may not do {} in {ns}",
+            who.user,
+            action.name()
         )));
     }
     let record = store::get_json::<records::Namespace>(&records::namespace(ns))
         .await
         .map_err(oci_fault)?;
     Ok(record.map(|n| n.id).unwrap_or_default())
+}
+
+/// Whether `who` may manage the triggers and webhooks of organization
+/// `ns` (`swr:repository:trigger`; see [`organization_allowed`]).
+pub async fn trigger_allowed(who: &Principal, ns: &str) -> Result<u64, SwrError> {
+    organization_allowed(who, ns, berth_domain::iam::Action::Trigger).await
 }
 
 /// The method's name as signatures and audit records spell it.

@@ -114,6 +114,42 @@ pub async fn owner(name: &str) -> Result<Option<String>, OciError> {
     )
 }
 
+/// The tenant that owns repository `name` and its organization's
+/// immutable-tag rules (`berth_domain::immutable`), in one read.
+pub async fn owner_and_rules(
+    name: &str,
+) -> Result<(Option<String>, berth_domain::immutable::Rules), OciError> {
+    use berth_domain::iam::records;
+    let ns = name.split('/').next().unwrap_or(name);
+    let found = metadata::get_many(vec![
+        records::namespace(ns),
+        berth_domain::immutable::key(ns),
+    ])
+    .await
+    .map_err(fault)?;
+    let parse = |i: usize| {
+        found
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|e| e.value.as_slice())
+    };
+    let tenant = parse(0)
+        .and_then(|v| serde_json::from_slice::<records::Namespace>(v).ok())
+        .map(|n| n.tenant);
+    let rules = parse(1)
+        .and_then(|v| serde_json::from_slice(v).ok())
+        .unwrap_or_default();
+    Ok((tenant, rules))
+}
+
+/// The refusal of a change to a tag an immutable-tag rule protects.
+pub fn immutable_refusal(name: &str, tag: &str, rule: &berth_domain::immutable::Rule) -> OciError {
+    OciError::new(
+        berth_domain::ErrorCode::Denied,
+        berth_domain::immutable::refusal(name, tag, rule),
+    )
+}
+
 /// A limit from deployment config, or its default.
 pub fn limit(key: &str, default: u64) -> u64 {
     config::get(key)

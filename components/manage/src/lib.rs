@@ -45,7 +45,7 @@ enum Group {
     /// `/berth/v1/...`: Berth's own admin API.
     Admin,
     Versions,
-    /// SWR operations Berth does not serve yet (retention, sync):
+    /// SWR operations Berth does not serve yet (sync):
     /// 501 once the caller is authenticated.
     Later,
     /// No such management operation: 404 once the caller is authenticated
@@ -54,7 +54,7 @@ enum Group {
 }
 
 /// SWR's path segments for operations whose issues have not landed.
-const LATER: [&str; 4] = ["retentions", "sync_repo", "sync_images", "sync_job"];
+const LATER: [&str; 3] = ["sync_repo", "sync_images", "sync_job"];
 
 fn group(path: &str) -> Option<Group> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
@@ -70,6 +70,8 @@ fn group(path: &str) -> Option<Group> {
             | [_, "repos", _, "tags", _]
             | [_, "repos", _, "triggers"]
             | [_, "repos", _, "triggers", _]
+            | [_, "repos", _, "retentions"]
+            | [_, "repos", _, "retentions", _]
             | [_, "repositories", _, "access-domains"]
             | [_, "repositories", _, "access-domains", _] => Group::Repositories,
             [_, "repos", _, op, ..] if LATER.contains(op) => Group::Later,

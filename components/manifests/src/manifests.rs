@@ -201,8 +201,9 @@ pub async fn put(
         ));
     }
     // The organization exists (the router made sure): its tenant owns
-    // the repository and the event.
-    let tenant = store::owner(name).await?.unwrap_or_default();
+    // the repository and the event; its rules say which tags are immutable.
+    let (tenant, rules) = store::owner_and_rules(name).await?;
+    let tenant = tenant.unwrap_or_default();
     let tag = match &r {
         Reference::Tag(t) => Some(*t),
         Reference::Digest(_) => None,
@@ -228,6 +229,10 @@ pub async fn put(
                 Some(entry) => {
                     let old = String::from_utf8_lossy(&entry.value);
                     if old != digest {
+                        // Pushing the same manifest again is allowed.
+                        if let Some(rule) = rules.protecting(name, tag) {
+                            return Err(store::immutable_refusal(name, tag, rule));
+                        }
                         ops.push(store::delete(keys::manifest_tag(name, &old, tag)));
                     }
                     Precondition::Version(entry.version)
@@ -274,7 +279,11 @@ pub async fn delete(
                 return Err(OciError::manifest_unknown(reference_str));
             };
             let digest = String::from_utf8_lossy(&entry.value).into_owned();
-            let tenant = store::owner(name).await?.unwrap_or_default();
+            let (tenant, rules) = store::owner_and_rules(name).await?;
+            if let Some(rule) = rules.protecting(name, tag) {
+                return Err(store::immutable_refusal(name, tag, rule));
+            }
+            let tenant = tenant.unwrap_or_default();
             let deleted =
                 store::new_event(req, EventKind::TagDeleted, &tenant, name, operator.into()).about(
                     Some(tag),
@@ -298,7 +307,8 @@ pub async fn delete(
                 return Err(OciError::manifest_unknown(reference_str));
             };
             let decoded = keys::decode_manifest(&entry.value);
-            let tenant = store::owner(name).await?.unwrap_or_default();
+            let (tenant, rules) = store::owner_and_rules(name).await?;
+            let tenant = tenant.unwrap_or_default();
             let deleted = store::new_event(
                 req,
                 EventKind::ManifestDeleted,
@@ -332,6 +342,10 @@ pub async fn delete(
                     .map_err(fault)?;
                 for e in &page {
                     let tag = &e.key[prefix.len()..];
+                    // Deleting the manifest would delete its immutable tag.
+                    if let Some(rule) = rules.protecting(name, tag) {
+                        return Err(store::immutable_refusal(name, tag, rule));
+                    }
                     ops.push(store::delete(keys::tag(name, tag)));
                     ops.push(store::delete(e.key.clone()));
                 }

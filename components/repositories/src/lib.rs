@@ -5,10 +5,13 @@
 //! - `GET /v2/manage/repos` and `GET /v3/manage/repos`: listings with filters and paging
 //! - `GET|POST …/repos/<repo>/tags`, `GET|DELETE …/tags/<tag>`, `GET /v3/…/tags`
 //! - `POST|GET|PATCH|DELETE …/repos/<repo>/access`: grants to users
+//! - `GET|POST …/repos/<repo>/retentions`, `GET|PATCH|DELETE …/retentions/<id>`,
+//!   `GET …/retentions/histories`: aging rules, see `retentions.rs`
 //! - `GET|POST …/repos/<repo>/triggers`, `GET|PATCH|DELETE …/triggers/<name>`:
 //!   image triggers, see `triggers.rs`
 //! - sharing with other tenants: see `sharing.rs`; usage figures: `usage.rs`
 
+mod retentions;
 mod sharing;
 mod stats;
 mod triggers;
@@ -65,6 +68,37 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
                 _ => Err(SwrError::method_not_allowed()),
             }
         }
+        (["v2", "manage", "namespaces", ns, "repos", r, "retentions"], m) => match m {
+            Method::Get => retentions::list(ns, &full(ns, r), who).await,
+            Method::Post => retentions::create(ns, &full(ns, r), body, who).await,
+            _ => Err(SwrError::method_not_allowed()),
+        },
+        (
+            [
+                "v2",
+                "manage",
+                "namespaces",
+                ns,
+                "repos",
+                r,
+                "retentions",
+                "histories",
+            ],
+            Method::Get,
+        ) => retentions::histories(req, ns, &full(ns, r), who).await,
+        (
+            [
+                "v2",
+                "manage",
+                "namespaces",
+                ns,
+                "repos",
+                r,
+                "retentions",
+                id,
+            ],
+            m,
+        ) => retentions::one(ns, &full(ns, r), id, m, body, who).await,
         (["v2", "manage", "namespaces", ns, "repos", r, "triggers"], m) => match m {
             Method::Get => triggers::list(ns, &full(ns, r), who).await,
             Method::Post => triggers::create(ns, &full(ns, r), body, who).await,
@@ -303,8 +337,21 @@ async fn delete(req: &Incoming, name: &str, who: &Principal) -> Result<Reply, Sw
         records::repository_grant_prefix(name),
         records::share_prefix(name),
         triggers::repository_prefix(name),
+        berth_domain::retention::repository_prefix(name),
     ] {
         let entries = store::scan_all(&prefix).await.map_err(fault)?;
+        if prefix == keys::tag_prefix(name) {
+            // A repository with an immutable tag stays.
+            let (_, rules) = store::owner_and_rules(name).await.map_err(oci_fault)?;
+            for e in &entries {
+                let tag = &e.key[prefix.len()..];
+                if let Some(rule) = rules.protecting(name, tag) {
+                    return Err(SwrError::forbidden(berth_domain::immutable::refusal(
+                        name, tag, rule,
+                    )));
+                }
+            }
+        }
         for e in entries {
             // A trigger's id index goes with it.
             if let Ok(t) = serde_json::from_slice::<triggers::Trigger>(&e.value)
@@ -562,6 +609,7 @@ async fn create_tag(
         Some(e) => {
             let old = String::from_utf8_lossy(&e.value).to_string();
             if old != digest {
+                immutable_check(name, &b.destination_tag).await?;
                 ops.push(store::delete(keys::manifest_tag(
                     name,
                     &old,
@@ -611,6 +659,18 @@ async fn create_tag(
     }
 }
 
+/// Refuses (403) a change to `tag` of `name` that an immutable-tag rule
+/// protects (`berth_domain::immutable`).
+async fn immutable_check(name: &str, tag: &str) -> Result<(), SwrError> {
+    let (_, rules) = store::owner_and_rules(name).await.map_err(oci_fault)?;
+    match rules.protecting(name, tag) {
+        Some(rule) => Err(SwrError::forbidden(berth_domain::immutable::refusal(
+            name, tag, rule,
+        ))),
+        None => Ok(()),
+    }
+}
+
 async fn delete_tag(
     req: &Incoming,
     name: &str,
@@ -622,6 +682,7 @@ async fn delete_tag(
         .await
         .map_err(oci_fault)?
         .ok_or_else(|| SwrError::not_found(format!("tag {tag} not found in {name}")))?;
+    immutable_check(name, tag).await?;
     let digest = String::from_utf8_lossy(&entry.value).to_string();
     let deleted = event(
         req,

@@ -1,0 +1,167 @@
+//! The aging sweep, a scheduled job (`berth_domain::jobs`): applies every
+//! repository's aging rule (`berth_domain::retention`): plans each
+//! repository's tags, and removes those the rule removes — each in its own
+//! commit with its `tag.aged_out` event and its history entry, and only if
+//! the tag still points at the manifest planned (a push meanwhile wins).
+//! Manifests stay (untagged: garbage collection's to judge).
+//!
+//! - `POST /berth/jobs/aging/tick`: runs now; 200 with what the run did,
+//!   409 while another run holds the lease.
+//! - `GET /berth/jobs/aging`: whether a run is under way, and the last run.
+
+use berth_domain::events::{EventKind, EventRecord};
+use berth_domain::keys::{self, TagInfo};
+use berth_domain::retention::{self as rt, HistoryEntry, Retention, TagFacts};
+use berth_domain::swr::SwrError;
+use berth_guest::jobs;
+use berth_guest::manage::{fault, oci_fault};
+use berth_guest::store::{self, Precondition, WriteOp, metadata};
+use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
+
+struct Aging;
+spin_sdk::wasip3::http::service::export!(Aging);
+
+const JOB: &str = "aging";
+const LEASE_SECONDS: u64 = 600;
+
+impl spin_sdk::wasip3::exports::http::handler::Guest for Aging {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        jobs::serve(request, JOB, LEASE_SECONDS, sweep).await
+    }
+}
+
+/// Every tag of `repository` with the time it was last pushed.
+async fn tags_of(repository: &str) -> Result<Vec<TagFacts>, SwrError> {
+    let prefix = format!("mtag/{repository}:");
+    let entries = store::scan_all(&prefix).await.map_err(fault)?;
+    let mut facts = Vec::new();
+    let mut undated = Vec::new();
+    for e in entries {
+        // `<digest>:<tag>`: tags hold no `:`, digests do.
+        let Some((digest, tag)) = e.key[prefix.len()..].rsplit_once(':') else {
+            continue;
+        };
+        let pushed = serde_json::from_slice::<TagInfo>(&e.value)
+            .map(|i| i.updated)
+            .unwrap_or(0);
+        if pushed == 0 {
+            undated.push(facts.len());
+        }
+        facts.push(TagFacts {
+            tag: tag.to_string(),
+            digest: digest.to_string(),
+            pushed,
+        });
+    }
+    // Records from before tags kept their time: the manifest's.
+    if !undated.is_empty() {
+        let wanted = undated
+            .iter()
+            .map(|&i| keys::manifest(repository, &facts[i].digest))
+            .collect();
+        let found = metadata::get_many(wanted).await.map_err(fault)?;
+        for (&i, e) in undated.iter().zip(found) {
+            if let Some(e) = e
+                && let Some((record, _)) = keys::decode_manifest(&e.value)
+            {
+                facts[i].pushed = record.created;
+            }
+        }
+    }
+    Ok(facts)
+}
+
+async fn sweep(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
+    let rules: Vec<Retention> = store::scan_all(rt::ALL)
+        .await
+        .map_err(fault)?
+        .iter()
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect();
+    let (mut removed, mut kept, mut failed) = (0u64, 0u64, Vec::new());
+    for rule in &rules {
+        match apply(run, rule).await {
+            Ok((r, k)) => {
+                removed += r;
+                kept += k;
+            }
+            // One repository's trouble does not stop the others'.
+            Err(e) => failed.push(serde_json::json!({
+                "repository": rule.repository, "error": e.message,
+            })),
+        }
+    }
+    Ok(serde_json::json!({
+        "rules": rules.len(),
+        "tags_removed": removed,
+        "tags_kept": kept,
+        "failed": failed,
+    }))
+}
+
+/// Applies one rule: (tags removed, tags kept).
+async fn apply(run: &mut jobs::Run, rule: &Retention) -> Result<(u64, u64), SwrError> {
+    let name = &rule.repository;
+    let tags = tags_of(name).await?;
+    let (tenant, immutable) = store::owner_and_rules(name).await.map_err(oci_fault)?;
+    let now = store::now();
+    let plan = rt::plan(rule, &tags, now, |t| {
+        immutable.protecting(name, t).map(|r| r.id)
+    })
+    .map_err(SwrError::internal)?;
+    let (mut removed, mut kept) = (0, 0);
+    let rule_type = rule
+        .rules
+        .first()
+        .map(|r| r.template.clone())
+        .unwrap_or_default();
+    let namespace = name.split('/').next().unwrap_or_default().to_string();
+    for d in plan {
+        if !d.remove {
+            kept += 1;
+            continue;
+        }
+        let key = keys::tag(name, &d.tag);
+        let Some(current) = store::get(&key).await.map_err(oci_fault)? else {
+            continue;
+        };
+        if current.value != d.digest.as_bytes() {
+            // Pushed again meanwhile: newer than the plan knew.
+            kept += 1;
+            continue;
+        }
+        let seq = metadata::increment(rt::IDS.to_string(), 1)
+            .await
+            .map_err(fault)? as u64;
+        let event = EventRecord::new(
+            EventKind::TagAgedOut,
+            tenant.as_deref().unwrap_or_default(),
+            name,
+            store::now_ns() as u64,
+        )
+        .about(Some(&d.tag), &d.digest, None);
+        let entry = HistoryEntry {
+            id: seq,
+            retention_id: rule.id,
+            namespace: namespace.clone(),
+            repo: name.clone(),
+            rule_type: rule_type.clone(),
+            tag: d.tag.clone(),
+            digest: d.digest.clone(),
+            reason: d.reason.clone(),
+            created: now,
+        };
+        let ops = vec![
+            WriteOp::Delete((key, Precondition::Version(current.version))),
+            store::delete(keys::manifest_tag(name, &d.digest, &d.tag)),
+            store::event(&event),
+            store::put_json(rt::history_key(name, seq), &entry),
+        ];
+        if run.commit(ops, LEASE_SECONDS).await? {
+            removed += 1;
+        } else {
+            kept += 1;
+        }
+    }
+    Ok((removed, kept))
+}
