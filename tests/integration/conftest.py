@@ -192,6 +192,20 @@ def write_oci_layout(path: Path, images: dict, index_platforms=None):
     return manifests
 
 
+def tenant_client(reg, tenant, password, namespaces=()):
+    """Creates `tenant` (its account user has `password`) with an access key
+    and `namespaces`; returns (the official SDK's SwrClient, project id)."""
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkswr.v2 import CreateNamespaceRequest, CreateNamespaceRequestBody, SwrClient
+    t = reg.iam("tenant-create", tenant, "--password", password)
+    key = reg.iam("key-create", tenant, tenant)
+    client = SwrClient.new_builder().with_credentials(
+        BasicCredentials(key["ak"], key["sk"], t["project_id"])).with_endpoints([reg.anon_url]).build()
+    for ns in namespaces:
+        client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace=ns)))
+    return client, t["project_id"]
+
+
 def skopeo_push(host, creds, ref, tmp_path, content=b"pushed by skopeo"):
     """Pushes a one-layer image with skopeo logged in as `creds`
     ("user:password") to `host/ref` ("repo:tag"); the finished process."""

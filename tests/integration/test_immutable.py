@@ -4,8 +4,6 @@ refused with the rule named; signature tags of the cosign schema stay
 writable; rules disabled or deleted stop protecting; invalid rules get SWR
 error JSON."""
 
-import json
-
 import pytest
 import requests
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
@@ -27,7 +25,7 @@ from huaweicloudsdkswr.v2 import (
     UpdateImmutableRuleRequest,
 )
 
-from conftest import Registry, image, put_manifest, skopeo_push
+from conftest import Registry, image, put_manifest, skopeo_push, tenant_client
 
 ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
 
@@ -35,12 +33,8 @@ ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     reg = Registry(tmp_path_factory.mktemp("immutable") / "data").start()
-    acme = reg.iam("tenant-create", "acme", "--password", "acme-pw")
-    key = reg.iam("key-create", "acme", "acme")
-    client = SwrClient.new_builder().with_credentials(
-        BasicCredentials(key["ak"], key["sk"], acme["project_id"])).with_endpoints([reg.anon_url]).build()
-    client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="imm")))
-    yield reg, client, acme["project_id"], f"http://acme:acme-pw@{reg.host}"
+    client, project = tenant_client(reg, "acme", "acme-pw", ["imm"])
+    yield reg, client, project, f"http://acme:acme-pw@{reg.host}"
     reg.stop()
 
 
@@ -171,7 +165,7 @@ def test_rules_are_listed_and_checked(env):
         client.delete_immutable_rule(DeleteImmutableRuleRequest(instance_id=project, namespace_name="imm", immutable_rule_id=999999))
     assert e.value.status_code == 404
     # Who may: not a read-only user (403), not another tenant (404).
-    key = reg.iam("user-create", "acme", "viewer", "--password", "viewer-pw", "--policy", "SWR ReadOnlyAccess")
+    reg.iam("user-create", "acme", "viewer", "--password", "viewer-pw", "--policy", "SWR ReadOnlyAccess")
     viewer = reg.iam("key-create", "acme", "viewer")
     vc = SwrClient.new_builder().with_credentials(BasicCredentials(viewer["ak"], viewer["sk"], project)) \
         .with_endpoints([reg.anon_url]).build()
@@ -179,12 +173,9 @@ def test_rules_are_listed_and_checked(env):
         create(vc, project, rule_body(repo="z"))
     assert e.value.status_code == 403
     assert not (vc.list_immutable_rules(ListImmutableRulesRequest(instance_id=project)).immutable_rules or [])
-    rival = reg.iam("tenant-create", "rival", "--password", "rival-pw")
-    rk = reg.iam("key-create", "rival", "rival")
-    rc = SwrClient.new_builder().with_credentials(BasicCredentials(rk["ak"], rk["sk"], rival["project_id"])) \
-        .with_endpoints([reg.anon_url]).build()
+    rc, rival_project = tenant_client(reg, "rival", "rival-pw")
     with pytest.raises(ClientRequestException) as e:
-        create(rc, rival["project_id"], rule_body(repo="z"), ns="imm")
+        create(rc, rival_project, rule_body(repo="z"), ns="imm")
     assert e.value.status_code == 404
     for ns, i in (("imm", a), ("imm2", b)):
         client.delete_immutable_rule(DeleteImmutableRuleRequest(instance_id=project, namespace_name=ns, immutable_rule_id=i))

@@ -14,13 +14,10 @@ import time
 
 import pytest
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkswr.v2 import (
     CreateImmutableRuleBody,
     CreateImmutableRuleRequest,
-    CreateNamespaceRequest,
-    CreateNamespaceRequestBody,
     CreateRetentionRequest,
     CreateRetentionRequestBody,
     DeleteRetentionRequest,
@@ -29,13 +26,12 @@ from huaweicloudsdkswr.v2 import (
     Rule,
     RuleSelector,
     ShowRetentionRequest,
-    SwrClient,
     TagSelector,
     UpdateRetentionRequest,
     UpdateRetentionRequestBody,
 )
 
-from conftest import ADMIN, Registry, image
+from conftest import ADMIN, Registry, image, tenant_client
 
 DAY = 86400
 
@@ -43,12 +39,8 @@ DAY = 86400
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     reg = Registry(tmp_path_factory.mktemp("aging") / "data").start()
-    acme = reg.iam("tenant-create", "acme", "--password", "acme-pw")
-    key = reg.iam("key-create", "acme", "acme")
-    client = SwrClient.new_builder().with_credentials(
-        BasicCredentials(key["ak"], key["sk"], acme["project_id"])).with_endpoints([reg.anon_url]).build()
-    client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="age")))
-    yield reg, client, acme["project_id"], f"http://acme:acme-pw@{reg.host}"
+    client, project = tenant_client(reg, "acme", "acme-pw", ["age"])
+    yield reg, client, project, f"http://acme:acme-pw@{reg.host}"
     reg.stop()
 
 

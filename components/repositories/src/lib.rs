@@ -68,11 +68,6 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
                 _ => Err(SwrError::method_not_allowed()),
             }
         }
-        (["v2", "manage", "namespaces", ns, "repos", r, "retentions"], m) => match m {
-            Method::Get => retentions::list(ns, &full(ns, r), who).await,
-            Method::Post => retentions::create(ns, &full(ns, r), body, who).await,
-            _ => Err(SwrError::method_not_allowed()),
-        },
         (
             [
                 "v2",
@@ -82,23 +77,10 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
                 "repos",
                 r,
                 "retentions",
-                "histories",
-            ],
-            Method::Get,
-        ) => retentions::histories(req, ns, &full(ns, r), who).await,
-        (
-            [
-                "v2",
-                "manage",
-                "namespaces",
-                ns,
-                "repos",
-                r,
-                "retentions",
-                id,
+                rest @ ..,
             ],
             m,
-        ) => retentions::one(ns, &full(ns, r), id, m, body, who).await,
+        ) => retentions::serve(req, ns, &full(ns, r), rest, m, body, who).await,
         (["v2", "manage", "namespaces", ns, "repos", r, "triggers"], m) => match m {
             Method::Get => triggers::list(ns, &full(ns, r), who).await,
             Method::Post => triggers::create(ns, &full(ns, r), body, who).await,

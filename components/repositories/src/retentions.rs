@@ -12,6 +12,25 @@ use berth_guest::manage::{fault, oci_fault, ok_json, organization_allowed, parse
 use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata};
 use spin_sdk::wasip3::http::types::Method;
 
+/// `…/retentions[/<id>|/histories]` of repository `name` in `ns`.
+pub async fn serve(
+    req: &Incoming,
+    ns: &str,
+    name: &str,
+    rest: &[&str],
+    m: &Method,
+    body: &[u8],
+    who: &Principal,
+) -> Result<Reply, SwrError> {
+    match (rest, m) {
+        ([], Method::Get) => list(ns, name, who).await,
+        ([], Method::Post) => create(ns, name, body, who).await,
+        (["histories"], Method::Get) => histories(req, ns, name, who).await,
+        ([id], m) => one(ns, name, id, m, body, who).await,
+        _ => Err(SwrError::method_not_allowed()),
+    }
+}
+
 /// Whether `who` may manage the aging rules of repository `name` in
 /// organization `ns`; the repository record (rules are written only while
 /// it exists).
@@ -47,7 +66,7 @@ async fn rules_of(name: &str, who: &Principal) -> Result<Vec<(Retention, u64)>, 
         .collect())
 }
 
-pub async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
+async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
     let repo = allowed(ns, name, who).await?;
     let b: RetentionBody = parse_body(body)?;
     rt::validate(&b).map_err(SwrError::bad_request)?;
@@ -87,7 +106,7 @@ pub async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Resul
 }
 
 /// A bare JSON array of `Retention`s (the SDK reads the whole body).
-pub async fn list(ns: &str, name: &str, who: &Principal) -> Result<Reply, SwrError> {
+async fn list(ns: &str, name: &str, who: &Principal) -> Result<Reply, SwrError> {
     allowed(ns, name, who).await?;
     let out: Vec<_> = rules_of(name, who)
         .await?
@@ -97,7 +116,7 @@ pub async fn list(ns: &str, name: &str, who: &Principal) -> Result<Reply, SwrErr
     ok_json(200, &out)
 }
 
-pub async fn one(
+async fn one(
     ns: &str,
     name: &str,
     id: &str,
@@ -148,7 +167,7 @@ pub async fn one(
 /// `list_retention_histories`: the tags aging removed from the
 /// repository, newest first; `limit`/`offset` (or `filter=limit::N|offset::M`)
 /// and `Content-Range`, as SWR pages.
-pub async fn histories(
+async fn histories(
     req: &Incoming,
     ns: &str,
     name: &str,
