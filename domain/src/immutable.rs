@@ -148,12 +148,75 @@ impl Rule {
 
 impl Rules {
     /// The first rule that makes `tag` of `repository` (`org/name…`)
-    /// immutable.
+    /// immutable (compiles the selectors: for one check; many checks use
+    /// [`Rules::protection`]).
     pub fn protecting(&self, repository: &str, tag: &str) -> Option<&Rule> {
         let name = repository
             .strip_prefix(&self.namespace)
             .and_then(|r| r.strip_prefix('/'))?;
         self.rules.iter().find(|r| r.protects(name, tag))
+    }
+
+    /// The rules compiled once, for checking many tags.
+    pub fn protection(&self) -> Protection {
+        let compile = |list: &[RuleSelector]| -> Vec<selectors::Compiled> {
+            list.iter().filter_map(selectors::compile).collect()
+        };
+        Protection {
+            namespace: self.namespace.clone(),
+            rules: self
+                .rules
+                .iter()
+                .filter(|r| !r.disabled)
+                .map(|r| CompiledRule {
+                    id: r.id,
+                    signatures: r
+                        .tag_selectors
+                        .iter()
+                        .any(|s| s.extras.as_deref() == Some(SIGNATURES)),
+                    tags: compile(&r.tag_selectors),
+                    repositories: compile(
+                        &r.scope_selectors
+                            .values()
+                            .flatten()
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    ),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An organization's enabled rules, compiled.
+pub struct Protection {
+    namespace: String,
+    rules: Vec<CompiledRule>,
+}
+
+struct CompiledRule {
+    id: u64,
+    signatures: bool,
+    tags: Vec<selectors::Compiled>,
+    repositories: Vec<selectors::Compiled>,
+}
+
+impl Protection {
+    /// The id of the first rule that makes `tag` of `repository`
+    /// (`org/name…`) immutable.
+    pub fn protecting(&self, repository: &str, tag: &str) -> Option<u64> {
+        let name = repository
+            .strip_prefix(&self.namespace)
+            .and_then(|r| r.strip_prefix('/'))?;
+        let signature = is_signature_tag(tag);
+        self.rules
+            .iter()
+            .find(|r| {
+                (r.signatures || !signature)
+                    && r.tags.iter().all(|s| s.selects(tag))
+                    && r.repositories.iter().all(|s| s.selects(name))
+            })
+            .map(|r| r.id)
     }
 }
 
@@ -256,5 +319,9 @@ mod tests {
         assert!(excl.protecting("team/a", "v1").is_some());
         assert!(excl.protecting("team/a", "dev-1").is_none());
         assert!(refusal("team/app", "v1", &r.rules[0]).contains("rule 7"));
+        let p = r.protection();
+        assert_eq!(p.protecting("team/app1", "v1"), Some(7));
+        assert_eq!(p.protecting("team/app1", "latest"), None);
+        assert_eq!(p.protecting("team/app1", &sig), None);
     }
 }

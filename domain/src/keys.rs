@@ -67,7 +67,8 @@ pub fn downflow_day(name: &str, date: &str) -> String {
 }
 
 /// `pulled/<name>:<digest>` (a statistic, raised on each pull): when the
-/// manifest was last pulled, in seconds (0: never). Aging rules key on it.
+/// manifest was last pulled, in seconds (0: never), for the last-pull
+/// retention templates (`latestPulledN`, `nDaysSinceLastPull`).
 pub fn pulled(name: &str, digest: &str) -> String {
     format!("pulled/{name}:{digest}")
 }

@@ -227,45 +227,86 @@ pub fn plan(
             Spare::Regexp(r) => r.is_match(tag.as_bytes()),
         })
     };
+    // Signature tags (cosign's `sha256-<hex>.sig` …) follow their image:
+    // they neither count nor age by themselves.
+    let (signatures, images): (Vec<&TagFacts>, Vec<&TagFacts>) = tags
+        .iter()
+        .partition(|t| crate::immutable::is_signature_tag(&t.tag));
     // Newest first (ties by name, so a plan is the same every time).
-    let mut ordered: Vec<&TagFacts> = tags.iter().collect();
+    let mut ordered = images;
     ordered.sort_by(|a, b| b.pushed.cmp(&a.pushed).then(a.tag.cmp(&b.tag)));
     let mut counted = 0u64;
-    Ok(ordered
+    let decide = |t: &TagFacts, remove: bool, reason: String| Decision {
+        tag: t.tag.clone(),
+        digest: t.digest.clone(),
+        remove,
+        reason,
+    };
+    let mut out: Vec<Decision> = ordered
         .into_iter()
         .map(|t| {
-            let decide = |remove: bool, reason: String| Decision {
-                tag: t.tag.clone(),
-                digest: t.digest.clone(),
-                remove,
-                reason,
-            };
             if spared(&t.tag) {
-                return decide(false, "exempted by tag_selectors".into());
+                return decide(t, false, "exempted by tag_selectors".into());
             }
             if let Some(rule) = protected(&t.tag) {
-                return decide(false, format!("immutable (rule {rule})"));
+                return decide(t, false, format!("immutable (rule {rule})"));
             }
             match keep {
                 Keep::Days(days) => {
                     let age = now.saturating_sub(t.pushed) / 86_400;
                     if now.saturating_sub(t.pushed) > days * 86_400 {
-                        decide(true, format!("pushed {age} days ago, over {days}"))
+                        decide(t, true, format!("pushed {age} days ago, over {days}"))
                     } else {
-                        decide(false, format!("pushed {age} days ago, within {days}"))
+                        decide(t, false, format!("pushed {age} days ago, within {days}"))
                     }
                 }
                 Keep::Newest(n) => {
                     counted += 1;
                     if counted > n {
-                        decide(true, format!("number {counted} by push time, over {n}"))
+                        decide(t, true, format!("number {counted} by push time, over {n}"))
                     } else {
-                        decide(false, format!("number {counted} by push time, within {n}"))
+                        decide(
+                            t,
+                            false,
+                            format!("number {counted} by push time, within {n}"),
+                        )
                     }
                 }
             }
         })
-        .collect())
+        .collect();
+    let mut signed: Vec<Decision> = signatures
+        .into_iter()
+        .map(|t| {
+            if spared(&t.tag) {
+                return decide(t, false, "exempted by tag_selectors".into());
+            }
+            if let Some(rule) = protected(&t.tag) {
+                return decide(t, false, format!("immutable (rule {rule})"));
+            }
+            let subject = t.tag["sha256-".len()..]
+                .split('.')
+                .next()
+                .map(|hex| format!("sha256:{hex}"))
+                .unwrap_or_default();
+            let image_tags: Vec<&Decision> = out.iter().filter(|d| d.digest == subject).collect();
+            if !image_tags.is_empty() && image_tags.iter().all(|d| d.remove) {
+                decide(
+                    t,
+                    true,
+                    format!("signs {subject}, whose tags are all removed"),
+                )
+            } else {
+                decide(
+                    t,
+                    false,
+                    format!("signs {subject}, which keeps a tag or has none"),
+                )
+            }
+        })
+        .collect();
+    out.append(&mut signed);
+    Ok(out)
 }
 
 /// `RetentionLog`: one tag the job removed (JSON under [`history_key`]).
@@ -369,6 +410,30 @@ mod tests {
             now,
         );
         assert_eq!(removed(&plan(&r, &t, now, |_| None).unwrap()), ["c", "d"]);
+    }
+
+    #[test]
+    fn signature_tags_follow_their_image() {
+        let now = 100 * 86_400;
+        let r = retention("tag_rule", json!({"num": 1}), &[]);
+        let hex = |c: char| c.to_string().repeat(64);
+        let mut t = tags(&[("new", 1), ("old", 50)], now);
+        t[0].digest = format!("sha256:{}", hex('a'));
+        t[1].digest = format!("sha256:{}", hex('b'));
+        for (h, age) in [('a', 90), ('b', 0), ('c', 90)] {
+            t.push(TagFacts {
+                tag: format!("sha256-{}.sig", hex(h)),
+                digest: format!("sha256:sig{h}"),
+                pushed: now - age * 86_400,
+            });
+        }
+        let p = plan(&r, &t, now, |_| None).unwrap();
+        // The signature of the removed image goes; the kept image's stays
+        // however old; one of no tagged image stays; none counts.
+        assert_eq!(
+            removed(&p),
+            ["old", format!("sha256-{}.sig", hex('b')).as_str()]
+        );
     }
 
     #[test]

@@ -59,3 +59,25 @@ pub fn selected(s: &RuleSelector, candidate: &str) -> bool {
         hit
     }
 }
+
+/// A selector compiled once, for many candidates.
+pub struct Compiled {
+    matcher: globset::GlobMatcher,
+    exclude: bool,
+}
+
+/// `s` compiled (`None` if its pattern does not compile: stored
+/// selectors were checked when written).
+pub fn compile(s: &RuleSelector) -> Option<Compiled> {
+    Some(Compiled {
+        matcher: glob(&s.pattern).ok()?,
+        exclude: s.decoration.ends_with("xcludes"),
+    })
+}
+
+impl Compiled {
+    /// [`selected`], without compiling again.
+    pub fn selects(&self, candidate: &str) -> bool {
+        self.matcher.is_match(candidate) != self.exclude
+    }
+}

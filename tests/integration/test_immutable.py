@@ -4,6 +4,8 @@ refused with the rule named; signature tags of the cosign schema stay
 writable; rules disabled or deleted stop protecting; invalid rules get SWR
 error JSON."""
 
+import time
+
 import pytest
 import requests
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
@@ -101,8 +103,13 @@ def test_an_immutable_tag_cannot_be_moved_or_deleted(env, tmp_path):
         instance_id=project, namespace_name="imm", immutable_rule_id=rid,
         body=rule_body(disabled=True, cls=UpdateImmutableRuleBody)))
     image(url, "imm/app", tag="v2", layers=[b"v2 again"])
+    # An update that leaves `disabled` out keeps it as it was.
     client.update_immutable_rule(UpdateImmutableRuleRequest(
         instance_id=project, namespace_name="imm", immutable_rule_id=rid, body=rule_body(cls=UpdateImmutableRuleBody)))
+    image(url, "imm/app", tag="v2", layers=[b"v2 once more"])
+    client.update_immutable_rule(UpdateImmutableRuleRequest(
+        instance_id=project, namespace_name="imm", immutable_rule_id=rid,
+        body=rule_body(disabled=False, cls=UpdateImmutableRuleBody)))
     r, _, _ = put_manifest(url, "imm/app", "v2", image(url, "imm/app", tag="scratch2", layers=[b"v2c"])[0])
     assert r.status_code == 403
     client.delete_immutable_rule(DeleteImmutableRuleRequest(instance_id=project, namespace_name="imm", immutable_rule_id=rid))
@@ -179,3 +186,17 @@ def test_rules_are_listed_and_checked(env):
     assert e.value.status_code == 404
     for ns, i in (("imm", a), ("imm2", b)):
         client.delete_immutable_rule(DeleteImmutableRuleRequest(instance_id=project, namespace_name=ns, immutable_rule_id=i))
+
+
+def test_an_organizations_rules_go_with_it(env):
+    reg, client, project, url = env
+    from huaweicloudsdkswr.v2 import DeleteNamespacesRequest
+    client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="fleeting")))
+    create(client, project, rule_body(repo="**", tag="**"), ns="fleeting")
+    client.delete_namespaces(DeleteNamespacesRequest(namespace="fleeting"))
+    time.sleep(1.1)  # the same signed body again within a second would be a replay
+    client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="fleeting")))
+    image(url, "fleeting/app", tag="v1", layers=[b"one"])
+    image(url, "fleeting/app", tag="v1", layers=[b"two"])   # no rule left to refuse it
+    listed = client.list_immutable_rules(ListImmutableRulesRequest(instance_id=project)).immutable_rules or []
+    assert [r for r in listed if r.namespace_name == "fleeting"] == []

@@ -124,6 +124,15 @@ def test_tag_rule_keeps_the_newest(env):
         "tag_rule", {"num": "3"}, [("label", "stable")])))
     tick(reg)
     assert tags(url, "age/counted") == ["b3", "b4", "b5", "stable"]
+    # The rule and its history go with the repository.
+    from huaweicloudsdkswr.v2 import DeleteRepoRequest
+    assert client.list_retention_histories(ListRetentionHistoriesRequest(
+        namespace="age", repository="counted")).total == 3
+    client.delete_repo(DeleteRepoRequest(namespace="age", repository="counted"))
+    image(url, "age/counted", tag="again", layers=[b"again"])
+    assert client.list_retention_histories(ListRetentionHistoriesRequest(
+        namespace="age", repository="counted")).total == 0
+    assert not client.list_retentions(ListRetentionsRequest(namespace="age", repository="counted")).body
 
 
 def test_rules_through_the_sdk_and_their_errors(env):

@@ -30,11 +30,14 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Aging {
     }
 }
 
-/// Every tag of `repository` with the time it was last pushed.
-async fn tags_of(repository: &str) -> Result<Vec<TagFacts>, SwrError> {
+/// Every tag of `repository` with the time it was last pushed, and the
+/// version of its `mtag/` record (a push of the tag rewrites it, so a
+/// removal conditioned on it loses to any push since the plan).
+async fn tags_of(repository: &str) -> Result<(Vec<TagFacts>, Vec<u64>), SwrError> {
     let prefix = format!("mtag/{repository}:");
     let entries = store::scan_all(&prefix).await.map_err(fault)?;
     let mut facts = Vec::new();
+    let mut versions = Vec::new();
     let mut undated = Vec::new();
     for e in entries {
         // `<digest>:<tag>`: tags hold no `:`, digests do.
@@ -52,6 +55,7 @@ async fn tags_of(repository: &str) -> Result<Vec<TagFacts>, SwrError> {
             digest: digest.to_string(),
             pushed,
         });
+        versions.push(e.version);
     }
     // Records from before tags kept their time: the manifest's.
     if !undated.is_empty() {
@@ -68,7 +72,7 @@ async fn tags_of(repository: &str) -> Result<Vec<TagFacts>, SwrError> {
             }
         }
     }
-    Ok(facts)
+    Ok((facts, versions))
 }
 
 async fn sweep(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
@@ -85,6 +89,8 @@ async fn sweep(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
                 removed += r;
                 kept += k;
             }
+            // The lease went to another run: it goes on, this one stops.
+            Err(e) if !run.still_held().await? => return Err(e),
             // One repository's trouble does not stop the others'.
             Err(e) => failed.push(serde_json::json!({
                 "repository": rule.repository, "error": e.message,
@@ -102,13 +108,17 @@ async fn sweep(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
 /// Applies one rule: (tags removed, tags kept).
 async fn apply(run: &mut jobs::Run, rule: &Retention) -> Result<(u64, u64), SwrError> {
     let name = &rule.repository;
-    let tags = tags_of(name).await?;
+    let (tags, versions) = tags_of(name).await?;
     let (tenant, immutable) = store::owner_and_rules(name).await.map_err(oci_fault)?;
+    let protection = immutable.protection();
     let now = store::now();
-    let plan = rt::plan(rule, &tags, now, |t| {
-        immutable.protecting(name, t).map(|r| r.id)
-    })
-    .map_err(SwrError::internal)?;
+    let plan = rt::plan(rule, &tags, now, |t| protection.protecting(name, t))
+        .map_err(SwrError::internal)?;
+    let version_of = |tag: &str, digest: &str| {
+        tags.iter()
+            .position(|t| t.tag == tag && t.digest == digest)
+            .map(|i| versions[i])
+    };
     let (mut removed, mut kept) = (0, 0);
     let rule_type = rule
         .rules
@@ -125,8 +135,11 @@ async fn apply(run: &mut jobs::Run, rule: &Retention) -> Result<(u64, u64), SwrE
         let Some(current) = store::get(&key).await.map_err(oci_fault)? else {
             continue;
         };
+        let Some(planned) = version_of(&d.tag, &d.digest) else {
+            continue;
+        };
         if current.value != d.digest.as_bytes() {
-            // Pushed again meanwhile: newer than the plan knew.
+            // Moved meanwhile: newer than the plan knew.
             kept += 1;
             continue;
         }
@@ -153,7 +166,11 @@ async fn apply(run: &mut jobs::Run, rule: &Retention) -> Result<(u64, u64), SwrE
         };
         let ops = vec![
             WriteOp::Delete((key, Precondition::Version(current.version))),
-            store::delete(keys::manifest_tag(name, &d.digest, &d.tag)),
+            // Pushed again since the plan (even the same manifest): kept.
+            WriteOp::Delete((
+                keys::manifest_tag(name, &d.digest, &d.tag),
+                Precondition::Version(planned),
+            )),
             store::event(&event),
             store::put_json(rt::history_key(name, seq), &entry),
         ];

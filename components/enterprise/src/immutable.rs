@@ -26,21 +26,24 @@ async fn organization(call: &Call<'_>, ns: &str) -> Result<u64, SwrError> {
 async fn load(call: &Call<'_>, ns: &str) -> Result<(Rules, u64), SwrError> {
     let namespace_id = organization(call, ns).await?;
     let entry = store::get(&im::key(ns)).await.map_err(oci_fault)?;
+    let fresh = Rules {
+        tenant: call.who.tenant.clone(),
+        namespace: ns.to_string(),
+        namespace_id,
+        rules: Vec::new(),
+    };
     Ok(match entry {
-        Some(e) => (
-            serde_json::from_slice(&e.value)
-                .map_err(|e| SwrError::internal(format!("corrupt immutable rules: {e}")))?,
-            e.version,
-        ),
-        None => (
-            Rules {
-                tenant: call.who.tenant.clone(),
-                namespace: ns.to_string(),
-                namespace_id,
-                rules: Vec::new(),
-            },
-            0,
-        ),
+        Some(e) => {
+            let rules: Rules = serde_json::from_slice(&e.value)
+                .map_err(|e| SwrError::internal(format!("corrupt immutable rules: {e}")))?;
+            // Left by an earlier owner of the name: replaced, not extended.
+            if rules.tenant == fresh.tenant && rules.namespace_id == namespace_id {
+                (rules, e.version)
+            } else {
+                (fresh, e.version)
+            }
+        }
+        None => (fresh, 0),
     })
 }
 
@@ -156,7 +159,7 @@ pub async fn update(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrErro
     im::validate(&body).map_err(SwrError::bad_request)?;
     let rule = &mut rules.rules[i];
     rule.priority = body.priority.unwrap_or(rule.priority);
-    rule.disabled = body.disabled.unwrap_or(false);
+    rule.disabled = body.disabled.unwrap_or(rule.disabled);
     rule.tag_selectors = body.tag_selectors;
     rule.scope_selectors = body.scope_selectors;
     rule.updated = store::now();

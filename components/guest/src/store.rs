@@ -136,9 +136,21 @@ pub async fn owner_and_rules(
     let tenant = parse(0)
         .and_then(|v| serde_json::from_slice::<records::Namespace>(v).ok())
         .map(|n| n.tenant);
-    let rules = parse(1)
-        .and_then(|v| serde_json::from_slice(v).ok())
-        .unwrap_or_default();
+    let rules = match parse(1) {
+        None => Default::default(),
+        // Unreadable rules protect what they might: refuse, do not allow.
+        Some(v) => serde_json::from_slice::<berth_domain::immutable::Rules>(v).map_err(|e| {
+            OciError::internal(format!(
+                "the organization's immutable tag rules are unreadable: {e}"
+            ))
+        })?,
+    };
+    // Rules left by an earlier owner of the name are not this one's.
+    let rules = if tenant.as_deref() == Some(rules.tenant.as_str()) {
+        rules
+    } else {
+        Default::default()
+    };
     Ok((tenant, rules))
 }
 

@@ -309,6 +309,7 @@ pub async fn delete(
             let decoded = keys::decode_manifest(&entry.value);
             let (tenant, rules) = store::owner_and_rules(name).await?;
             let tenant = tenant.unwrap_or_default();
+            let protection = (!rules.rules.is_empty()).then(|| rules.protection());
             let deleted = store::new_event(
                 req,
                 EventKind::ManifestDeleted,
@@ -343,7 +344,10 @@ pub async fn delete(
                 for e in &page {
                     let tag = &e.key[prefix.len()..];
                     // Deleting the manifest would delete its immutable tag.
-                    if let Some(rule) = rules.protecting(name, tag) {
+                    if let Some(p) = &protection
+                        && p.protecting(name, tag).is_some()
+                        && let Some(rule) = rules.protecting(name, tag)
+                    {
                         return Err(store::immutable_refusal(name, tag, rule));
                     }
                     ops.push(store::delete(keys::tag(name, tag)));

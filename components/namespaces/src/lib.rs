@@ -152,6 +152,9 @@ async fn delete(ns: &str, who: &Principal) -> Result<Reply, SwrError> {
     let mut ops = vec![
         store::delete(records::namespace(ns)),
         store::delete(records::owned_namespace(&n.tenant, ns)),
+        // Its immutable-tag rules go with it (a later owner of the name
+        // starts with none).
+        store::delete(berth_domain::immutable::key(ns)),
         // The name stays with this tenant a little longer (see
         // `records::RELEASE_HOLD_SECS`).
         store::put_json(

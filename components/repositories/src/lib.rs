@@ -320,14 +320,18 @@ async fn delete(req: &Incoming, name: &str, who: &Principal) -> Result<Reply, Sw
         records::share_prefix(name),
         triggers::repository_prefix(name),
         berth_domain::retention::repository_prefix(name),
+        berth_domain::retention::history_prefix(name),
     ] {
         let entries = store::scan_all(&prefix).await.map_err(fault)?;
         if prefix == keys::tag_prefix(name) {
             // A repository with an immutable tag stays.
             let (_, rules) = store::owner_and_rules(name).await.map_err(oci_fault)?;
+            let protection = rules.protection();
             for e in &entries {
                 let tag = &e.key[prefix.len()..];
-                if let Some(rule) = rules.protecting(name, tag) {
+                if protection.protecting(name, tag).is_some()
+                    && let Some(rule) = rules.protecting(name, tag)
+                {
                     return Err(SwrError::forbidden(berth_domain::immutable::refusal(
                         name, tag, rule,
                     )));
