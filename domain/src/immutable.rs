@@ -84,8 +84,11 @@ pub fn is_signature_tag(tag: &str) -> bool {
     let Some((hex, kind)) = rest.split_once('.') else {
         return false;
     };
+    // Lowercase, as digests are written: `sha256-ABC….sig` is a tag.
     hex.len() == 64
-        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         && matches!(kind, "sig" | "att" | "sbom")
 }
 
@@ -151,9 +154,7 @@ impl Rules {
     /// immutable (compiles the selectors: for one check; many checks use
     /// [`Rules::protection`]).
     pub fn protecting(&self, repository: &str, tag: &str) -> Option<&Rule> {
-        let name = repository
-            .strip_prefix(&self.namespace)
-            .and_then(|r| r.strip_prefix('/'))?;
+        let name = name_within(&self.namespace, repository)?;
         self.rules.iter().find(|r| r.protects(name, tag))
     }
 
@@ -188,6 +189,17 @@ impl Rules {
     }
 }
 
+/// `repository`'s name within organization `namespace` (`app` of
+/// `team/app`); a repository named as its organization is itself.
+fn name_within<'a>(namespace: &str, repository: &'a str) -> Option<&'a str> {
+    if repository == namespace {
+        return Some(repository);
+    }
+    repository
+        .strip_prefix(namespace)
+        .and_then(|r| r.strip_prefix('/'))
+}
+
 /// An organization's enabled rules, compiled.
 pub struct Protection {
     namespace: String,
@@ -205,9 +217,7 @@ impl Protection {
     /// The id of the first rule that makes `tag` of `repository`
     /// (`org/name…`) immutable.
     pub fn protecting(&self, repository: &str, tag: &str) -> Option<u64> {
-        let name = repository
-            .strip_prefix(&self.namespace)
-            .and_then(|r| r.strip_prefix('/'))?;
+        let name = name_within(&self.namespace, repository)?;
         let signature = is_signature_tag(tag);
         self.rules
             .iter()
@@ -299,6 +309,16 @@ mod tests {
         assert!(r.protecting("team/app1", "latest").is_none());
         assert!(r.protecting("team/db", "v1").is_none());
         assert!(r.protecting("other/app1", "v1").is_none());
+        let all = rules("**", "v*");
+        assert!(
+            all.protecting("team", "v1").is_some(),
+            "a repository named as its organization"
+        );
+        assert!(all.protection().protecting("team", "v1").is_some());
+        assert!(!is_signature_tag(&format!(
+            "sha256-{}.sig",
+            "AB".repeat(32)
+        )));
         let sig = format!("sha256-{}.sig", "ab".repeat(32));
         assert!(is_signature_tag(&sig));
         assert!(!is_signature_tag("sha256-abc.sig") && !is_signature_tag("v1.sig"));

@@ -53,6 +53,7 @@ pub const MAX_PER_REPOSITORY: usize = 1;
 
 /// `CreateRetentionRequestBody` / `UpdateRetentionRequestBody`.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionBody {
     pub algorithm: String,
     pub rules: Vec<Rule>,
@@ -60,6 +61,7 @@ pub struct RetentionBody {
 
 /// `Rule`: a template with its parameters, and the tags it spares.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rule {
     /// `date_rule` or `tag_rule`.
     pub template: String,
@@ -72,6 +74,7 @@ pub struct Rule {
 
 /// `TagSelector`: a tag kept whatever the rule says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TagSelector {
     /// `label` (the tag) or `regexp` (a regular expression for the whole tag).
     pub kind: String,
@@ -229,9 +232,22 @@ pub fn plan(
     };
     // Signature tags (cosign's `sha256-<hex>.sig` …) follow their image:
     // they neither count nor age by themselves.
-    let (signatures, images): (Vec<&TagFacts>, Vec<&TagFacts>) = tags
+    // A signature whose image has no tag here ages as any tag does.
+    let subject = |t: &TagFacts| -> String {
+        t.tag["sha256-".len()..]
+            .split('.')
+            .next()
+            .map(|hex| format!("sha256:{hex}"))
+            .unwrap_or_default()
+    };
+    let tagged: std::collections::HashSet<&str> = tags
         .iter()
-        .partition(|t| crate::immutable::is_signature_tag(&t.tag));
+        .filter(|t| !crate::immutable::is_signature_tag(&t.tag))
+        .map(|t| t.digest.as_str())
+        .collect();
+    let (signatures, images): (Vec<&TagFacts>, Vec<&TagFacts>) = tags.iter().partition(|t| {
+        crate::immutable::is_signature_tag(&t.tag) && tagged.contains(subject(t).as_str())
+    });
     // Newest first (ties by name, so a plan is the same every time).
     let mut ordered = images;
     ordered.sort_by(|a, b| b.pushed.cmp(&a.pushed).then(a.tag.cmp(&b.tag)));
@@ -284,11 +300,7 @@ pub fn plan(
             if let Some(rule) = protected(&t.tag) {
                 return decide(t, false, format!("immutable (rule {rule})"));
             }
-            let subject = t.tag["sha256-".len()..]
-                .split('.')
-                .next()
-                .map(|hex| format!("sha256:{hex}"))
-                .unwrap_or_default();
+            let subject = subject(t);
             let image_tags: Vec<&Decision> = out.iter().filter(|d| d.digest == subject).collect();
             if !image_tags.is_empty() && image_tags.iter().all(|d| d.remove) {
                 decide(
@@ -429,10 +441,15 @@ mod tests {
         }
         let p = plan(&r, &t, now, |_| None).unwrap();
         // The signature of the removed image goes; the kept image's stays
-        // however old; one of no tagged image stays; none counts.
+        // however old; one of no tagged image ages as any tag (here it is
+        // counted after "new" and goes).
         assert_eq!(
             removed(&p),
-            ["old", format!("sha256-{}.sig", hex('b')).as_str()]
+            [
+                "old",
+                format!("sha256-{}.sig", hex('b')).as_str(),
+                format!("sha256-{}.sig", hex('c')).as_str()
+            ]
         );
     }
 
@@ -461,5 +478,7 @@ mod tests {
         };
         assert!(validate(&two).is_err());
         assert_eq!(parse_key(&key("team/app", 7)), Some(("team/app", 7)));
+        let unknown = r#"{"algorithm":"or","rules":[{"template":"tag_rule","params":{"num":"1"},"tag_selectors":[],"bogus":1}]}"#;
+        assert!(serde_json::from_str::<RetentionBody>(unknown).is_err());
     }
 }

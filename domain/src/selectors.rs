@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// across them, `?`, `{a,b}`) that includes (`repoMatches`, `matches`) or
 /// excludes (`repoExcludes`, `excludes`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RuleSelector {
     pub kind: String,
     pub decoration: String,

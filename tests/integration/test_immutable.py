@@ -94,6 +94,13 @@ def test_an_immutable_tag_cannot_be_moved_or_deleted(env, tmp_path):
             call()
         assert e.value.status_code == 403 and f"rule {rid}" in e.value.error_msg, e.value
     assert digest_of(url, "imm/app", "v1") == v1
+    # A repository named as its organization is protected as well.
+    root = create(client, project, rule_body(repo="imm", tag="root-*"))
+    image(url, "imm", tag="root-1", layers=[b"root one"])
+    r, _, _ = put_manifest(url, "imm", "root-1", image(url, "imm", tag="root-x", layers=[b"root two"])[0])
+    assert r.status_code == 403 and f"rule {root}" in r.text, r.text
+    assert requests.delete(f"{url}/v2/imm/manifests/root-1").status_code == 403
+    client.delete_immutable_rule(DeleteImmutableRuleRequest(instance_id=project, namespace_name="imm", immutable_rule_id=root))
     # Another repository of the organization is not selected.
     image(url, "imm/db", tag="v1", layers=[b"db1"])
     image(url, "imm/db", tag="v1", layers=[b"db2"])

@@ -166,6 +166,17 @@ def test_rules_through_the_sdk_and_their_errors(env):
             client.create_retention(CreateRetentionRequest(namespace="age", repository="crud2", body=b))
         assert e.value.status_code == 400 and e.value.error_code == "SVCSTG.SWR.4000001", e.value
     assert not client.list_retentions(ListRetentionsRequest(namespace="age", repository="crud2")).body
+    made = client.create_retention(CreateRetentionRequest(namespace="age", repository="crud2", body=body(
+        "tag_rule", {"num": "1"}, [("label", "x")])))
+    client.delete_retention(DeleteRetentionRequest(namespace="age", repository="crud2", retention_id=made.id))
+    r = requests.get(f"{url}/v2/manage/namespaces/age/repos/crud2/retentions/histories?limit=0")
+    assert r.status_code == 401, "the management API needs a signature"
+    for bad_query in ({"limit": "0", "offset": "0"}, {"limit": "100000", "offset": "0"}):
+        with pytest.raises(ClientRequestException) as e:
+            client.list_retention_histories(ListRetentionHistoriesRequest(namespace="age", repository="crud2", **bad_query))
+        assert e.value.status_code == 400
+    empty = client.list_retention_histories(ListRetentionHistoriesRequest(namespace="age", repository="crud2"))
+    assert empty.total == 0 and empty.content_range == "*/0"
     with pytest.raises(ClientRequestException) as e:
         client.show_retention(ShowRetentionRequest(namespace="age", repository="crud", retention_id=999999))
     assert e.value.status_code == 404

@@ -75,6 +75,12 @@ async fn tags_of(repository: &str) -> Result<(Vec<TagFacts>, Vec<u64>), SwrError
     Ok((facts, versions))
 }
 
+/// The digest a signature tag (`sha256-<hex>.sig` …) signs.
+fn signed_image(tag: &str) -> Option<String> {
+    berth_domain::immutable::is_signature_tag(tag)
+        .then(|| format!("sha256:{}", &tag["sha256-".len().."sha256-".len() + 64]))
+}
+
 async fn sweep(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     let rules: Vec<Retention> = store::scan_all(rt::ALL)
         .await
@@ -126,8 +132,17 @@ async fn apply(run: &mut jobs::Run, rule: &Retention) -> Result<(u64, u64), SwrE
         .map(|r| r.template.clone())
         .unwrap_or_default();
     let namespace = name.split('/').next().unwrap_or_default().to_string();
+    // Images one of whose planned removals did not happen: their
+    // signatures stay (the plan puts signatures after images).
+    let mut stayed: std::collections::HashSet<String> = Default::default();
     for d in plan {
         if !d.remove {
+            kept += 1;
+            continue;
+        }
+        if let Some(subject) = signed_image(&d.tag)
+            && stayed.contains(&subject)
+        {
             kept += 1;
             continue;
         }
@@ -141,6 +156,7 @@ async fn apply(run: &mut jobs::Run, rule: &Retention) -> Result<(u64, u64), SwrE
         if current.value != d.digest.as_bytes() {
             // Moved meanwhile: newer than the plan knew.
             kept += 1;
+            stayed.insert(d.digest.clone());
             continue;
         }
         let seq = metadata::increment(rt::IDS.to_string(), 1)
@@ -178,6 +194,7 @@ async fn apply(run: &mut jobs::Run, rule: &Retention) -> Result<(u64, u64), SwrE
             removed += 1;
         } else {
             kept += 1;
+            stayed.insert(d.digest.clone());
         }
     }
     Ok((removed, kept))

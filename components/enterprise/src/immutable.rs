@@ -22,9 +22,14 @@ async fn organization(call: &Call<'_>, ns: &str) -> Result<u64, SwrError> {
     organization_allowed(&call.who, ns, Action::Retention).await
 }
 
-/// The organization's rules and the version they were read at (0: none yet).
-async fn load(call: &Call<'_>, ns: &str) -> Result<(Rules, u64), SwrError> {
+/// The organization's rules and the version they were read at (0: none
+/// yet), and its record (the rules are written only while it exists).
+async fn load(call: &Call<'_>, ns: &str) -> Result<(Rules, u64, metadata::Entry), SwrError> {
     let namespace_id = organization(call, ns).await?;
+    let org = store::get(&berth_domain::iam::records::namespace(ns))
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::not_found(format!("namespace {ns} not found")))?;
     let entry = store::get(&im::key(ns)).await.map_err(oci_fault)?;
     let fresh = Rules {
         tenant: call.who.tenant.clone(),
@@ -38,33 +43,39 @@ async fn load(call: &Call<'_>, ns: &str) -> Result<(Rules, u64), SwrError> {
                 .map_err(|e| SwrError::internal(format!("corrupt immutable rules: {e}")))?;
             // Left by an earlier owner of the name: replaced, not extended.
             if rules.tenant == fresh.tenant && rules.namespace_id == namespace_id {
-                (rules, e.version)
+                (rules, e.version, org)
             } else {
-                (fresh, e.version)
+                (fresh, e.version, org)
             }
         }
-        None => (fresh, 0),
+        None => (fresh, 0, org),
     })
 }
 
-/// Writes `rules` over what was read at `version`.
-async fn save(ns: &str, rules: &Rules, version: u64) -> Result<(), SwrError> {
+/// Writes `rules` over what was read at `version`, while organization
+/// record `org` is as read (a delete meanwhile refuses it: no rules
+/// outlive their organization).
+async fn save(ns: &str, rules: &Rules, version: u64, org: metadata::Entry) -> Result<(), SwrError> {
     let precondition = match version {
         0 => Precondition::Absent,
         v => Precondition::Version(v),
     };
     let value = serde_json::to_vec(rules).expect("rules serialize");
-    match store::commit(vec![WriteOp::Put((im::key(ns), value, precondition))]).await {
+    let ops = vec![
+        WriteOp::Put((im::key(ns), value, precondition)),
+        WriteOp::Put((org.key, org.value, Precondition::Version(org.version))),
+    ];
+    match store::commit(ops).await {
         Ok(_) => Ok(()),
         Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
-            "the immutable tag rules of {ns} changed meanwhile; try again"
+            "the immutable tag rules of {ns}, or the organization, changed meanwhile; try again"
         ))),
         Err(e) => Err(fault(e)),
     }
 }
 
 pub async fn create(call: &Call<'_>, ns: &str) -> Result<Reply, SwrError> {
-    let (mut rules, version) = load(call, ns).await?;
+    let (mut rules, version, org) = load(call, ns).await?;
     let body: RuleBody = parse_body(&call.body)?;
     im::validate(&body).map_err(SwrError::bad_request)?;
     if rules.rules.len() >= im::MAX_RULES {
@@ -87,7 +98,7 @@ pub async fn create(call: &Call<'_>, ns: &str) -> Result<Reply, SwrError> {
         created: now,
         updated: now,
     });
-    save(ns, &rules, version).await?;
+    save(ns, &rules, version, org).await?;
     ok_json(201, &serde_json::json!({ "id": id }))
 }
 
@@ -153,7 +164,7 @@ fn position(rules: &Rules, ns: &str, id: u64) -> Result<usize, SwrError> {
 }
 
 pub async fn update(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrError> {
-    let (mut rules, version) = load(call, ns).await?;
+    let (mut rules, version, org) = load(call, ns).await?;
     let i = position(&rules, ns, id)?;
     let body: RuleBody = parse_body(&call.body)?;
     im::validate(&body).map_err(SwrError::bad_request)?;
@@ -163,14 +174,14 @@ pub async fn update(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrErro
     rule.tag_selectors = body.tag_selectors;
     rule.scope_selectors = body.scope_selectors;
     rule.updated = store::now();
-    save(ns, &rules, version).await?;
+    save(ns, &rules, version, org).await?;
     Ok(Reply::new(200))
 }
 
 pub async fn delete(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrError> {
-    let (mut rules, version) = load(call, ns).await?;
+    let (mut rules, version, org) = load(call, ns).await?;
     let i = position(&rules, ns, id)?;
     rules.rules.remove(i);
-    save(ns, &rules, version).await?;
+    save(ns, &rules, version, org).await?;
     Ok(Reply::new(204))
 }

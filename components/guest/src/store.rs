@@ -133,9 +133,8 @@ pub async fn owner_and_rules(
             .and_then(Option::as_ref)
             .map(|e| e.value.as_slice())
     };
-    let tenant = parse(0)
-        .and_then(|v| serde_json::from_slice::<records::Namespace>(v).ok())
-        .map(|n| n.tenant);
+    let org = parse(0).and_then(|v| serde_json::from_slice::<records::Namespace>(v).ok());
+    let tenant = org.as_ref().map(|n| n.tenant.clone());
     let rules = match parse(1) {
         None => Default::default(),
         // Unreadable rules protect what they might: refuse, do not allow.
@@ -145,8 +144,11 @@ pub async fn owner_and_rules(
             ))
         })?,
     };
-    // Rules left by an earlier owner of the name are not this one's.
-    let rules = if tenant.as_deref() == Some(rules.tenant.as_str()) {
+    // Rules left by an earlier organization of the name are not this one's.
+    let rules = if org
+        .as_ref()
+        .is_some_and(|n| n.tenant == rules.tenant && n.id == rules.namespace_id)
+    {
         rules
     } else {
         Default::default()

@@ -193,7 +193,10 @@ async fn histories(
         .transpose()
         .map(|n| n.unwrap_or(default))
     };
-    let limit = number(limit, "limit", 100)?.clamp(1, 1000);
+    let limit = number(limit, "limit", 100)?;
+    if !(1..=1000).contains(&limit) {
+        return Err(SwrError::bad_request("limit must be from 1 to 1000"));
+    }
     let offset = number(offset, "offset", 0)?;
     let entries = store::scan_all(&rt::history_prefix(name))
         .await
@@ -219,10 +222,14 @@ async fn histories(
             })
         })
         .collect();
-    let end = (offset + rows.len()).saturating_sub(1);
+    // RFC 9110 §14.4: `first-last/total`, or `*/total` for no rows.
+    let range = match rows.len() {
+        0 => format!("*/{total}"),
+        n => format!("{offset}-{}/{total}", offset + n - 1),
+    };
     let reply = ok_json(
         200,
         &serde_json::json!({ "retention_log": rows, "total": total }),
     )?;
-    Ok(reply.header("content-range", format!("{offset}-{end}/{total}")))
+    Ok(reply.header("content-range", range))
 }
