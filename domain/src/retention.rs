@@ -201,6 +201,8 @@ pub struct TagFacts {
     pub digest: String,
     /// When the tag was last pushed (s since the epoch).
     pub pushed: u64,
+    /// The commit version of that push: orders pushes within one second.
+    pub order: u64,
 }
 
 /// What the job does with one tag, and why.
@@ -250,7 +252,11 @@ pub fn plan(
     });
     // Newest first (ties by name, so a plan is the same every time).
     let mut ordered = images;
-    ordered.sort_by(|a, b| b.pushed.cmp(&a.pushed).then(a.tag.cmp(&b.tag)));
+    ordered.sort_by(|a, b| {
+        (b.pushed, b.order)
+            .cmp(&(a.pushed, a.order))
+            .then(a.tag.cmp(&b.tag))
+    });
     let mut counted = 0u64;
     let decide = |t: &TagFacts, remove: bool, reason: String| Decision {
         tag: t.tag.clone(),
@@ -258,14 +264,18 @@ pub fn plan(
         remove,
         reason,
     };
+    // Kept whatever the rule says: named by tag_selectors, or immutable.
+    let exempt = |t: &TagFacts| {
+        if spared(&t.tag) {
+            return Some(decide(t, false, "exempted by tag_selectors".into()));
+        }
+        protected(&t.tag).map(|rule| decide(t, false, format!("immutable (rule {rule})")))
+    };
     let mut out: Vec<Decision> = ordered
         .into_iter()
         .map(|t| {
-            if spared(&t.tag) {
-                return decide(t, false, "exempted by tag_selectors".into());
-            }
-            if let Some(rule) = protected(&t.tag) {
-                return decide(t, false, format!("immutable (rule {rule})"));
+            if let Some(d) = exempt(t) {
+                return d;
             }
             match keep {
                 Keep::Days(days) => {
@@ -294,11 +304,8 @@ pub fn plan(
     let mut signed: Vec<Decision> = signatures
         .into_iter()
         .map(|t| {
-            if spared(&t.tag) {
-                return decide(t, false, "exempted by tag_selectors".into());
-            }
-            if let Some(rule) = protected(&t.tag) {
-                return decide(t, false, format!("immutable (rule {rule})"));
+            if let Some(d) = exempt(t) {
+                return d;
             }
             let subject = subject(t);
             let image_tags: Vec<&Decision> = out.iter().filter(|d| d.digest == subject).collect();
@@ -371,6 +378,7 @@ mod tests {
                 tag: t.to_string(),
                 digest: format!("sha256:{t}"),
                 pushed: now - d * 86_400,
+                order: 0,
             })
             .collect()
     }
@@ -437,6 +445,7 @@ mod tests {
                 tag: format!("sha256-{}.sig", hex(h)),
                 digest: format!("sha256:sig{h}"),
                 pushed: now - age * 86_400,
+                order: 0,
             });
         }
         let p = plan(&r, &t, now, |_| None).unwrap();
@@ -451,6 +460,23 @@ mod tests {
                 format!("sha256-{}.sig", hex('c')).as_str()
             ]
         );
+    }
+
+    #[test]
+    fn pushes_within_one_second_keep_their_order() {
+        let now = 100 * 86_400;
+        let r = retention("tag_rule", json!({"num": 2}), &[]);
+        // Same second; e was pushed last, c first.
+        let t: Vec<TagFacts> = [("e", 3), ("c", 1), ("d", 2)]
+            .iter()
+            .map(|(tag, order)| TagFacts {
+                tag: tag.to_string(),
+                digest: format!("sha256:{tag}"),
+                pushed: now,
+                order: *order,
+            })
+            .collect();
+        assert_eq!(removed(&plan(&r, &t, now, |_| None).unwrap()), ["c"]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ from huaweicloudsdkswr.v2 import (
     SwrClient,
 )
 
-from conftest import ADMIN, Registry, image, push_blob, put_manifest, skopeo_push
+from conftest import Registry, image, push_blob, put_manifest, skopeo_push
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

@@ -2,7 +2,6 @@
 schedule by the host and on `POST /berth/jobs/<job>/tick`, one run at a time
 through a lease in metadata. The first job is gc (abandoned uploads)."""
 
-import base64
 import json
 import sqlite3
 import subprocess

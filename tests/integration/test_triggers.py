@@ -21,23 +21,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkswr.v2 import (
-    CreateNamespaceRequest,
-    CreateNamespaceRequestBody,
     CreateTriggerRequest,
     CreateTriggerRequestBody,
     DeleteRepoRequest,
     DeleteTriggerRequest,
     ListTriggersDetailsRequest,
     ShowTriggerRequest,
-    SwrClient,
     UpdateTriggerRequest,
     UpdateTriggerRequestBody,
 )
 
-from conftest import Registry, image, skopeo_push
+from conftest import Registry, image, skopeo_push, tenant_client
 
 TOKEN = "kube-token-s3cret"
 REGISTRY_HOST = "registry.test"
@@ -186,11 +182,7 @@ def env(tmp_path_factory):
                    extra_args=["--outbound-allow", "127.0.0.1", "--var", "webhook_retry_base_ms=300",
                                "--var", "webhook_schedule=* * * * * *", "--var", "webhook_max_attempts=2",
                                "--var", f"registry_host={REGISTRY_HOST}"]).start()
-    acme = reg.iam("tenant-create", "acme", "--password", "acme-pw")
-    key = reg.iam("key-create", "acme", "acme")
-    creds = BasicCredentials(key["ak"], key["sk"], acme["project_id"])
-    client = SwrClient.new_builder().with_credentials(creds).with_endpoints([reg.anon_url]).build()
-    client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="apps")))
+    client, _ = tenant_client(reg, "acme", "acme-pw", ["apps"])
     admin = f"http://acme:acme-pw@{reg.host}/berth/v1/tenants/acme/clusters"
     r = requests.post(admin, json={"id": "prod", "name": "prod-cluster", "server": kube.url, "token": TOKEN,
                                    "organizations": ["apps"], "namespaces": ["shop"],
@@ -328,7 +320,19 @@ def test_the_cluster_ca_and_token_are_used_and_kept_secret(env, tmp_path):
         time.sleep(0.3)
     assert not [r for r in kube.requests[before:] if r[1] == path], "no request got through TLS"
     client.delete_trigger(DeleteTriggerRequest(namespace="apps", repository="db", trigger="untrusted"))
+    # A trigger whose cluster was deleted stops, saying why (no request is sent).
+    create(client, "db", trigger("orphaned", application="untrusted", cluster_id="noca"))
     assert requests.delete(f"{admin}/noca").status_code == 204
+    before = len(kube.requests)
+    image(acme, "apps/db", tag="orphaned", layers=[b"orphaned"])
+    deadline = time.time() + 20
+    while not (h := client.show_trigger(ShowTriggerRequest(
+            namespace="apps", repository="db", trigger="orphaned")).trigger_history):
+        assert time.time() < deadline
+        time.sleep(0.3)
+    assert h[0].result == "failed" and "no longer registered" in h[0].detail, h[0]
+    assert len(kube.requests) == before
+    client.delete_trigger(DeleteTriggerRequest(namespace="apps", repository="db", trigger="orphaned"))
     assert requests.get(f"{admin}/noca").status_code == 404
     assert TOKEN not in reg.log.read_text(), "the token is never logged"
 

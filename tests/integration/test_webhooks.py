@@ -36,7 +36,7 @@ from huaweicloudsdkswr.v2 import (
     UpdateWebhookPolicyRequestBody,
 )
 
-from conftest import ADMIN, Registry, image
+from conftest import ADMIN, Registry, image, tenant_client
 
 
 class Receiver:
@@ -273,7 +273,7 @@ def test_gone_disables_and_failures_are_dead_lettered(env):
     assert r.status_code == 400 and r.json()["errorCode"] == "SVCSTG.SWR.4000001"
     assert requests.get(f"http://{reg.host}/berth/v1/webhooks/{down}/deliveries", auth=ADMIN).status_code == 404
     # Enabling the policy again gives the target another chance.
-    up = client.update_instance_webhook(UpdateInstanceWebhookRequest(
+    client.update_instance_webhook(UpdateInstanceWebhookRequest(
         instance_id=instance, namespace_name="hooks", policy_id=gone,
         body=body(f"{rx.url}/gone", repo="dead", enabled=False, cls=UpdateWebhookPolicyRequestBody)))
     client.update_instance_webhook(UpdateInstanceWebhookRequest(
@@ -333,12 +333,8 @@ def test_loopback_targets_are_refused_unless_allowed(tmp_path):
     rx = Receiver()
     reg = Registry(tmp_path / "data").start()
     try:
-        acme = reg.iam("tenant-create", "acme", "--password", "acme-pw")
-        key = reg.iam("key-create", "acme", "acme")
-        client = SwrClient.new_builder().with_credentials(
-            BasicCredentials(key["ak"], key["sk"], acme["project_id"])).with_endpoints([reg.anon_url]).build()
-        client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="ssrf")))
-        inst = acme["project_id"]
+        client, project = tenant_client(reg, "acme", "acme-pw", ["ssrf"])
+        inst = project
         port = rx.server.server_address[1]
         # The loopback receiver under every spelling a URL parser accepts.
         forms = ["127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1", "[::ffff:127.0.0.1]", "localhost"]
@@ -368,14 +364,10 @@ def test_a_push_acknowledged_before_a_kill_is_delivered_after_restart(tmp_path):
     rx = Receiver()
     reg = Registry(tmp_path / "data", extra_args=["--outbound-allow", "127.0.0.1", "--var", "webhook_schedule=* * * * * *"]).start()
     try:
-        acme = reg.iam("tenant-create", "acme", "--password", "acme-pw")
-        key = reg.iam("key-create", "acme", "acme")
-        client = SwrClient.new_builder().with_credentials(
-            BasicCredentials(key["ak"], key["sk"], acme["project_id"])).with_endpoints([reg.anon_url]).build()
-        client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="crash")))
+        client, project = tenant_client(reg, "acme", "acme-pw", ["crash"])
         # The receiver is down (503) until the host is gone.
         rx.answers["/crash"] = [(503, {})]
-        create(client, acme["project_id"], body(f"{rx.url}/crash"), ns="crash")
+        create(client, project, body(f"{rx.url}/crash"), ns="crash")
         _, digest = image(f"http://acme:acme-pw@{reg.host}", "crash/app", tag="v1")
         reg.kill()
         before = len(rx.at("/crash"))  # attempts answered 503 before the kill
@@ -394,12 +386,8 @@ def test_old_deliveries_and_read_events_are_pruned(tmp_path):
         "--outbound-allow", "127.0.0.1", "--var", "webhook_schedule=* * * * * *",
         "--var", "webhook_log_retention_days=0", "--var", "event_retention_days=0"]).start()
     try:
-        acme = reg.iam("tenant-create", "acme", "--password", "acme-pw")
-        key = reg.iam("key-create", "acme", "acme")
-        client = SwrClient.new_builder().with_credentials(
-            BasicCredentials(key["ak"], key["sk"], acme["project_id"])).with_endpoints([reg.anon_url]).build()
-        client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="old")))
-        pid = create(client, acme["project_id"], body(f"{rx.url}/old"), ns="old")
+        client, project = tenant_client(reg, "acme", "acme-pw", ["old"])
+        pid = create(client, project, body(f"{rx.url}/old"), ns="old")
         for t in ("a", "b"):
             image(f"http://acme:acme-pw@{reg.host}", "old/app", tag=t, layers=[t.encode()])
         rx.wait("/old", 2)

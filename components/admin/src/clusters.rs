@@ -16,8 +16,8 @@ use berth_domain::kubernetes::{self as k8s, Cluster, ClusterBody};
 use berth_domain::swr::{SwrError, rfc3339};
 use berth_guest::auth::seal_hex;
 use berth_guest::http::Reply;
-use berth_guest::manage::{fault, ok_json, parse_body};
-use berth_guest::store::{self, Precondition, StoreError, WriteOp};
+use berth_guest::manage::{commit, ok_json, parse_body};
+use berth_guest::store::{self, Precondition, WriteOp};
 use serde_json::json;
 use spin_sdk::wasip3::http::types::Method;
 
@@ -123,14 +123,14 @@ pub async fn create(who: &Principal, tenant: &str, body: &[u8]) -> Result<Reply,
             Precondition::Absent,
         )));
     }
-    match store::commit(ops).await {
-        Ok(_) => ok_json(201, &view(&cluster)),
-        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
+    commit(ops, || {
+        format!(
             "cluster {} (or its name, or the tenant's cci cluster) was registered meanwhile",
             cluster.id
-        ))),
-        Err(e) => Err(fault(e)),
-    }
+        )
+    })
+    .await?;
+    ok_json(201, &view(&cluster))
 }
 
 pub async fn one(who: &Principal, tenant: &str, id: &str, m: &Method) -> Result<Reply, SwrError> {
@@ -148,13 +148,8 @@ pub async fn one(who: &Principal, tenant: &str, id: &str, m: &Method) -> Result<
             if cluster.kind == "cci" {
                 ops.push(store::delete(name_key(tenant, "~cci")));
             }
-            match store::commit(ops).await {
-                Ok(_) => Ok(Reply::new(204)),
-                Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
-                    "cluster {id} changed meanwhile; try again"
-                ))),
-                Err(e) => Err(fault(e)),
-            }
+            commit(ops, || format!("cluster {id} changed meanwhile; try again")).await?;
+            Ok(Reply::new(204))
         }
         _ => Err(SwrError::method_not_allowed()),
     }

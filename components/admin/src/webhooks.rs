@@ -18,7 +18,7 @@ use berth_domain::triggers::{self, Trigger};
 use berth_domain::webhooks::{self as wh, Delivery, Policy, status};
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::manage::{fault, oci_fault, ok_json, trigger_allowed};
-use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata};
+use berth_guest::store::{self, Precondition, WriteOp, metadata};
 
 fn number(s: &str, what: &str) -> Result<u64, SwrError> {
     s.parse()
@@ -122,11 +122,9 @@ pub async fn redeliver(who: &Principal, id: &str, event: &str) -> Result<Reply, 
         )),
         store::put(wh::pending_key(p, event), Vec::new()),
     ];
-    match store::commit(ops).await {
-        Ok(_) => ok_json(202, &view(&d)),
-        Err(StoreError::Conflict) => Err(SwrError::conflict(
-            "the delivery changed meanwhile (it is being sent); try again",
-        )),
-        Err(e) => Err(fault(e)),
-    }
+    berth_guest::manage::commit(ops, || {
+        "the delivery changed meanwhile (it is being sent); try again".into()
+    })
+    .await?;
+    ok_json(202, &view(&d))
 }

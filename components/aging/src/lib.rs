@@ -54,6 +54,7 @@ async fn tags_of(repository: &str) -> Result<(Vec<TagFacts>, Vec<u64>), SwrError
             tag: tag.to_string(),
             digest: digest.to_string(),
             pushed,
+            order: e.version,
         });
         versions.push(e.version);
     }

@@ -12,8 +12,8 @@ use berth_domain::iam::Action;
 use berth_domain::immutable::{self as im, Rule, RuleBody, Rules};
 use berth_domain::swr::SwrError;
 use berth_guest::http::Reply;
-use berth_guest::manage::{fault, oci_fault, ok_json, organization_allowed, parse_body};
-use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata};
+use berth_guest::manage::{commit, fault, oci_fault, ok_json, organization_allowed, parse_body};
+use berth_guest::store::{self, Precondition, WriteOp, metadata};
 
 /// The counter rule ids come from.
 const IDS: &str = "count/immutable-rule-id";
@@ -65,13 +65,12 @@ async fn save(ns: &str, rules: &Rules, version: u64, org: metadata::Entry) -> Re
         WriteOp::Put((im::key(ns), value, precondition)),
         WriteOp::Put((org.key, org.value, Precondition::Version(org.version))),
     ];
-    match store::commit(ops).await {
-        Ok(_) => Ok(()),
-        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
+    commit(ops, || {
+        format!(
             "the immutable tag rules of {ns}, or the organization, changed meanwhile; try again"
-        ))),
-        Err(e) => Err(fault(e)),
-    }
+        )
+    })
+    .await
 }
 
 pub async fn create(call: &Call<'_>, ns: &str) -> Result<Reply, SwrError> {

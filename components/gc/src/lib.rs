@@ -104,20 +104,9 @@ async fn prune_events(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
     // An event still to be delivered stays (its retries read it): below
     // the lowest pending one of every policy and trigger.
     let mut consumed = cursor;
-    let mut after: Option<String> = None;
-    loop {
-        let first = metadata::scan(wh::PENDING.to_string(), after.clone(), 1)
-            .await
-            .map_err(fault)?;
-        let Some(entry) = first.first() else {
-            break;
-        };
-        match wh::parse_pending(&entry.key) {
-            Some((policy, event)) => {
-                consumed = consumed.map(|c| c.min(event.saturating_sub(1)));
-                after = Some(format!("{}{policy:020}/~", wh::PENDING));
-            }
-            None => after = Some(entry.key.clone()),
+    for first in store::first_of_groups(wh::PENDING).await.map_err(fault)? {
+        if let Some((_, event)) = wh::parse_pending(&first.key) {
+            consumed = consumed.map(|c| c.min(event.saturating_sub(1)));
         }
     }
     let mut removed = 0u64;

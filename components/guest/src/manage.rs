@@ -233,6 +233,19 @@ pub async fn trigger_allowed(who: &Principal, ns: &str) -> Result<u64, SwrError>
     organization_allowed(who, ns, berth_domain::iam::Action::Trigger).await
 }
 
+/// Commits `ops`; a failed precondition (a concurrent change, or a record
+/// that exists already) is a 409 saying `conflict`.
+pub async fn commit(
+    ops: Vec<store::WriteOp>,
+    conflict: impl FnOnce() -> String,
+) -> Result<(), SwrError> {
+    match store::commit(ops).await {
+        Ok(_) => Ok(()),
+        Err(store::StoreError::Conflict) => Err(SwrError::conflict(conflict())),
+        Err(e) => Err(fault(e)),
+    }
+}
+
 /// The method's name as signatures and audit records spell it.
 pub fn method_name(m: &Method) -> &'static str {
     match m {

@@ -41,6 +41,27 @@ pub async fn commit(ops: Vec<WriteOp>) -> Result<Vec<u64>, StoreError> {
     metadata::commit(ops).await
 }
 
+/// The first entry of each group under `prefix`, in key order, where a
+/// group is the key's next segment (`<prefix><group>/…`): one read per
+/// group, however many entries it has. Groups' entries must sort before
+/// `~` (digits and names do), which is how a read skips past a group.
+pub async fn first_of_groups(prefix: &str) -> Result<Vec<metadata::Entry>, StoreError> {
+    let mut firsts = Vec::new();
+    let mut after: Option<String> = None;
+    while let Some(entry) = metadata::scan(prefix.to_string(), after.clone(), 1)
+        .await?
+        .pop()
+    {
+        after = Some(match entry.key[prefix.len()..].split_once('/') {
+            Some((group, _)) => format!("{prefix}{group}/~"),
+            // Not a grouped key: step over it.
+            None => entry.key.clone(),
+        });
+        firsts.push(entry);
+    }
+    Ok(firsts)
+}
+
 /// Every entry under `prefix`, in key order (scanned a page at a time).
 pub async fn scan_all(prefix: &str) -> Result<Vec<metadata::Entry>, StoreError> {
     const PAGE: u32 = 1000;

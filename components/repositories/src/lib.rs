@@ -24,7 +24,7 @@ use berth_domain::keys;
 use berth_domain::swr::{self, SwrError};
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::manage::{fault, grants, oci_fault, ok_json, parse_body};
-use berth_guest::store::{self, Precondition, StoreError, WriteOp};
+use berth_guest::store::{self, Precondition, WriteOp};
 use serde::Deserialize;
 use spin_sdk::wasip3::http::types::Method;
 use stats::{RepoStats, TagField};
@@ -367,13 +367,11 @@ async fn delete(req: &Incoming, name: &str, who: &Principal) -> Result<Reply, Sw
         Precondition::Version(record.version),
     )));
     ops.push(store::delete(records::repository_meta(name)));
-    match store::commit(ops).await {
-        Ok(_) => Ok(Reply::new(204)),
-        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
-            "repository {name} changed while it was being deleted; try again"
-        ))),
-        Err(e) => Err(fault(e)),
-    }
+    berth_guest::manage::commit(ops, || {
+        format!("repository {name} changed while it was being deleted; try again")
+    })
+    .await?;
+    Ok(Reply::new(204))
 }
 
 /// v2: `limit`/`offset` and a `Content-Range` header; v3: `limit`/`marker`

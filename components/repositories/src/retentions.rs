@@ -8,8 +8,8 @@ use berth_domain::iam::{Action, Principal};
 use berth_domain::retention::{self as rt, HistoryEntry, Retention, RetentionBody};
 use berth_domain::swr::{SwrError, rfc3339};
 use berth_guest::http::{Incoming, Reply};
-use berth_guest::manage::{fault, oci_fault, ok_json, organization_allowed, parse_body};
-use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata};
+use berth_guest::manage::{commit, fault, oci_fault, ok_json, organization_allowed, parse_body};
+use berth_guest::store::{self, Precondition, WriteOp, metadata};
 use spin_sdk::wasip3::http::types::Method;
 
 /// `…/retentions[/<id>|/histories]` of repository `name` in `ns`.
@@ -96,13 +96,11 @@ async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Re
         // Only while the repository is there (its delete removes its rules).
         WriteOp::Put((repo.key, repo.value, Precondition::Version(repo.version))),
     ];
-    match store::commit(ops).await {
-        Ok(_) => ok_json(201, &serde_json::json!({ "id": id })),
-        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
-            "repository {name} changed meanwhile; try again"
-        ))),
-        Err(e) => Err(fault(e)),
-    }
+    commit(ops, || {
+        format!("repository {name} changed meanwhile; try again")
+    })
+    .await?;
+    ok_json(201, &serde_json::json!({ "id": id }))
 }
 
 /// A bare JSON array of `Retention`s (the SDK reads the whole body).
@@ -155,13 +153,11 @@ async fn one(
         Method::Delete => WriteOp::Delete((key, Precondition::Version(entry.version))),
         _ => return Err(SwrError::method_not_allowed()),
     };
-    match store::commit(vec![op]).await {
-        Ok(_) => Ok(Reply::new(200)),
-        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
-            "aging rule {id} changed meanwhile; try again"
-        ))),
-        Err(e) => Err(fault(e)),
-    }
+    commit(vec![op], || {
+        format!("aging rule {id} changed meanwhile; try again")
+    })
+    .await?;
+    Ok(Reply::new(200))
 }
 
 /// `list_retention_histories`: the tags aging removed from the

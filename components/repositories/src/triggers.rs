@@ -10,8 +10,8 @@ use berth_domain::kubernetes::{self as k8s, Cluster};
 use berth_domain::swr::{SwrError, rfc3339};
 use berth_domain::webhooks::{self as wh, Delivery, status};
 use berth_guest::http::Reply;
-use berth_guest::manage::{fault, oci_fault, ok_json, parse_body, trigger_allowed};
-use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata};
+use berth_guest::manage::{commit, fault, oci_fault, ok_json, parse_body, trigger_allowed};
+use berth_guest::store::{self, Precondition, WriteOp, metadata};
 use spin_sdk::wasip3::http::types::Method;
 
 pub(crate) use berth_domain::triggers::*;
@@ -131,14 +131,14 @@ pub async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Resul
         // removes its triggers) refuses this commit.
         WriteOp::Put((repo.key, repo.value, Precondition::Version(repo.version))),
     ];
-    match store::commit(ops).await {
-        Ok(_) => ok_json(201, &serde_json::json!({ "id": id, "name": trigger.name })),
-        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
+    commit(ops, || {
+        format!(
             "trigger {} already exists on {name}, or the repository changed meanwhile",
             trigger.name
-        ))),
-        Err(e) => Err(fault(e)),
-    }
+        )
+    })
+    .await?;
+    ok_json(201, &serde_json::json!({ "id": id, "name": trigger.name }))
 }
 
 /// `cluster_id` and `cluster_name` as SWR shows them: empty for cci.
@@ -169,21 +169,22 @@ async fn history(t: &Trigger) -> Result<Vec<serde_json::Value>, SwrError> {
                 Some(err) if d.status != status::SUCCEED => format!("{}: {err}", d.status_text),
                 _ => d.status_text.clone(),
             };
-            serde_json::json!({
-                "action": "update",
-                "app_type": t.app_type,
-                "application": t.application,
-                "cluster_id": cluster.0,
-                "cluster_name": cluster.1,
-                "cluster_ns": t.cluster_ns,
-                "condition": t.condition,
-                "container": t.container,
-                "created_at": rfc3339(d.updated),
-                "creator_name": t.creator,
-                "detail": detail,
-                "result": if d.status == status::SUCCEED { "success" } else { "failed" },
-                "tag": d.tag.clone().unwrap_or_default(),
-            })
+            let mut h = common_fields(t, &cluster);
+            h.extend([
+                ("created_at".into(), rfc3339(d.updated).into()),
+                ("detail".into(), detail.into()),
+                (
+                    "result".into(),
+                    if d.status == status::SUCCEED {
+                        "success"
+                    } else {
+                        "failed"
+                    }
+                    .into(),
+                ),
+                ("tag".into(), d.tag.clone().unwrap_or_default().into()),
+            ]);
+            serde_json::Value::Object(h)
         })
         .collect())
 }
@@ -191,9 +192,26 @@ async fn history(t: &Trigger) -> Result<Vec<serde_json::Value>, SwrError> {
 /// The SDK's `Trigger` (and Berth's `id`: its delivery log in the admin
 /// API is `/berth/v1/webhooks/<id>/deliveries`).
 async fn view(t: &Trigger) -> Result<serde_json::Value, SwrError> {
-    let cluster = cluster_fields(t);
-    Ok(serde_json::json!({
-        "id": t.id,
+    let mut v = common_fields(t, &cluster_fields(t));
+    v.extend([
+        ("id".into(), t.id.into()),
+        ("created_at".into(), rfc3339(t.created).into()),
+        ("enable".into(), t.enabled.to_string().into()),
+        ("name".into(), t.name.clone().into()),
+        ("trigger_history".into(), history(t).await?.into()),
+        ("trigger_mode".into(), t.trigger_mode.clone().into()),
+        ("trigger_type".into(), t.trigger_type.clone().into()),
+    ]);
+    Ok(serde_json::Value::Object(v))
+}
+
+/// The fields `Trigger` and `TriggerHistories` share (`cluster`: as
+/// [`cluster_fields`] shows them).
+fn common_fields(
+    t: &Trigger,
+    cluster: &(String, String),
+) -> serde_json::Map<String, serde_json::Value> {
+    let serde_json::Value::Object(m) = serde_json::json!({
         "action": "update",
         "app_type": t.app_type,
         "application": t.application,
@@ -202,14 +220,11 @@ async fn view(t: &Trigger) -> Result<serde_json::Value, SwrError> {
         "cluster_ns": t.cluster_ns,
         "condition": t.condition,
         "container": t.container,
-        "created_at": rfc3339(t.created),
         "creator_name": t.creator,
-        "enable": t.enabled.to_string(),
-        "name": t.name,
-        "trigger_history": history(t).await?,
-        "trigger_mode": t.trigger_mode,
-        "trigger_type": t.trigger_type,
-    }))
+    }) else {
+        unreachable!("a JSON object")
+    };
+    m
 }
 
 /// A bare JSON array of `Trigger`s (the SDK reads the whole body as the
@@ -271,12 +286,13 @@ pub async fn one(
         ],
         _ => return Err(SwrError::method_not_allowed()),
     };
-    match store::commit(ops).await {
-        Ok(_) if matches!(m, Method::Delete) => Ok(Reply::new(204)),
-        Ok(_) => Ok(Reply::new(201)),
-        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
-            "trigger {trigger} changed meanwhile; try again"
-        ))),
-        Err(e) => Err(fault(e)),
-    }
+    commit(ops, || {
+        format!("trigger {trigger} changed meanwhile; try again")
+    })
+    .await?;
+    Ok(Reply::new(if matches!(m, Method::Delete) {
+        204
+    } else {
+        201
+    }))
 }

@@ -222,33 +222,26 @@ async fn prune_log(run: &mut jobs::Run, subs: &HashMap<u64, Sub>) -> Result<usiz
     if days > 0 && last.is_some_and(|at| now < at + 3600) {
         return Ok(0);
     }
-    let (mut removed, mut finished) = (0, false);
+    let (mut removed, mut finished) = (0, true);
     let started = now_ms();
-    let mut after: Option<String> = None;
     let prunable = |e: &metadata::Entry, gone: bool| {
         serde_json::from_slice::<Delivery>(&e.value)
             .is_ok_and(|d| d.status != status::PENDING && (gone || d.updated < cutoff))
     };
-    while removed < PRUNE_PER_RUN && now_ms().saturating_sub(started) < BUDGET_MS / 4 {
-        // The next policy's oldest delivery (one entry skips to it).
-        let first = metadata::scan(wh::ALL_JOBS.to_string(), after.clone(), 1)
-            .await
-            .map_err(fault)?;
-        let Some(oldest) = first.first() else {
-            finished = true;
+    // Each policy's oldest delivery (one read per policy).
+    let oldest = store::first_of_groups(wh::ALL_JOBS).await.map_err(fault)?;
+    for first in &oldest {
+        if removed >= PRUNE_PER_RUN || now_ms().saturating_sub(started) >= BUDGET_MS / 4 {
+            finished = false;
             break;
-        };
-        let Some((policy, _)) = wh::parse_job(&oldest.key) else {
-            // Not a delivery's key: step over it.
-            after = Some(oldest.key.clone());
+        }
+        let Some((policy, _)) = wh::parse_job(&first.key) else {
             continue;
         };
-        // `~` sorts after every digit: past all of this policy's entries.
-        after = Some(format!("{}{policy:020}/~", wh::ALL_JOBS));
         let gone = !subs.contains_key(&policy);
         // The oldest is kept: nothing of this policy goes (the log is in
         // event order, roughly the order deliveries finish).
-        if !prunable(oldest, gone) {
+        if !prunable(first, gone) {
             continue;
         }
         loop {
@@ -274,7 +267,7 @@ async fn prune_log(run: &mut jobs::Run, subs: &HashMap<u64, Sub>) -> Result<usiz
             }
         }
     }
-    if finished {
+    if finished && removed < PRUNE_PER_RUN {
         // Done: the next hour's run looks again (else the next run goes on).
         run.commit(
             vec![store::put(PRUNED.to_string(), now.to_string().into_bytes())],
@@ -331,19 +324,11 @@ const ROTATION: &str = "webhook/rotation";
 /// The policies with deliveries waiting, in id order (one scan per policy:
 /// each skips past the policy's own entries).
 async fn waiting_policies() -> Result<Vec<u64>, SwrError> {
-    let mut ids = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = metadata::scan(wh::PENDING.to_string(), after.clone(), 1)
-            .await
-            .map_err(fault)?;
-        let Some((policy, _)) = page.first().and_then(|e| wh::parse_pending(&e.key)) else {
-            return Ok(ids);
-        };
-        ids.push(policy);
-        // `~` sorts after every digit: past all of this policy's entries.
-        after = Some(format!("{}{policy:020}/~", wh::PENDING));
-    }
+    let firsts = store::first_of_groups(wh::PENDING).await.map_err(fault)?;
+    Ok(firsts
+        .iter()
+        .filter_map(|e| wh::parse_pending(&e.key).map(|(policy, _)| policy))
+        .collect())
 }
 
 /// Sends what is due: policy by policy (starting after the one the last
