@@ -87,6 +87,11 @@ pub struct RepoRecord {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BlobLink {
     pub size: u64,
+    /// Set by garbage collection when it marks the blob (seconds): reads of
+    /// a marked link take part in the collection protocol
+    /// (`berth_domain::gc`); a new link clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marked: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

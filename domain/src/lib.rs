@@ -7,6 +7,7 @@
 pub mod digest;
 pub mod error;
 pub mod events;
+pub mod gc;
 pub mod iam;
 pub mod immutable;
 pub mod jobs;

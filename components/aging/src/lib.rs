@@ -190,6 +190,9 @@ async fn apply(run: &mut jobs::Run, rule: &Retention) -> Result<(u64, u64), SwrE
             )),
             store::event(&event),
             store::put_json(rt::history_key(name, seq), &entry),
+            // The manifest may have lost its last tag: garbage collection
+            // looks at it after the grace window.
+            berth_guest::gc::enqueue(&berth_domain::gc::Candidate::manifest(name, &d.digest, now)),
         ];
         if run.commit(ops, LEASE_SECONDS).await? {
             removed += 1;

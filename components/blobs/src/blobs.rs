@@ -28,6 +28,12 @@ pub async fn get(
         }
         return Err(OciError::blob_unknown(digest.as_str()));
     };
+    // A link marked by garbage collection: the read counts as a use, and
+    // while the collection is under way the blob is unknown, so a client
+    // uploads it again instead of pushing a manifest that would need it.
+    if link.marked.is_some() && berth_guest::gc::touch_marked(digest.as_str()).await? {
+        return Err(OciError::blob_unknown(digest.as_str()));
+    }
     let size = link.size;
     let base = |status| {
         Reply::new(status)
@@ -90,8 +96,15 @@ pub async fn delete(name: &str, digest: &str) -> Result<Reply, OciError> {
     if !store::exists(&key).await? {
         return Err(OciError::blob_unknown(digest.as_str()));
     }
-    store::commit(vec![store::delete(key)])
-        .await
-        .map_err(fault)?;
+    store::commit(vec![
+        store::delete(key),
+        store::delete(berth_domain::gc::holder(digest.as_str(), name)),
+        berth_guest::gc::enqueue(&berth_domain::gc::Candidate::blob(
+            digest.as_str(),
+            store::now(),
+        )),
+    ])
+    .await
+    .map_err(fault)?;
     Ok(Reply::new(202).header("content-length", "0"))
 }

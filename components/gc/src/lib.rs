@@ -2,12 +2,14 @@
 //! runs it on a `[[trigger.cron]]` schedule, and `POST /berth/jobs/gc/tick`
 //! runs it on demand; its lease keeps one run at a time.
 //!
-//! Today a run removes abandoned uploads: upload sessions untouched for
+//! A run collects blobs and manifests that became garbage, by the
+//! lock-free protocol of `berth_domain::gc` (after `gc_grace_seconds`, with
+//! `gc_fence_seconds` between marking a blob and deleting it); removes
+//! abandoned uploads: upload sessions untouched for
 //! `upload_expiry_seconds` (their bytes and their records), and records
 //! whose bytes are gone (a crash between the two, a lost disk); and events
 //! older than `event_retention_days` that every consumer has read
-//! (`berth_domain::events::prunable`). Blobs and manifests come with the
-//! garbage collection issue.
+//! (`berth_domain::events::prunable`).
 //!
 //! - `POST /berth/jobs/gc/tick`: runs now; 200 with what the run did, 409
 //!   while another run holds the lease.
@@ -23,12 +25,16 @@ use berth_guest::manage::{fault, oci_fault as fault_oci};
 use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata, uploads};
 use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 
+mod collect;
+mod index;
+
 struct Gc;
 spin_sdk::wasip3::http::service::export!(Gc);
 
 const JOB: &str = "gc";
-/// How long a run may hold the lease before another may take over.
-const LEASE_SECONDS: u64 = 600;
+/// How long a run may hold the lease before another may take over (each
+/// commit of the run renews it).
+pub(crate) const LEASE_SECONDS: u64 = 600;
 /// Upload records examined per metadata page.
 const PAGE: u32 = 500;
 
@@ -40,6 +46,17 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Gc {
 
 /// One collection: what it removed.
 async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
+    let indexed = index::ensure(run).await?;
+    let settings = collect::Settings {
+        grace: store::limit("gc_grace_seconds", berth_domain::gc::GRACE_SECONDS),
+        fence: store::limit("gc_fence_seconds", berth_domain::gc::FENCE_SECONDS),
+        untagged: None,
+        dry_run: false,
+    };
+    let (grace, fence) = (settings.grace, settings.fence);
+    let mut collector = collect::Collector::new(run, settings);
+    collector.pass(&mut || false).await?;
+    let outcome = collector.outcome;
     let idle = store::limit("upload_expiry_seconds", 24 * 3600);
     let files = uploads::expire(idle).await.map_err(fault)?;
     // Records whose upload is gone: those just expired, and orphans.
@@ -79,6 +96,10 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     }
     let (events_removed, event_retention_days) = prune_events(run).await?;
     Ok(serde_json::json!({
+        "collection": outcome,
+        "gc_grace_seconds": grace,
+        "gc_fence_seconds": fence,
+        "index_rebuilt": indexed,
         "uploads_expired": files,
         "upload_records_removed": records,
         "upload_expiry_seconds": idle,

@@ -4,6 +4,7 @@
 //! (`serve`). Protocol rules live in `berth-domain`, not here.
 
 pub mod auth;
+pub mod gc;
 pub mod http;
 pub mod jobs;
 pub mod manage;

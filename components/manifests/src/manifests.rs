@@ -11,6 +11,7 @@ use berth_domain::events::EventKind;
 use berth_domain::keys::{self, ManifestRecord};
 use berth_domain::manifest;
 use berth_domain::{Algorithm, Digest, ErrorCode, OciError, name};
+use berth_guest::gc;
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::parse_digest;
 use berth_guest::store::{self, Precondition, Stat, StoreError, WriteOp, fault, metadata};
@@ -150,8 +151,13 @@ pub async fn put(
         ]
     });
     let wanted: Vec<String> = blobs.chain(manifests).chain(either).collect();
-    if !wanted.is_empty() {
-        let found = metadata::get_many(wanted).await.map_err(fault)?;
+    // Read again on each attempt: the commit checks that what was found is
+    // unchanged and is not being garbage collected (`berth_domain::gc`).
+    let present = async || -> Result<Vec<WriteOp>, OciError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = metadata::get_many(wanted.clone()).await.map_err(fault)?;
         let (blobs, rest) = found.split_at(parsed.blobs.len());
         let (manifests, either) = rest.split_at(parsed.manifests.len());
         let missing = |found: &[Option<metadata::Entry>]| found.iter().position(Option::is_none);
@@ -173,7 +179,17 @@ pub async fn put(
             .with_detail(serde_json::json!({ "digest": digest.as_str() }))
             .with_status(400));
         }
-    }
+        let mut checks = Vec::with_capacity(2 * found.len());
+        for (key, entry) in wanted.iter().zip(&found) {
+            if let Some(e) = entry {
+                checks.push(gc::check(key.clone(), Precondition::Version(e.version)));
+            }
+        }
+        for d in gc::referenced(&parsed) {
+            checks.push(gc::check(berth_domain::gc::doomed(d), Precondition::Absent));
+        }
+        Ok(checks)
+    };
 
     let record = ManifestRecord {
         media_type: parsed.media_type.clone(),
@@ -185,6 +201,7 @@ pub async fn put(
         keys::encode_manifest(&record, &body),
         Precondition::None,
     ))];
+    ops.extend(gc::index(name, &digest, &parsed));
     if let Some(subject) = &parsed.subject {
         let descriptor = manifest::Descriptor {
             media_type: parsed.media_type.clone(),
@@ -220,6 +237,7 @@ pub async fn put(
     let fixed = ops;
     store::commit_in_repo(name, async || {
         let mut ops = fixed.clone();
+        ops.extend(present().await?);
         if let Reference::Tag(tag) = &r {
             // The tag is written against the version read here, so two
             // pushes racing for one tag cannot leave a stale reverse entry.
@@ -233,7 +251,7 @@ pub async fn put(
                         if let Some(rule) = rules.protecting(name, tag) {
                             return Err(store::immutable_refusal(name, tag, rule));
                         }
-                        ops.push(store::delete(keys::manifest_tag(name, &old, tag)));
+                        ops.extend(gc::untag(name, &old, tag));
                     }
                     Precondition::Version(entry.version)
                 }
@@ -290,11 +308,11 @@ pub async fn delete(
                     &digest,
                     None,
                 );
-            let ops = vec![
+            let mut ops = vec![
                 WriteOp::Delete((key, Precondition::Version(entry.version))),
-                store::delete(keys::manifest_tag(name, &digest, tag)),
                 store::event(&deleted),
             ];
+            ops.extend(gc::untag(name, &digest, tag));
             match store::commit(ops).await {
                 Ok(_) => Ok(accepted),
                 Err(StoreError::Conflict) => Err(OciError::manifest_unknown(reference_str)),
@@ -328,6 +346,18 @@ pub async fn delete(
                 WriteOp::Delete((key, Precondition::Version(entry.version))),
                 store::event(&deleted),
             ];
+            if let Some((record, body)) = &decoded {
+                let referrers = gc::referrers_of(name, digest.as_str())
+                    .await
+                    .map_err(fault)?;
+                ops.extend(gc::unindex(
+                    name,
+                    digest.as_str(),
+                    &record.media_type,
+                    body,
+                    &referrers,
+                ));
+            }
             if let Some(subject) = decoded.and_then(|(r, _)| r.subject) {
                 ops.push(store::delete(keys::referrer(
                     name,

@@ -338,6 +338,28 @@ async fn delete(req: &Incoming, name: &str, who: &Principal) -> Result<Reply, Sw
                 }
             }
         }
+        let manifests = format!("manifest/{name}:");
+        let links = format!("blob/{name}:");
+        for e in &entries {
+            // What the repository referenced and linked may be garbage now
+            // (`berth_domain::gc`).
+            if let Some(digest) = e.key.strip_prefix(&manifests)
+                && let Some((record, body)) = keys::decode_manifest(&e.value)
+            {
+                ops.extend(berth_guest::gc::unindex(
+                    name,
+                    digest,
+                    &record.media_type,
+                    body,
+                    &[],
+                ));
+            } else if let Some(digest) = e.key.strip_prefix(&links) {
+                ops.push(store::delete(berth_domain::gc::holder(digest, name)));
+                ops.push(berth_guest::gc::enqueue(
+                    &berth_domain::gc::Candidate::blob(digest, store::now()),
+                ));
+            }
+        }
         for e in entries {
             // A trigger's id index goes with it.
             if let Ok(t) = serde_json::from_slice::<triggers::Trigger>(&e.value)
@@ -594,11 +616,7 @@ async fn create_tag(
             let old = String::from_utf8_lossy(&e.value).to_string();
             if old != digest {
                 immutable_check(name, &b.destination_tag).await?;
-                ops.push(store::delete(keys::manifest_tag(
-                    name,
-                    &old,
-                    &b.destination_tag,
-                )));
+                ops.extend(berth_guest::gc::untag(name, &old, &b.destination_tag));
             }
             Precondition::Version(e.version)
         }
@@ -614,7 +632,19 @@ async fn create_tag(
     // A new tag on a stored manifest: a push by tag, as a client's would be.
     let manifest = store::get(&keys::manifest(name, &digest))
         .await
-        .map_err(oci_fault)?;
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::not_found(format!("tag {} not found", b.source_tag)))?;
+    // The manifest must still be there when the tag is (garbage collection
+    // may be deleting it, untagged).
+    ops.push(berth_guest::gc::check(
+        keys::manifest(name, &digest),
+        Precondition::Version(manifest.version),
+    ));
+    ops.push(berth_guest::gc::check(
+        berth_domain::gc::doomed(&digest),
+        Precondition::Absent,
+    ));
+    let manifest = Some(manifest);
     let decoded = manifest
         .as_ref()
         .and_then(|e| keys::decode_manifest(&e.value));
@@ -676,13 +706,12 @@ async fn delete_tag(
         who,
     )
     .about(Some(tag), &digest, None);
-    store::commit(vec![
+    let mut ops = vec![
         WriteOp::Delete((keys::tag(name, tag), Precondition::Version(entry.version))),
-        store::delete(keys::manifest_tag(name, &digest, tag)),
         store::event(&deleted),
-    ])
-    .await
-    .map_err(fault)?;
+    ];
+    ops.extend(berth_guest::gc::untag(name, &digest, tag));
+    store::commit(ops).await.map_err(fault)?;
     Ok(Reply::new(204))
 }
 

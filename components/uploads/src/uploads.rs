@@ -60,12 +60,15 @@ fn range_invalid(size: u64) -> OciError {
     .with_detail(serde_json::json!({ "size": size }))
 }
 
+/// Links the blob to the repository (`berth_guest::gc::link`).
 async fn link(name: &str, digest: &str, size: u64) -> Result<(), OciError> {
-    let key = keys::blob_link(name, digest);
-    store::commit_in_repo(name, async || {
-        Ok(vec![store::put_json(key.clone(), &BlobLink { size })])
-    })
-    .await
+    berth_guest::gc::link(name, digest, Some(size)).await
+}
+
+/// Pins `digest` for repository `name` before its bytes are published, so
+/// garbage collection leaves them (`berth_domain::gc`).
+async fn pin(name: &str, digest: &str) -> Result<(), OciError> {
+    berth_guest::gc::link(name, digest, None).await
 }
 
 pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
@@ -83,7 +86,19 @@ pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
         };
         if let Some(size) = size {
             link(name, digest.as_str(), size).await?;
-            return Ok(created(name, digest.as_str()));
+            // Linked first, then checked: a collection that removed the
+            // bytes before the link committed leaves them missing, and the
+            // link goes again (the client uploads instead).
+            if blobs::stat(digest.to_string())
+                .await
+                .map_err(fault)?
+                .is_some()
+            {
+                return Ok(created(name, digest.as_str()));
+            }
+            store::commit(vec![store::delete(keys::blob_link(name, digest.as_str()))])
+                .await
+                .map_err(fault)?;
         }
         // Not mountable: fall back to a regular upload, as the spec asks.
     } else if let Some(d) = req.query("digest") {
@@ -102,6 +117,7 @@ pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
             let _ = uploads::abort(id).await;
             return Err(e);
         }
+        pin(name, digest.as_str()).await?;
         let info = uploads::finish(id, digest.to_string())
             .await
             .map_err(|e| store_error(e, max))?;
@@ -206,6 +222,7 @@ pub async fn finish(req: &Incoming, name: &str, id: &str) -> Result<Reply, OciEr
     if req.has_body() {
         append(req, id).await?;
     }
+    pin(name, digest.as_str()).await?;
     let result = uploads::finish(id.to_string(), digest.to_string()).await;
     // The session is over whatever the outcome: a mismatched upload is discarded.
     let cleanup = store::commit(vec![store::delete(keys::upload(id))]).await;

@@ -40,6 +40,8 @@ pub enum WriteOp {
     Delete(String, Precondition),
     /// Put under `prefix` + the commit's version as 20 digits ([`log_key`]).
     Append(String, Vec<u8>),
+    /// Writes nothing: the key must meet the precondition.
+    Check(String, Precondition),
 }
 
 /// The key an [`WriteOp::Append`] under `prefix` takes in the commit of
@@ -436,6 +438,7 @@ fn apply(tx: &Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaError> {
         |r| r.get(0),
     )?;
     let mut versions = Vec::new();
+    let mut appended = std::collections::HashMap::new();
     for op in ops {
         match op {
             WriteOp::Put(key, value, pre) => {
@@ -453,11 +456,19 @@ fn apply(tx: &Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaError> {
                     .execute([key])?;
             }
             WriteOp::Append(prefix, value) => {
-                // Versions are unique, so the key is new.
+                // Versions are unique, so the key is new; further appends
+                // under the prefix in this commit follow it (`.1`, `.2`…).
+                let earlier = appended.entry(prefix.as_str()).or_insert(0u32);
+                let mut key = log_key(prefix, version as u64);
+                if *earlier > 0 {
+                    key.push_str(&format!(".{earlier}"));
+                }
+                *earlier += 1;
                 tx.prepare_cached("INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3)")?
-                    .execute(params![log_key(prefix, version as u64), value, version])?;
+                    .execute(params![key, value, version])?;
                 versions.push(version as u64);
             }
+            WriteOp::Check(key, pre) => check(tx, key, pre)?,
         }
     }
     Ok(versions)
@@ -585,6 +596,51 @@ mod tests {
         assert_eq!(values, [b"a", b"b"]);
         assert_eq!(log[0].key, log_key("event/", first));
         assert_eq!(log[0].key.len(), "event/".len() + 20);
+    }
+
+    #[tokio::test]
+    async fn appends_in_one_commit_follow_each_other_and_checks_write_nothing() {
+        let (_d, m) = store();
+        let append = |v: &[u8]| WriteOp::Append("q/".into(), v.to_vec());
+        m.commit(vec![append(b"a"), append(b"b"), append(b"c")])
+            .await
+            .unwrap();
+        m.commit(vec![append(b"d")]).await.unwrap();
+        let log = m.scan("q/", None, 10).unwrap();
+        let values: Vec<&[u8]> = log.iter().map(|e| e.value.as_slice()).collect();
+        assert_eq!(values, [b"a", b"b", b"c", b"d"]);
+        assert!(log[1].key.ends_with(".1") && log[2].key.ends_with(".2"));
+
+        let v = m
+            .commit(vec![WriteOp::Put("k".into(), vec![1], Precondition::None)])
+            .await
+            .unwrap()[0];
+        let check = |key: &str, p| WriteOp::Check(key.into(), p);
+        // Checks that hold let the commit through, and leave the key as it was.
+        m.commit(vec![
+            check("k", Precondition::Version(v)),
+            check("absent", Precondition::Absent),
+            WriteOp::Put("other".into(), vec![2], Precondition::None),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(m.get("k").unwrap().unwrap().version, v);
+        assert!(m.get("absent").unwrap().is_none());
+        // One that fails refuses the whole commit.
+        for failing in [
+            check("k", Precondition::Version(v + 100)),
+            check("k", Precondition::Absent),
+        ] {
+            assert!(matches!(
+                m.commit(vec![
+                    failing,
+                    WriteOp::Put("lost".into(), vec![], Precondition::None)
+                ])
+                .await,
+                Err(MetaError::Conflict)
+            ));
+        }
+        assert!(m.get("lost").unwrap().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -198,6 +198,7 @@ impl<T: Send> wit_meta::HostWithStore<T> for Caps {
                 wit_meta::WriteOp::Put((k, v, p)) => metadata::WriteOp::Put(k, v, precondition(p)),
                 wit_meta::WriteOp::Delete((k, p)) => metadata::WriteOp::Delete(k, precondition(p)),
                 wit_meta::WriteOp::Append((k, v)) => metadata::WriteOp::Append(k, v),
+                wit_meta::WriteOp::Check((k, p)) => metadata::WriteOp::Check(k, precondition(p)),
             })
             .collect();
         Ok(backends(a).metadata.commit(ops).await?)

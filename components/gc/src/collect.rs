@@ -1,0 +1,495 @@
+//! Collecting blobs and manifests from the queue, by the protocol in
+//! `berth_domain::gc`: every step is one fenced commit, so a run that dies
+//! leaves either the step done or not, and the next run resumes from the
+//! queue (a leftover tombstone is cancelled and its candidate queued again).
+
+use berth_domain::events::EventKind;
+use berth_domain::gc::{self, BlobFacts, BlobVerdict, Candidate, Holder, Policy, Tombstone};
+use berth_domain::keys::{self, BlobLink};
+use berth_domain::swr::SwrError;
+use berth_guest::gc::unindex;
+use berth_guest::jobs::Run;
+use berth_guest::manage::{fault, oci_fault};
+use berth_guest::store::{self, Precondition, WriteOp, blobs, metadata};
+use std::collections::HashMap;
+
+use crate::LEASE_SECONDS;
+
+/// Queue entries read per page.
+const PAGE: u32 = 500;
+
+/// `gc/later/<due, 12 digits>/<nonce>` → [`Candidate`]: candidates the
+/// collector put back (postponed, or marked and waiting out the fence),
+/// in due order.
+const LATER: &str = "gc/later/";
+fn later(due: u64, candidate: &Candidate) -> WriteOp {
+    store::put(
+        format!("{LATER}{due:012}/{}", store::nonce()),
+        candidate.encode(),
+    )
+}
+
+/// What a run did, reported as its result and in GC task records.
+#[derive(Default, serde::Serialize)]
+pub struct Outcome {
+    pub candidates_examined: u64,
+    pub blobs_marked: u64,
+    pub blobs_deleted: u64,
+    pub bytes_freed: u64,
+    pub manifests_deleted: u64,
+    pub postponed: u64,
+    pub cancelled_by_use: u64,
+    pub tombstones_resumed: u64,
+    /// When the next waiting candidate is due (seconds), if one waits.
+    pub next_due: Option<u64>,
+}
+
+pub struct Settings {
+    pub grace: u64,
+    pub fence: u64,
+    /// Overrides every tenant's policy on untagged manifests (an
+    /// enterprise GC run's `delete_untagged`).
+    pub untagged: Option<bool>,
+    /// Plan only: report what would go, write nothing but the lease.
+    pub dry_run: bool,
+}
+
+pub struct Collector<'a> {
+    run: &'a mut Run,
+    settings: Settings,
+    pub outcome: Outcome,
+    policies: HashMap<String, bool>,
+    now: u64,
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(run: &'a mut Run, settings: Settings) -> Self {
+        Collector {
+            run,
+            settings,
+            outcome: Outcome::default(),
+            policies: HashMap::new(),
+            now: store::now(),
+        }
+    }
+
+    async fn commit(&mut self, ops: Vec<WriteOp>) -> Result<bool, SwrError> {
+        self.run.commit(ops, LEASE_SECONDS).await
+    }
+
+    /// One pass: leftover tombstones, then the fresh queue and the
+    /// postponed candidates that are due. `stop` is asked between
+    /// candidates (a stopped GC task).
+    pub async fn pass(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<(), SwrError> {
+        self.resume().await?;
+        for prefix in [gc::QUEUE, LATER] {
+            let mut after: Option<String> = None;
+            'pages: loop {
+                let page = metadata::scan(prefix.to_string(), after.clone(), PAGE)
+                    .await
+                    .map_err(fault)?;
+                for e in &page {
+                    if stop() {
+                        return Ok(());
+                    }
+                    let Ok(candidate) = serde_json::from_slice::<Candidate>(&e.value) else {
+                        // Unreadable: nothing can be done with it.
+                        self.commit(vec![store::delete(e.key.clone())]).await?;
+                        continue;
+                    };
+                    let due = candidate.due(self.settings.grace, self.settings.fence);
+                    if due > self.now {
+                        // The fresh queue is in commit order, so the rest
+                        // is younger still; the postponed are in due order.
+                        self.outcome.next_due =
+                            Some(self.outcome.next_due.map_or(due, |d| d.min(due)));
+                        break 'pages;
+                    }
+                    self.outcome.candidates_examined += 1;
+                    let consume =
+                        WriteOp::Delete((e.key.clone(), Precondition::Version(e.version)));
+                    match candidate {
+                        Candidate::Blob { .. } => self.blob(candidate, consume).await?,
+                        Candidate::Manifest { .. } => self.manifest(candidate, consume).await?,
+                    }
+                }
+                if page.len() < PAGE as usize {
+                    break;
+                }
+                after = page.last().map(|e| e.key.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Tombstones left by a run that died: cancelled, their candidate
+    /// queued again (it may be half collected: the next look finishes it).
+    async fn resume(&mut self) -> Result<(), SwrError> {
+        for e in store::scan_all(gc::DOOMED).await.map_err(fault)? {
+            if self.settings.dry_run {
+                continue;
+            }
+            let digest = e.key[gc::DOOMED.len()..].to_string();
+            let candidate = serde_json::from_slice::<Tombstone>(&e.value)
+                .map(|t| t.candidate)
+                .unwrap_or_else(|_| Candidate::blob(&digest, self.now));
+            let ops = vec![
+                WriteOp::Delete((e.key.clone(), Precondition::Version(e.version))),
+                later(self.now, &candidate),
+            ];
+            if self.commit(ops).await? {
+                self.outcome.tombstones_resumed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn blob_facts(&self, digest: &str) -> Result<(BlobFacts, Vec<String>), SwrError> {
+        let referenced = !metadata::scan(gc::references_prefix(digest), None, 1)
+            .await
+            .map_err(fault)?
+            .is_empty();
+        let prefix = gc::holders_prefix(digest);
+        let mut linked = Vec::new();
+        let mut repositories = Vec::new();
+        for e in store::scan_all(&prefix).await.map_err(fault)? {
+            let h: Holder = serde_json::from_slice(&e.value).unwrap_or_default();
+            linked.push(h.linked);
+            repositories.push(e.key[prefix.len()..].to_string());
+        }
+        let touched = metadata::counters(vec![gc::touched(digest)])
+            .await
+            .map_err(fault)?
+            .first()
+            .copied()
+            .unwrap_or(0)
+            .max(0) as u64;
+        Ok((
+            BlobFacts {
+                referenced,
+                linked,
+                touched,
+            },
+            repositories,
+        ))
+    }
+
+    async fn blob(&mut self, candidate: Candidate, consume: WriteOp) -> Result<(), SwrError> {
+        let Candidate::Blob {
+            ref digest, marked, ..
+        } = candidate
+        else {
+            return Ok(());
+        };
+        let digest = digest.clone();
+        let (facts, repositories) = self.blob_facts(&digest).await?;
+        let marked = match marked {
+            Some(m) => m,
+            // Bytes without links (a collection cut short, an upload that
+            // never linked): nobody can read them, so no mark to wait out;
+            // only a reference still saves them.
+            None if repositories.is_empty() && !facts.referenced => u64::MAX,
+            None => return self.mark(candidate, consume, facts, repositories).await,
+        };
+        self.doom(candidate, consume, marked).await
+    }
+
+    /// Step 1: marks the links, or puts the candidate back.
+    async fn mark(
+        &mut self,
+        candidate: Candidate,
+        consume: WriteOp,
+        facts: BlobFacts,
+        repositories: Vec<String>,
+    ) -> Result<(), SwrError> {
+        let digest = candidate.digest().to_string();
+        {
+            match gc::before_mark(&facts, self.now, self.settings.grace) {
+                BlobVerdict::Live => {
+                    self.consume(consume).await?;
+                }
+                BlobVerdict::Later(due) => {
+                    self.outcome.postponed += 1;
+                    self.write(vec![consume, later(due, &candidate)]).await?;
+                }
+                BlobVerdict::Collect => {
+                    let mut ops = vec![consume];
+                    ops.extend(self.marks(&digest, &repositories, Some(self.now)).await?);
+                    let next = Candidate::Blob {
+                        digest: digest.clone(),
+                        since: self.now,
+                        marked: Some(self.now),
+                    };
+                    ops.push(later(self.now + self.settings.fence, &next));
+                    if self.settings.dry_run {
+                        // The plan: this blob goes once the fence passes.
+                        self.outcome.blobs_deleted += 1;
+                        self.outcome.bytes_freed += blobs::stat(digest.clone())
+                            .await
+                            .map_err(fault)?
+                            .unwrap_or(0);
+                        return Ok(());
+                    }
+                    if self.commit(ops).await? {
+                        self.outcome.blobs_marked += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 2: the tombstone, a second look, and the deletion.
+    async fn doom(
+        &mut self,
+        candidate: Candidate,
+        consume: WriteOp,
+        marked: u64,
+    ) -> Result<(), SwrError> {
+        let digest = candidate.digest().to_string();
+        if self.settings.dry_run {
+            let (facts, _) = self.blob_facts(&digest).await?;
+            if gc::after_tombstone(&facts, marked, self.now, self.settings.grace)
+                == BlobVerdict::Collect
+            {
+                self.outcome.blobs_deleted += 1;
+                self.outcome.bytes_freed += blobs::stat(digest.clone())
+                    .await
+                    .map_err(fault)?
+                    .unwrap_or(0);
+            }
+            return Ok(());
+        }
+        let tombstone = Tombstone {
+            since: self.now,
+            candidate: candidate.clone(),
+        };
+        let doomed = gc::doomed(&digest);
+        let claimed = self
+            .commit(vec![
+                consume,
+                WriteOp::Put((
+                    doomed.clone(),
+                    serde_json::to_vec(&tombstone).expect("tombstones serialize"),
+                    Precondition::Absent,
+                )),
+            ])
+            .await?;
+        if !claimed {
+            return Ok(());
+        }
+        let (facts, repositories) = self.blob_facts(&digest).await?;
+        match gc::after_tombstone(&facts, marked, self.now, self.settings.grace) {
+            BlobVerdict::Live => {
+                self.outcome.cancelled_by_use += 1;
+                // In use: its links lose the mark, so reads go the short way.
+                self.commit(vec![store::delete(doomed)]).await?;
+                let unmark = self.marks(&digest, &repositories, None).await?;
+                if !unmark.is_empty() {
+                    // A link that changed meanwhile was relinked: unmarked.
+                    self.commit(unmark).await?;
+                }
+            }
+            BlobVerdict::Later(due) => {
+                self.outcome.cancelled_by_use += 1;
+                let again = Candidate::blob(&digest, self.now);
+                self.commit(vec![store::delete(doomed), later(due, &again)])
+                    .await?;
+            }
+            BlobVerdict::Collect => {
+                let size = blobs::stat(digest.clone()).await.map_err(fault)?;
+                let mut ops = Vec::new();
+                for r in &repositories {
+                    ops.push(store::delete(keys::blob_link(r, &digest)));
+                    ops.push(store::delete(gc::holder(&digest, r)));
+                }
+                if !self.commit(ops).await? {
+                    return Ok(());
+                }
+                let deleted = blobs::delete(digest.clone()).await.map_err(fault)?;
+                self.commit(vec![store::delete(doomed)]).await?;
+                if deleted {
+                    self.outcome.blobs_deleted += 1;
+                    self.outcome.bytes_freed += size.unwrap_or(0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites the links of `digest` in `repositories` with `marked`
+    /// (each only as read).
+    async fn marks(
+        &self,
+        digest: &str,
+        repositories: &[String],
+        marked: Option<u64>,
+    ) -> Result<Vec<WriteOp>, SwrError> {
+        let links: Vec<String> = repositories
+            .iter()
+            .map(|r| keys::blob_link(r, digest))
+            .collect();
+        let found = metadata::get_many(links.clone()).await.map_err(fault)?;
+        let mut ops = Vec::new();
+        for (key, entry) in links.into_iter().zip(found) {
+            let Some(entry) = entry else { continue };
+            let Ok(mut link) = serde_json::from_slice::<BlobLink>(&entry.value) else {
+                continue;
+            };
+            if link.marked == marked {
+                continue;
+            }
+            link.marked = marked;
+            ops.push(WriteOp::Put((
+                key,
+                serde_json::to_vec(&link).expect("links serialize"),
+                Precondition::Version(entry.version),
+            )));
+        }
+        Ok(ops)
+    }
+
+    /// Whether the tenant owning `repository` collects untagged manifests.
+    async fn collects_untagged(&mut self, repository: &str) -> Result<bool, SwrError> {
+        if let Some(forced) = self.settings.untagged {
+            return Ok(forced);
+        }
+        let (tenant, _) = store::owner_and_rules(repository)
+            .await
+            .map_err(oci_fault)?;
+        let tenant = tenant.unwrap_or_default();
+        if let Some(&v) = self.policies.get(&tenant) {
+            return Ok(v);
+        }
+        let policy: Policy = store::get_json(&gc::policy(&tenant))
+            .await
+            .map_err(oci_fault)?
+            .unwrap_or_default();
+        self.policies.insert(tenant, policy.collect_untagged);
+        Ok(policy.collect_untagged)
+    }
+
+    /// Whether manifest `digest` of `repository` is untagged and
+    /// unreferenced: its record then.
+    async fn unused_manifest(
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<metadata::Entry>, SwrError> {
+        let Some(entry) = store::get(&keys::manifest(repository, digest))
+            .await
+            .map_err(oci_fault)?
+        else {
+            return Ok(None);
+        };
+        for prefix in [
+            keys::manifest_tag_prefix(repository, digest),
+            gc::references_in(digest, repository),
+        ] {
+            if !metadata::scan(prefix, None, 1)
+                .await
+                .map_err(fault)?
+                .is_empty()
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some(entry))
+    }
+
+    async fn manifest(&mut self, candidate: Candidate, consume: WriteOp) -> Result<(), SwrError> {
+        let Candidate::Manifest {
+            ref repository,
+            ref digest,
+            ..
+        } = candidate
+        else {
+            return Ok(());
+        };
+        let (repository, digest) = (repository.clone(), digest.clone());
+        if !self.collects_untagged(&repository).await?
+            || Self::unused_manifest(&repository, &digest).await?.is_none()
+        {
+            return self.consume(consume).await;
+        }
+        if self.settings.dry_run {
+            self.outcome.manifests_deleted += 1;
+            return Ok(());
+        }
+        let doomed = gc::doomed(&digest);
+        let tombstone = Tombstone {
+            since: self.now,
+            candidate: candidate.clone(),
+        };
+        let claimed = self
+            .commit(vec![
+                consume,
+                WriteOp::Put((
+                    doomed.clone(),
+                    serde_json::to_vec(&tombstone).expect("tombstones serialize"),
+                    Precondition::Absent,
+                )),
+            ])
+            .await?;
+        if !claimed {
+            return Ok(());
+        }
+        // Look again: a tag or a reference committed before the tombstone.
+        let Some(entry) = Self::unused_manifest(&repository, &digest).await? else {
+            self.outcome.cancelled_by_use += 1;
+            self.commit(vec![store::delete(doomed)]).await?;
+            return Ok(());
+        };
+        let mut ops = vec![
+            WriteOp::Delete((
+                keys::manifest(&repository, &digest),
+                Precondition::Version(entry.version),
+            )),
+            store::delete(doomed.clone()),
+        ];
+        if let Some((record, body)) = keys::decode_manifest(&entry.value) {
+            let referrers = berth_guest::gc::referrers_of(&repository, &digest)
+                .await
+                .map_err(fault)?;
+            ops.extend(unindex(
+                &repository,
+                &digest,
+                &record.media_type,
+                body,
+                &referrers,
+            ));
+            if let Some(subject) = &record.subject {
+                ops.push(store::delete(keys::referrer(&repository, subject, &digest)));
+            }
+            let (tenant, _) = store::owner_and_rules(&repository)
+                .await
+                .map_err(oci_fault)?;
+            let mut event = berth_domain::events::EventRecord::new(
+                EventKind::ManifestDeleted,
+                &tenant.unwrap_or_default(),
+                &repository,
+                store::now_ns() as u64,
+            )
+            .about(None, &digest, Some((&record.media_type, body.len())));
+            event.operator = "gc".into();
+            ops.push(store::event(&event));
+        }
+        if self.commit(ops).await? {
+            self.outcome.manifests_deleted += 1;
+        } else {
+            // Changed meanwhile (pushed again): it stays.
+            self.commit(vec![store::delete(doomed)]).await?;
+        }
+        Ok(())
+    }
+
+    async fn consume(&mut self, consume: WriteOp) -> Result<(), SwrError> {
+        self.write(vec![consume]).await
+    }
+
+    async fn write(&mut self, ops: Vec<WriteOp>) -> Result<(), SwrError> {
+        if !self.settings.dry_run {
+            self.commit(ops).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! The writers' side of garbage collection (`berth_domain::gc`): the
+//! operations a push, a link, an untag or a delete adds to its commit so
+//! the collection index and queue stay exact, and the reads a marked blob
+//! link takes part in.
+
+use crate::store::{self, Precondition, StoreError, WriteOp, fault, metadata};
+use berth_domain::gc::{self, Candidate, Holder};
+use berth_domain::keys::{self, BlobLink};
+use berth_domain::{OciError, manifest};
+
+/// Writes nothing; the commit fails unless `key` meets `precondition`.
+pub fn check(key: String, precondition: Precondition) -> WriteOp {
+    WriteOp::Check((key, precondition))
+}
+
+/// Appends `candidate` to the collection queue.
+pub fn enqueue(candidate: &Candidate) -> WriteOp {
+    WriteOp::Append((gc::QUEUE.to_string(), candidate.encode()))
+}
+
+/// Removes tag `tag` of manifest `digest` from its reverse index and
+/// queues the manifest, which may have lost its last tag.
+pub fn untag(name: &str, digest: &str, tag: &str) -> [WriteOp; 2] {
+    [
+        store::delete(keys::manifest_tag(name, digest, tag)),
+        enqueue(&Candidate::manifest(name, digest, store::now())),
+    ]
+}
+
+/// Every digest a manifest names: its blobs, its children, other index
+/// entries (not its subject, which it does not keep alive).
+pub fn referenced(parsed: &manifest::Parsed) -> impl Iterator<Item = &str> {
+    parsed
+        .blobs
+        .iter()
+        .chain(&parsed.manifests)
+        .chain(parsed.content.iter().map(|(d, _)| d))
+        .map(|d| d.as_str())
+}
+
+/// The reference keys a push of manifest `digest` writes.
+pub fn index(name: &str, digest: &str, parsed: &manifest::Parsed) -> Vec<WriteOp> {
+    referenced(parsed)
+        .map(|d| store::put(gc::reference(d, name, digest), Vec::new()))
+        .collect()
+}
+
+/// What deleting manifest `digest` (stored as `media_type` + `body`) adds
+/// to its commit: its reference keys go, and what it referenced and what
+/// refers to it (`referrers`, digests of manifests whose subject it is)
+/// are queued, as they may have become garbage.
+pub fn unindex(
+    name: &str,
+    digest: &str,
+    media_type: &str,
+    body: &[u8],
+    referrers: &[String],
+) -> Vec<WriteOp> {
+    let now = store::now();
+    let mut ops = Vec::new();
+    if let Ok(parsed) = manifest::parse(body, Some(media_type)) {
+        for d in parsed.blobs.iter() {
+            ops.push(store::delete(gc::reference(d.as_str(), name, digest)));
+            ops.push(enqueue(&Candidate::blob(d.as_str(), now)));
+        }
+        for d in parsed.manifests.iter() {
+            ops.push(store::delete(gc::reference(d.as_str(), name, digest)));
+            ops.push(enqueue(&Candidate::manifest(name, d.as_str(), now)));
+        }
+        for (d, _) in &parsed.content {
+            ops.push(store::delete(gc::reference(d.as_str(), name, digest)));
+            ops.push(enqueue(&Candidate::blob(d.as_str(), now)));
+            ops.push(enqueue(&Candidate::manifest(name, d.as_str(), now)));
+        }
+    }
+    for r in referrers {
+        ops.push(enqueue(&Candidate::manifest(name, r, now)));
+    }
+    ops
+}
+
+/// The digests of the manifests whose subject is `digest` in `name`.
+pub async fn referrers_of(name: &str, digest: &str) -> Result<Vec<String>, StoreError> {
+    let prefix = keys::referrer_prefix(name, digest);
+    store::scan_names(&prefix).await
+}
+
+/// How long to wait, at most, for a collection of a blob to end before an
+/// upload of it gives up (503): collections take milliseconds, so this is
+/// reached only when a collector died holding the tombstone until the
+/// next run clears it.
+const PIN_WAIT_NS: u64 = 10_000_000_000;
+
+/// Links blob `digest` (`size` bytes) to repository `name`, or, with
+/// `size` none, only pins it: commits the holder (with the link) while no
+/// collection of the digest is under way, waiting for one that is. Call
+/// it before publishing an upload's bytes, so a collection that starts
+/// later sees the holder and leaves them.
+pub async fn link(name: &str, digest: &str, size: Option<u64>) -> Result<(), OciError> {
+    use spin_sdk::wasip3::clocks::monotonic_clock;
+    let started = monotonic_clock::now();
+    for attempt in 0u64.. {
+        let now = store::now();
+        let mut ops = vec![
+            check(gc::doomed(digest), Precondition::Absent),
+            store::put_json(gc::holder(digest, name), &Holder { linked: now }),
+            enqueue(&Candidate::blob(digest, now)),
+        ];
+        if let Some(size) = size {
+            ops.push(store::put_json(
+                keys::blob_link(name, digest),
+                &BlobLink { size, marked: None },
+            ));
+        }
+        ops.extend(store::ensure_repo(name).await?);
+        match store::commit(ops).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(fault(e)),
+        }
+        // A collection under way, or a racing first push of the repository.
+        if monotonic_clock::now().saturating_sub(started) > PIN_WAIT_NS {
+            return Err(OciError::internal(format!(
+                "blob {digest} is being garbage collected; try again"
+            ))
+            .with_status(503));
+        }
+        monotonic_clock::wait_for(attempt.min(50) * 1_000_000).await;
+    }
+    unreachable!("the loop returns")
+}
+
+/// For a read of a marked link: notes the touch (which cancels the
+/// collection) and tells whether the blob is being deleted: a collection
+/// is under way and no manifest references it (the read then answers that
+/// the blob is unknown, so the client uploads it again). A reference means
+/// the collection is about to be cancelled: no new one can appear once
+/// the tombstone stands.
+pub async fn touch_marked(digest: &str) -> Result<bool, OciError> {
+    metadata::note(&[store::Stat::Raise((
+        gc::touched(digest),
+        store::now() as i64,
+    ))]);
+    if !store::exists(&gc::doomed(digest)).await? {
+        return Ok(false);
+    }
+    let referenced = metadata::scan(gc::references_prefix(digest), None, 1)
+        .await
+        .map_err(fault)?;
+    Ok(referenced.is_empty())
+}
