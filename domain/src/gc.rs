@@ -90,6 +90,14 @@ pub fn touched(digest: &str) -> String {
 /// The collection queue: [`Candidate`]s appended in commit order.
 pub const QUEUE: &str = "gc/queue/";
 
+/// `gc/untagged/<tenant>/<repository>:<digest>` → [`Candidate`]: an
+/// untagged manifest its tenant's policy kept, looked at again when a
+/// task or a later policy collects untagged manifests.
+pub const UNTAGGED: &str = "gc/untagged/";
+pub fn untagged(tenant: &str, repository: &str, digest: &str) -> String {
+    format!("{UNTAGGED}{tenant}/{repository}:{digest}")
+}
+
 /// `gc/policy/<tenant>` → [`Policy`].
 pub fn policy(tenant: &str) -> String {
     format!("gc/policy/{tenant}")
@@ -177,25 +185,169 @@ impl Candidate {
     }
 }
 
-/// A tenant's collection policy: `gc/policy/<tenant>`.
+/// A tenant's collection settings, `gc/policy/<tenant>`: SWR's GC schedule
+/// (`update_gc_schedule`, the SDK's `ScheduleObj` and `GcParameters`).
+/// `delete_untagged` is also the policy of the background collection for
+/// the tenant's manifests; without a record, the deployment's
+/// `gc_delete_untagged` decides.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// `None` (no scheduled runs) or `Custom` (runs on `cron`).
+    pub schedule_type: String,
+    /// 6 fields with seconds, UTC, when `Custom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    pub parameters: Parameters,
+    /// The last scheduled time a run was started for (seconds; 0: none).
+    #[serde(default)]
+    pub last_scheduled: u64,
+    /// When the schedule was set (seconds): the first run is the first
+    /// time after it.
+    #[serde(default)]
+    pub updated: u64,
+}
+
+/// The SDK's `GcParameters`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Policy {
-    /// Whether manifests that lost their last tag are deleted (and with
-    /// them the blobs only they used) once the grace window has passed.
-    #[serde(default = "yes")]
-    pub collect_untagged: bool,
+pub struct Parameters {
+    /// Parallel workers, 1 to 5 (SWR's bounds). Berth's collector is one
+    /// sequence of small commits, so the figure is kept and reported, not
+    /// used.
+    pub workers: u8,
+    /// Whether manifests that lost their last tag are deleted.
+    #[serde(default)]
+    pub delete_untagged: bool,
+    /// Report what would be deleted, delete nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
-fn yes() -> bool {
-    true
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            collect_untagged: true,
+impl Parameters {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=5).contains(&self.workers) {
+            return Err(format!(
+                "parameters.workers must be 1 to 5, not {}",
+                self.workers
+            ));
         }
+        Ok(())
+    }
+}
+
+impl Policy {
+    /// The schedule of `update_gc_schedule`'s body, checked.
+    pub fn new(
+        schedule_type: &str,
+        cron: Option<&str>,
+        parameters: Parameters,
+        now: u64,
+    ) -> Result<Policy, String> {
+        parameters.validate()?;
+        let cron = match (schedule_type, cron.map(str::trim).filter(|c| !c.is_empty())) {
+            ("None", _) => None,
+            ("Custom", Some(c)) => {
+                parse_cron(c)?;
+                Some(c.to_string())
+            }
+            ("Custom", None) => return Err("schedule.cron is required for type Custom".into()),
+            (other, _) => {
+                return Err(format!(
+                    "schedule.type must be None or Custom, not {other:?}"
+                ));
+            }
+        };
+        Ok(Policy {
+            schedule_type: schedule_type.to_string(),
+            cron,
+            parameters,
+            last_scheduled: 0,
+            updated: now,
+        })
+    }
+
+    /// The next scheduled time after the last one run (or after the
+    /// schedule was set), if the schedule has one.
+    pub fn next_run(&self) -> Option<u64> {
+        let cron = self.cron.as_deref()?;
+        next_time(cron, self.last_scheduled.max(self.updated))
+    }
+}
+
+/// A 6-field cron expression (seconds first, UTC), as `[[trigger.cron]]`.
+pub fn parse_cron(expression: &str) -> Result<cron::Schedule, String> {
+    if expression.split_whitespace().count() != 6 {
+        return Err(format!(
+            "cron {expression:?} must have 6 fields: second minute hour day month weekday"
+        ));
+    }
+    expression
+        .parse::<cron::Schedule>()
+        .map_err(|e| format!("cron {expression:?} is invalid: {e}"))
+}
+
+/// The first time of `expression` strictly after `after` (seconds).
+pub fn next_time(expression: &str, after: u64) -> Option<u64> {
+    let schedule = parse_cron(expression).ok()?;
+    let after = chrono::DateTime::<chrono::Utc>::from_timestamp(after as i64, 0)?;
+    schedule
+        .after(&after)
+        .next()
+        .map(|t| t.timestamp().max(0) as u64)
+}
+
+/// `gc/task/<tenant>/<999999999999 - id, 12 digits>` → [`Task`]: a
+/// tenant's GC runs, newest first in key order.
+pub fn task(tenant: &str, id: u64) -> String {
+    format!(
+        "gc/task/{tenant}/{:012}",
+        999_999_999_999u64.saturating_sub(id)
+    )
+}
+pub fn tasks_prefix(tenant: &str) -> String {
+    format!("gc/task/{tenant}/")
+}
+/// The counter task ids come from.
+pub const TASK_IDS: &str = "count/gc-task-id";
+/// Requests to run a task: `{tenant, id}` appended; the gc job is woken
+/// by them (`wake_on_appends` in spin.toml).
+pub const REQUESTS: &str = "gc/requests/";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRequest {
+    pub tenant: String,
+    pub id: u64,
+}
+
+/// One GC run of a tenant: the SDK's `GcTask` (`job_parameters` holds the
+/// results).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: u64,
+    /// `MANUAL` or `SCHEDULE`.
+    pub job_kind: String,
+    pub parameters: Parameters,
+    /// `Pending`, `Running`, `Success`, `Stopped` or `Error`.
+    pub status: String,
+    pub created: u64,
+    pub updated: u64,
+    #[serde(default)]
+    pub purged_blobs: u64,
+    #[serde(default)]
+    pub purged_manifests: u64,
+    /// Bytes.
+    #[serde(default)]
+    pub freed_space: u64,
+    /// Asked to stop (`stop_gc_task`); the run stops at its next step.
+    #[serde(default)]
+    pub stop: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Task {
+    pub fn finished(&self) -> bool {
+        matches!(self.status.as_str(), "Success" | "Stopped" | "Error")
     }
 }
 
@@ -221,12 +373,20 @@ pub struct BlobFacts {
 }
 
 /// Before marking: is the blob still garbage once the grace has passed
-/// for its newest link? `Later(t)` when a link is younger than the grace.
+/// for its newest link? `Later(t)` when a link is younger than the grace,
+/// or from this very second (times are in seconds: a mark must come in a
+/// later second than every link it outdates, so that a link in the mark's
+/// second counts as newer).
 pub fn before_mark(facts: &BlobFacts, now: u64, grace: u64) -> BlobVerdict {
     if facts.referenced {
         return BlobVerdict::Live;
     }
-    match facts.linked.iter().map(|l| l.saturating_add(grace)).max() {
+    match facts
+        .linked
+        .iter()
+        .map(|l| l.saturating_add(grace.max(1)))
+        .max()
+    {
         Some(due) if due > now => BlobVerdict::Later(due),
         _ => BlobVerdict::Collect,
     }
@@ -294,6 +454,13 @@ mod tests {
             before_mark(&BlobFacts::default(), 0, 0),
             BlobVerdict::Collect
         );
+        // A zero grace still waits for the second of the link to pass.
+        let fresh = BlobFacts {
+            linked: vec![100],
+            ..Default::default()
+        };
+        assert_eq!(before_mark(&fresh, 100, 0), BlobVerdict::Later(101));
+        assert_eq!(before_mark(&fresh, 101, 0), BlobVerdict::Collect);
     }
 
     #[test]
@@ -325,9 +492,36 @@ mod tests {
     }
 
     #[test]
-    fn policies_default_to_collecting_untagged() {
-        let p: Policy = serde_json::from_str("{}").unwrap();
-        assert!(p.collect_untagged);
-        assert!(serde_json::from_str::<Policy>(r#"{"x":1}"#).is_err());
+    fn schedules_are_checked_and_give_their_next_time() {
+        let params = |workers| Parameters {
+            workers,
+            delete_untagged: true,
+            dry_run: false,
+        };
+        let p = Policy::new("Custom", Some("0 0 * * * *"), params(2), 3600 * 10 + 5).unwrap();
+        assert_eq!(p.next_run(), Some(3600 * 11));
+        let later = Policy {
+            last_scheduled: 3600 * 11,
+            ..p
+        };
+        assert_eq!(later.next_run(), Some(3600 * 12));
+        assert_eq!(
+            Policy::new("None", None, params(1), 0).unwrap().next_run(),
+            None
+        );
+        for (kind, cron, workers) in [
+            ("Custom", None, 1),
+            ("Custom", Some("0 0 * * *"), 1),
+            ("Custom", Some("x y z a b c"), 1),
+            ("Weekly", None, 1),
+            ("None", None, 0),
+            ("None", None, 6),
+        ] {
+            assert!(
+                Policy::new(kind, cron, params(workers), 0).is_err(),
+                "{kind} {cron:?} {workers}"
+            );
+        }
+        assert!(serde_json::from_str::<Parameters>(r#"{"workers":1,"x":1}"#).is_err());
     }
 }

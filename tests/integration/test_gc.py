@@ -7,15 +7,33 @@ import time
 import pytest
 import requests
 
-from conftest import ADMIN, Registry, image, push_blob, put_manifest, sha256
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkswr.v2 import (
+    ExecuteGcScheduleRequest,
+    ExecuteScheduleObj,
+    ExecuteScheduleRequestBody,
+    GcParameters,
+    ListGcTasksRequest,
+    ScheduleObj,
+    ShowGcScheduleRequest,
+    ShowGcTaskRequest,
+    StopGcTaskRequest,
+    UpdateGcScheduleRequest,
+    UpdateScheduleRequestBody,
+)
+
+from conftest import ADMIN, Registry, image, push_blob, put_manifest, sha256, tenant_client
 
 GRACE, FENCE = 3, 1
+# Runs only when a test ticks it (or a task wakes it).
+NO_SCHEDULE = ["--var", "gc_schedule=0 0 0 1 1 *"]
 
 
 @pytest.fixture
 def reg(tmp_path):
     r = Registry(tmp_path / "data", extra_args=[
-        "--var", f"gc_grace_seconds={GRACE}", "--var", f"gc_fence_seconds={FENCE}"]).start()
+        "--var", f"gc_grace_seconds={GRACE}", "--var", f"gc_fence_seconds={FENCE}",
+        "--var", "gc_delete_untagged=true", *NO_SCHEDULE]).start()
     yield r
     r.stop()
 
@@ -121,3 +139,116 @@ def test_a_blob_reused_after_marking_is_kept(reg):
     collect_until_quiet(reg)
     assert sha256(requests.get(f"{url}/v2/gc/back/blobs/{ld}").content) == ld
     assert blob_file(reg, ld).exists()
+
+
+def wait_task(client, project, task_id, timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        t = client.show_gc_task(ShowGcTaskRequest(instance_id=project, gc_id=task_id))
+        if t.job_status in ("Success", "Stopped", "Error"):
+            return t
+        assert time.time() < deadline, t
+        time.sleep(0.3)
+
+
+def execute(client, project, **params):
+    return client.execute_gc_schedule(ExecuteGcScheduleRequest(instance_id=project, body=ExecuteScheduleRequestBody(
+        schedule=ExecuteScheduleObj(type="Manual"), parameters=GcParameters(**params)))).id
+
+
+def test_gc_tasks_through_the_official_sdk(tmp_path):
+    # Untagged manifests stay by default (as SWR's delete_untagged=false);
+    # a tenant's task or schedule parameters decide.
+    reg = Registry(tmp_path / "data", extra_args=[
+        "--var", "gc_grace_seconds=0", "--var", f"gc_fence_seconds={FENCE}", *NO_SCHEDULE]).start()
+    try:
+        client, project = tenant_client(reg, "acme", "acme-pw", ["shop"])
+        url = f"http://acme:acme-pw@{reg.host}"
+        m1, d1 = image(url, "shop/web", layers=(b"v1 layer " * 30,), tag="v1", config=b'{"v":1}')
+        image(url, "shop/web", layers=(b"v2 layer " * 30,), tag="v1", config=b'{"v":2}')
+        # v1 now names the second image: the first is untagged.
+        assert requests.get(f"{url}/v2/shop/web/manifests/{d1}").status_code == 200
+        before = stored_blobs(reg)
+
+        # The background collection keeps it (no delete_untagged).
+        collect_until_quiet(reg)
+        assert requests.get(f"{url}/v2/shop/web/manifests/{d1}").status_code == 200
+
+        # A dry run reports what would go and writes nothing.
+        dry = wait_task(client, project, execute(client, project, workers=1, delete_untagged=True, dry_run=True))
+        assert dry.job_status == "Success" and dry.job_kind == "MANUAL"
+        assert dry.job_parameters.purged_manifests == 1 and dry.job_parameters.dry_run is True
+        assert stored_blobs(reg) == before
+        assert requests.get(f"{url}/v2/shop/web/manifests/{d1}").status_code == 200
+
+        # The real run deletes the untagged manifest and, after the fence,
+        # the blobs only it used.
+        task = wait_task(client, project, execute(client, project, workers=2, delete_untagged=True))
+        p = task.job_parameters
+        assert task.job_status == "Success", task
+        assert p.purged_manifests == 1 and p.workers == 2
+        gone = {m1["config"]["digest"], m1["layers"][0]["digest"]}
+        assert stored_blobs(reg) == before - gone
+        assert p.purged_blobs == 2 and p.freed_space == m1["config"]["size"] + m1["layers"][0]["size"]
+        assert requests.get(f"{url}/v2/shop/web/manifests/{d1}").status_code == 404
+        assert requests.get(f"{url}/v2/shop/web/manifests/v1",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).status_code == 200
+
+        # Listing: newest first, paged by marker, filtered by status.
+        listed = client.list_gc_tasks(ListGcTasksRequest(instance_id=project, limit=1))
+        assert [t.id for t in listed.tasks] == [task.id] and listed.page_info.next_marker == str(task.id)
+        rest = client.list_gc_tasks(ListGcTasksRequest(instance_id=project, limit=1, marker=listed.page_info.next_marker))
+        assert [t.id for t in rest.tasks] == [dry.id] and (rest.page_info is None or rest.page_info.next_marker is None)
+        assert client.list_gc_tasks(ListGcTasksRequest(instance_id=project, status="Error")).tasks == []
+
+        # A finished task cannot be stopped; unknown ones are 404.
+        with pytest.raises(ClientRequestException) as e:
+            client.stop_gc_task(StopGcTaskRequest(instance_id=project, gc_id=task.id))
+        assert e.value.status_code == 409
+        with pytest.raises(ClientRequestException) as e:
+            client.show_gc_task(ShowGcTaskRequest(instance_id=project, gc_id=999999))
+        assert e.value.status_code == 404
+
+        # The schedule: none at first, then custom (and it runs).
+        shown = client.show_gc_schedule(ShowGcScheduleRequest(instance_id=project))
+        assert shown.schedule.type == "None" and shown.parameters.delete_untagged is False
+        client.update_gc_schedule(UpdateGcScheduleRequest(instance_id=project, body=UpdateScheduleRequestBody(
+            schedule=ScheduleObj(type="Custom", cron="* * * * * *"), parameters=GcParameters(workers=1, delete_untagged=True))))
+        shown = client.show_gc_schedule(ShowGcScheduleRequest(instance_id=project))
+        assert shown.schedule.type == "Custom" and shown.schedule.cron == "* * * * * *"
+        assert shown.schedule.next_scheduled_time and shown.parameters.delete_untagged is True
+        time.sleep(1.1)
+        tick(reg)
+        kinds = [t.job_kind for t in client.list_gc_tasks(ListGcTasksRequest(instance_id=project)).tasks]
+        assert "SCHEDULE" in kinds, kinds
+        client.update_gc_schedule(UpdateGcScheduleRequest(instance_id=project, body=UpdateScheduleRequestBody(
+            schedule=ScheduleObj(type="None"))))
+        assert client.show_gc_schedule(ShowGcScheduleRequest(instance_id=project)).parameters.delete_untagged is True
+
+        # Bad input: SWR error JSON.
+        for body in [
+            ExecuteScheduleRequestBody(schedule=ExecuteScheduleObj(type="Manual"), parameters=GcParameters(workers=0)),
+            ExecuteScheduleRequestBody(schedule=ExecuteScheduleObj(type="Manual"), parameters=GcParameters(workers=6)),
+            ExecuteScheduleRequestBody(schedule=ExecuteScheduleObj(type="Custom"), parameters=GcParameters(workers=1)),
+        ]:
+            with pytest.raises(ClientRequestException) as e:
+                client.execute_gc_schedule(ExecuteGcScheduleRequest(instance_id=project, body=body))
+            assert e.value.status_code == 400 and e.value.error_code == "SVCSTG.SWR.4000001", e.value
+        for sched in [ScheduleObj(type="Custom"), ScheduleObj(type="Custom", cron="0 0 * * *"),
+                      ScheduleObj(type="Custom", cron="not a cron at all"), ScheduleObj(type="Daily")]:
+            with pytest.raises(ClientRequestException) as e:
+                client.update_gc_schedule(UpdateGcScheduleRequest(instance_id=project, body=UpdateScheduleRequestBody(
+                    schedule=sched, parameters=GcParameters(workers=1))))
+            assert e.value.status_code == 400, sched
+        # Only the tenant's administrators.
+        reg.iam("user-create", "acme", "dev", "--password", "dev-pw")
+        dev_key = reg.iam("key-create", "acme", "dev")
+        from huaweicloudsdkcore.auth.credentials import BasicCredentials
+        from huaweicloudsdkswr.v2 import SwrClient
+        dev = SwrClient.new_builder().with_credentials(
+            BasicCredentials(dev_key["ak"], dev_key["sk"], project)).with_endpoints([reg.anon_url]).build()
+        with pytest.raises(ClientRequestException) as e:
+            dev.list_gc_tasks(ListGcTasksRequest(instance_id=project))
+        assert e.value.status_code == 403
+    finally:
+        reg.stop()

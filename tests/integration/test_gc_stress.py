@@ -77,7 +77,7 @@ class Client:
 def test_pushes_and_pulls_never_fail_while_gc_runs_every_second(tmp_path):
     reg = Registry(tmp_path / "data", extra_args=[
         "--var", "gc_grace_seconds=0", "--var", "gc_fence_seconds=1",
-        "--var", "gc_schedule=* * * * * *"]).start()
+        "--var", "gc_schedule=* * * * * *", "--var", "gc_delete_untagged=true"]).start()
     try:
         failures, clients = [], []
         stop = time.time() + SECONDS

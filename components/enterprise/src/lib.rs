@@ -2,10 +2,11 @@
 //! handed over by the registry router (it shares `/v2/`). Berth presents
 //! each tenant as one instance, whose id is the tenant's project id; its
 //! webhook policies are [`webhooks`], its immutable-tag rules
-//! [`immutable`]. Calls are AK/SK-signed as for the
+//! [`immutable`], its garbage collection [`gc`]. Calls are AK/SK-signed as for the
 //! shared edition (`berth_guest::manage::authenticate`), errors are SWR's
 //! JSON, and every change is audited.
 
+mod gc;
 mod immutable;
 mod webhooks;
 
@@ -165,6 +166,31 @@ async fn route(call: &Call<'_>, rest: &[&str], authority: Option<&str>) -> Resul
             match m {
                 Method::Put => immutable::update(call, ns, rule).await,
                 Method::Delete => immutable::delete(call, ns, rule).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "system", "gc"] => {
+            instance(id)?;
+            match m {
+                Method::Get => gc::list(call).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "system", "gc", "schedule"] => {
+            instance(id)?;
+            match m {
+                Method::Post => gc::execute(call).await,
+                Method::Put => gc::update_schedule(call).await,
+                Method::Get => gc::show_schedule(call).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "system", "gc", task] => {
+            instance(id)?;
+            let task = policy_id(task)?;
+            match m {
+                Method::Get => gc::show(call, task).await,
+                Method::Put => gc::stop(call, task).await,
                 _ => Err(SwrError::method_not_allowed()),
             }
         }

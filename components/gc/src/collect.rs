@@ -44,12 +44,29 @@ pub struct Outcome {
     pub next_due: Option<u64>,
 }
 
+impl Outcome {
+    /// Adds a later pass's figures.
+    pub fn add(&mut self, o: &Outcome) {
+        self.candidates_examined += o.candidates_examined;
+        self.blobs_marked += o.blobs_marked;
+        self.blobs_deleted += o.blobs_deleted;
+        self.bytes_freed += o.bytes_freed;
+        self.manifests_deleted += o.manifests_deleted;
+        self.postponed += o.postponed;
+        self.cancelled_by_use += o.cancelled_by_use;
+        self.tombstones_resumed += o.tombstones_resumed;
+        self.next_due = o.next_due;
+    }
+}
+
 pub struct Settings {
     pub grace: u64,
     pub fence: u64,
-    /// Overrides every tenant's policy on untagged manifests (an
-    /// enterprise GC run's `delete_untagged`).
-    pub untagged: Option<bool>,
+    /// Overrides one tenant's policy on untagged manifests (a GC task's
+    /// `delete_untagged`).
+    pub untagged: Option<(String, bool)>,
+    /// A GC task whose `stop` flag ends the pass.
+    pub task: Option<String>,
     /// Plan only: report what would go, write nothing but the lease.
     pub dry_run: bool,
 }
@@ -77,10 +94,20 @@ impl<'a> Collector<'a> {
         self.run.commit(ops, LEASE_SECONDS).await
     }
 
+    /// Whether the task this pass runs for was asked to stop.
+    async fn stopped(&self) -> Result<bool, SwrError> {
+        let Some(key) = &self.settings.task else {
+            return Ok(false);
+        };
+        let task: Option<gc::Task> = store::get_json(key).await.map_err(oci_fault)?;
+        Ok(task.is_none_or(|t| t.stop))
+    }
+
     /// One pass: leftover tombstones, then the fresh queue and the
-    /// postponed candidates that are due. `stop` is asked between
-    /// candidates (a stopped GC task).
-    pub async fn pass(&mut self, stop: &mut dyn FnMut() -> bool) -> Result<(), SwrError> {
+    /// postponed candidates that are due; `false` when its task was
+    /// stopped before the end.
+    pub async fn pass(&mut self) -> Result<bool, SwrError> {
+        self.now = store::now();
         self.resume().await?;
         for prefix in [gc::QUEUE, LATER] {
             let mut after: Option<String> = None;
@@ -88,9 +115,9 @@ impl<'a> Collector<'a> {
                 let page = metadata::scan(prefix.to_string(), after.clone(), PAGE)
                     .await
                     .map_err(fault)?;
-                for e in &page {
-                    if stop() {
-                        return Ok(());
+                for (i, e) in page.iter().enumerate() {
+                    if i % 32 == 0 && self.stopped().await? {
+                        return Ok(false);
                     }
                     let Ok(candidate) = serde_json::from_slice::<Candidate>(&e.value) else {
                         // Unreadable: nothing can be done with it.
@@ -119,7 +146,43 @@ impl<'a> Collector<'a> {
                 after = page.last().map(|e| e.key.clone());
             }
         }
-        Ok(())
+        self.kept_untagged().await
+    }
+
+    /// Untagged manifests kept by their tenant's policy, for tenants that
+    /// collect them now (a task's `delete_untagged`, a changed policy):
+    /// one read per tenant that still keeps them.
+    async fn kept_untagged(&mut self) -> Result<bool, SwrError> {
+        let mut after: Option<String> = None;
+        while let Some(first) = metadata::scan(gc::UNTAGGED.to_string(), after.clone(), 1)
+            .await
+            .map_err(fault)?
+            .pop()
+        {
+            let rest = &first.key[gc::UNTAGGED.len()..];
+            let Some((tenant, _)) = rest.split_once('/') else {
+                after = Some(first.key.clone());
+                continue;
+            };
+            let tenant = tenant.to_string();
+            let group = format!("{}{tenant}/", gc::UNTAGGED);
+            after = Some(format!("{group}~"));
+            if !self.tenant_collects(&tenant).await? {
+                continue;
+            }
+            for e in store::scan_all(&group).await.map_err(fault)? {
+                if self.stopped().await? {
+                    return Ok(false);
+                }
+                let Ok(candidate) = serde_json::from_slice::<Candidate>(&e.value) else {
+                    continue;
+                };
+                self.outcome.candidates_examined += 1;
+                let consume = WriteOp::Delete((e.key.clone(), Precondition::Version(e.version)));
+                self.manifest(candidate, consume).await?;
+            }
+        }
+        Ok(true)
     }
 
     /// Tombstones left by a run that died: cancelled, their candidate
@@ -349,24 +412,36 @@ impl<'a> Collector<'a> {
         Ok(ops)
     }
 
-    /// Whether the tenant owning `repository` collects untagged manifests.
-    async fn collects_untagged(&mut self, repository: &str) -> Result<bool, SwrError> {
-        if let Some(forced) = self.settings.untagged {
-            return Ok(forced);
-        }
+    /// The tenant owning `repository`, and whether it collects untagged
+    /// manifests.
+    async fn collects_untagged(&mut self, repository: &str) -> Result<(String, bool), SwrError> {
         let (tenant, _) = store::owner_and_rules(repository)
             .await
             .map_err(oci_fault)?;
         let tenant = tenant.unwrap_or_default();
-        if let Some(&v) = self.policies.get(&tenant) {
+        let collect = self.tenant_collects(&tenant).await?;
+        Ok((tenant, collect))
+    }
+
+    /// Whether `tenant` collects untagged manifests in this pass.
+    async fn tenant_collects(&mut self, tenant: &str) -> Result<bool, SwrError> {
+        if let Some((t, forced)) = &self.settings.untagged
+            && t == tenant
+        {
+            return Ok(*forced);
+        }
+        if let Some(&v) = self.policies.get(tenant) {
             return Ok(v);
         }
-        let policy: Policy = store::get_json(&gc::policy(&tenant))
+        let policy: Option<Policy> = store::get_json(&gc::policy(tenant))
             .await
-            .map_err(oci_fault)?
-            .unwrap_or_default();
-        self.policies.insert(tenant, policy.collect_untagged);
-        Ok(policy.collect_untagged)
+            .map_err(oci_fault)?;
+        let collect = match policy {
+            Some(p) => p.parameters.delete_untagged,
+            None => store::config::get("gc_delete_untagged").is_some_and(|v| v.trim() == "true"),
+        };
+        self.policies.insert(tenant.to_string(), collect);
+        Ok(collect)
     }
 
     /// Whether manifest `digest` of `repository` is untagged and
@@ -406,10 +481,15 @@ impl<'a> Collector<'a> {
             return Ok(());
         };
         let (repository, digest) = (repository.clone(), digest.clone());
-        if !self.collects_untagged(&repository).await?
-            || Self::unused_manifest(&repository, &digest).await?.is_none()
-        {
+        if Self::unused_manifest(&repository, &digest).await?.is_none() {
             return self.consume(consume).await;
+        }
+        let (tenant, collect) = self.collects_untagged(&repository).await?;
+        if !collect {
+            // Kept by the tenant's policy, and remembered for when a task
+            // or a new policy collects untagged manifests.
+            let kept = store::put_json(gc::untagged(&tenant, &repository, &digest), &candidate);
+            return self.write(vec![consume, kept]).await;
         }
         if self.settings.dry_run {
             self.outcome.manifests_deleted += 1;

@@ -27,6 +27,7 @@ use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 
 mod collect;
 mod index;
+mod tasks;
 
 struct Gc;
 spin_sdk::wasip3::http::service::export!(Gc);
@@ -47,15 +48,21 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Gc {
 /// One collection: what it removed.
 async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     let indexed = index::ensure(run).await?;
-    let settings = collect::Settings {
-        grace: store::limit("gc_grace_seconds", berth_domain::gc::GRACE_SECONDS),
-        fence: store::limit("gc_fence_seconds", berth_domain::gc::FENCE_SECONDS),
-        untagged: None,
-        dry_run: false,
-    };
-    let (grace, fence) = (settings.grace, settings.fence);
-    let mut collector = collect::Collector::new(run, settings);
-    collector.pass(&mut || false).await?;
+    let grace = store::limit("gc_grace_seconds", berth_domain::gc::GRACE_SECONDS);
+    let fence = store::limit("gc_fence_seconds", berth_domain::gc::FENCE_SECONDS);
+    let scheduled = tasks::schedule(run).await?;
+    let tasks_run = tasks::run_requested(run, grace, fence).await?;
+    let mut collector = collect::Collector::new(
+        run,
+        collect::Settings {
+            grace,
+            fence,
+            untagged: None,
+            task: None,
+            dry_run: false,
+        },
+    );
+    collector.pass().await?;
     let outcome = collector.outcome;
     let idle = store::limit("upload_expiry_seconds", 24 * 3600);
     let files = uploads::expire(idle).await.map_err(fault)?;
@@ -100,6 +107,8 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         "gc_grace_seconds": grace,
         "gc_fence_seconds": fence,
         "index_rebuilt": indexed,
+        "tasks_scheduled": scheduled,
+        "tasks_run": tasks_run,
         "uploads_expired": files,
         "upload_records_removed": records,
         "upload_expiry_seconds": idle,

@@ -34,6 +34,10 @@ struct CronTrigger {
     /// Berth's addition: also run as soon as new events are committed.
     #[serde(default)]
     wake_on_events: bool,
+    /// Berth's addition: also run as soon as a commit appends under one
+    /// of these metadata prefixes (a queue the job serves).
+    #[serde(default)]
+    wake_on_appends: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -93,8 +97,9 @@ pub struct Scheduled {
     pub component: String,
     pub expression: String,
     pub schedule: cron::Schedule,
-    /// Run also when events are appended (the event consumers).
-    pub wake_on_events: bool,
+    /// Run also soon after a commit appends under one of these prefixes
+    /// (`event/` for the event consumers).
+    pub wake_on: Vec<String>,
 }
 
 pub struct App {
@@ -202,7 +207,12 @@ impl App {
                 component: t.component,
                 expression,
                 schedule,
-                wake_on_events: t.wake_on_events,
+                wake_on: t
+                    .wake_on_events
+                    .then(|| berth_domain::events::PREFIX.to_string())
+                    .into_iter()
+                    .chain(t.wake_on_appends)
+                    .collect(),
             });
         }
         Ok(app)

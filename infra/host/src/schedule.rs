@@ -7,7 +7,8 @@
 //! A host never overlaps its own runs of one job: a time that passes while
 //! a run is under way is skipped. Jobs declared `wake_on_events = true`
 //! (Berth's addition to the cron trigger: the event consumers) also run
-//! shortly after a commit appends to the event log.
+//! shortly after a commit appends to the event log; `wake_on_appends`
+//! names other metadata prefixes that wake a job the same way.
 
 use crate::capabilities::Backends;
 use crate::manifest::Scheduled;
@@ -33,7 +34,7 @@ pub fn spawn(server: Arc<Server>, backends: Arc<Backends>) {
         let (server, backends) = (server.clone(), backends.clone());
         tokio::spawn(async move {
             let job: &Scheduled = &server.app.schedules[i];
-            let events = backends.metadata.events_appended();
+            let events = backends.metadata.watch(&job.wake_on);
             // Armed before each run, so events committed during one wake
             // the next.
             let arm = || {
@@ -57,7 +58,7 @@ pub fn spawn(server: Arc<Server>, backends: Arc<Backends>) {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = &mut woken, if job.wake_on_events => {
+                    _ = &mut woken, if !job.wake_on.is_empty() => {
                         // Let a burst of pushes land in one run.
                         tokio::time::sleep(WAKE_DELAY).await;
                     }

@@ -104,8 +104,9 @@ pub struct Metadata {
     writer: mpsc::Sender<Job>,
     /// Statistics not yet written ([`Metadata::note`]).
     pending: Arc<Mutex<Pending>>,
-    /// Signalled after each commit that appended under `event/`.
-    events: Arc<tokio::sync::Notify>,
+    /// Who to signal after a commit that appends under a prefix
+    /// ([`Metadata::watch`]).
+    watchers: Arc<Mutex<Vec<(String, Arc<tokio::sync::Notify>)>>>,
 }
 
 /// How long statistics counts wait in memory before they are written.
@@ -150,7 +151,7 @@ impl Metadata {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             writer,
             pending,
-            events: Arc::new(tokio::sync::Notify::new()),
+            watchers: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -275,21 +276,41 @@ impl Metadata {
 
     /// Applies `ops` atomically; returns the version of each put once durable.
     pub async fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, MetaError> {
-        let appends = ops
-            .iter()
-            .any(|op| matches!(op, WriteOp::Append(p, _) if p == berth_domain::events::PREFIX));
+        let mut woken: Vec<Arc<tokio::sync::Notify>> = Vec::new();
+        if ops.iter().any(|op| matches!(op, WriteOp::Append(..))) {
+            let watchers = self.watchers.lock().expect("watchers lock");
+            for op in &ops {
+                if let WriteOp::Append(prefix, _) = op {
+                    woken.extend(
+                        watchers
+                            .iter()
+                            .filter(|(p, _)| p == prefix)
+                            .map(|(_, n)| n.clone()),
+                    );
+                }
+            }
+        }
         let (tx, rx) = oneshot::channel();
         self.send(Job::Commit(ops, tx))?;
         let result = rx.await.map_err(|_| writer_gone())?;
-        if appends && result.is_ok() {
-            self.events.notify_waiters();
+        if result.is_ok() {
+            for n in woken {
+                n.notify_waiters();
+            }
         }
         result
     }
 
-    /// Resolves after the next commit that appends an event.
-    pub fn events_appended(&self) -> Arc<tokio::sync::Notify> {
-        self.events.clone()
+    /// A signal given after each commit that appends under one of
+    /// `prefixes` (the event log wakes its consumers; a GC task request
+    /// wakes the gc job).
+    pub fn watch(&self, prefixes: &[String]) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        for p in prefixes {
+            watchers.push((p.clone(), notify.clone()));
+        }
+        notify
     }
 
     pub async fn increment(&self, key: String, delta: i64) -> Result<i64, MetaError> {
