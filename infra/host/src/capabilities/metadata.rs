@@ -106,8 +106,11 @@ pub struct Metadata {
     pending: Arc<Mutex<Pending>>,
     /// Who to signal after a commit that appends under a prefix
     /// ([`Metadata::watch`]).
-    watchers: Arc<Mutex<Vec<(String, Arc<tokio::sync::Notify>)>>>,
+    watchers: Arc<Mutex<Vec<Watcher>>>,
 }
+
+/// A metadata prefix and who to signal when a commit appends under it.
+type Watcher = (String, Arc<tokio::sync::Notify>);
 
 /// How long statistics counts wait in memory before they are written.
 const COUNT_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
