@@ -252,3 +252,51 @@ def test_gc_tasks_through_the_official_sdk(tmp_path):
         assert e.value.status_code == 403
     finally:
         reg.stop()
+
+
+def test_usage_matches_what_storage_holds_before_and_after_gc(tmp_path):
+    """SWR's overview `store_space` is, per organization, the sum of the
+    sizes of its distinct blobs: what the blob files on disk add up to."""
+    from huaweicloudsdkswr.v2 import ShowDomainOverviewRequest
+    reg = Registry(tmp_path / "data", extra_args=[
+        "--var", "gc_grace_seconds=0", "--var", f"gc_fence_seconds={FENCE}",
+        "--var", "gc_delete_untagged=true", *NO_SCHEDULE]).start()
+    try:
+        client, _ = tenant_client(reg, "acme", "acme-pw", ["shop", "tools"])
+        url = f"http://acme:acme-pw@{reg.host}"
+        base = b"base layer shared by everyone " * 200
+        pushed = {}
+        for repo, extra, tag in [("shop/a", b"a only " * 90, "1"), ("shop/b", b"b only " * 70, "1"),
+                                 ("tools/x", b"x only " * 50, "1"), ("shop/a", b"a two " * 40, "2")]:
+            cfg = json.dumps({"repo": repo, "tag": tag}).encode()
+            m, d = image(url, repo, layers=(base, extra), tag=tag, config=cfg)
+            pushed[(repo, tag)] = (m, d)
+
+        def on_disk():
+            # Each organization's distinct digests, sized from the files.
+            per_org = {}
+            for (repo, tag), (m, _) in pushed.items():
+                r = requests.get(f"{url}/v2/{repo}/manifests/{tag}",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+                if r.status_code != 200:
+                    continue
+                for d in [m["config"]["digest"]] + [l["digest"] for l in m["layers"]]:
+                    per_org.setdefault(repo.split("/")[0], set()).add(d)
+            return sum(blob_file(reg, d).stat().st_size for ds in per_org.values() for d in ds)
+
+        overview = lambda: client.show_domain_overview(ShowDomainOverviewRequest()).store_space
+        assert overview() == on_disk() > 0
+        # The base layer counts once in shop, once in tools.
+        assert overview() == len(base) * 2 + sum(
+            m["config"]["size"] + m["layers"][1]["size"] for m, _ in pushed.values())
+
+        # Delete image shop/a:2 and collect: usage drops by exactly its own blobs.
+        m2, d2 = pushed[("shop/a", "2")]
+        before = overview()
+        assert requests.delete(f"{url}/v2/shop/a/manifests/{d2}").status_code == 202
+        total = collect_until_quiet(reg)
+        del pushed[("shop/a", "2")]
+        assert overview() == on_disk() == before - m2["config"]["size"] - m2["layers"][1]["size"]
+        assert not blob_file(reg, m2["layers"][1]["digest"]).exists()
+    finally:
+        reg.stop()

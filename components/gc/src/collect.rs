@@ -76,6 +76,8 @@ pub struct Collector<'a> {
     settings: Settings,
     pub outcome: Outcome,
     policies: HashMap<String, bool>,
+    /// Blobs looked at in this pass.
+    seen: std::collections::HashSet<String>,
     now: u64,
 }
 
@@ -86,8 +88,15 @@ impl<'a> Collector<'a> {
             settings,
             outcome: Outcome::default(),
             policies: HashMap::new(),
+            seen: Default::default(),
             now: store::now(),
         }
+    }
+
+    /// Puts `candidate` back until `due` (and reports when it is due).
+    fn later(&mut self, due: u64, candidate: &Candidate) -> WriteOp {
+        self.outcome.next_due = Some(self.outcome.next_due.map_or(due, |d| d.min(due)));
+        later(due, candidate)
     }
 
     async fn commit(&mut self, ops: Vec<WriteOp>) -> Result<bool, SwrError> {
@@ -124,7 +133,13 @@ impl<'a> Collector<'a> {
                         self.commit(vec![store::delete(e.key.clone())]).await?;
                         continue;
                     };
-                    let due = candidate.due(self.settings.grace, self.settings.fence);
+                    // A postponed candidate is due when its key says.
+                    let due = e.key[prefix.len()..]
+                        .split('/')
+                        .next()
+                        .filter(|_| prefix == LATER)
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or_else(|| candidate.due(self.settings.grace, self.settings.fence));
                     if due > self.now {
                         // The fresh queue is in commit order, so the rest
                         // is younger still; the postponed are in due order.
@@ -132,9 +147,18 @@ impl<'a> Collector<'a> {
                             Some(self.outcome.next_due.map_or(due, |d| d.min(due)));
                         break 'pages;
                     }
-                    self.outcome.candidates_examined += 1;
                     let consume =
                         WriteOp::Delete((e.key.clone(), Precondition::Version(e.version)));
+                    // One look per blob and pass: a blob is often queued
+                    // several times (its upload, its link, each manifest
+                    // that let go of it).
+                    if let Candidate::Blob { digest, .. } = &candidate
+                        && !self.seen.insert(digest.clone())
+                    {
+                        self.write(vec![consume]).await?;
+                        continue;
+                    }
+                    self.outcome.candidates_examined += 1;
                     match candidate {
                         Candidate::Blob { .. } => self.blob(candidate, consume).await?,
                         Candidate::Manifest { .. } => self.manifest(candidate, consume).await?,
@@ -273,7 +297,8 @@ impl<'a> Collector<'a> {
                 }
                 BlobVerdict::Later(due) => {
                     self.outcome.postponed += 1;
-                    self.write(vec![consume, later(due, &candidate)]).await?;
+                    let again = self.later(due, &candidate);
+                    self.write(vec![consume, again]).await?;
                 }
                 BlobVerdict::Collect => {
                     let mut ops = vec![consume];
@@ -283,7 +308,7 @@ impl<'a> Collector<'a> {
                         since: self.now,
                         marked: Some(self.now),
                     };
-                    ops.push(later(self.now + self.settings.fence, &next));
+                    ops.push(self.later(self.now + self.settings.fence, &next));
                     if self.settings.dry_run {
                         // The plan: this blob goes once the fence passes.
                         self.outcome.blobs_deleted += 1;
@@ -356,8 +381,8 @@ impl<'a> Collector<'a> {
             BlobVerdict::Later(due) => {
                 self.outcome.cancelled_by_use += 1;
                 let again = Candidate::blob(&digest, self.now);
-                self.commit(vec![store::delete(doomed), later(due, &again)])
-                    .await?;
+                let again = self.later(due, &again);
+                self.commit(vec![store::delete(doomed), again]).await?;
             }
             BlobVerdict::Collect => {
                 let size = blobs::stat(digest.clone()).await.map_err(fault)?;

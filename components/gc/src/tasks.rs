@@ -153,17 +153,21 @@ async fn run_task(
             if !finished || task.parameters.dry_run {
                 break;
             }
-            if this.blobs_marked > 0 && fence <= MAX_FENCE_WAIT {
-                let until = store::now() + fence + 1;
-                while finished && store::now() < until {
-                    spin_sdk::wasip3::clocks::monotonic_clock::wait_for(500_000_000).await;
-                    // Renews the lease while it waits.
-                    run.commit(Vec::new(), LEASE_SECONDS).await?;
-                    let current: Option<Task> = store::get_json(&key).await.map_err(oci_fault)?;
-                    finished = current.is_some_and(|t| !t.stop);
+            // Wait for what this pass marked or put back for a moment;
+            // garbage due later (the grace) is for later runs.
+            match this.next_due {
+                Some(due) if fence <= MAX_FENCE_WAIT && due <= store::now() + fence + 1 => {
+                    while finished && store::now() < due {
+                        spin_sdk::wasip3::clocks::monotonic_clock::wait_for(250_000_000).await;
+                        // Renews the lease while it waits.
+                        run.commit(Vec::new(), LEASE_SECONDS).await?;
+                        let current: Option<Task> =
+                            store::get_json(&key).await.map_err(oci_fault)?;
+                        finished = current.is_some_and(|t| !t.stop);
+                    }
                 }
-            } else if this.manifests_deleted == 0 {
-                break;
+                _ if this.manifests_deleted > 0 => {}
+                _ => break,
             }
         }
         task.purged_blobs = outcome.blobs_deleted;

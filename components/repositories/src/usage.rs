@@ -1,5 +1,6 @@
 //! A tenant's usage: `GET /v2/manage/overview` (organizations,
-//! repositories, images, bytes stored, bytes served) and
+//! repositories, images, bytes stored — the distinct blobs of each
+//! organization —, bytes served) and
 //! `GET /v2/manage/reports/<store|downflow>/<frequency>`.
 //!
 //! Reports come from daily figures: bytes served per day (a counter per
@@ -31,12 +32,24 @@ pub async fn usage(who: &Principal) -> Result<Usage, SwrError> {
     let repos = store::scan_names(&records::tenant_repository_prefix(&who.tenant))
         .await
         .map_err(fault)?;
-    let (mut images, mut stored) = (0, 0);
+    // Bytes stored: each organization's distinct blobs (a layer shared by
+    // its repositories counts once), as storage holds them until garbage
+    // collection removes their links.
+    let mut images = 0;
+    let mut blobs: std::collections::HashMap<&str, std::collections::HashMap<String, u64>> =
+        Default::default();
     for r in &repos {
-        let (tags, bytes) = stats::footprint(r).await?;
+        let (tags, _) = stats::footprint(r).await?;
         images += tags;
-        stored += bytes;
+        let prefix = keys::blob_link(r, "");
+        let org = blobs.entry(stats::namespace_of(r)).or_default();
+        for e in store::scan_all(&prefix).await.map_err(fault)? {
+            if let Ok(link) = serde_json::from_slice::<keys::BlobLink>(&e.value) {
+                org.insert(e.key[prefix.len()..].to_string(), link.size);
+            }
+        }
     }
+    let stored: u64 = blobs.values().flat_map(|b| b.values()).sum();
     let served = metadata::counters(owned.iter().map(|n| keys::downflow(&n.name)).collect())
         .await
         .map_err(fault)?
