@@ -300,3 +300,46 @@ def test_usage_matches_what_storage_holds_before_and_after_gc(tmp_path):
         assert not blob_file(reg, m2["layers"][1]["digest"]).exists()
     finally:
         reg.stop()
+
+
+def test_scrub_finds_orphans_corrupt_and_missing_blobs_and_repairs_what_it_safely_can(reg):
+    url = reg.url
+    m, d = image(url, "scrub/app", layers=(b"good layer " * 20, b"to corrupt " * 20, b"to lose " * 20), tag="v1")
+    good, corrupt, lost = (l["digest"] for l in m["layers"])
+    blob_file(reg, corrupt).write_bytes(b"bit rot " * 20)
+    blob_file(reg, lost).unlink()
+    # Bytes nobody links (left by a crash, or copied in by hand).
+    stray = b"stray bytes"
+    path = blob_file(reg, sha256(stray))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(stray)
+
+    scrub = lambda: requests.post(f"http://{reg.host}/berth/jobs/scrub/tick", auth=ADMIN)
+    assert requests.post(f"http://{reg.host}/berth/jobs/scrub/tick").status_code == 401
+    r = scrub()
+    assert r.status_code == 200, r.text
+    rep = r.json()["result"]
+    assert rep["blobs_checked"] == 4  # the config, the good and the corrupt layer, the stray bytes
+    assert rep["orphans"] == 1 and rep["orphans_queued"] == [sha256(stray)]
+    assert rep["corrupt_total"] == 1 and rep["corrupt"][0]["digest"] == corrupt
+    assert rep["corrupt"][0]["hashes_to"] == sha256(b"bit rot " * 20)
+    assert rep["corrupt"][0]["referenced_by"] == [f"scrub/app@{d}"]
+    assert rep["missing_total"] == 1 and rep["missing"][0] == {
+        "repository": "scrub/app", "digest": lost, "referenced_by": [f"scrub/app@{d}"]}
+    # Repaired: bad bytes are never served; clients see the two blobs
+    # missing and upload them again, which makes the image whole.
+    assert not blob_file(reg, corrupt).exists()
+    for dg in (corrupt, lost):
+        assert requests.head(f"{url}/v2/scrub/app/blobs/{dg}").status_code == 404
+    assert sha256(requests.get(f"{url}/v2/scrub/app/blobs/{good}").content) == good
+    push_blob(url, "scrub/app", b"to corrupt " * 20)
+    push_blob(url, "scrub/app", b"to lose " * 20)
+    for dg in (corrupt, lost):
+        assert sha256(requests.get(f"{url}/v2/scrub/app/blobs/{dg}").content) == dg
+    # A second scrub finds nothing wrong; the stray bytes go with the next
+    # collections.
+    rep = scrub().json()["result"]
+    assert rep["corrupt_total"] == 0 and rep["missing_total"] == 0
+    collect_until_quiet(reg)
+    assert not path.exists()
+    assert requests.get(f"http://{reg.host}/berth/jobs/scrub", auth=ADMIN).json()["last_run"]["outcome"] == "succeeded"

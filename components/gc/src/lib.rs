@@ -14,6 +14,8 @@
 //! - `POST /berth/jobs/gc/tick`: runs now; 200 with what the run did, 409
 //!   while another run holds the lease.
 //! - `GET /berth/jobs/gc`: whether a run is under way, and the last run.
+//! - `POST /berth/jobs/scrub/tick`, `GET /berth/jobs/scrub`: the scrub
+//!   ([`scrub`]), a job of its own run on demand.
 //!
 //! Both for a host's scheduler (a job token) or an administrator of the
 //! system tenant (`Basic`); errors in SWR's format, as the admin API's.
@@ -27,6 +29,7 @@ use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 
 mod collect;
 mod index;
+mod scrub;
 mod tasks;
 
 struct Gc;
@@ -41,6 +44,10 @@ const PAGE: u32 = 500;
 
 impl spin_sdk::wasip3::exports::http::handler::Guest for Gc {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        let path = request.get_path_with_query().unwrap_or_default();
+        if path.starts_with("/berth/jobs/scrub") {
+            return jobs::serve(request, "scrub", LEASE_SECONDS, scrub::run).await;
+        }
         jobs::serve(request, JOB, LEASE_SECONDS, collect).await
     }
 }

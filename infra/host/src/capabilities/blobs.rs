@@ -16,7 +16,7 @@ use bytes::Bytes;
 use sha2::Digest as _;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -230,6 +230,69 @@ impl BlobStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Stored blobs in digest order after `after`, at most `limit`.
+    pub fn list(&self, after: Option<&str>, limit: usize) -> Result<Vec<BlobInfo>, BlobError> {
+        let sorted = |dir: &Path| -> Result<Vec<String>, BlobError> {
+            let mut names = match fs::read_dir(dir) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect::<Vec<_>>(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            names.sort();
+            Ok(names)
+        };
+        let after = after.unwrap_or("");
+        let mut out = Vec::new();
+        let root = self.root.join("blobs");
+        for alg in sorted(&root)? {
+            for fan in sorted(&root.join(&alg))? {
+                // Whole directories before the cursor are skipped unread.
+                if format!("{alg}:{fan}~").as_str() < after {
+                    continue;
+                }
+                for hex in sorted(&root.join(&alg).join(&fan))? {
+                    let digest = format!("{alg}:{hex}");
+                    if digest.as_str() <= after || Digest::parse(&digest).is_err() {
+                        continue;
+                    }
+                    let size = fs::metadata(root.join(&alg).join(&fan).join(&hex))?.len();
+                    out.push(BlobInfo { digest, size });
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The digest a stored blob's bytes hash to now (none if missing).
+    pub async fn verify(&self, digest: &str) -> Result<Option<String>, BlobError> {
+        let d = Self::parse(digest)?;
+        let path = self.blob_path(&d);
+        tokio::task::spawn_blocking(move || {
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let mut hasher = Hasher::new(d.algorithm());
+            let mut buf = vec![0u8; CHUNK * 2];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            Ok(Some(hasher.finish()))
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
     }
 
     pub fn create_upload(&self) -> Result<String, BlobError> {

@@ -283,6 +283,27 @@ impl<T: Send> wit_blobs::HostWithStore<T> for Caps {
     async fn delete(a: &Accessor<T, Self>, digest: String) -> Result<bool, StoreError> {
         Ok(backends(a).blobs.delete(&digest)?)
     }
+
+    async fn list(
+        a: &Accessor<T, Self>,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<wit_blobs::BlobInfo>, StoreError> {
+        let b = backends(a);
+        // A few directory reads: scrubs are rare and page by page.
+        let found = b.blobs.list(after.as_deref(), limit as usize)?;
+        Ok(found
+            .into_iter()
+            .map(|i| wit_blobs::BlobInfo {
+                digest: i.digest,
+                size: i.size,
+            })
+            .collect())
+    }
+
+    async fn verify(a: &Accessor<T, Self>, digest: String) -> Result<Option<String>, StoreError> {
+        Ok(backends(a).blobs.verify(&digest).await?)
+    }
 }
 
 impl<T: Send> uploads::HostWithStore<T> for Caps {
