@@ -5,6 +5,7 @@
 
 mod ceilings;
 mod client;
+mod gc;
 mod registry;
 mod webhooks;
 mod workloads;
@@ -295,6 +296,59 @@ async fn main() -> Result<()> {
                 name,
                 cpu / *n as f64 * 1e6,
             );
+        }
+    }
+
+    if want("gc") {
+        eprintln!("garbage collection…");
+        let (live, garbage) = if args.quick {
+            (2_000, 500)
+        } else {
+            (100_000, 10_000)
+        };
+        // Distribution collects offline, walking everything; Berth's
+        // collection reads its queue. Berth's baseline may predate it.
+        for r in regs
+            .iter()
+            .filter(|r| r.name == "berth" || r.name == "distribution")
+        {
+            let f = gc::run(r, live, garbage).await?;
+            for (n, secs, deleted) in &f.runs {
+                let label = format!("GC of {garbage} garbage blobs among {n} live");
+                res.add(&format!("{label}: time"), "s", false, &r.name, *secs);
+                res.add(
+                    &format!("{label}: blobs deleted"),
+                    "count",
+                    true,
+                    &r.name,
+                    *deleted as f64,
+                );
+                res.add(
+                    &format!("{label}: objects/s"),
+                    "per s",
+                    true,
+                    &r.name,
+                    *deleted as f64 / secs.max(1e-9),
+                );
+            }
+            for (secs, n) in f.drain_secs.iter().zip([live, live * 10]) {
+                res.add(
+                    &format!("first GC after pushing up to {n} live blobs (queue drain)"),
+                    "s",
+                    false,
+                    &r.name,
+                    *secs,
+                );
+            }
+            if let Some(ratio) = f.get_ratio {
+                res.add(
+                    "manifest GET rate during GC / without (c=8)",
+                    "ratio",
+                    true,
+                    &r.name,
+                    ratio,
+                );
+            }
         }
     }
 

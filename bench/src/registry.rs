@@ -61,6 +61,19 @@ impl Registry {
             .arg(dir.path())
             // Every workload pushes to its own organizations.
             .args(["--var", "namespace_quota=100000"])
+            // The gc workload collects on its own ticks, without grace.
+            .args(if name == "berth" {
+                &[
+                    "--var",
+                    "gc_grace_seconds=0",
+                    "--var",
+                    "gc_fence_seconds=1",
+                    "--var",
+                    "gc_schedule=0 0 0 1 1 *",
+                ][..]
+            } else {
+                &[]
+            })
             // The webhook workload's receiver listens on 127.0.0.1 (the
             // baseline, an older Berth, may not know the option).
             .args(if name == "berth" {
@@ -136,6 +149,11 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(100));
         }
         bail!("{name} did not start on {host}")
+    }
+
+    /// Distribution's configuration file (for `garbage-collect`).
+    pub fn config_path(&self) -> Option<PathBuf> {
+        Some(self._dir.as_ref()?.path().join("config.yml"))
     }
 
     /// Distribution's storage root (for seeding it on disk).

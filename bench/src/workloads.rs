@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MIB: f64 = 1024.0 * 1024.0;
 
-fn sha256(b: &[u8]) -> String {
+pub fn sha256(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
 }
 
