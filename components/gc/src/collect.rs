@@ -17,6 +17,8 @@ use crate::LEASE_SECONDS;
 
 /// Queue entries read per page.
 const PAGE: u32 = 500;
+/// Candidates whose writes go in one commit.
+const BATCH: usize = 128;
 
 /// `gc/later/<due, 12 digits>/<nonce>` → [`Candidate`]: candidates the
 /// collector put back (postponed, or marked and waiting out the fence),
@@ -78,6 +80,13 @@ pub struct Collector<'a> {
     policies: HashMap<String, bool>,
     /// Blobs looked at in this pass.
     seen: std::collections::HashSet<String>,
+    /// Writes of the candidates looked at, one group per candidate,
+    /// committed together (see [`Collector::flush`]).
+    deferred: Vec<Vec<WriteOp>>,
+    /// How many of the deferred groups mark a blob.
+    deferred_marks: u64,
+    /// Marked blobs due for deletion, collected in one batch per page.
+    dooms: Vec<(Candidate, WriteOp, u64)>,
     now: u64,
 }
 
@@ -89,6 +98,9 @@ impl<'a> Collector<'a> {
             outcome: Outcome::default(),
             policies: HashMap::new(),
             seen: Default::default(),
+            deferred: Vec::new(),
+            deferred_marks: 0,
+            dooms: Vec::new(),
             now: store::now(),
         }
     }
@@ -164,13 +176,48 @@ impl<'a> Collector<'a> {
                         Candidate::Manifest { .. } => self.manifest(candidate, consume).await?,
                     }
                 }
+                self.settle().await?;
                 if page.len() < PAGE as usize {
                     break;
                 }
                 after = page.last().map(|e| e.key.clone());
             }
+            self.settle().await?;
         }
-        self.kept_untagged().await
+        let done = self.kept_untagged().await?;
+        self.settle().await?;
+        Ok(done)
+    }
+
+    /// Commits what the candidates looked at so far decided.
+    async fn settle(&mut self) -> Result<(), SwrError> {
+        self.flush().await?;
+        let dooms = std::mem::take(&mut self.dooms);
+        self.doom_batch(dooms).await
+    }
+
+    /// Commits the deferred groups in one commit; if a precondition fails
+    /// (a link changed meanwhile), each group alone, so one busy blob does
+    /// not hold back the rest.
+    async fn flush(&mut self) -> Result<(), SwrError> {
+        let groups = std::mem::take(&mut self.deferred);
+        let marks = std::mem::take(&mut self.deferred_marks);
+        if groups.is_empty() {
+            return Ok(());
+        }
+        if self.commit(groups.concat()).await? {
+            self.outcome.blobs_marked += marks;
+            return Ok(());
+        }
+        for group in groups {
+            let marking = group
+                .iter()
+                .any(|op| matches!(op, WriteOp::Put((k, _, Precondition::Version(_))) if k.starts_with("blob/")));
+            if self.commit(group).await? && marking {
+                self.outcome.blobs_marked += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Untagged manifests kept by their tenant's policy, for tenants that
@@ -273,12 +320,20 @@ impl<'a> Collector<'a> {
         let marked = match marked {
             Some(m) => m,
             // Bytes without links (a collection cut short, an upload that
-            // never linked): nobody can read them, so no mark to wait out;
-            // only a reference still saves them.
-            None if repositories.is_empty() && !facts.referenced => u64::MAX,
+            // never linked): nobody can read them, so no mark to wait out.
+            // Marked now: a holder that appears before the tombstone (an
+            // upload pinning them) is newer, and saves them.
+            None if repositories.is_empty() && !facts.referenced => self.now,
             None => return self.mark(candidate, consume, facts, repositories).await,
         };
-        self.doom(candidate, consume, marked).await
+        if self.settings.dry_run {
+            return self.doom_plan(&digest, marked).await;
+        }
+        self.dooms.push((candidate, consume, marked));
+        if self.dooms.len() >= BATCH {
+            self.settle().await?;
+        }
+        Ok(())
     }
 
     /// Step 1: marks the links, or puts the candidate back.
@@ -318,89 +373,108 @@ impl<'a> Collector<'a> {
                             .unwrap_or(0);
                         return Ok(());
                     }
-                    if self.commit(ops).await? {
-                        self.outcome.blobs_marked += 1;
-                    }
+                    self.deferred_marks += 1;
+                    self.write(ops).await?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Step 2: the tombstone, a second look, and the deletion.
-    async fn doom(
-        &mut self,
-        candidate: Candidate,
-        consume: WriteOp,
-        marked: u64,
-    ) -> Result<(), SwrError> {
-        let digest = candidate.digest().to_string();
-        if self.settings.dry_run {
-            let (facts, _) = self.blob_facts(&digest).await?;
-            if gc::after_tombstone(&facts, marked, self.now, self.settings.grace)
-                == BlobVerdict::Collect
-            {
-                self.outcome.blobs_deleted += 1;
-                self.outcome.bytes_freed += blobs::stat(digest.clone())
-                    .await
-                    .map_err(fault)?
-                    .unwrap_or(0);
-            }
+    /// Step 2 in a dry run: what the deletion would free.
+    async fn doom_plan(&mut self, digest: &str, marked: u64) -> Result<(), SwrError> {
+        let (facts, _) = self.blob_facts(digest).await?;
+        if gc::after_tombstone(&facts, marked, self.now, self.settings.grace)
+            == BlobVerdict::Collect
+        {
+            self.outcome.blobs_deleted += 1;
+            self.outcome.bytes_freed += blobs::stat(digest.to_string())
+                .await
+                .map_err(fault)?
+                .unwrap_or(0);
+        }
+        Ok(())
+    }
+
+    /// Step 2 for a batch of marked blobs: their tombstones in one commit,
+    /// a second look at each, the links and index of the garbage in one
+    /// commit, the bytes, then the tombstones gone in one commit.
+    async fn doom_batch(&mut self, dooms: Vec<(Candidate, WriteOp, u64)>) -> Result<(), SwrError> {
+        if dooms.is_empty() {
             return Ok(());
         }
-        let tombstone = Tombstone {
-            since: self.now,
-            candidate: candidate.clone(),
-        };
-        let doomed = gc::doomed(&digest);
-        let claimed = self
-            .commit(vec![
-                consume,
+        let claim = |(candidate, consume, _): &(Candidate, WriteOp, u64), now| {
+            let tombstone = Tombstone {
+                since: now,
+                candidate: candidate.clone(),
+            };
+            vec![
+                consume.clone(),
                 WriteOp::Put((
-                    doomed.clone(),
+                    gc::doomed(candidate.digest()),
                     serde_json::to_vec(&tombstone).expect("tombstones serialize"),
                     Precondition::Absent,
                 )),
-            ])
-            .await?;
-        if !claimed {
-            return Ok(());
+            ]
+        };
+        let all: Vec<WriteOp> = dooms.iter().flat_map(|d| claim(d, self.now)).collect();
+        let claimed: Vec<(Candidate, u64)> = if self.commit(all).await? {
+            dooms.into_iter().map(|(c, _, m)| (c, m)).collect()
+        } else {
+            // One was taken meanwhile: claim each alone.
+            let mut claimed = Vec::new();
+            for d in dooms {
+                if self.commit(claim(&d, self.now)).await? {
+                    claimed.push((d.0, d.2));
+                }
+            }
+            claimed
+        };
+        let mut unlink = Vec::new();
+        let mut release = Vec::new();
+        let mut garbage = Vec::new();
+        let mut unmark = Vec::new();
+        for (candidate, marked) in claimed {
+            let digest = candidate.digest().to_string();
+            let (facts, repositories) = self.blob_facts(&digest).await?;
+            release.push(store::delete(gc::doomed(&digest)));
+            match gc::after_tombstone(&facts, marked, self.now, self.settings.grace) {
+                BlobVerdict::Live => {
+                    self.outcome.cancelled_by_use += 1;
+                    // In use: its links lose the mark, so reads go the short way.
+                    unmark.push(self.marks(&digest, &repositories, None).await?);
+                }
+                BlobVerdict::Later(due) => {
+                    self.outcome.cancelled_by_use += 1;
+                    let again = Candidate::blob(&digest, self.now);
+                    release.push(self.later(due, &again));
+                }
+                BlobVerdict::Collect => {
+                    for r in &repositories {
+                        unlink.push(store::delete(keys::blob_link(r, &digest)));
+                        unlink.push(store::delete(gc::holder(&digest, r)));
+                    }
+                    garbage.push(digest);
+                }
+            }
         }
-        let (facts, repositories) = self.blob_facts(&digest).await?;
-        match gc::after_tombstone(&facts, marked, self.now, self.settings.grace) {
-            BlobVerdict::Live => {
-                self.outcome.cancelled_by_use += 1;
-                // In use: its links lose the mark, so reads go the short way.
-                self.commit(vec![store::delete(doomed)]).await?;
-                let unmark = self.marks(&digest, &repositories, None).await?;
-                if !unmark.is_empty() {
-                    // A link that changed meanwhile was relinked: unmarked.
-                    self.commit(unmark).await?;
-                }
+        // Unconditional deletes: only a lost lease refuses them (an error).
+        if !unlink.is_empty() && !self.commit(unlink).await? {
+            garbage.clear();
+        }
+        for digest in garbage {
+            let size = blobs::stat(digest.clone()).await.map_err(fault)?;
+            if blobs::delete(digest).await.map_err(fault)? {
+                self.outcome.blobs_deleted += 1;
+                self.outcome.bytes_freed += size.unwrap_or(0);
             }
-            BlobVerdict::Later(due) => {
-                self.outcome.cancelled_by_use += 1;
-                let again = Candidate::blob(&digest, self.now);
-                let again = self.later(due, &again);
-                self.commit(vec![store::delete(doomed), again]).await?;
-            }
-            BlobVerdict::Collect => {
-                let size = blobs::stat(digest.clone()).await.map_err(fault)?;
-                let mut ops = Vec::new();
-                for r in &repositories {
-                    ops.push(store::delete(keys::blob_link(r, &digest)));
-                    ops.push(store::delete(gc::holder(&digest, r)));
-                }
-                if !self.commit(ops).await? {
-                    return Ok(());
-                }
-                let deleted = blobs::delete(digest.clone()).await.map_err(fault)?;
-                self.commit(vec![store::delete(doomed)]).await?;
-                if deleted {
-                    self.outcome.blobs_deleted += 1;
-                    self.outcome.bytes_freed += size.unwrap_or(0);
-                }
-            }
+        }
+        if !release.is_empty() {
+            self.commit(release).await?;
+        }
+        for ops in unmark.into_iter().filter(|o| !o.is_empty()) {
+            // A link that changed meanwhile was relinked: unmarked already.
+            self.commit(ops).await?;
         }
         Ok(())
     }
@@ -591,9 +665,13 @@ impl<'a> Collector<'a> {
         self.write(vec![consume]).await
     }
 
+    /// Defers `ops` (one candidate's writes) to the next [`Collector::flush`].
     async fn write(&mut self, ops: Vec<WriteOp>) -> Result<(), SwrError> {
         if !self.settings.dry_run {
-            self.commit(ops).await?;
+            self.deferred.push(ops);
+            if self.deferred.len() >= BATCH {
+                self.flush().await?;
+            }
         }
         Ok(())
     }
