@@ -46,7 +46,15 @@ pub struct Lease {
     pub acquired: u64,
     /// The lease lapses at this second unless renewed.
     pub expires: u64,
+    /// The host process's data directory identity (`berth_host_id`): a
+    /// host that restarts releases the leases its earlier life held, so a
+    /// run cut off by a crash is taken up at once, not when it lapses.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
 }
+
+/// The config key a host sets to its identity ([`Lease::host`]).
+pub const HOST_ID: &str = "berth_host_id";
 
 /// What taking the lease needs, given the current record and its version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +122,7 @@ mod tests {
 
     fn lease(expires: u64) -> Lease {
         Lease {
+            host: String::new(),
             holder: "h".into(),
             acquired: 0,
             expires,

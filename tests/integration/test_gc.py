@@ -343,3 +343,60 @@ def test_scrub_finds_orphans_corrupt_and_missing_blobs_and_repairs_what_it_safel
     collect_until_quiet(reg)
     assert not path.exists()
     assert requests.get(f"http://{reg.host}/berth/jobs/scrub", auth=ADMIN).json()["last_run"]["outcome"] == "succeeded"
+
+
+def test_kill_9_during_gc_then_restart_loses_nothing_in_use_and_resumes(tmp_path):
+    import threading
+    args = ["--var", "gc_grace_seconds=0", "--var", f"gc_fence_seconds={FENCE}",
+            "--var", "gc_delete_untagged=true", *NO_SCHEDULE]
+    reg = Registry(tmp_path / "data", extra_args=args).start()
+    url = reg.url
+    live = {}
+    try:
+        for i in range(240):
+            layers = [b"image %d layer %d " % (i, j) * 8 for j in range(5)]
+            if i % 8 == 0:
+                layers.append(b"shared by the live images " * 8)
+            m, d = image(url, "crash/app", layers=layers, tag=f"t{i}", config=b'{"i":%d}' % i)
+            if i % 8 == 0:
+                live[f"t{i}"] = m
+            else:
+                assert requests.delete(f"{url}/v2/crash/app/manifests/{d}").status_code == 202
+        time.sleep(1.1)
+        first = tick(reg)
+        assert first["blobs_marked"] > 1000, str(first)
+        time.sleep(FENCE + 0.2)
+        # Kill the host while the next run deletes.
+        def doomed_tick():
+            try:
+                requests.post(f"http://{reg.host}/berth/jobs/gc/tick", auth=ADMIN)
+            except requests.RequestException:
+                pass  # the host dies under it
+
+        t = threading.Thread(target=doomed_tick)
+        t.start()
+        time.sleep(0.15)
+        reg.kill()
+        t.join()
+        partly = stored_blobs(reg)
+        reg = Registry(tmp_path / "data", port=reg.port, extra_args=args).start()
+
+        def intact():
+            for tag, m in live.items():
+                r = requests.get(f"{url}/v2/crash/app/manifests/{tag}",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+                assert r.status_code == 200
+                for d in [m["config"]["digest"]] + [l["digest"] for l in m["layers"]]:
+                    assert sha256(requests.get(f"{url}/v2/crash/app/blobs/{d}").content) == d, (tag, d)
+
+        intact()
+        # The lease of the killed run was released at start: the next run
+        # goes at once, resumes, and finishes the job.
+        out = tick(reg)
+        collect_until_quiet(reg)
+        intact()
+        wanted = {d for m in live.values() for d in [m["config"]["digest"]] + [l["digest"] for l in m["layers"]]}
+        assert stored_blobs(reg) == wanted, (len(partly), len(stored_blobs(reg)), len(wanted))
+        print(f"killed with {len(partly)} blobs stored; first run after restart: {out}")
+    finally:
+        reg.stop()

@@ -77,6 +77,7 @@ pub async fn begin(job: &str, ttl_seconds: u64, trigger: Trigger) -> Result<Run,
         Claim::Busy(lease) => return Err(busy(job, &lease)),
     };
     let lease = Lease {
+        host: store::config::get(jobs::HOST_ID).unwrap_or_default(),
         holder: store::nonce(),
         acquired: now,
         expires: now + ttl_seconds,

@@ -189,6 +189,24 @@ pub async fn create_tenant(
 /// account user `admin` administers every tenant. The password comes from
 /// `BERTH_ADMIN_PASSWORD`, or is generated and printed this once.
 pub async fn bootstrap(m: &Metadata, c: &Credentials) -> Result<()> {
+    // A store with no manifest and no blob link yet has nothing for garbage
+    // collection to index: writers keep the index from the first push.
+    use berth_domain::gc;
+    if m.get(gc::INDEXED)?.is_none()
+        && m.scan("manifest/", None, 1)?.is_empty()
+        && m.scan("blob/", None, 1)?.is_empty()
+    {
+        m.commit(vec![WriteOp::Put(
+            gc::INDEXED.into(),
+            gc::INDEX_VERSION.to_string().into_bytes(),
+            Precondition::Absent,
+        )])
+        .await
+        .or_else(|e| match e {
+            MetaError::Conflict => Ok(Vec::new()),
+            e => Err(e),
+        })?;
+    }
     if !m.scan("iam/tenant/", None, 1)?.is_empty() {
         return Ok(());
     }

@@ -222,6 +222,19 @@ fn restrict_permissions(data_dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// This data directory's host identity (`<data-dir>/host-id`, made once).
+fn host_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("host-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let id = capabilities::blobs::random_id();
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let _logs = init_logs(&args);
     std::fs::create_dir_all(&args.data_dir)
@@ -237,7 +250,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(secs) = args.upload_expiry_secs {
         overrides.insert("upload_expiry_seconds".into(), secs.to_string());
     }
-    let app = manifest::App::load(&args.manifest, &overrides)?;
+    let mut app = manifest::App::load(&args.manifest, &overrides)?;
+    // Who this host is across restarts: jobs' leases carry it, and the
+    // leases an earlier life of this host held are released now.
+    let host_id = host_id(&args.data_dir)?;
+    for c in &mut app.components {
+        c.config
+            .insert(berth_domain::jobs::HOST_ID.into(), host_id.clone());
+    }
+    schedule::release_leases(&backends.metadata, &host_id).await?;
     let engine = runtime::engine()?;
     let cache = args
         .cache_dir

@@ -27,6 +27,40 @@ const MIN_AGAIN: Duration = Duration::from_millis(100);
 /// Lifetime of the token for one run's call, in seconds.
 const TOKEN_TTL: u32 = 300;
 
+/// Releases the job leases `host` held before it restarted (runs a crash
+/// cut off), so the jobs run again at once rather than when the leases
+/// lapse. Leases of other hosts sharing the store are left alone.
+pub async fn release_leases(
+    metadata: &crate::capabilities::metadata::Metadata,
+    host: &str,
+) -> anyhow::Result<()> {
+    use crate::capabilities::metadata::{Precondition, WriteOp};
+    let mut ops = Vec::new();
+    for e in metadata.scan("job/", None, 10_000)? {
+        let Some(job) = e
+            .key
+            .strip_prefix("job/")
+            .and_then(|k| k.strip_suffix("/lease"))
+        else {
+            continue;
+        };
+        let Ok(lease) = serde_json::from_slice::<berth_domain::jobs::Lease>(&e.value) else {
+            continue;
+        };
+        if lease.host == host {
+            tracing::warn!(job, run = %lease.holder, "releasing the lease of a run this host was doing when it stopped");
+            ops.push(WriteOp::Delete(
+                e.key.clone(),
+                Precondition::Version(e.version),
+            ));
+        }
+    }
+    if !ops.is_empty() {
+        metadata.commit(ops).await?;
+    }
+    Ok(())
+}
+
 /// Starts one task per schedule.
 pub fn spawn(server: Arc<Server>, backends: Arc<Backends>) {
     for (i, job) in server.app.schedules.iter().enumerate() {
