@@ -186,3 +186,66 @@ def test_rules_through_the_sdk_and_their_errors(env):
     assert e.value.status_code == 404
     client.delete_retention(DeleteRetentionRequest(namespace="age", repository="crud", retention_id=rid))
     assert not client.list_retentions(ListRetentionsRequest(namespace="age", repository="crud")).body
+
+
+def test_kill_9_during_an_aging_run_then_restart_finishes_each_tag_once(tmp_path):
+    import threading
+    from conftest import put_manifest
+    reg = Registry(tmp_path / "data").start()
+    try:
+        client, _ = tenant_client(reg, "acme", "acme-pw", ["age"])
+        url = f"http://acme:acme-pw@{reg.host}"
+        m, digest = image(url, "age/many", tag="t0000", layers=[b"one layer for every tag"])
+        n = 1200
+        for i in range(1, n):
+            r, _, _ = put_manifest(url, "age/many", f"t{i:04d}", m)
+            assert r.status_code == 201
+        client.create_retention(CreateRetentionRequest(namespace="age", repository="many", body=body(
+            "tag_rule", {"num": "2"})))
+
+        def doomed_tick():
+            try:
+                requests.post(f"http://{reg.host}/berth/jobs/aging/tick", auth=ADMIN)
+            except requests.RequestException:
+                pass  # the host dies under it
+
+        t = threading.Thread(target=doomed_tick)
+        t.start()
+        time.sleep(0.3)
+        reg.kill()
+        t.join()
+        reg = Registry(tmp_path / "data", port=reg.port).start()
+
+        def history():
+            h = client.list_retention_histories(ListRetentionHistoriesRequest(
+                namespace="age", repository="many", limit="1000", offset="0"))
+            more = client.list_retention_histories(ListRetentionHistoriesRequest(
+                namespace="age", repository="many", limit="1000", offset="1000"))
+            return [x.tag for x in (h.retention_log or []) + (more.retention_log or [])]
+
+        left, removed = tags(url, "age/many"), history()
+        # Each tag is either still there or removed with its history entry:
+        # never both, never neither.
+        assert 0 < len(removed) < n - 2, len(removed)
+        assert sorted(left + removed) == [f"t{i:04d}" for i in range(n)]
+        # The lease of the killed run was released at start: the next run
+        # goes at once and finishes, each tag removed once.
+        result = tick(reg)
+        assert result["tags_removed"] == n - 2 - len(removed), result
+        assert tags(url, "age/many") == [f"t{n - 2:04d}", f"t{n - 1:04d}"]
+        removed = history()
+        assert len(removed) == len(set(removed)) == n - 2
+        aged, after = [], None
+        while True:
+            page = requests.get(f"{reg.url}/berth/v1/events", params={"limit": 1000, **({"after": after} if after else {})}).json()
+            aged += [e["tag"] for e in page["events"] if e["type"] == "tag.aged_out"]
+            after = page.get("next")
+            if not after:
+                break
+        assert sorted(aged) == sorted(removed)
+        # The manifest every tag named is intact.
+        r = requests.get(f"{url}/v2/age/many/manifests/{digest}",
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 200
+    finally:
+        reg.stop()
