@@ -4,6 +4,7 @@ refused with the rule named; signature tags of the cosign schema stay
 writable; rules disabled or deleted stop protecting; invalid rules get SWR
 error JSON."""
 
+import json
 import time
 
 import pytest
@@ -207,3 +208,26 @@ def test_an_organizations_rules_go_with_it(env):
     image(url, "fleeting/app", tag="v1", layers=[b"two"])   # no rule left to refuse it
     listed = client.list_immutable_rules(ListImmutableRulesRequest(instance_id=project)).immutable_rules or []
     assert [r for r in listed if r.namespace_name == "fleeting"] == []
+
+
+def test_blobs_and_children_of_an_immutable_image_cannot_be_deleted(env):
+    reg, client, project, url = env
+    rid = create(client, project, rule_body(repo="kids", tag="release-*"))
+    m, child = image(url, "imm/kids", layers=[b"kid layer"])
+    idx = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+           "manifests": [{"mediaType": m["mediaType"], "digest": child, "size": len(json.dumps(m).encode()),
+                          "platform": {"architecture": "amd64", "os": "linux"}}]}
+    r, _, _ = put_manifest(url, "imm/kids", "release-1", idx)
+    assert r.status_code == 201, r.text
+    layer = m["layers"][0]["digest"]
+    # The layer (used through the index) and the child manifest stay.
+    for path in (f"blobs/{layer}", f"manifests/{child}"):
+        r = requests.delete(f"{url}/v2/imm/kids/{path}")
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED", r.text
+        assert f"rule {rid}" in r.json()["errors"][0]["message"] and "release-1" in r.text
+    assert requests.get(f"{url}/v2/imm/kids/blobs/{layer}").status_code == 200
+    # Blobs of images without an immutable tag go as before.
+    m2, d2 = image(url, "imm/kids", tag="dev", layers=[b"dev layer"])
+    assert requests.delete(f"{url}/v2/imm/kids/blobs/{m2['layers'][0]['digest']}").status_code == 202
+    client.delete_immutable_rule(DeleteImmutableRuleRequest(instance_id=project, namespace_name="imm", immutable_rule_id=rid))
+    assert requests.delete(f"{url}/v2/imm/kids/blobs/{layer}").status_code == 202

@@ -96,6 +96,7 @@ pub async fn delete(name: &str, digest: &str) -> Result<Reply, OciError> {
     if !store::exists(&key).await? {
         return Err(OciError::blob_unknown(digest.as_str()));
     }
+    berth_guest::gc::refuse_if_immutable_image_uses(name, digest.as_str()).await?;
     store::commit(vec![
         store::delete(key),
         store::delete(berth_domain::gc::holder(digest.as_str(), name)),

@@ -149,3 +149,50 @@ pub async fn touch_marked(digest: &str) -> Result<bool, OciError> {
         .map_err(fault)?;
     Ok(referenced.is_empty())
 }
+
+/// Refuses (the immutable-tag error) a delete of `digest` from repository
+/// `name` while an image with an immutable tag uses it: a manifest of
+/// `name` that references it (a layer, a config, an index's child),
+/// directly or through an index, and has a tag a rule protects.
+pub async fn refuse_if_immutable_image_uses(name: &str, digest: &str) -> Result<(), OciError> {
+    let (_, rules) = store::owner_and_rules(name).await?;
+    if rules.rules.is_empty() {
+        return Ok(());
+    }
+    let protection = rules.protection();
+    // Walk up from the digest to the manifests using it (an index's child
+    // is used by the index), a few levels deep as images nest.
+    let mut level = vec![digest.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let mut users = Vec::new();
+        for d in &level {
+            let prefix = gc::references_in(d, name);
+            for user in store::scan_names(&prefix).await.map_err(fault)? {
+                if !seen.insert(user.clone()) {
+                    continue;
+                }
+                let tags = keys::manifest_tag_prefix(name, &user);
+                for tag in store::scan_names(&tags).await.map_err(fault)? {
+                    if protection.protecting(name, &tag).is_some()
+                        && let Some(rule) = rules.protecting(name, &tag)
+                    {
+                        return Err(OciError::new(
+                            berth_domain::ErrorCode::Denied,
+                            format!(
+                                "{digest} is used by image {user} of {name}, whose {}",
+                                berth_domain::immutable::refusal(name, &tag, rule)
+                            ),
+                        ));
+                    }
+                }
+                users.push(user);
+            }
+        }
+        if users.is_empty() {
+            break;
+        }
+        level = users;
+    }
+    Ok(())
+}

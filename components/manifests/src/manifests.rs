@@ -325,6 +325,8 @@ pub async fn delete(
                 return Err(OciError::manifest_unknown(reference_str));
             };
             let decoded = keys::decode_manifest(&entry.value);
+            // A child of an index with an immutable tag stays too.
+            gc::refuse_if_immutable_image_uses(name, digest.as_str()).await?;
             let (tenant, rules) = store::owner_and_rules(name).await?;
             let tenant = tenant.unwrap_or_default();
             let protection = (!rules.rules.is_empty()).then(|| rules.protection());
