@@ -81,8 +81,8 @@ pub fn doomed(digest: &str) -> String {
     format!("{DOOMED}{digest}")
 }
 
-/// `gc/touched/<digest>` (a statistic raised on `HEAD`/`GET` of a marked
-/// blob): the last time a client looked at it, in seconds.
+/// `gc/touched/<digest>` → seconds as decimal text, written by a
+/// `HEAD`/`GET` of a marked blob: the last time a client looked at it.
 pub fn touched(digest: &str) -> String {
     format!("gc/touched/{digest}")
 }

@@ -5,9 +5,9 @@
 //! models (`ExecuteScheduleRequestBody`, `GcTask`, `ScheduleDetails`,
 //! `GcParameters`). Tasks are run by the gc job
 //! (`components/gc/src/tasks.rs`), which a new task wakes; a task's
-//! figures are what its collection passes deleted, wherever the garbage
-//! was (blobs are shared across tenants by digest). Only the tenant's
-//! administrators call these.
+//! figures are what its collection passes deleted,
+//! counted for the blobs the tenant's repositories held. One task
+//! at a time per tenant. Only the tenant's administrators call these.
 
 use crate::Call;
 use berth_domain::gc::{self, Parameters, Policy, Task, TaskRequest};
@@ -69,6 +69,14 @@ pub async fn execute(call: &Call<'_>) -> Result<Reply, SwrError> {
         )));
     }
     body.parameters.validate().map_err(SwrError::bad_request)?;
+    if let Some(active) = berth_guest::gc::active_task(&call.who.tenant)
+        .await
+        .map_err(oci_fault)?
+    {
+        return Err(SwrError::conflict(format!(
+            "GC task {active} is still pending or running; stop it or wait for it"
+        )));
+    }
     let id = metadata::increment(gc::TASK_IDS.to_string(), 1)
         .await
         .map_err(fault)? as u64;

@@ -19,6 +19,9 @@ use crate::LEASE_SECONDS;
 const PAGE: u32 = 500;
 /// Candidates whose writes go in one commit.
 const BATCH: usize = 128;
+/// Marked blobs claimed (tombstoned) at once: writers that need one of
+/// them wait until the batch is released.
+const DOOM_BATCH: usize = 32;
 
 /// `gc/later/<due, 12 digits>/<nonce>` → [`Candidate`]: candidates the
 /// collector put back (postponed, or marked and waiting out the fence),
@@ -69,6 +72,9 @@ pub struct Settings {
     pub untagged: Option<(String, bool)>,
     /// A GC task whose `stop` flag ends the pass.
     pub task: Option<String>,
+    /// Count only what this tenant's repositories held (a task's figures):
+    /// blobs are shared across tenants by digest.
+    pub scope: Option<String>,
     /// Plan only: report what would go, write nothing but the lease.
     pub dry_run: bool,
 }
@@ -87,6 +93,8 @@ pub struct Collector<'a> {
     deferred_marks: u64,
     /// Marked blobs due for deletion, collected in one batch per page.
     dooms: Vec<(Candidate, WriteOp, u64)>,
+    /// Organizations' owning tenants, as looked up in this pass.
+    owners: HashMap<String, String>,
     now: u64,
 }
 
@@ -101,6 +109,7 @@ impl<'a> Collector<'a> {
             deferred: Vec::new(),
             deferred_marks: 0,
             dooms: Vec::new(),
+            owners: HashMap::new(),
             now: store::now(),
         }
     }
@@ -140,9 +149,12 @@ impl<'a> Collector<'a> {
                     if i % 32 == 0 && self.stopped().await? {
                         return Ok(false);
                     }
+                    // Marks and tombstones are timed by the candidate at
+                    // hand, not by the start of a long pass.
+                    self.now = store::now();
                     let Ok(candidate) = serde_json::from_slice::<Candidate>(&e.value) else {
                         // Unreadable: nothing can be done with it.
-                        self.commit(vec![store::delete(e.key.clone())]).await?;
+                        self.write(vec![store::delete(e.key.clone())]).await?;
                         continue;
                     };
                     // A postponed candidate is due when its key says.
@@ -164,7 +176,8 @@ impl<'a> Collector<'a> {
                     // One look per blob and pass: a blob is often queued
                     // several times (its upload, its link, each manifest
                     // that let go of it).
-                    if let Candidate::Blob { digest, .. } = &candidate
+                    if prefix == gc::QUEUE
+                        && let Candidate::Blob { digest, .. } = &candidate
                         && !self.seen.insert(digest.clone())
                     {
                         self.write(vec![consume]).await?;
@@ -291,13 +304,11 @@ impl<'a> Collector<'a> {
             linked.push(h.linked);
             repositories.push(e.key[prefix.len()..].to_string());
         }
-        let touched = metadata::counters(vec![gc::touched(digest)])
+        let touched = store::get(&gc::touched(digest))
             .await
-            .map_err(fault)?
-            .first()
-            .copied()
-            .unwrap_or(0)
-            .max(0) as u64;
+            .map_err(oci_fault)?
+            .and_then(|e| String::from_utf8(e.value).ok()?.parse().ok())
+            .unwrap_or(0);
         Ok((
             BlobFacts {
                 referenced,
@@ -330,7 +341,7 @@ impl<'a> Collector<'a> {
             return self.doom_plan(&digest, marked).await;
         }
         self.dooms.push((candidate, consume, marked));
-        if self.dooms.len() >= BATCH {
+        if self.dooms.len() >= DOOM_BATCH {
             self.settle().await?;
         }
         Ok(())
@@ -348,7 +359,10 @@ impl<'a> Collector<'a> {
         {
             match gc::before_mark(&facts, self.now, self.settings.grace) {
                 BlobVerdict::Live => {
-                    self.consume(consume).await?;
+                    // In use: links an earlier look marked lose the mark.
+                    let mut ops = vec![consume];
+                    ops.extend(self.marks(&digest, &repositories, None).await?);
+                    self.write(ops).await?;
                 }
                 BlobVerdict::Later(due) => {
                     self.outcome.postponed += 1;
@@ -363,14 +377,18 @@ impl<'a> Collector<'a> {
                         since: self.now,
                         marked: Some(self.now),
                     };
-                    ops.push(self.later(self.now + self.settings.fence, &next));
+                    // The mark commits with its batch, a moment after this
+                    // time: a second more keeps the whole fence after it.
+                    ops.push(self.later(self.now + self.settings.fence + 1, &next));
                     if self.settings.dry_run {
                         // The plan: this blob goes once the fence passes.
-                        self.outcome.blobs_deleted += 1;
-                        self.outcome.bytes_freed += blobs::stat(digest.clone())
-                            .await
-                            .map_err(fault)?
-                            .unwrap_or(0);
+                        if self.in_scope(&repositories).await? {
+                            self.outcome.blobs_deleted += 1;
+                            self.outcome.bytes_freed += blobs::stat(digest.clone())
+                                .await
+                                .map_err(fault)?
+                                .unwrap_or(0);
+                        }
                         return Ok(());
                     }
                     self.deferred_marks += 1;
@@ -383,9 +401,10 @@ impl<'a> Collector<'a> {
 
     /// Step 2 in a dry run: what the deletion would free.
     async fn doom_plan(&mut self, digest: &str, marked: u64) -> Result<(), SwrError> {
-        let (facts, _) = self.blob_facts(digest).await?;
+        let (facts, repositories) = self.blob_facts(digest).await?;
         if gc::after_tombstone(&facts, marked, self.now, self.settings.grace)
             == BlobVerdict::Collect
+            && self.in_scope(&repositories).await?
         {
             self.outcome.blobs_deleted += 1;
             self.outcome.bytes_freed += blobs::stat(digest.to_string())
@@ -454,7 +473,11 @@ impl<'a> Collector<'a> {
                         unlink.push(store::delete(keys::blob_link(r, &digest)));
                         unlink.push(store::delete(gc::holder(&digest, r)));
                     }
-                    garbage.push(digest);
+                    // Its touches go with it (never before: a later look
+                    // at another candidate of the blob needs them).
+                    unlink.push(store::delete(gc::touched(&digest)));
+                    let counted = self.in_scope(&repositories).await?;
+                    garbage.push((digest, counted));
                 }
             }
         }
@@ -462,21 +485,47 @@ impl<'a> Collector<'a> {
         if !unlink.is_empty() && !self.commit(unlink).await? {
             garbage.clear();
         }
-        for digest in garbage {
+        for (digest, counted) in garbage {
             let size = blobs::stat(digest.clone()).await.map_err(fault)?;
-            if blobs::delete(digest).await.map_err(fault)? {
+            if blobs::delete(digest).await.map_err(fault)? && counted {
                 self.outcome.blobs_deleted += 1;
                 self.outcome.bytes_freed += size.unwrap_or(0);
             }
         }
+        // Tombstones go with the marks of what is in use; if a link changed
+        // meanwhile (relinked: unmarked already), without them.
+        let unmark: Vec<WriteOp> = unmark.concat();
         if !release.is_empty() {
-            self.commit(release).await?;
-        }
-        for ops in unmark.into_iter().filter(|o| !o.is_empty()) {
-            // A link that changed meanwhile was relinked: unmarked already.
-            self.commit(ops).await?;
+            let mut ops = release.clone();
+            ops.extend(unmark.iter().cloned());
+            if unmark.is_empty() || !self.commit(ops).await? {
+                self.commit(release).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether what `repositories` held counts in this pass's figures.
+    async fn in_scope(&mut self, repositories: &[String]) -> Result<bool, SwrError> {
+        let Some(scope) = self.settings.scope.clone() else {
+            return Ok(true);
+        };
+        for r in repositories {
+            let org = r.split('/').next().unwrap_or(r).to_string();
+            let owner = match self.owners.get(&org) {
+                Some(o) => o.clone(),
+                None => {
+                    let (tenant, _) = store::owner_and_rules(r).await.map_err(oci_fault)?;
+                    let tenant = tenant.unwrap_or_default();
+                    self.owners.insert(org, tenant.clone());
+                    tenant
+                }
+            };
+            if owner == scope {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Rewrites the links of `digest` in `repositories` with `marked`
@@ -590,8 +639,9 @@ impl<'a> Collector<'a> {
             let kept = store::put_json(gc::untagged(&tenant, &repository, &digest), &candidate);
             return self.write(vec![consume, kept]).await;
         }
+        let counted = self.settings.scope.as_ref().is_none_or(|s| *s == tenant);
         if self.settings.dry_run {
-            self.outcome.manifests_deleted += 1;
+            self.outcome.manifests_deleted += counted as u64;
             return Ok(());
         }
         let doomed = gc::doomed(&digest);
@@ -653,7 +703,7 @@ impl<'a> Collector<'a> {
             ops.push(store::event(&event));
         }
         if self.commit(ops).await? {
-            self.outcome.manifests_deleted += 1;
+            self.outcome.manifests_deleted += counted as u64;
         } else {
             // Changed meanwhile (pushed again): it stays.
             self.commit(vec![store::delete(doomed)]).await?;

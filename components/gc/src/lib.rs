@@ -35,7 +35,7 @@ mod tasks;
 struct Gc;
 spin_sdk::wasip3::http::service::export!(Gc);
 
-const JOB: &str = "gc";
+pub(crate) const JOB: &str = "gc";
 /// How long a run may hold the lease before another may take over (each
 /// commit of the run renews it).
 pub(crate) const LEASE_SECONDS: u64 = 600;
@@ -56,7 +56,8 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Gc {
 async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     let indexed = index::ensure(run).await?;
     let grace = store::limit("gc_grace_seconds", berth_domain::gc::GRACE_SECONDS);
-    let fence = store::limit("gc_fence_seconds", berth_domain::gc::FENCE_SECONDS);
+    // At least a second: a mark and the deletion never share one.
+    let fence = store::limit("gc_fence_seconds", berth_domain::gc::FENCE_SECONDS).max(1);
     let scheduled = tasks::schedule(run).await?;
     let tasks_run = tasks::run_requested(run, grace, fence).await?;
     let mut collector = collect::Collector::new(
@@ -66,6 +67,7 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
             fence,
             untagged: None,
             task: None,
+            scope: None,
             dry_run: false,
         },
     );

@@ -1,7 +1,8 @@
 //! The scrub: storage listed against metadata, every blob hashed again.
 //! A job of its own (`POST /berth/jobs/scrub/tick`, for the system
 //! tenant's administrators; `GET /berth/jobs/scrub` has the last report),
-//! run on demand: it reads every byte stored.
+//! run on demand: it reads every byte stored. It holds the gc job's lease
+//! too, so no collection runs meanwhile.
 //!
 //! What it finds, and what it repairs (only what is safe):
 //! - **orphans**: bytes that no repository links and no manifest
@@ -59,7 +60,25 @@ async fn referenced_by(digest: &str) -> Result<Vec<String>, SwrError> {
         .collect())
 }
 
-pub async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
+/// Runs the scrub holding the gc job's lease as well, so no collection
+/// runs meanwhile (they share tombstones); 409 while one does.
+pub async fn run(scrub: &mut Run) -> Result<serde_json::Value, SwrError> {
+    let _ = scrub;
+    let mut gc =
+        berth_guest::jobs::begin(crate::JOB, LEASE_SECONDS, berth_guest::jobs::Trigger::Tick)
+            .await
+            .map_err(|e| {
+                SwrError::conflict(format!(
+                    "the scrub waits for the running garbage collection: {}",
+                    e.message
+                ))
+            })?;
+    let result = check(&mut gc).await;
+    gc.release().await;
+    result
+}
+
+async fn check(run: &mut Run) -> Result<serde_json::Value, SwrError> {
     let mut report = Report::default();
     let now = store::now();
     // Storage against metadata.
@@ -70,13 +89,13 @@ pub async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
             let digest = &info.digest;
             report.blobs_checked += 1;
             report.bytes_checked += info.size;
-            let holders = store::scan_all(&gc::holders_prefix(digest))
-                .await
-                .map_err(fault)?;
             let actual = blobs::verify(digest.clone()).await.map_err(fault)?;
             if actual.as_ref().is_some_and(|a| a != digest) {
                 let by = referenced_by(digest).await?;
-                let mut ops = vec![WriteOp::Put((
+                // The tombstone first (writers that link the blob check it
+                // is absent), then every link as it is now, the bytes, and
+                // the tombstone again.
+                let tombstone = WriteOp::Put((
                     gc::doomed(digest),
                     serde_json::to_vec(&gc::Tombstone {
                         since: now,
@@ -84,20 +103,22 @@ pub async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
                     })
                     .expect("tombstones serialize"),
                     Precondition::Absent,
-                ))];
-                let prefix = gc::holders_prefix(digest);
-                for h in &holders {
-                    let repository = &h.key[prefix.len()..];
-                    ops.push(store::delete(keys::blob_link(repository, digest)));
-                    ops.push(store::delete(h.key.clone()));
-                }
-                // Links and index go with the tombstone up; the bytes
-                // next; then the tombstone.
-                if run.commit(ops, LEASE_SECONDS).await? {
-                    blobs::delete(digest.clone()).await.map_err(fault)?;
+                ));
+                if run.commit(vec![tombstone], LEASE_SECONDS).await? {
+                    let prefix = gc::holders_prefix(digest);
+                    let holders = store::scan_all(&prefix).await.map_err(fault)?;
+                    let mut ops = Vec::new();
+                    for h in &holders {
+                        let repository = &h.key[prefix.len()..];
+                        ops.push(store::delete(keys::blob_link(repository, digest)));
+                        ops.push(store::delete(h.key.clone()));
+                    }
+                    if run.commit(ops, LEASE_SECONDS).await? {
+                        blobs::delete(digest.clone()).await.map_err(fault)?;
+                        report.links_removed += holders.len() as u64;
+                    }
                     run.commit(vec![store::delete(gc::doomed(digest))], LEASE_SECONDS)
                         .await?;
-                    report.links_removed += holders.len() as u64;
                 }
                 report.corrupt_total += 1;
                 if report.corrupt.len() < LISTED {
@@ -109,6 +130,9 @@ pub async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
                 }
                 continue;
             }
+            let holders = metadata::scan(gc::holders_prefix(digest), None, 1)
+                .await
+                .map_err(fault)?;
             let referenced = !metadata::scan(gc::references_prefix(digest), None, 1)
                 .await
                 .map_err(fault)?

@@ -33,6 +33,24 @@ pub async fn schedule(run: &mut Run) -> Result<u32, SwrError> {
         let Some(due) = policy.next_run().filter(|&t| t <= now) else {
             continue;
         };
+        if berth_guest::gc::active_task(&tenant)
+            .await
+            .map_err(oci_fault)?
+            .is_some()
+        {
+            // One task at a time per tenant: this time is skipped.
+            policy.last_scheduled = now.max(due);
+            run.commit(
+                vec![WriteOp::Put((
+                    e.key.clone(),
+                    serde_json::to_vec(&policy).expect("policies serialize"),
+                    Precondition::Version(e.version),
+                ))],
+                LEASE_SECONDS,
+            )
+            .await?;
+            continue;
+        }
         // Times missed while nobody ran start one task, not a backlog.
         policy.last_scheduled = now.max(due);
         let id = next_id().await?;
@@ -138,6 +156,7 @@ async fn run_task(
         fence,
         untagged: Some((tenant.to_string(), task.parameters.delete_untagged)),
         task: Some(key.clone()),
+        scope: Some(tenant.to_string()),
         dry_run: task.parameters.dry_run,
     };
     let result: Result<bool, SwrError> = async {

@@ -137,10 +137,14 @@ pub async fn link(name: &str, digest: &str, size: Option<u64>) -> Result<(), Oci
 /// the collection is about to be cancelled: no new one can appear once
 /// the tombstone stands.
 pub async fn touch_marked(digest: &str) -> Result<bool, OciError> {
-    metadata::note(&[store::Stat::Raise((
+    // Committed, not noted: the collector must see it in its second look
+    // (rare: only reads of a marked blob pay it).
+    store::commit(vec![store::put(
         gc::touched(digest),
-        store::now() as i64,
-    ))]);
+        store::now().to_string().into_bytes(),
+    )])
+    .await
+    .map_err(fault)?;
     if !store::exists(&gc::doomed(digest)).await? {
         return Ok(false);
     }
@@ -195,4 +199,17 @@ pub async fn refuse_if_immutable_image_uses(name: &str, digest: &str) -> Result<
         level = users;
     }
     Ok(())
+}
+
+/// The tenant's pending or running GC task, if one is: the newest few
+/// are looked at (tasks run one at a time, newest first in key order).
+pub async fn active_task(tenant: &str) -> Result<Option<u64>, OciError> {
+    let recent = metadata::scan(gc::tasks_prefix(tenant), None, 10)
+        .await
+        .map_err(fault)?;
+    Ok(recent
+        .iter()
+        .filter_map(|e| serde_json::from_slice::<gc::Task>(&e.value).ok())
+        .find(|t| !t.finished())
+        .map(|t| t.id))
 }

@@ -169,6 +169,16 @@ impl Run {
         Ok(lease.is_some_and(|l| l.holder == self.lease.holder))
     }
 
+    /// Gives the lease back (only if still ours) without recording a run:
+    /// for a job that held another job's lease to keep it out.
+    pub async fn release(self) {
+        let _ = store::commit(vec![WriteOp::Delete((
+            jobs::lease_key(&self.job),
+            Precondition::Version(self.version),
+        ))])
+        .await;
+    }
+
     /// Records the outcome and gives the lease back (only if still ours).
     pub async fn finish(self, result: &Result<serde_json::Value, SwrError>) -> RunRecord {
         let (outcome, detail) = match result {

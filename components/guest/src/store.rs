@@ -261,11 +261,13 @@ pub async fn commit_in_repo<F>(name: &str, mut build: F) -> Result<(), OciError>
 where
     F: AsyncFnMut() -> Result<Vec<WriteOp>, OciError>,
 {
-    for attempt in 0..32u64 {
+    // About 2 s in all: enough for a burst of writers to drain, and for a
+    // garbage collection batch holding a referenced blob to end.
+    for attempt in 0..64u64 {
         if attempt > 0 {
             // Back off a little (longer the more often we lost) so a burst of
             // writers to one key drains instead of starving someone.
-            let nanos = attempt.min(10) * 1_000_000 + (now_nanos() % 1_000_000);
+            let nanos = attempt.min(40) * 1_000_000 + (now_nanos() % 1_000_000);
             spin_sdk::wasip3::clocks::monotonic_clock::wait_for(nanos).await;
         }
         let mut ops = build().await?;

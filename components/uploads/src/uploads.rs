@@ -60,9 +60,26 @@ fn range_invalid(size: u64) -> OciError {
     .with_detail(serde_json::json!({ "size": size }))
 }
 
-/// Links the blob to the repository (`berth_guest::gc::link`).
+/// Links the blob to the repository (`berth_guest::gc::link`), and makes
+/// sure its bytes are there: an upload that took longer than the grace
+/// and fence of garbage collection together may have lost them, and then
+/// the link goes again and the client is told to upload once more.
 async fn link(name: &str, digest: &str, size: u64) -> Result<(), OciError> {
-    berth_guest::gc::link(name, digest, Some(size)).await
+    berth_guest::gc::link(name, digest, Some(size)).await?;
+    if blobs::stat(digest.to_string())
+        .await
+        .map_err(fault)?
+        .is_none()
+    {
+        store::commit(vec![store::delete(keys::blob_link(name, digest))])
+            .await
+            .map_err(fault)?;
+        return Err(OciError::new(
+            ErrorCode::BlobUploadInvalid,
+            format!("blob {digest} was garbage collected while it was stored; upload it again"),
+        ));
+    }
+    Ok(())
 }
 
 /// Pins `digest` for repository `name` before its bytes are published, so
@@ -84,21 +101,16 @@ pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
             // No source named: mount any blob the registry already holds.
             None => blobs::stat(digest.to_string()).await.map_err(fault)?,
         };
-        if let Some(size) = size {
-            link(name, digest.as_str(), size).await?;
-            // Linked first, then checked: a collection that removed the
-            // bytes before the link committed leaves them missing, and the
-            // link goes again (the client uploads instead).
-            if blobs::stat(digest.to_string())
-                .await
-                .map_err(fault)?
-                .is_some()
-            {
+        if size.is_some() {
+            // Pinned first, then checked, then linked: once pinned, no
+            // collection deletes the bytes, so the check holds; bytes a
+            // collection removed before leave only the pin (the client
+            // uploads instead).
+            pin(name, digest.as_str()).await?;
+            if let Some(size) = blobs::stat(digest.to_string()).await.map_err(fault)? {
+                link(name, digest.as_str(), size).await?;
                 return Ok(created(name, digest.as_str()));
             }
-            store::commit(vec![store::delete(keys::blob_link(name, digest.as_str()))])
-                .await
-                .map_err(fault)?;
         }
         // Not mountable: fall back to a regular upload, as the spec asks.
     } else if let Some(d) = req.query("digest") {

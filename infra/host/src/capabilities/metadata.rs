@@ -485,7 +485,7 @@ fn apply(tx: &Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaError> {
                 let earlier = appended.entry(prefix.as_str()).or_insert(0u32);
                 let mut key = log_key(prefix, version as u64);
                 if *earlier > 0 {
-                    key.push_str(&format!(".{earlier}"));
+                    key.push_str(&format!(".{earlier:05}"));
                 }
                 *earlier += 1;
                 tx.prepare_cached("INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3)")?
@@ -633,7 +633,7 @@ mod tests {
         let log = m.scan("q/", None, 10).unwrap();
         let values: Vec<&[u8]> = log.iter().map(|e| e.value.as_slice()).collect();
         assert_eq!(values, [b"a", b"b", b"c", b"d"]);
-        assert!(log[1].key.ends_with(".1") && log[2].key.ends_with(".2"));
+        assert!(log[1].key.ends_with(".00001") && log[2].key.ends_with(".00002"));
 
         let v = m
             .commit(vec![WriteOp::Put("k".into(), vec![1], Precondition::None)])
