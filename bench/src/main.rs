@@ -45,6 +45,12 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where to write the JSON results.
+    /// The gc workload's live blobs (and ten times as many), and its
+    /// garbage blobs (defaults: 100000 and 10000; --quick 2000 and 500).
+    #[arg(long)]
+    gc_live: Option<usize>,
+    #[arg(long)]
+    gc_garbage: Option<usize>,
     #[arg(long, default_value = "bench/results.json")]
     json: std::path::PathBuf,
 }
@@ -306,6 +312,8 @@ async fn main() -> Result<()> {
         } else {
             (100_000, 10_000)
         };
+        let live = args.gc_live.unwrap_or(live);
+        let garbage = args.gc_garbage.unwrap_or(garbage);
         // Distribution collects offline, walking everything; Berth's
         // collection reads its queue. Berth's baseline may predate it.
         for r in regs

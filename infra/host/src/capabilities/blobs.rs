@@ -259,7 +259,12 @@ impl BlobStore {
                     if digest.as_str() <= after || Digest::parse(&digest).is_err() {
                         continue;
                     }
-                    let size = fs::metadata(root.join(&alg).join(&fan).join(&hex))?.len();
+                    // Deleted since the directory was read: not listed.
+                    let size = match fs::metadata(root.join(&alg).join(&fan).join(&hex)) {
+                        Ok(m) => m.len(),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e.into()),
+                    };
                     out.push(BlobInfo { digest, size });
                     if out.len() >= limit {
                         return Ok(out);
@@ -492,6 +497,42 @@ mod tests {
     }
 
     const HELLO: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn list_pages_in_digest_order_and_verify_rehashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let mut digests = Vec::new();
+        for data in [&b"one"[..], b"two", b"three", b"four"] {
+            let info = s
+                .put(feed(vec![data]).await, None, Algorithm::Sha256, 100)
+                .await
+                .unwrap();
+            digests.push(info.digest);
+        }
+        digests.sort();
+        let first = s.list(None, 3).unwrap();
+        let rest = s.list(Some(&first[2].digest), 3).unwrap();
+        let listed: Vec<String> = first
+            .iter()
+            .chain(&rest)
+            .map(|i| i.digest.clone())
+            .collect();
+        assert_eq!(listed, digests);
+        assert_eq!(
+            s.verify(&digests[0]).await.unwrap().as_deref(),
+            Some(digests[0].as_str())
+        );
+        // Bytes changed on disk hash to something else; missing ones to nothing.
+        std::fs::write(s.blob_path(&Digest::parse(&digests[1]).unwrap()), b"rot").unwrap();
+        assert_ne!(
+            s.verify(&digests[1]).await.unwrap().as_deref(),
+            Some(digests[1].as_str())
+        );
+        s.delete(&digests[2]).unwrap();
+        assert_eq!(s.verify(&digests[2]).await.unwrap(), None);
+        assert_eq!(s.list(None, 10).unwrap().len(), 3);
+    }
 
     #[tokio::test]
     async fn put_verifies_and_publishes() {
