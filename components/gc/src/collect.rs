@@ -623,7 +623,7 @@ impl<'a> Collector<'a> {
         let Candidate::Manifest {
             ref repository,
             ref digest,
-            ..
+            since,
         } = candidate
         else {
             return Ok(());
@@ -679,12 +679,14 @@ impl<'a> Collector<'a> {
             let referrers = berth_guest::gc::referrers_of(&repository, &digest)
                 .await
                 .map_err(fault)?;
+            // What only it used has been garbage as long as it has.
             ops.extend(unindex(
                 &repository,
                 &digest,
                 &record.media_type,
                 body,
                 &referrers,
+                since,
             ));
             if let Some(subject) = &record.subject {
                 ops.push(store::delete(keys::referrer(&repository, subject, &digest)));

@@ -48,15 +48,19 @@ pub fn index(name: &str, digest: &str, parsed: &manifest::Parsed) -> Vec<WriteOp
 /// What deleting manifest `digest` (stored as `media_type` + `body`) adds
 /// to its commit: its reference keys go, and what it referenced and what
 /// refers to it (`referrers`, digests of manifests whose subject it is)
-/// are queued, as they may have become garbage.
+/// are queued, as they may have become garbage `since` then (seconds): a
+/// client's delete says now; garbage collection deleting an untagged
+/// manifest says when that became garbage, so what only it used does not
+/// wait out a second grace window.
 pub fn unindex(
     name: &str,
     digest: &str,
     media_type: &str,
     body: &[u8],
     referrers: &[String],
+    since: u64,
 ) -> Vec<WriteOp> {
-    let now = store::now();
+    let now = since;
     let mut ops = Vec::new();
     if let Ok(parsed) = manifest::parse(body, Some(media_type)) {
         for d in parsed.blobs.iter() {

@@ -358,6 +358,7 @@ pub async fn delete(
                     &record.media_type,
                     body,
                     &referrers,
+                    store::now(),
                 ));
             }
             if let Some(subject) = decoded.and_then(|(r, _)| r.subject) {

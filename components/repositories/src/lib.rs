@@ -352,6 +352,7 @@ async fn delete(req: &Incoming, name: &str, who: &Principal) -> Result<Reply, Sw
                     &record.media_type,
                     body,
                     &[],
+                    store::now(),
                 ));
             } else if let Some(digest) = e.key.strip_prefix(&links) {
                 ops.push(store::delete(berth_domain::gc::holder(digest, name)));
