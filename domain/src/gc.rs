@@ -346,6 +346,24 @@ pub struct Task {
 }
 
 impl Task {
+    /// A task just asked for: `MANUAL` or `SCHEDULE`, with `parameters`,
+    /// at `now` (seconds).
+    pub fn pending(id: u64, job_kind: &str, parameters: Parameters, now: u64) -> Task {
+        Task {
+            id,
+            job_kind: job_kind.to_string(),
+            parameters,
+            status: "Pending".into(),
+            created: now,
+            updated: now,
+            purged_blobs: 0,
+            purged_manifests: 0,
+            freed_space: 0,
+            stop: false,
+            error: None,
+        }
+    }
+
     pub fn finished(&self) -> bool {
         matches!(self.status.as_str(), "Success" | "Stopped" | "Error")
     }

@@ -10,7 +10,7 @@
 //! at a time per tenant. Only the tenant's administrators call these.
 
 use crate::Call;
-use berth_domain::gc::{self, Parameters, Policy, Task, TaskRequest};
+use berth_domain::gc::{self, Parameters, Policy, Task};
 use berth_domain::swr::{SwrError, rfc3339};
 use berth_guest::http::Reply;
 use berth_guest::manage::{commit, fault, limit_param, oci_fault, ok_json, parse_body};
@@ -77,37 +77,10 @@ pub async fn execute(call: &Call<'_>) -> Result<Reply, SwrError> {
             "GC task {active} is still pending or running; stop it or wait for it"
         )));
     }
-    let id = metadata::increment(gc::TASK_IDS.to_string(), 1)
+    let (id, ops) = berth_guest::gc::ask_for_task(&call.who.tenant, "MANUAL", body.parameters)
         .await
-        .map_err(fault)? as u64;
-    let now = store::now();
-    let tenant = &call.who.tenant;
-    let task = Task {
-        id,
-        job_kind: "MANUAL".into(),
-        parameters: body.parameters,
-        status: "Pending".into(),
-        created: now,
-        updated: now,
-        purged_blobs: 0,
-        purged_manifests: 0,
-        freed_space: 0,
-        stop: false,
-        error: None,
-    };
-    let request = TaskRequest {
-        tenant: tenant.clone(),
-        id,
-    };
-    store::commit(vec![
-        store::put_json(gc::task(tenant, id), &task),
-        WriteOp::Append((
-            gc::REQUESTS.to_string(),
-            serde_json::to_vec(&request).expect("requests serialize"),
-        )),
-    ])
-    .await
-    .map_err(fault)?;
+        .map_err(oci_fault)?;
+    store::commit(ops).await.map_err(fault)?;
     ok_json(201, &serde_json::json!({ "id": id }))
 }
 

@@ -12,7 +12,7 @@ use berth_domain::gc::{self, Policy, Task, TaskRequest};
 use berth_domain::swr::SwrError;
 use berth_guest::jobs::Run;
 use berth_guest::manage::{fault, oci_fault};
-use berth_guest::store::{self, Precondition, WriteOp, metadata};
+use berth_guest::store::{self, Precondition, WriteOp};
 
 /// The longest fence a task waits out; beyond it, the blobs it marked are
 /// deleted by a later run and the task reports what it deleted itself.
@@ -53,54 +53,20 @@ pub async fn schedule(run: &mut Run) -> Result<u32, SwrError> {
         }
         // Times missed while nobody ran start one task, not a backlog.
         policy.last_scheduled = now.max(due);
-        let id = next_id().await?;
-        let task = Task {
-            id,
-            job_kind: "SCHEDULE".into(),
-            parameters: policy.parameters.clone(),
-            status: "Pending".into(),
-            created: now,
-            updated: now,
-            purged_blobs: 0,
-            purged_manifests: 0,
-            freed_space: 0,
-            stop: false,
-            error: None,
-        };
-        let ops = vec![
-            WriteOp::Put((
-                e.key.clone(),
-                serde_json::to_vec(&policy).expect("policies serialize"),
-                Precondition::Version(e.version),
-            )),
-            store::put_json(gc::task(&tenant, id), &task),
-            request(&tenant, id),
-        ];
+        let (_, mut ops) =
+            berth_guest::gc::ask_for_task(&tenant, "SCHEDULE", policy.parameters.clone())
+                .await
+                .map_err(oci_fault)?;
+        ops.push(WriteOp::Put((
+            e.key.clone(),
+            serde_json::to_vec(&policy).expect("policies serialize"),
+            Precondition::Version(e.version),
+        )));
         if run.commit(ops, LEASE_SECONDS).await? {
             started += 1;
         }
     }
     Ok(started)
-}
-
-/// A new task id.
-pub async fn next_id() -> Result<u64, SwrError> {
-    metadata::increment(gc::TASK_IDS.to_string(), 1)
-        .await
-        .map(|v| v as u64)
-        .map_err(fault)
-}
-
-/// The request that has the gc job run task `id` of `tenant`.
-pub fn request(tenant: &str, id: u64) -> WriteOp {
-    WriteOp::Append((
-        gc::REQUESTS.to_string(),
-        serde_json::to_vec(&TaskRequest {
-            tenant: tenant.to_string(),
-            id,
-        })
-        .expect("requests serialize"),
-    ))
 }
 
 /// Runs every requested task, oldest first; how many ran.

@@ -217,3 +217,31 @@ pub async fn active_task(tenant: &str) -> Result<Option<u64>, OciError> {
         .find(|t| !t.finished())
         .map(|t| t.id))
 }
+
+/// Records task `task` of `tenant` as pending and asks the gc job to run
+/// it (the request wakes the job): the operations, and the task's id from
+/// the counter of GC task ids.
+pub async fn ask_for_task(
+    tenant: &str,
+    job_kind: &str,
+    parameters: gc::Parameters,
+) -> Result<(u64, Vec<WriteOp>), OciError> {
+    let id = metadata::increment(gc::TASK_IDS.to_string(), 1)
+        .await
+        .map_err(fault)? as u64;
+    let task = gc::Task::pending(id, job_kind, parameters, store::now());
+    let request = gc::TaskRequest {
+        tenant: tenant.to_string(),
+        id,
+    };
+    Ok((
+        id,
+        vec![
+            store::put_json(gc::task(tenant, id), &task),
+            WriteOp::Append((
+                gc::REQUESTS.to_string(),
+                serde_json::to_vec(&request).expect("requests serialize"),
+            )),
+        ],
+    ))
+}
