@@ -92,6 +92,23 @@ class Registry:
     def kill(self):
         self.stop(signal.SIGKILL)
 
+    def kill_during_tick(self, job, after):
+        """Ticks `job` (as the administrator) and kill -9s the host `after`
+        seconds into the run; the tick's own answer is lost with the host."""
+        import threading
+
+        def tick():
+            try:
+                requests.post(f"http://{self.host}/berth/jobs/{job}/tick", auth=ADMIN)
+            except requests.RequestException:
+                pass  # the host dies under it
+
+        t = threading.Thread(target=tick)
+        t.start()
+        time.sleep(after)
+        self.kill()
+        t.join()
+
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):

@@ -346,7 +346,6 @@ def test_scrub_finds_orphans_corrupt_and_missing_blobs_and_repairs_what_it_safel
 
 
 def test_kill_9_during_gc_then_restart_loses_nothing_in_use_and_resumes(tmp_path):
-    import threading
     args = ["--var", "gc_grace_seconds=0", "--var", f"gc_fence_seconds={FENCE}",
             "--var", "gc_delete_untagged=true", *NO_SCHEDULE]
     reg = Registry(tmp_path / "data", extra_args=args).start()
@@ -367,17 +366,7 @@ def test_kill_9_during_gc_then_restart_loses_nothing_in_use_and_resumes(tmp_path
         assert first["blobs_marked"] > 1000, str(first)
         time.sleep(FENCE + 0.2)
         # Kill the host while the next run deletes.
-        def doomed_tick():
-            try:
-                requests.post(f"http://{reg.host}/berth/jobs/gc/tick", auth=ADMIN)
-            except requests.RequestException:
-                pass  # the host dies under it
-
-        t = threading.Thread(target=doomed_tick)
-        t.start()
-        time.sleep(0.15)
-        reg.kill()
-        t.join()
+        reg.kill_during_tick("gc", after=0.15)
         partly = stored_blobs(reg)
         reg = Registry(tmp_path / "data", port=reg.port, extra_args=args).start()
 

@@ -189,7 +189,6 @@ def test_rules_through_the_sdk_and_their_errors(env):
 
 
 def test_kill_9_during_an_aging_run_then_restart_finishes_each_tag_once(tmp_path):
-    import threading
     from conftest import put_manifest
     reg = Registry(tmp_path / "data").start()
     try:
@@ -203,17 +202,7 @@ def test_kill_9_during_an_aging_run_then_restart_finishes_each_tag_once(tmp_path
         client.create_retention(CreateRetentionRequest(namespace="age", repository="many", body=body(
             "tag_rule", {"num": "2"})))
 
-        def doomed_tick():
-            try:
-                requests.post(f"http://{reg.host}/berth/jobs/aging/tick", auth=ADMIN)
-            except requests.RequestException:
-                pass  # the host dies under it
-
-        t = threading.Thread(target=doomed_tick)
-        t.start()
-        time.sleep(0.3)
-        reg.kill()
-        t.join()
+        reg.kill_during_tick("aging", after=0.3)
         reg = Registry(tmp_path / "data", port=reg.port).start()
 
         def history():
