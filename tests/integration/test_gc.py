@@ -1,6 +1,5 @@
 """Online garbage collection (`berth_domain::gc`): what is collected, when,
 and that nothing in use ever is."""
-import hashlib
 import json
 import time
 
@@ -294,7 +293,7 @@ def test_usage_matches_what_storage_holds_before_and_after_gc(tmp_path):
         m2, d2 = pushed[("shop/a", "2")]
         before = overview()
         assert requests.delete(f"{url}/v2/shop/a/manifests/{d2}").status_code == 202
-        total = collect_until_quiet(reg)
+        collect_until_quiet(reg)
         del pushed[("shop/a", "2")]
         assert overview() == on_disk() == before - m2["config"]["size"] - m2["layers"][1]["size"]
         assert not blob_file(reg, m2["layers"][1]["digest"]).exists()
