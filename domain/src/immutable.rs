@@ -106,24 +106,7 @@ pub fn validate(body: &RuleBody) -> Result<(), String> {
     {
         return Err("template: only immutable_template".into());
     }
-    let [tag] = body.tag_selectors.as_slice() else {
-        return Err("tag_selectors: exactly one selector".into());
-    };
-    selectors::check(tag)?;
-    if !matches!(tag.decoration.as_str(), "matches" | "excludes") {
-        return Err("tag_selectors: decoration matches or excludes".into());
-    }
-    let repos = match body.scope_selectors.get("repository") {
-        Some(r) if body.scope_selectors.len() == 1 => r,
-        _ => return Err("scope_selectors: only the key repository".into()),
-    };
-    let [repo] = repos.as_slice() else {
-        return Err("scope_selectors.repository: exactly one selector".into());
-    };
-    selectors::check(repo)?;
-    if !matches!(repo.decoration.as_str(), "repoMatches" | "repoExcludes") {
-        return Err("scope_selectors.repository: decoration repoMatches or repoExcludes".into());
-    }
+    selectors::check_rule(&body.tag_selectors, &body.scope_selectors)?;
     Ok(())
 }
 

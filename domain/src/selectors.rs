@@ -61,6 +61,35 @@ pub fn selected(s: &RuleSelector, candidate: &str) -> bool {
     }
 }
 
+/// Checks the selectors of a rule as SWR's enterprise models take them
+/// (immutable-tag rules, retention rules): exactly one tag selector
+/// (`matches` or `excludes`), and under the only key `repository` exactly
+/// one repository selector (`repoMatches` or `repoExcludes`).
+pub fn check_rule(
+    tag_selectors: &[RuleSelector],
+    scope_selectors: &std::collections::BTreeMap<String, Vec<RuleSelector>>,
+) -> Result<(), String> {
+    let [tag] = tag_selectors else {
+        return Err("tag_selectors: exactly one selector".into());
+    };
+    check(tag)?;
+    if !matches!(tag.decoration.as_str(), "matches" | "excludes") {
+        return Err("tag_selectors: decoration matches or excludes".into());
+    }
+    let repos = match scope_selectors.get("repository") {
+        Some(r) if scope_selectors.len() == 1 => r,
+        _ => return Err("scope_selectors: only the key repository".into()),
+    };
+    let [repo] = repos.as_slice() else {
+        return Err("scope_selectors.repository: exactly one selector".into());
+    };
+    check(repo)?;
+    if !matches!(repo.decoration.as_str(), "repoMatches" | "repoExcludes") {
+        return Err("scope_selectors.repository: decoration repoMatches or repoExcludes".into());
+    }
+    Ok(())
+}
+
 /// A selector compiled once, for many candidates.
 pub struct Compiled {
     matcher: globset::GlobMatcher,

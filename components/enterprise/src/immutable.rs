@@ -7,7 +7,7 @@
 //! organization.
 
 use crate::Call;
-use crate::webhooks::page;
+use crate::webhooks::{namespace_id_param, page};
 use berth_domain::iam::Action;
 use berth_domain::immutable::{self as im, Rule, RuleBody, Rules};
 use berth_domain::swr::SwrError;
@@ -120,13 +120,7 @@ fn view(rules: &Rules, r: &Rule) -> serde_json::Value {
 /// (`namespace_id` filters), in id order, paged.
 pub async fn list(call: &Call<'_>) -> Result<Reply, SwrError> {
     let (offset, limit) = page(call)?;
-    let namespace_id = match call.req.query("namespace_id") {
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| SwrError::bad_request("namespace_id must be a number"))?,
-        ),
-        None => None,
-    };
+    let namespace_id = namespace_id_param(call)?;
     let mut out = Vec::new();
     for e in store::scan_all(im::ALL).await.map_err(fault)? {
         let Ok(rules) = serde_json::from_slice::<Rules>(&e.value) else {

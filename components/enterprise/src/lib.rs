@@ -2,12 +2,14 @@
 //! handed over by the registry router (it shares `/v2/`). Berth presents
 //! each tenant as one instance, whose id is the tenant's project id; its
 //! webhook policies are [`webhooks`], its immutable-tag rules
-//! [`immutable`], its garbage collection [`gc`]. Calls are AK/SK-signed as for the
+//! [`immutable`], its retention policies [`retention`], its garbage
+//! collection [`gc`]. Calls are AK/SK-signed as for the
 //! shared edition (`berth_guest::manage::authenticate`), errors are SWR's
 //! JSON, and every change is audited.
 
 mod gc;
 mod immutable;
+mod retention;
 mod webhooks;
 
 use berth_domain::iam::Principal;
@@ -166,6 +168,86 @@ async fn route(call: &Call<'_>, rest: &[&str], authority: Option<&str>) -> Resul
             match m {
                 Method::Put => immutable::update(call, ns, rule).await,
                 Method::Delete => immutable::delete(call, ns, rule).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "retention", "policies"] => {
+            instance(id)?;
+            match m {
+                Method::Get => retention::list(call).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "namespaces", ns, "retention", "policies"] => {
+            instance(id)?;
+            match m {
+                Method::Post => retention::create(call, ns).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "namespaces", ns, "retention", "policies", policy] => {
+            instance(id)?;
+            let policy = policy_id(policy)?;
+            match m {
+                Method::Get => retention::show(call, ns, policy).await,
+                Method::Put => retention::update(call, ns, policy).await,
+                Method::Delete => retention::delete(call, ns, policy).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [
+            id,
+            "namespaces",
+            ns,
+            "retention",
+            "policies",
+            policy,
+            "executions",
+        ] => {
+            instance(id)?;
+            let policy = policy_id(policy)?;
+            match m {
+                Method::Post => retention::execute(call, ns, policy).await,
+                Method::Get => retention::executions(call, ns, policy).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [
+            id,
+            "namespaces",
+            ns,
+            "retention",
+            "policies",
+            policy,
+            "executions",
+            execution,
+            "tasks",
+        ] => {
+            instance(id)?;
+            let (policy, execution) = (policy_id(policy)?, policy_id(execution)?);
+            match m {
+                Method::Get => retention::tasks(call, ns, policy, execution).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [
+            id,
+            "namespaces",
+            ns,
+            "retention",
+            "policies",
+            policy,
+            "executions",
+            execution,
+            "tasks",
+            task,
+            "subtasks",
+        ] => {
+            instance(id)?;
+            let (policy, execution, task) =
+                (policy_id(policy)?, policy_id(execution)?, policy_id(task)?);
+            match m {
+                Method::Get => retention::subtasks(call, ns, policy, execution, task).await,
                 _ => Err(SwrError::method_not_allowed()),
             }
         }

@@ -247,6 +247,17 @@ pub(crate) fn page(call: &Call<'_>) -> Result<(usize, usize), SwrError> {
     Ok((offset, limit))
 }
 
+/// The `namespace_id` filter of a listing, if given.
+pub(crate) fn namespace_id_param(call: &Call<'_>) -> Result<Option<u64>, SwrError> {
+    call.req
+        .query("namespace_id")
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| SwrError::bad_request("namespace_id must be a number"))
+        })
+        .transpose()
+}
+
 pub async fn list(call: &Call<'_>) -> Result<Reply, SwrError> {
     let (offset, limit) = page(call)?;
     let column = call.req.query("order_column").unwrap_or("created_at");
@@ -260,13 +271,7 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, SwrError> {
             "order_column must be created_at, updated_at or name",
         ));
     }
-    let namespace_id = match call.req.query("namespace_id") {
-        Some(v) => Some(
-            v.parse::<u64>()
-                .map_err(|_| SwrError::bad_request("namespace_id must be a number"))?,
-        ),
-        None => None,
-    };
+    let namespace_id = namespace_id_param(call)?;
     let name = call.req.query("name").map(str::to_lowercase);
     let entries = store::scan_all(&wh::policy_prefix(&call.who.tenant))
         .await

@@ -9,6 +9,7 @@ pub mod http;
 pub mod jobs;
 pub mod manage;
 pub mod namespaces;
+pub mod retention;
 pub mod store;
 
 use berth_domain::OciError;

@@ -8,7 +8,8 @@
 //! a run is under way is skipped. Jobs declared `wake_on_events = true`
 //! (Berth's addition to the cron trigger: the event consumers) also run
 //! shortly after a commit appends to the event log; `wake_on_appends`
-//! names other metadata prefixes that wake a job the same way.
+//! names other metadata prefixes that wake a job the same way. A job
+//! with something under those prefixes when the host starts runs at once.
 
 use crate::capabilities::Backends;
 use crate::manifest::Scheduled;
@@ -77,8 +78,19 @@ pub fn spawn(server: Arc<Server>, backends: Arc<Backends>) {
                 n
             };
             let mut woken = arm();
-            // When the last run asked to be run again (a retry due).
-            let mut again: Option<tokio::time::Instant> = None;
+            // When the last run asked to be run again (a retry due). Work
+            // left waiting when the host stopped (a request a crash cut
+            // off) runs at once, not at the next scheduled time.
+            let mut again: Option<tokio::time::Instant> = job
+                .wake_on
+                .iter()
+                .any(|p| {
+                    backends
+                        .metadata
+                        .scan(p, None, 1)
+                        .is_ok_and(|found| !found.is_empty())
+                })
+                .then(tokio::time::Instant::now);
             loop {
                 let Some(next) = job.schedule.upcoming(chrono::Utc).next() else {
                     tracing::warn!(job = %job.component, "the schedule has no further times");

@@ -16,6 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod policy;
+
 /// Every repository's rules.
 pub const ALL: &str = "retention/";
 
@@ -195,7 +197,7 @@ pub fn validate(body: &RetentionBody) -> Result<(), String> {
 }
 
 /// One tag as the aging job sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TagFacts {
     pub tag: String,
     pub digest: String,
@@ -203,6 +205,8 @@ pub struct TagFacts {
     pub pushed: u64,
     /// The commit version of that push: orders pushes within one second.
     pub order: u64,
+    /// When its manifest was last pulled (s since the epoch; 0: never).
+    pub pulled: u64,
 }
 
 /// What the job does with one tag, and why.
@@ -212,6 +216,17 @@ pub struct Decision {
     pub digest: String,
     pub remove: bool,
     pub reason: String,
+}
+
+impl Decision {
+    fn of(t: &TagFacts, remove: bool, reason: String) -> Decision {
+        Decision {
+            tag: t.tag.clone(),
+            digest: t.digest.clone(),
+            remove,
+            reason,
+        }
+    }
 }
 
 /// The plan of `retention` for `tags` at `now` (s): every tag, kept or
@@ -232,9 +247,46 @@ pub fn plan(
             Spare::Regexp(r) => r.is_match(tag.as_bytes()),
         })
     };
-    // Signature tags (cosign's `sha256-<hex>.sig` …) follow their image:
-    // they neither count nor age by themselves.
-    // A signature whose image has no tag here ages as any tag does.
+    Ok(plan_with(tags, protected, spared, |images| {
+        images
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match keep {
+                Keep::Days(days) => {
+                    let age = now.saturating_sub(t.pushed) / 86_400;
+                    if now.saturating_sub(t.pushed) > days * 86_400 {
+                        (true, format!("pushed {age} days ago, over {days}"))
+                    } else {
+                        (false, format!("pushed {age} days ago, within {days}"))
+                    }
+                }
+                Keep::Newest(n) => {
+                    let number = i as u64 + 1;
+                    let verdict = if number > n { "over" } else { "within" };
+                    (
+                        number > n,
+                        format!("number {number} by push time, {verdict} {n}"),
+                    )
+                }
+            })
+            .collect()
+    }))
+}
+
+/// The plan for `tags` whatever the rules are: tags `spared` names or an
+/// immutable-tag rule protects (`protected`) stay and are not counted;
+/// `judge` decides the other images, given newest pushed first (ties by
+/// commit order, then name, so a plan is the same every time), and
+/// answers (remove, reason) for each. Signature tags (cosign's
+/// `sha256-<hex>.sig` …) of an image tagged here neither count nor age by
+/// themselves: they go when every tag of their image goes. A signature
+/// whose image has no tag here is judged as any tag.
+pub(crate) fn plan_with(
+    tags: &[TagFacts],
+    protected: impl Fn(&str) -> Option<u64>,
+    spared: impl Fn(&str) -> bool,
+    judge: impl FnOnce(&[&TagFacts]) -> Vec<(bool, String)>,
+) -> Vec<Decision> {
     let subject = |t: &TagFacts| -> String {
         t.tag["sha256-".len()..]
             .split('.')
@@ -250,58 +302,36 @@ pub fn plan(
     let (signatures, images): (Vec<&TagFacts>, Vec<&TagFacts>) = tags.iter().partition(|t| {
         crate::immutable::is_signature_tag(&t.tag) && tagged.contains(subject(t).as_str())
     });
-    // Newest first (ties by name, so a plan is the same every time).
+    // Kept whatever the rules say: named by an exemption, or immutable.
+    let exempt = |t: &TagFacts| {
+        if spared(&t.tag) {
+            return Some(Decision::of(t, false, "exempted by tag_selectors".into()));
+        }
+        protected(&t.tag).map(|rule| Decision::of(t, false, format!("immutable (rule {rule})")))
+    };
     let mut ordered = images;
     ordered.sort_by(|a, b| {
         (b.pushed, b.order)
             .cmp(&(a.pushed, a.order))
             .then(a.tag.cmp(&b.tag))
     });
-    let mut counted = 0u64;
-    let decide = |t: &TagFacts, remove: bool, reason: String| Decision {
-        tag: t.tag.clone(),
-        digest: t.digest.clone(),
-        remove,
-        reason,
-    };
-    // Kept whatever the rule says: named by tag_selectors, or immutable.
-    let exempt = |t: &TagFacts| {
-        if spared(&t.tag) {
-            return Some(decide(t, false, "exempted by tag_selectors".into()));
+    let mut out = Vec::with_capacity(tags.len());
+    let mut judged = Vec::with_capacity(ordered.len());
+    for t in ordered {
+        match exempt(t) {
+            Some(d) => out.push(d),
+            None => judged.push(t),
         }
-        protected(&t.tag).map(|rule| decide(t, false, format!("immutable (rule {rule})")))
-    };
-    let mut out: Vec<Decision> = ordered
-        .into_iter()
-        .map(|t| {
-            if let Some(d) = exempt(t) {
-                return d;
-            }
-            match keep {
-                Keep::Days(days) => {
-                    let age = now.saturating_sub(t.pushed) / 86_400;
-                    if now.saturating_sub(t.pushed) > days * 86_400 {
-                        decide(t, true, format!("pushed {age} days ago, over {days}"))
-                    } else {
-                        decide(t, false, format!("pushed {age} days ago, within {days}"))
-                    }
-                }
-                Keep::Newest(n) => {
-                    counted += 1;
-                    if counted > n {
-                        decide(t, true, format!("number {counted} by push time, over {n}"))
-                    } else {
-                        decide(
-                            t,
-                            false,
-                            format!("number {counted} by push time, within {n}"),
-                        )
-                    }
-                }
-            }
-        })
-        .collect();
-    let mut signed: Vec<Decision> = signatures
+    }
+    let verdicts = judge(&judged);
+    debug_assert_eq!(verdicts.len(), judged.len());
+    out.extend(
+        judged
+            .iter()
+            .zip(verdicts)
+            .map(|(t, (remove, reason))| Decision::of(t, remove, reason)),
+    );
+    let signed: Vec<Decision> = signatures
         .into_iter()
         .map(|t| {
             if let Some(d) = exempt(t) {
@@ -310,13 +340,13 @@ pub fn plan(
             let subject = subject(t);
             let image_tags: Vec<&Decision> = out.iter().filter(|d| d.digest == subject).collect();
             if !image_tags.is_empty() && image_tags.iter().all(|d| d.remove) {
-                decide(
+                Decision::of(
                     t,
                     true,
                     format!("signs {subject}, whose tags are all removed"),
                 )
             } else {
-                decide(
+                Decision::of(
                     t,
                     false,
                     format!("signs {subject}, which keeps a tag or has none"),
@@ -324,8 +354,8 @@ pub fn plan(
             }
         })
         .collect();
-    out.append(&mut signed);
-    Ok(out)
+    out.extend(signed);
+    out
 }
 
 /// `RetentionLog`: one tag the job removed (JSON under [`history_key`]).
@@ -342,6 +372,18 @@ pub struct HistoryEntry {
     pub reason: String,
     /// Seconds since the Unix epoch.
     pub created: u64,
+}
+
+/// The tags `plan` removes, sorted (tests).
+#[cfg(test)]
+pub(crate) fn removed_tags(plan: &[Decision]) -> Vec<&str> {
+    let mut r: Vec<&str> = plan
+        .iter()
+        .filter(|d| d.remove)
+        .map(|d| d.tag.as_str())
+        .collect();
+    r.sort();
+    r
 }
 
 #[cfg(test)]
@@ -378,20 +420,12 @@ mod tests {
                 tag: t.to_string(),
                 digest: format!("sha256:{t}"),
                 pushed: now - d * 86_400,
-                order: 0,
+                ..Default::default()
             })
             .collect()
     }
 
-    fn removed(plan: &[Decision]) -> Vec<&str> {
-        let mut r: Vec<&str> = plan
-            .iter()
-            .filter(|d| d.remove)
-            .map(|d| d.tag.as_str())
-            .collect();
-        r.sort();
-        r
-    }
+    use super::removed_tags as removed;
 
     #[test]
     fn date_rules_remove_what_is_older() {
@@ -445,7 +479,7 @@ mod tests {
                 tag: format!("sha256-{}.sig", hex(h)),
                 digest: format!("sha256:sig{h}"),
                 pushed: now - age * 86_400,
-                order: 0,
+                ..Default::default()
             });
         }
         let p = plan(&r, &t, now, |_| None).unwrap();
@@ -474,6 +508,7 @@ mod tests {
                 digest: format!("sha256:{tag}"),
                 pushed: now,
                 order: *order,
+                pulled: 0,
             })
             .collect();
         assert_eq!(removed(&plan(&r, &t, now, |_| None).unwrap()), ["c"]);

@@ -1,0 +1,369 @@
+//! The `retention` job: runs the executions of the enterprise edition's
+//! retention policies (`berth_domain::retention::policy`). The enterprise
+//! API records an execution `InProgress` and appends a request, which
+//! wakes this job; a scheduled policy's time does the same here. An
+//! execution plans every repository of the policy's organization that one
+//! of its rules applies to (one task per repository) and records what it
+//! does with every tag and why (one sub-task per tag: `DEL` or `RETAIN`).
+//! A dry run records the plan and changes nothing else; a real run
+//! removes each tag as the aging sweep does ([`crate::carry_out`]), its
+//! sub-task written in the same commit.
+//!
+//! A run cut off (kill -9) leaves its request: the next run resumes the
+//! execution, skipping finished tasks and the tags a task already
+//! recorded, so each tag is removed and recorded once.
+
+use crate::{Done, LEASE_SECONDS, carry_out, tags_of};
+use berth_domain::retention::Decision;
+use berth_domain::retention::policy::{self as rp, Execution, ExecutionRef, Policy, Subtask, Task};
+use berth_domain::swr::SwrError;
+use berth_guest::jobs::Run;
+use berth_guest::manage::{fault, oci_fault};
+use berth_guest::retention::{ask_for_execution, ids};
+use berth_guest::store::{self, Precondition, WriteOp};
+
+/// The job's name: `POST /berth/jobs/retention/tick`.
+pub const JOB: &str = "retention";
+
+/// Sub-tasks written per commit.
+const BATCH: usize = 128;
+
+pub async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
+    let scheduled = schedule(run).await?;
+    let mut executions = Vec::new();
+    for e in store::scan_all(rp::REQUESTS).await.map_err(fault)? {
+        let consume = WriteOp::Delete((e.key.clone(), Precondition::Version(e.version)));
+        let Ok(r) = serde_json::from_slice::<ExecutionRef>(&e.value) else {
+            run.commit(vec![consume], LEASE_SECONDS).await?;
+            continue;
+        };
+        let outcome = execute(run, &r).await;
+        // The lease went to another run: it goes on, this one stops.
+        if let Err(e) = &outcome
+            && !run.still_held().await?
+        {
+            return Err(e.clone());
+        }
+        let summary = finish(run, &r, outcome, consume).await?;
+        executions.push(summary);
+    }
+    let mut result = serde_json::json!({
+        "scheduled": scheduled,
+        "executions": executions,
+    });
+    // Wake for the next scheduled policy even between the job's own times.
+    let now = store::now();
+    if let Some(next) = policies()
+        .await?
+        .iter()
+        .filter_map(|(p, _)| p.next_run())
+        .min()
+    {
+        result["next_run_in_ms"] = (next.saturating_sub(now) * 1000).max(100).into();
+    }
+    Ok(result)
+}
+
+/// Every tenant's policies, with their entries.
+async fn policies() -> Result<Vec<(Policy, store::metadata::Entry)>, SwrError> {
+    Ok(store::scan_all(rp::ALL)
+        .await
+        .map_err(fault)?
+        .into_iter()
+        .filter_map(|e| Some((serde_json::from_slice(&e.value).ok()?, e)))
+        .collect())
+}
+
+/// Starts an execution of every scheduled policy whose time has come;
+/// how many started. Times missed while nobody ran start one, not a
+/// backlog; a time that finds an execution still in progress is skipped.
+async fn schedule(run: &mut Run) -> Result<u32, SwrError> {
+    let now = store::now();
+    let mut started = 0;
+    for (mut policy, e) in policies().await? {
+        let Some(due) = policy.next_run().filter(|&t| t <= now) else {
+            continue;
+        };
+        policy.last_scheduled = now.max(due);
+        let mut ops = match ask_for_execution(&policy, "scheduled", false).await {
+            Ok((ops, _)) => ops,
+            Err(e) if e.status == 409 => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let starts = !ops.is_empty();
+        ops.push(WriteOp::Put((
+            e.key.clone(),
+            serde_json::to_vec(&policy).expect("policies serialize"),
+            Precondition::Version(e.version),
+        )));
+        if run.commit(ops, LEASE_SECONDS).await? && starts {
+            started += 1;
+        }
+    }
+    Ok(started)
+}
+
+/// Records how execution `r` ended, and consumes its request, in one
+/// commit; a summary for the run's answer.
+async fn finish(
+    run: &mut Run,
+    r: &ExecutionRef,
+    outcome: Result<(u64, u64, u64), SwrError>,
+    consume: WriteOp,
+) -> Result<serde_json::Value, SwrError> {
+    let key = rp::execution(&r.tenant, r.policy, r.id);
+    let mut ops = vec![consume];
+    let mut summary = serde_json::json!({ "id": r.id, "policy_id": r.policy });
+    if let Some(e) = store::get(&key).await.map_err(oci_fault)?
+        && let Ok(mut x) = serde_json::from_slice::<Execution>(&e.value)
+        && x.status == "InProgress"
+    {
+        match &outcome {
+            Ok((tasks, removed, retained)) => {
+                x.status = "Succeed".into();
+                summary["tasks"] = (*tasks).into();
+                summary["tags_removed"] = (*removed).into();
+                summary["tags_retained"] = (*retained).into();
+            }
+            Err(err) => {
+                x.status = "Failed".into();
+                x.error = err.message.clone();
+                summary["error"] = err.message.clone().into();
+            }
+        }
+        x.end_time = store::now();
+        summary["status"] = x.status.clone().into();
+        summary["dry_run"] = x.dry_run.into();
+        ops.push(WriteOp::Put((
+            key,
+            serde_json::to_vec(&x).expect("executions serialize"),
+            Precondition::Version(e.version),
+        )));
+    }
+    run.commit(ops, LEASE_SECONDS).await?;
+    Ok(summary)
+}
+
+/// Runs execution `r` (or the rest of it): (tasks, tags removed, tags
+/// retained) by this run. An error fails the execution.
+async fn execute(run: &mut Run, r: &ExecutionRef) -> Result<(u64, u64, u64), SwrError> {
+    let Some(execution) = store::get_json::<Execution>(&rp::execution(&r.tenant, r.policy, r.id))
+        .await
+        .map_err(oci_fault)?
+        .filter(|x| x.status == "InProgress")
+    else {
+        return Ok((0, 0, 0));
+    };
+    let policy = store::get_json::<Policy>(&rp::key(&r.tenant, r.policy))
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::not_found("the policy was deleted"))?;
+    let ns = &policy.namespace;
+    let org = store::get_json::<berth_domain::iam::records::Namespace>(
+        &berth_domain::iam::records::namespace(ns),
+    )
+    .await
+    .map_err(oci_fault)?
+    .filter(|o| o.tenant == policy.tenant && o.id == policy.namespace_id)
+    .ok_or_else(|| SwrError::not_found(format!("the organization {ns} was deleted")))?;
+    // Tasks already recorded (a resumed execution), by repository.
+    let mut tasks: std::collections::HashMap<String, (Task, u64)> =
+        store::scan_all(&rp::tasks_prefix(execution.id))
+            .await
+            .map_err(fault)?
+            .into_iter()
+            .filter_map(|e| {
+                let t: Task = serde_json::from_slice(&e.value).ok()?;
+                Some((t.repository.clone(), (t, e.version)))
+            })
+            .collect();
+    let prefix = berth_domain::keys::repo(&format!("{}/", org.name));
+    let (mut count, mut removed, mut retained) = (0, 0, 0);
+    for e in store::scan_all(&prefix).await.map_err(fault)? {
+        let name = &e.key[berth_domain::keys::REPO.len()..];
+        let rules = policy.rules_for(&e.key[prefix.len()..]);
+        if rules.is_empty() {
+            continue;
+        }
+        let task = tasks.remove(name);
+        if task.as_ref().is_some_and(|(t, _)| t.status != "InProgress") {
+            continue;
+        }
+        let (r, k) = repository(run, &execution, name, &rules, task).await?;
+        count += 1;
+        removed += r;
+        retained += k;
+    }
+    Ok((count, removed, retained))
+}
+
+/// One repository's task: plans it, records every tag's sub-task, and in
+/// a real run removes what the plan removes. (removed, or planned to be
+/// in a dry run; retained), over the tags this run recorded.
+async fn repository(
+    run: &mut Run,
+    execution: &Execution,
+    name: &str,
+    rules: &[&rp::Rule],
+    task: Option<(Task, u64)>,
+) -> Result<(u64, u64), SwrError> {
+    let (tags, versions) = tags_of(name, true).await?;
+    let (tenant, immutable) = store::owner_and_rules(name).await.map_err(oci_fault)?;
+    let protection = immutable.protection();
+    let now = store::now();
+    let plan = rp::plan(rules, &tags, now, |t| protection.protecting(name, t));
+    let (mut task, version) = match task {
+        Some(t) => t,
+        None => {
+            let id = *ids(1).await?.start();
+            let task = Task {
+                id,
+                execution_id: execution.id,
+                repository: name.to_string(),
+                status: "InProgress".into(),
+                start_time: now,
+                end_time: 0,
+                total: plan.len() as u64,
+                retained: 0,
+            };
+            (task, 0)
+        }
+    };
+    let task_key = rp::task(execution.id, task.id);
+    let precondition = |v: u64| match v {
+        0 => Precondition::Absent,
+        v => Precondition::Version(v),
+    };
+    if version == 0 {
+        let ops = vec![WriteOp::Put((
+            task_key.clone(),
+            serde_json::to_vec(&task).expect("tasks serialize"),
+            Precondition::Absent,
+        ))];
+        if !run.commit(ops, LEASE_SECONDS).await? {
+            return Err(SwrError::conflict(format!("task of {name} written twice")));
+        }
+    }
+    // Tags this task recorded before a restart.
+    let sub_prefix = rp::subtasks_prefix(execution.id, task.id);
+    let recorded: std::collections::HashSet<String> = store::scan_all(&sub_prefix)
+        .await
+        .map_err(fault)?
+        .into_iter()
+        .map(|e| e.key[sub_prefix.len()..].to_string())
+        .collect();
+    let plan: Vec<Decision> = plan
+        .into_iter()
+        .filter(|d| !recorded.contains(&d.tag))
+        .collect();
+    let mut sub_ids = ids(plan.len()).await?;
+    let subtask = |d: &Decision, id: u64, action: &str, status: &str, text: String| {
+        store::put_json(
+            rp::subtask(execution.id, task.id, &d.tag),
+            &Subtask {
+                id,
+                tag: d.tag.clone(),
+                digest: d.digest.clone(),
+                action: action.into(),
+                status: status.into(),
+                status_text: text,
+                op_time: store::now(),
+            },
+        )
+    };
+    let done: Vec<Done> = if execution.dry_run {
+        plan.iter()
+            .map(|d| if d.remove { Done::Gone } else { Done::Kept })
+            .collect()
+    } else {
+        carry_out(
+            run,
+            name,
+            tenant.as_deref().unwrap_or_default(),
+            &plan,
+            &tags,
+            &versions,
+            |d| {
+                vec![subtask(
+                    d,
+                    next(&mut sub_ids),
+                    "DEL",
+                    "Succeed",
+                    d.reason.clone(),
+                )]
+            },
+        )
+        .await?
+    };
+    // Everything not removed is recorded in batches.
+    let mut ops = Vec::new();
+    let mut removed = 0;
+    for (d, outcome) in plan.iter().zip(&done) {
+        let op = match (outcome, execution.dry_run) {
+            (Done::Removed, _) => {
+                removed += 1;
+                continue;
+            }
+            (Done::Kept, _) => {
+                subtask(d, next(&mut sub_ids), "RETAIN", "Succeed", d.reason.clone())
+            }
+            // A dry run's removal: planned, not carried out.
+            (Done::Gone, true) => {
+                removed += 1;
+                subtask(d, next(&mut sub_ids), "DEL", "Succeed", d.reason.clone())
+            }
+            (Done::Gone, false) => subtask(
+                d,
+                next(&mut sub_ids),
+                "DEL",
+                "Failed",
+                "the tag was deleted meanwhile".into(),
+            ),
+            (Done::Stayed, _) => subtask(
+                d,
+                next(&mut sub_ids),
+                "DEL",
+                "Failed",
+                format!(
+                    "kept: the tag moved, was pushed again or its image stayed since the plan ({})",
+                    d.reason
+                ),
+            ),
+        };
+        ops.push(op);
+        if ops.len() == BATCH {
+            run.commit(std::mem::take(&mut ops), LEASE_SECONDS).await?;
+        }
+    }
+    if !ops.is_empty() {
+        run.commit(ops, LEASE_SECONDS).await?;
+    }
+    // The task's figures, over every sub-task it recorded (with those of
+    // a run cut off).
+    let all: Vec<Subtask> = store::scan_all(&sub_prefix)
+        .await
+        .map_err(fault)?
+        .iter()
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect();
+    task.total = all.len() as u64;
+    task.retained = all
+        .iter()
+        .filter(|s| s.action == "RETAIN" || s.status == "Failed")
+        .count() as u64;
+    task.status = "Succeed".into();
+    task.end_time = store::now();
+    let current = store::get(&task_key).await.map_err(oci_fault)?;
+    let ops = vec![WriteOp::Put((
+        task_key,
+        serde_json::to_vec(&task).expect("tasks serialize"),
+        precondition(current.map(|e| e.version).unwrap_or(0)),
+    ))];
+    run.commit(ops, LEASE_SECONDS).await?;
+    let retained = plan.len() as u64 - removed;
+    Ok((removed, retained))
+}
+
+fn next(ids: &mut std::ops::RangeInclusive<u64>) -> u64 {
+    ids.next().unwrap_or_default()
+}
