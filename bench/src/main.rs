@@ -41,16 +41,17 @@ struct Args {
     #[arg(long)]
     baseline: Option<std::path::PathBuf>,
     /// Run only these workloads (comma-separated: images, large, pulls, webhooks,
-    /// rates, mixed, metadata, ceilings), e.g. to profile one of them.
+    /// rates, mixed, metadata, ceilings, gc), e.g. to profile one of them.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Where to write the JSON results.
-    /// The gc workload's live blobs (and ten times as many), and its
-    /// garbage blobs (defaults: 100000 and 10000; --quick 2000 and 500).
+    /// The gc workload's live blobs; it runs again among ten times as many
+    /// (default 100000; --quick 2000).
     #[arg(long)]
     gc_live: Option<usize>,
+    /// The gc workload's garbage blobs (default 10000; --quick 500).
     #[arg(long)]
     gc_garbage: Option<usize>,
+    /// Where to write the JSON results.
     #[arg(long, default_value = "bench/results.json")]
     json: std::path::PathBuf,
 }

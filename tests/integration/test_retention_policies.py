@@ -41,7 +41,7 @@ from huaweicloudsdkswr.v2 import (
     UpdateRetentionPolicyRequestBody,
 )
 
-from conftest import Registry, image, put_manifest, tenant_client
+from conftest import ADMIN, Registry, image, put_manifest, tenant_client
 
 DAY = 86400
 # Only what a test starts runs: no periodic job writes during a snapshot.
@@ -326,6 +326,14 @@ def test_policy_crud_and_errors(env):
         client.show_instance_retention_policy(ShowInstanceRetentionPolicyRequest(
             instance_id=project, namespace_name="other", policy_id=pid))
     assert e.value.status_code == 404
+    # The next run removes a deleted policy's executions, tasks and sub-tasks.
+    r = requests.post(f"http://{reg.host}/berth/jobs/retention/tick", auth=ADMIN)
+    assert r.status_code == 200 and r.json()["result"]["executions_pruned"] == 1, r.text
+    db = sqlite3.connect(f"file:{reg.data_dir / 'metadata.db'}?mode=ro", uri=True)
+    left = db.execute("SELECT count(*) FROM kv WHERE key LIKE ? OR key LIKE ?",
+                      (f"retention-exec/corp/{pid:020d}/%", f"retention-subtask/{eid:020d}/%")).fetchone()[0]
+    db.close()
+    assert left == 0
 
 
 def test_a_scheduled_policy_runs_on_its_cron(env):

@@ -47,9 +47,11 @@ pub async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
         let summary = finish(run, &r, outcome, consume).await?;
         executions.push(summary);
     }
+    let pruned = prune(run).await?;
     let mut result = serde_json::json!({
         "scheduled": scheduled,
         "executions": executions,
+        "executions_pruned": pruned,
     });
     // Wake for the next scheduled policy even between the job's own times.
     let now = store::now();
@@ -62,6 +64,62 @@ pub async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
         result["next_run_in_ms"] = (next.saturating_sub(now) * 1000).max(100).into();
     }
     Ok(result)
+}
+
+/// Removes the executions past the newest [`rp::EXECUTIONS_KEPT`] of each
+/// policy, and those of deleted policies, with their tasks and sub-tasks
+/// (the execution's record last, so a run cut off leaves it to the next);
+/// how many.
+async fn prune(run: &mut Run) -> Result<u64, SwrError> {
+    let live: std::collections::HashSet<(String, u64)> = policies()
+        .await?
+        .into_iter()
+        .map(|(p, _)| (p.tenant, p.id))
+        .collect();
+    let mut seen: std::collections::HashMap<(String, u64), usize> = Default::default();
+    let mut pruned = 0;
+    for e in store::scan_all(rp::EXECUTIONS).await.map_err(fault)? {
+        let Some((tenant, policy)) = rp::parse_execution(&e.key) else {
+            continue;
+        };
+        let owner = (tenant.to_string(), policy);
+        let kept = if live.contains(&owner) {
+            rp::EXECUTIONS_KEPT
+        } else {
+            0
+        };
+        // Newest first in key order.
+        let n = seen.entry(owner).or_default();
+        *n += 1;
+        let Ok(x) = serde_json::from_slice::<Execution>(&e.value) else {
+            continue;
+        };
+        if *n <= kept || x.status == "InProgress" {
+            continue;
+        }
+        for t in store::scan_all(&rp::tasks_prefix(x.id))
+            .await
+            .map_err(fault)?
+        {
+            let Some(id) = t.key.rsplit('/').next().and_then(|id| id.parse().ok()) else {
+                continue;
+            };
+            let subs = store::scan_all(&rp::subtasks_prefix(x.id, id))
+                .await
+                .map_err(fault)?;
+            for chunk in subs.chunks(BATCH) {
+                let ops = chunk.iter().map(|s| store::delete(s.key.clone())).collect();
+                run.commit(ops, LEASE_SECONDS).await?;
+            }
+            run.commit(vec![store::delete(t.key)], LEASE_SECONDS)
+                .await?;
+        }
+        let last = WriteOp::Delete((e.key, Precondition::Version(e.version)));
+        if run.commit(vec![last], LEASE_SECONDS).await? {
+            pruned += 1;
+        }
+    }
+    Ok(pruned)
 }
 
 /// Every tenant's policies, with their entries.

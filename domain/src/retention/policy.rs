@@ -55,10 +55,25 @@ pub fn execution(tenant: &str, policy: u64, id: u64) -> String {
     format!("{}{:020}", executions_prefix(tenant, policy), u64::MAX - id)
 }
 
+/// Every policy's executions.
+pub const EXECUTIONS: &str = "retention-exec/";
+
 /// The executions of a policy, newest first.
 pub fn executions_prefix(tenant: &str, policy: u64) -> String {
-    format!("retention-exec/{tenant}/{policy:020}/")
+    format!("{EXECUTIONS}{tenant}/{policy:020}/")
 }
+
+/// Tenant and policy id of an [`execution`] key.
+pub fn parse_execution(key: &str) -> Option<(&str, u64)> {
+    let mut parts = key.strip_prefix(EXECUTIONS)?.split('/');
+    let tenant = parts.next()?;
+    let policy = parts.next()?.parse().ok()?;
+    Some((tenant, policy))
+}
+
+/// Executions kept per policy, the newest; older ones, and those of a
+/// deleted policy, are removed with their tasks and sub-tasks.
+pub const EXECUTIONS_KEPT: usize = 50;
 
 /// `retention-task/<execution, 20 digits>/<task, 20 digits>` → [`Task`]:
 /// one repository's part of an execution.
@@ -624,6 +639,7 @@ mod tests {
         };
         p.updated = 10;
         assert_eq!(p.next_run(), Some(3600));
+        assert_eq!(parse_execution(&execution("acme", 7, 9)), Some(("acme", 7)));
     }
 
     #[test]
