@@ -8,7 +8,7 @@ COMPONENTS := registry blobs uploads manifests listings referrers token manage n
 
 ## Start the registry on embedded defaults (SQLite + filesystem in ./berth-data) on 127.0.0.1:5000.
 serve: build
-	./target/release/berth serve
+	./target/release/berth serve $(ARGS)
 
 ## Run the whole test suite (installs what the tests need first).
 test: deps build

@@ -98,6 +98,13 @@ pub fn untagged(tenant: &str, repository: &str, digest: &str) -> String {
     format!("{UNTAGGED}{tenant}/{repository}:{digest}")
 }
 
+/// `gc/latest-task/<tenant>` → the id of the tenant's newest task: every
+/// new task rewrites it under a precondition, so of two asked for at once
+/// one conflicts (one task at a time per tenant).
+pub fn latest_task(tenant: &str) -> String {
+    format!("gc/latest-task/{tenant}")
+}
+
 /// `gc/policy/<tenant>` → [`Policy`].
 pub fn policy(tenant: &str) -> String {
     format!("gc/policy/{tenant}")
@@ -307,8 +314,26 @@ pub fn task(tenant: &str, id: u64) -> String {
 pub fn tasks_prefix(tenant: &str) -> String {
     format!("gc/task/{tenant}/")
 }
+/// `gc/task-figures/<tenant>/<id>` → [`Figures`]: what task `id` has
+/// freed so far, rewritten in its collection's commits, so a task resumed
+/// after a crash counts what the crashed run freed (all but the last
+/// batch's, at most).
+pub fn task_figures(tenant: &str, id: u64) -> String {
+    format!("gc/task-figures/{tenant}/{id}")
+}
+
+/// What a GC task freed: blobs, manifests, bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Figures {
+    pub blobs: u64,
+    pub manifests: u64,
+    pub bytes: u64,
+}
+
 /// The counter task ids come from.
 pub const TASK_IDS: &str = "count/gc-task-id";
+/// Finished tasks kept per tenant, the newest; the gc job removes older ones.
+pub const TASKS_KEPT: usize = 100;
 /// Requests to run a task: `{tenant, id}` appended; the gc job is woken
 /// by them (`wake_on_appends` in spin.toml).
 pub const REQUESTS: &str = "gc/requests/";

@@ -239,6 +239,19 @@ def test_gc_tasks_through_the_official_sdk(tmp_path):
                 client.update_gc_schedule(UpdateGcScheduleRequest(instance_id=project, body=UpdateScheduleRequestBody(
                     schedule=sched, parameters=GcParameters(workers=1))))
             assert e.value.status_code == 400, sched
+        # Asked for at once (distinct bodies, so none is a replay): one task.
+        from concurrent.futures import ThreadPoolExecutor
+
+        def ask(workers):
+            try:
+                return execute(client, project, workers=workers, dry_run=True)
+            except ClientRequestException as e:
+                return e.status_code
+        with ThreadPoolExecutor(5) as pool:
+            answers = list(pool.map(ask, range(1, 6)))
+        started = [a for a in answers if a > 1000 or a not in (409,)]
+        assert len(started) == 1 and answers.count(409) == 4, answers
+        wait_task(client, project, started[0])
         # Only the tenant's administrators.
         reg.iam("user-create", "acme", "dev", "--password", "dev-pw")
         dev_key = reg.iam("key-create", "acme", "dev")

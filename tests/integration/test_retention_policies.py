@@ -200,14 +200,16 @@ def test_policies_dry_run_then_real_run_keep_exactly_the_plan(env):
     assert done.status == "Succeed" and done.dry_run and done.trigger == "manual", done
     kv2, counters2, files2 = snapshot(reg)
     assert files2 == files, "a dry run wrote to the blob store"
-    report = ("retention-exec/", "retention-task/", "retention-subtask/", "job/retention/")
+    report = ("retention-exec/", "retention-exec-latest/", "retention-task/", "retention-subtask/",
+              "job/retention/")
     # Besides the report: the execute call's audit record and its
     # signature's replay guard, one each. No tag, manifest, link or event.
     others = [k for k in changed(kv, kv2) if not k.startswith(report)]
     assert [k.split("/")[0] for k in others] == ["audit", "iam"], others
     assert others[0].startswith("audit/corp/") and others[1].startswith("iam/signed/"), others
     assert any(k.startswith("retention-subtask/") for k in changed(kv, kv2))
-    assert changed(counters, counters2) == ["count/retention-id"]
+    assert changed(counters, counters2) == [
+        "count/retention-execution-id", "count/retention-subtask-id", "count/retention-task-id"]
     plan = subtasks(client, project, "keep", pid, eid)
     assert list(plan) == ["keep/app"], "tools is outside every rule's scope"
     app = plan["keep/app"]
@@ -216,7 +218,8 @@ def test_policies_dry_run_then_real_run_keep_exactly_the_plan(env):
     assert app["v4"][2].startswith("retained by rule") and "push time" in app["v4"][2]
     assert "pulled 1 days ago" in app["v1"][2], app["v1"]
     assert app["locked"][2].startswith("immutable"), app["locked"]
-    assert app["v3"][2].startswith("no rule retains it") and "pulled 9 days ago" in app["v3"][2]
+    assert app["v3"][2].startswith("dry run, not removed: no rule retains it"), app["v3"]
+    assert "pulled 9 days ago" in app["v3"][2]
     assert "never pulled" in app["dev-x"][2] and "tag not selected" in app["dev-x"][2]
     assert "signs" in app[sig][2]
     assert skopeo_tags(reg, "keep/app") == sorted(expected_kept + expected_removed)
@@ -231,8 +234,9 @@ def test_policies_dry_run_then_real_run_keep_exactly_the_plan(env):
     assert skopeo_tags(reg, "keep/app") == expected_kept
     assert skopeo_tags(reg, "keep/tools") == ["a", "b"]
     events = requests.get(f"{reg.url}/berth/v1/events", params={"limit": 1000}).json()["events"]
-    aged = sorted(e["tag"] for e in events if e["type"] == "tag.aged_out" and e["repository"] == "keep/app")
-    assert aged == expected_removed
+    aged = [e for e in events if e["type"] == "tag.aged_out" and e["repository"] == "keep/app"]
+    assert sorted(e["tag"] for e in aged) == expected_removed
+    assert {e["operator"] for e in aged} == {f"retention policy {pid} execution {eid}"}
     # The untagged manifests stay, pullable by digest (GC's to judge).
     r = requests.get(f"{url}/v2/keep/app/manifests/{digests['v2']}",
                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
@@ -278,6 +282,18 @@ def test_policy_crud_and_errors(env):
     shown = client.show_instance_retention_policy(ShowInstanceRetentionPolicyRequest(
         instance_id=project, namespace_name="other", policy_id=pid))
     assert shown.name == "crud2" and not shown.enabled and shown.rules[0].template == "nDaysSinceLastPull"
+    # What show gives can be passed back: rule ids stay; numbers as strings
+    # are stored as numbers.
+    rules = json.loads(shown.raw_content)["rules"]
+    rules[0]["params"] = {"nDaysSinceLastPull": "31"}
+    time.sleep(1.1)
+    r = client.update_instance_retention_policy(UpdateInstanceRetentionPolicyRequest(
+        instance_id=project, namespace_name="other", policy_id=pid,
+        body=policy("crud2", rules + [rule("latestPushedK", 1)], enabled=False, cls=UpdateRetentionPolicyRequestBody)))
+    again = client.show_instance_retention_policy(ShowInstanceRetentionPolicyRequest(
+        instance_id=project, namespace_name="other", policy_id=pid))
+    assert again.rules[0].id == shown.rules[0].id and again.rules[0].params == {"nDaysSinceLastPull": 31}
+    assert again.rules[1].id not in (None, shown.rules[0].id)
     # A disabled policy is previewed, not run.
     with pytest.raises(ClientRequestException) as e:
         execute(client, project, "other", pid, dry_run=False)
@@ -415,3 +431,37 @@ def test_kill_9_during_an_execution_then_restart_finishes_each_tag_once(tmp_path
         assert r.status_code == 200
     finally:
         reg.stop()
+
+
+def test_names_are_unique_under_concurrency_and_policies_go_with_their_organization(env):
+    reg, client, project, url = env
+    from concurrent.futures import ThreadPoolExecutor
+    from huaweicloudsdkswr.v2 import CreateNamespaceRequest, CreateNamespaceRequestBody, DeleteNamespacesRequest
+    client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="gone")))
+
+    def create(k):  # one name, distinct bodies (none is a replay)
+        try:
+            return client.create_instance_retention_policy(CreateInstanceRetentionPolicyRequest(
+                instance_id=project, namespace_name="gone",
+                body=policy("same", [rule("latestPushedK", k)], trigger="scheduled", cron="* * * * * *"))).id
+        except ClientRequestException as e:
+            return -e.status_code
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(create, range(1, 7)))
+    created = [a for a in answers if a > 0]
+    assert len(created) == 1 and set(answers) - set(created) == {-409}, answers
+    listed = client.list_instance_retention_policies(ListInstanceRetentionPoliciesRequest(
+        instance_id=project, name="same"))
+    assert listed.total == 1
+    client.delete_namespaces(DeleteNamespacesRequest(namespace="gone"))
+    db = sqlite3.connect(f"file:{reg.data_dir / 'metadata.db'}?mode=ro", uri=True)
+    left = [k for (k, v) in db.execute("SELECT key, value FROM kv WHERE key LIKE 'retention-policy/corp/%'")
+            if json.loads(v)["namespace"] == "gone"]
+    db.close()
+    assert left == [], "the organization's policies went with it"
+    # A new organization of the name starts with none.
+    time.sleep(1.1)  # not the first create's signed request again (a replay)
+    client.create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="gone")))
+    pid = client.create_instance_retention_policy(CreateInstanceRetentionPolicyRequest(
+        instance_id=project, namespace_name="gone", body=policy("same", [rule("latestPushedK", 1)]))).id
+    assert pid not in created

@@ -156,11 +156,14 @@ async fn apply(run: &mut jobs::Run, rule: &Retention) -> Result<(u64, u64), SwrE
         .unwrap_or_default();
     let namespace = name.split('/').next().unwrap_or_default().to_string();
     let removals = plan.iter().filter(|d| d.remove).count();
-    let mut seqs = berth_guest::retention::ids(removals).await?;
+    let mut seqs = berth_guest::retention::ids(rt::IDS, removals).await?;
     let done = carry_out(
         run,
-        name,
-        tenant.as_deref().unwrap_or_default(),
+        Removal {
+            repository: name,
+            tenant: tenant.as_deref().unwrap_or_default(),
+            operator: &format!("aging rule {}", rule.id),
+        },
         &plan,
         &tags,
         &versions,
@@ -188,6 +191,15 @@ async fn apply(run: &mut jobs::Run, rule: &Retention) -> Result<(u64, u64), SwrE
     Ok((removed, kept))
 }
 
+/// Where tags are removed, and in whose name.
+pub(crate) struct Removal<'a> {
+    pub repository: &'a str,
+    /// The repository's tenant (events are theirs).
+    pub tenant: &'a str,
+    /// The rule or policy removing them (the events' `operator`).
+    pub operator: &'a str,
+}
+
 /// What became of one decision of a plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Done {
@@ -204,14 +216,18 @@ pub(crate) enum Done {
 
 /// Carries out `plan` (of `tags`, read at `versions`) in repository
 /// `name` of `tenant`: removes each tag it removes in its own commit,
-/// with its `tag.aged_out` event and the records `record` gives, only if
+/// with its `tag.aged_out` event (by `operator`, the rule or policy) and
+/// the records `record` gives, only if
 /// the tag still points at the manifest planned (a push meanwhile wins)
 /// and the run still holds its lease. Manifests stay (untagged: garbage
 /// collection's to judge). What became of each decision, in plan order.
 pub(crate) async fn carry_out(
     run: &mut jobs::Run,
-    name: &str,
-    tenant: &str,
+    Removal {
+        repository: name,
+        tenant,
+        operator,
+    }: Removal<'_>,
     plan: &[rt::Decision],
     tags: &[TagFacts],
     versions: &[u64],
@@ -252,8 +268,13 @@ pub(crate) async fn carry_out(
             stayed.insert(d.digest.clone());
             continue;
         }
-        let event = EventRecord::new(EventKind::TagAgedOut, tenant, name, store::now_ns() as u64)
-            .about(Some(&d.tag), &d.digest, None);
+        let mut event =
+            EventRecord::new(EventKind::TagAgedOut, tenant, name, store::now_ns() as u64).about(
+                Some(&d.tag),
+                &d.digest,
+                None,
+            );
+        event.operator = operator.to_string();
         let mut ops = vec![
             WriteOp::Delete((key, Precondition::Version(current.version))),
             // Pushed again since the plan (even the same manifest): kept.

@@ -13,7 +13,7 @@
 //! execution, skipping finished tasks and the tags a task already
 //! recorded, so each tag is removed and recorded once.
 
-use crate::{Done, LEASE_SECONDS, carry_out, tags_of};
+use crate::{Done, LEASE_SECONDS, Removal, carry_out, tags_of};
 use berth_domain::retention::Decision;
 use berth_domain::retention::policy::{self as rp, Execution, ExecutionRef, Policy, Subtask, Task};
 use berth_domain::swr::SwrError;
@@ -142,6 +142,18 @@ async fn schedule(run: &mut Run) -> Result<u32, SwrError> {
         let Some(due) = policy.next_run().filter(|&t| t <= now) else {
             continue;
         };
+        // A policy its organization did not take along when deleted
+        // (written before organizations did): removed, not run.
+        let org = store::get_json::<berth_domain::iam::records::Namespace>(
+            &berth_domain::iam::records::namespace(&policy.namespace),
+        )
+        .await
+        .map_err(oci_fault)?;
+        if !org.is_some_and(|o| o.tenant == policy.tenant && o.id == policy.namespace_id) {
+            let gone = WriteOp::Delete((e.key.clone(), Precondition::Version(e.version)));
+            run.commit(vec![gone], LEASE_SECONDS).await?;
+            continue;
+        }
         policy.last_scheduled = now.max(due);
         let mut ops = match ask_for_execution(&policy, "scheduled", false).await {
             Ok((ops, _)) => ops,
@@ -273,7 +285,7 @@ async fn repository(
     let (mut task, version) = match task {
         Some(t) => t,
         None => {
-            let id = *ids(1).await?.start();
+            let id = *ids(rp::TASK_IDS, 1).await?.start();
             let task = Task {
                 id,
                 execution_id: execution.id,
@@ -314,7 +326,7 @@ async fn repository(
         .into_iter()
         .filter(|d| !recorded.contains(&d.tag))
         .collect();
-    let mut sub_ids = ids(plan.len()).await?;
+    let mut sub_ids = ids(rp::SUBTASK_IDS, plan.len()).await?;
     let subtask = |d: &Decision, id: u64, action: &str, status: &str, text: String| {
         store::put_json(
             rp::subtask(execution.id, task.id, &d.tag),
@@ -336,8 +348,14 @@ async fn repository(
     } else {
         carry_out(
             run,
-            name,
-            tenant.as_deref().unwrap_or_default(),
+            Removal {
+                repository: name,
+                tenant: tenant.as_deref().unwrap_or_default(),
+                operator: &format!(
+                    "retention policy {} execution {}",
+                    execution.policy_id, execution.id
+                ),
+            },
             &plan,
             &tags,
             &versions,
@@ -368,7 +386,8 @@ async fn repository(
             // A dry run's removal: planned, not carried out.
             (Done::Gone, true) => {
                 removed += 1;
-                subtask(d, next(&mut sub_ids), "DEL", "Succeed", d.reason.clone())
+                let text = format!("dry run, not removed: {}", d.reason);
+                subtask(d, next(&mut sub_ids), "DEL", "Succeed", text)
             }
             (Done::Gone, false) => subtask(
                 d,

@@ -12,6 +12,7 @@
 use crate::Call;
 use berth_domain::gc::{self, Parameters, Policy, Task};
 use berth_domain::swr::{SwrError, rfc3339};
+use berth_guest::gc::TaskAsk;
 use berth_guest::http::Reply;
 use berth_guest::manage::{commit, fault, limit_param, oci_fault, ok_json, parse_body};
 use berth_guest::store::{self, Precondition, WriteOp, metadata};
@@ -69,19 +70,24 @@ pub async fn execute(call: &Call<'_>) -> Result<Reply, SwrError> {
         )));
     }
     body.parameters.validate().map_err(SwrError::bad_request)?;
-    if let Some(active) = berth_guest::gc::active_task(&call.who.tenant)
+    let busy = |id: u64| {
+        SwrError::conflict(format!(
+            "GC task {id} is still pending or running; stop it or wait for it"
+        ))
+    };
+    match berth_guest::gc::ask_for_task(&call.who.tenant, "MANUAL", body.parameters)
         .await
         .map_err(oci_fault)?
     {
-        return Err(SwrError::conflict(format!(
-            "GC task {active} is still pending or running; stop it or wait for it"
-        )));
+        TaskAsk::Busy(active) => Err(busy(active)),
+        TaskAsk::Ready(id, ops) => {
+            commit(ops, || {
+                "another GC task was asked for at the same time; it runs".to_string()
+            })
+            .await?;
+            ok_json(201, &serde_json::json!({ "id": id }))
+        }
     }
-    let (id, ops) = berth_guest::gc::ask_for_task(&call.who.tenant, "MANUAL", body.parameters)
-        .await
-        .map_err(oci_fault)?;
-    store::commit(ops).await.map_err(fault)?;
-    ok_json(201, &serde_json::json!({ "id": id }))
 }
 
 fn view(t: &Task) -> serde_json::Value {

@@ -24,15 +24,27 @@ async fn organization(call: &Call<'_>, ns: &str) -> Result<u64, SwrError> {
     organization_allowed(&call.who, ns, Action::Retention).await
 }
 
-fn rules_of(body: &PolicyBody, ids: std::ops::RangeInclusive<u64>) -> Vec<Rule> {
-    body.rules
-        .iter()
-        .zip(ids)
-        .map(|(r, id)| Rule {
+/// The rules of `body` as stored, with ids: a rule that passes back the
+/// id of one of `current` keeps it; the others get new ones.
+async fn rules_of(body: &PolicyBody, current: &[Rule]) -> Result<Vec<Rule>, SwrError> {
+    let kept = |r: &rp::RuleBody| r.id.filter(|id| current.iter().any(|c| c.id == *id));
+    let fresh = body.rules.iter().filter(|r| kept(r).is_none()).count();
+    let mut ids = ids(rp::RULE_IDS, fresh).await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(body.rules.len());
+    for r in &body.rules {
+        let id = match kept(r).filter(|id| seen.insert(*id)) {
+            Some(id) => id,
+            None => ids
+                .next()
+                .ok_or_else(|| SwrError::bad_request("rules: an id given twice"))?,
+        };
+        out.push(Rule {
             id,
-            body: r.clone(),
-        })
-        .collect()
+            body: r.normalized(),
+        });
+    }
+    Ok(out)
 }
 
 /// The tenant's policies (with their entries), in id order.
@@ -70,6 +82,13 @@ async fn check(call: &Call<'_>, ns: &str, body: &PolicyBody, except: u64) -> Res
         .map(|(p, _)| p)
         .filter(|p| p.namespace == ns && p.id != except)
         .collect();
+    // Left by an earlier organization of the name (none should be): not
+    // this one's.
+    let namespace_id = organization(call, ns).await?;
+    let mine: Vec<Policy> = mine
+        .into_iter()
+        .filter(|p| p.namespace_id == namespace_id)
+        .collect();
     if mine.iter().any(|p| p.name == body.name) {
         return Err(SwrError::conflict(format!(
             "{ns} already has a retention policy named {}",
@@ -94,8 +113,7 @@ pub async fn create(call: &Call<'_>, ns: &str) -> Result<Reply, SwrError> {
         .await
         .map_err(oci_fault)?
         .ok_or_else(|| SwrError::not_found(format!("namespace {ns} not found")))?;
-    let ids = ids(body.rules.len() + 1).await?;
-    let id = *ids.start();
+    let id = *ids(rp::POLICY_IDS, 1).await?.start();
     let now = store::now();
     let policy = Policy {
         id,
@@ -105,7 +123,7 @@ pub async fn create(call: &Call<'_>, ns: &str) -> Result<Reply, SwrError> {
         name: body.name.clone(),
         algorithm: body.algorithm.clone(),
         enabled: body.enabled,
-        rules: rules_of(&body, id + 1..=*ids.end()),
+        rules: rules_of(&body, &[]).await?,
         trigger: body.trigger.clone(),
         creator: call.who.user.clone(),
         created: now,
@@ -118,8 +136,10 @@ pub async fn create(call: &Call<'_>, ns: &str) -> Result<Reply, SwrError> {
             serde_json::to_vec(&policy).expect("policies serialize"),
             Precondition::Absent,
         )),
-        // Only while the organization is as read.
-        WriteOp::Check((org.key, Precondition::Version(org.version))),
+        // Rewritten, not only checked: of two creates at once one
+        // conflicts (names unique, the limit kept), and an organization
+        // deleted meanwhile refuses it.
+        WriteOp::Put((org.key, org.value, Precondition::Version(org.version))),
     ];
     ops.extend(wake(&policy));
     commit(ops, || {
@@ -191,24 +211,32 @@ pub async fn show(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrError>
     ok_json(200, &view(&policy))
 }
 
-/// `PUT …/policies/<id>`: replaces the policy (rules get new ids; a
-/// schedule counts from now).
+/// `PUT …/policies/<id>`: replaces the whole policy (SWR's model: every
+/// field required); rules passed back with their `id`, as `show` gives
+/// them, keep it, others get new ones; a schedule counts from now.
 pub async fn update(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrError> {
     let (mut policy, entry) = load(call, ns, id).await?;
     let body: PolicyBody = parse_body(&call.body)?;
     check(call, ns, &body, id).await?;
-    let ids = ids(body.rules.len()).await?;
+    policy.rules = rules_of(&body, &policy.rules).await?;
     policy.name = body.name.clone();
     policy.algorithm = body.algorithm.clone();
     policy.enabled = body.enabled;
-    policy.rules = rules_of(&body, ids);
     policy.trigger = body.trigger.clone();
     policy.updated = store::now();
-    let mut ops = vec![WriteOp::Put((
-        entry.key,
-        serde_json::to_vec(&policy).expect("policies serialize"),
-        Precondition::Version(entry.version),
-    ))];
+    let org = store::get(&berth_domain::iam::records::namespace(ns))
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::not_found(format!("namespace {ns} not found")))?;
+    let mut ops = vec![
+        WriteOp::Put((
+            entry.key,
+            serde_json::to_vec(&policy).expect("policies serialize"),
+            Precondition::Version(entry.version),
+        )),
+        // A rename racing a create of that name: one conflicts.
+        WriteOp::Put((org.key, org.value, Precondition::Version(org.version))),
+    ];
     ops.extend(wake(&policy));
     commit(ops, || {
         format!("retention policy {id} changed meanwhile; try again")

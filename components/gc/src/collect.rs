@@ -49,21 +49,6 @@ pub struct Outcome {
     pub next_due: Option<u64>,
 }
 
-impl Outcome {
-    /// Adds a later pass's figures.
-    pub fn add(&mut self, o: &Outcome) {
-        self.candidates_examined += o.candidates_examined;
-        self.blobs_marked += o.blobs_marked;
-        self.blobs_deleted += o.blobs_deleted;
-        self.bytes_freed += o.bytes_freed;
-        self.manifests_deleted += o.manifests_deleted;
-        self.postponed += o.postponed;
-        self.cancelled_by_use += o.cancelled_by_use;
-        self.tombstones_resumed += o.tombstones_resumed;
-        self.next_due = o.next_due;
-    }
-}
-
 pub struct Settings {
     pub grace: u64,
     pub fence: u64,
@@ -72,6 +57,9 @@ pub struct Settings {
     pub untagged: Option<(String, bool)>,
     /// A GC task whose `stop` flag ends the pass.
     pub task: Option<String>,
+    /// Where the task's figures go, and what it freed before this pass:
+    /// each commit of the pass rewrites them.
+    pub figures: Option<(String, gc::Figures)>,
     /// Count only what this tenant's repositories held (a task's figures):
     /// blobs are shared across tenants by digest.
     pub scope: Option<String>,
@@ -120,8 +108,20 @@ impl<'a> Collector<'a> {
         later(due, candidate)
     }
 
-    async fn commit(&mut self, ops: Vec<WriteOp>) -> Result<bool, SwrError> {
+    async fn commit(&mut self, mut ops: Vec<WriteOp>) -> Result<bool, SwrError> {
+        if let Some((key, base)) = &self.settings.figures {
+            ops.push(store::put_json(key.clone(), &self.figures(*base)));
+        }
         self.run.commit(ops, LEASE_SECONDS).await
+    }
+
+    /// `base` and what this pass freed so far.
+    pub fn figures(&self, base: gc::Figures) -> gc::Figures {
+        gc::Figures {
+            blobs: base.blobs + self.outcome.blobs_deleted,
+            manifests: base.manifests + self.outcome.manifests_deleted,
+            bytes: base.bytes + self.outcome.bytes_freed,
+        }
     }
 
     /// Whether the task this pass runs for was asked to stop.

@@ -60,6 +60,7 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     let fence = store::limit("gc_fence_seconds", berth_domain::gc::FENCE_SECONDS).max(1);
     let scheduled = tasks::schedule(run).await?;
     let tasks_run = tasks::run_requested(run, grace, fence).await?;
+    let tasks_pruned = tasks::prune(run).await?;
     let mut collector = collect::Collector::new(
         run,
         collect::Settings {
@@ -67,6 +68,7 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
             fence,
             untagged: None,
             task: None,
+            figures: None,
             scope: None,
             dry_run: false,
         },
@@ -118,6 +120,7 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         "index_rebuilt": indexed,
         "tasks_scheduled": scheduled,
         "tasks_run": tasks_run,
+        "tasks_pruned": tasks_pruned,
         "uploads_expired": files,
         "upload_records_removed": records,
         "upload_expiry_seconds": idle,

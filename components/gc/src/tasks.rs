@@ -10,6 +10,7 @@ use crate::LEASE_SECONDS;
 use crate::collect::{Collector, Settings};
 use berth_domain::gc::{self, Policy, Task, TaskRequest};
 use berth_domain::swr::SwrError;
+use berth_guest::gc::TaskAsk;
 use berth_guest::jobs::Run;
 use berth_guest::manage::{fault, oci_fault};
 use berth_guest::store::{self, Precondition, WriteOp};
@@ -33,35 +34,37 @@ pub async fn schedule(run: &mut Run) -> Result<u32, SwrError> {
         let Some(due) = policy.next_run().filter(|&t| t <= now) else {
             continue;
         };
-        if berth_guest::gc::active_task(&tenant)
+        let newest = store::metadata::scan(gc::tasks_prefix(&tenant), None, 1)
             .await
-            .map_err(oci_fault)?
-            .is_some()
-        {
-            // One task at a time per tenant: this time is skipped.
-            policy.last_scheduled = now.max(due);
-            run.commit(
-                vec![WriteOp::Put((
-                    e.key.clone(),
-                    serde_json::to_vec(&policy).expect("policies serialize"),
-                    Precondition::Version(e.version),
-                ))],
-                LEASE_SECONDS,
-            )
-            .await?;
-            continue;
-        }
+            .map_err(fault)?;
+        let newest = newest
+            .first()
+            .and_then(|e| serde_json::from_slice::<Task>(&e.value).ok());
         // Times missed while nobody ran start one task, not a backlog.
         policy.last_scheduled = now.max(due);
-        let (_, mut ops) =
-            berth_guest::gc::ask_for_task(&tenant, "SCHEDULE", policy.parameters.clone())
-                .await
-                .map_err(oci_fault)?;
-        ops.push(WriteOp::Put((
+        let save = WriteOp::Put((
             e.key.clone(),
             serde_json::to_vec(&policy).expect("policies serialize"),
             Precondition::Version(e.version),
-        )));
+        ));
+        // One task at a time per tenant: a time that finds one running
+        // (now, or when the time came: the job was busy with it) is skipped.
+        let ask = if newest.is_some_and(|t| t.created <= due && due <= t.updated) {
+            None
+        } else {
+            match berth_guest::gc::ask_for_task(&tenant, "SCHEDULE", policy.parameters.clone())
+                .await
+                .map_err(oci_fault)?
+            {
+                TaskAsk::Ready(_, ops) => Some(ops),
+                TaskAsk::Busy(_) => None,
+            }
+        };
+        let Some(mut ops) = ask else {
+            run.commit(vec![save], LEASE_SECONDS).await?;
+            continue;
+        };
+        ops.push(save);
         if run.commit(ops, LEASE_SECONDS).await? {
             started += 1;
         }
@@ -84,17 +87,31 @@ pub async fn run_requested(run: &mut Run, grace: u64, fence: u64) -> Result<u32,
 }
 
 async fn save(run: &mut Run, key: &str, task: &mut Task) -> Result<(), SwrError> {
-    // Keep a stop asked for meanwhile.
-    if let Some(current) = store::get_json::<Task>(key).await.map_err(oci_fault)? {
-        task.stop |= current.stop;
+    loop {
+        // Keep a stop asked for meanwhile; one asked for between this read
+        // and the write fails the write, and is read again.
+        let current = store::get(key).await.map_err(oci_fault)?;
+        let precondition = match &current {
+            Some(e) => {
+                if let Ok(t) = serde_json::from_slice::<Task>(&e.value) {
+                    task.stop |= t.stop;
+                }
+                Precondition::Version(e.version)
+            }
+            None => Precondition::Absent,
+        };
+        task.updated = store::now();
+        let value = serde_json::to_vec(&*task).expect("tasks serialize");
+        if run
+            .commit(
+                vec![WriteOp::Put((key.to_string(), value, precondition))],
+                LEASE_SECONDS,
+            )
+            .await?
+        {
+            return Ok(());
+        }
     }
-    task.updated = store::now();
-    run.commit(
-        vec![store::put_json(key.to_string(), &*task)],
-        LEASE_SECONDS,
-    )
-    .await?;
-    Ok(())
 }
 
 async fn run_task(
@@ -117,24 +134,31 @@ async fn run_task(
     }
     task.status = "Running".into();
     save(run, &key, &mut task).await?;
-    let settings = || Settings {
+    // What a run of this task cut off by a crash freed.
+    let figures_key = gc::task_figures(tenant, id);
+    let mut freed: gc::Figures = store::get_json(&figures_key)
+        .await
+        .map_err(oci_fault)?
+        .unwrap_or_default();
+    let dry_run = task.parameters.dry_run;
+    let settings = |base: gc::Figures| Settings {
         grace,
         fence,
         untagged: Some((tenant.to_string(), task.parameters.delete_untagged)),
         task: Some(key.clone()),
+        figures: (!dry_run).then(|| (figures_key.clone(), base)),
         scope: Some(tenant.to_string()),
-        dry_run: task.parameters.dry_run,
+        dry_run,
     };
     let result: Result<bool, SwrError> = async {
-        let mut outcome = crate::collect::Outcome::default();
         let mut finished = true;
         // Deleting a manifest queues its blobs, and marked blobs go after
         // the fence: a few passes let the task free what it found.
         for _ in 0..PASSES {
-            let mut collector = Collector::new(run, settings());
+            let mut collector = Collector::new(run, settings(freed));
             finished = collector.pass().await?;
+            freed = collector.figures(freed);
             let this = collector.outcome;
-            outcome.add(&this);
             if !finished || task.parameters.dry_run {
                 break;
             }
@@ -155,9 +179,9 @@ async fn run_task(
                 _ => break,
             }
         }
-        task.purged_blobs = outcome.blobs_deleted;
-        task.purged_manifests = outcome.manifests_deleted;
-        task.freed_space = outcome.bytes_freed;
+        task.purged_blobs = freed.blobs;
+        task.purged_manifests = freed.manifests;
+        task.freed_space = freed.bytes;
         Ok(finished)
     }
     .await;
@@ -170,4 +194,36 @@ async fn run_task(
         }
     }
     save(run, &key, &mut task).await
+}
+
+/// Removes each tenant's finished tasks past its newest
+/// [`gc::TASKS_KEPT`]; how many.
+pub async fn prune(run: &mut Run) -> Result<u32, SwrError> {
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    let mut ops = Vec::new();
+    let prefix = gc::tasks_prefix("");
+    for e in store::scan_all(&prefix).await.map_err(fault)? {
+        let Some((tenant, _)) = e.key[prefix.len()..].split_once('/') else {
+            continue;
+        };
+        // Newest first in key order.
+        let n = seen.entry(tenant.to_string()).or_default();
+        *n += 1;
+        if *n > gc::TASKS_KEPT
+            && let Ok(t) = serde_json::from_slice::<Task>(&e.value)
+            && t.finished()
+        {
+            ops.push(store::delete(gc::task_figures(tenant, t.id)));
+            ops.push(WriteOp::Delete((e.key, Precondition::Version(e.version))));
+        }
+    }
+    let mut pruned = 0;
+    // Two writes per task, so a chunk never splits one.
+    for chunk in ops.chunks(128) {
+        // A task changed meanwhile: the next run looks again.
+        if run.commit(chunk.to_vec(), LEASE_SECONDS).await? {
+            pruned += chunk.len() as u32 / 2;
+        }
+    }
+    Ok(pruned)
 }

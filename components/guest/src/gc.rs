@@ -218,14 +218,29 @@ pub async fn active_task(tenant: &str) -> Result<Option<u64>, OciError> {
         .map(|t| t.id))
 }
 
-/// Records task `task` of `tenant` as pending and asks the gc job to run
-/// it (the request wakes the job): the operations, and the task's id from
+/// What asking for a GC task found.
+pub enum TaskAsk {
+    /// The operations that record the new task as pending and ask the gc
+    /// job to run it (the request wakes the job), and its id. They fail
+    /// the commit if another task was asked for since.
+    Ready(u64, Vec<WriteOp>),
+    /// Task `id` is still pending or running.
+    Busy(u64),
+}
+
+/// Asks for a task of `tenant` (one at a time per tenant), its id from
 /// the counter of GC task ids.
 pub async fn ask_for_task(
     tenant: &str,
     job_kind: &str,
     parameters: gc::Parameters,
-) -> Result<(u64, Vec<WriteOp>), OciError> {
+) -> Result<TaskAsk, OciError> {
+    // Read before looking for an active task: a task asked for after this
+    // read conflicts with ours; one before it is seen as active.
+    let latest = store::get(&gc::latest_task(tenant)).await?;
+    if let Some(active) = active_task(tenant).await? {
+        return Ok(TaskAsk::Busy(active));
+    }
     let id = metadata::increment(gc::TASK_IDS.to_string(), 1)
         .await
         .map_err(fault)? as u64;
@@ -234,10 +249,19 @@ pub async fn ask_for_task(
         tenant: tenant.to_string(),
         id,
     };
-    Ok((
+    let precondition = match latest {
+        Some(e) => Precondition::Version(e.version),
+        None => Precondition::Absent,
+    };
+    Ok(TaskAsk::Ready(
         id,
         vec![
             store::put_json(gc::task(tenant, id), &task),
+            WriteOp::Put((
+                gc::latest_task(tenant),
+                id.to_string().into_bytes(),
+                precondition,
+            )),
             WriteOp::Append((
                 gc::REQUESTS.to_string(),
                 serde_json::to_vec(&request).expect("requests serialize"),

@@ -13,7 +13,7 @@ use berth_domain::swr::SwrError;
 use berth_guest::http::{Incoming, Reply};
 use berth_guest::manage::{fault, grants, oci_fault, ok_json, parse_body};
 use berth_guest::namespaces::{self, CreateError};
-use berth_guest::store::{self, metadata};
+use berth_guest::store::{self, Precondition, StoreError, WriteOp, metadata};
 use serde::{Deserialize, Serialize};
 
 use spin_sdk::wasip3::http::types::Method;
@@ -149,11 +149,17 @@ async fn delete(ns: &str, who: &Principal) -> Result<Reply, SwrError> {
             "organization {ns} still has repositories; delete them first"
         )));
     }
+    // Read first: a rule or policy written for it after this read
+    // changes the record, and the delete then conflicts (none outlives it).
+    let record = store::get(&records::namespace(ns))
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::not_found(format!("namespace {ns} not found")))?;
     let mut ops = vec![
-        store::delete(records::namespace(ns)),
+        WriteOp::Delete((record.key, Precondition::Version(record.version))),
         store::delete(records::owned_namespace(&n.tenant, ns)),
-        // Its immutable-tag rules go with it (a later owner of the name
-        // starts with none).
+        // Its immutable-tag rules and retention policies go with it (a
+        // later owner of the name starts with none).
         store::delete(berth_domain::immutable::key(ns)),
         // The name stays with this tenant a little longer (see
         // `records::RELEASE_HOLD_SECS`).
@@ -171,8 +177,21 @@ async fn delete(ns: &str, who: &Principal) -> Result<Reply, SwrError> {
     {
         ops.push(store::delete(g.key));
     }
-    store::commit(ops).await.map_err(fault)?;
-    Ok(Reply::new(204))
+    let policies = berth_domain::retention::policy::tenant_prefix(&n.tenant);
+    for e in store::scan_all(&policies).await.map_err(fault)? {
+        if serde_json::from_slice::<berth_domain::retention::policy::Policy>(&e.value)
+            .is_ok_and(|p| p.namespace == ns)
+        {
+            ops.push(store::delete(e.key));
+        }
+    }
+    match store::commit(ops).await {
+        Ok(_) => Ok(Reply::new(204)),
+        Err(StoreError::Conflict) => Err(SwrError::conflict(format!(
+            "organization {ns} changed meanwhile (a rule or policy was written); try again"
+        ))),
+        Err(e) => Err(fault(e)),
+    }
 }
 
 async fn require(who: &Principal, action: Action, ns: &str) -> Result<(), SwrError> {

@@ -55,6 +55,14 @@ pub fn execution(tenant: &str, policy: u64, id: u64) -> String {
     format!("{}{:020}", executions_prefix(tenant, policy), u64::MAX - id)
 }
 
+/// `retention-exec-latest/<tenant>/<policy>` → the id of the policy's
+/// newest execution: every new execution rewrites it under a
+/// precondition, so of two asked for at once one conflicts (one in
+/// progress per policy).
+pub fn latest_execution(tenant: &str, policy: u64) -> String {
+    format!("retention-exec-latest/{tenant}/{policy:020}")
+}
+
 /// Every policy's executions.
 pub const EXECUTIONS: &str = "retention-exec/";
 
@@ -98,6 +106,14 @@ pub fn subtasks_prefix(execution: u64, task: u64) -> String {
     format!("retention-subtask/{execution:020}/{task:020}/")
 }
 
+/// The counters ids come from: policies, rules, executions, tasks,
+/// sub-tasks (each kind numbered on its own, as SWR's listings show them).
+pub const POLICY_IDS: &str = "count/retention-policy-id";
+pub const RULE_IDS: &str = "count/retention-rule-id";
+pub const EXECUTION_IDS: &str = "count/retention-execution-id";
+pub const TASK_IDS: &str = "count/retention-task-id";
+pub const SUBTASK_IDS: &str = "count/retention-subtask-id";
+
 /// Rules a policy may have (Harbor's limit).
 pub const MAX_RULES: usize = 15;
 
@@ -119,6 +135,10 @@ pub struct PolicyBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleBody {
+    /// A rule's id as `show` gives it: an update that passes it back
+    /// keeps the rule's id.
+    #[serde(default, skip_serializing)]
+    pub id: Option<u64>,
     #[serde(default)]
     pub priority: i64,
     #[serde(default)]
@@ -266,6 +286,24 @@ impl RuleBody {
         })
     }
 
+    /// The body as stored: `params` as `{<template>: n}` with n a number
+    /// (a string of one is taken), no id. Call on a checked body.
+    pub fn normalized(&self) -> RuleBody {
+        let mut body = self.clone();
+        body.id = None;
+        let n = match self.template() {
+            Ok(
+                Template::LatestPushed(n)
+                | Template::LatestPulled(n)
+                | Template::DaysSincePush(n)
+                | Template::DaysSincePull(n),
+            ) => n,
+            Err(_) => return body,
+        };
+        body.params = [(self.template.clone(), n.into())].into_iter().collect();
+        body
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.action != "retain" {
             return Err(format!("action must be retain, not {:?}", self.action));
@@ -357,7 +395,12 @@ pub fn plan(
             }
             // Last activity for the pull templates: a pull, else the push.
             let pulled = |t: &super::TagFacts| t.pulled.max(t.pushed);
-            let never = |t: &super::TagFacts| if t.pulled == 0 { " (never pulled)" } else { "" };
+            // What the last activity was, for the reasons.
+            let activity = |t: &super::TagFacts| match t.pulled {
+                0 => "never pulled; pushed",
+                p if p < t.pushed => "pushed (after its last pull)",
+                _ => "pulled",
+            };
             let mut verdicts: Vec<(usize, bool, String)> = Vec::new();
             match template {
                 Template::LatestPushed(k) => {
@@ -379,7 +422,10 @@ pub fn plan(
                         verdicts.push((
                             i,
                             n <= k,
-                            format!("number {n} by pull time{}, {word} {k}", never(t)),
+                            format!(
+                                "number {n} by last pull or push ({}), {word} {k}",
+                                activity(t)
+                            ),
                         ));
                     }
                 }
@@ -390,7 +436,7 @@ pub fn plan(
                         let (at, what) = if push {
                             (t.pushed, "pushed".to_string())
                         } else {
-                            (pulled(t), format!("pulled{}", never(t)))
+                            (pulled(t), activity(t).to_string())
                         };
                         let age = now.saturating_sub(at);
                         let within = age <= days * 86_400;
@@ -510,6 +556,7 @@ mod tests {
         Rule {
             id,
             body: RuleBody {
+                id: None,
                 priority: 0,
                 disabled: false,
                 action: "retain".into(),
