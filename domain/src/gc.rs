@@ -312,8 +312,10 @@ pub fn task(tenant: &str, id: u64) -> String {
     )
 }
 pub fn tasks_prefix(tenant: &str) -> String {
-    format!("gc/task/{tenant}/")
+    format!("{TASKS}{tenant}/")
 }
+/// Every tenant's tasks.
+pub const TASKS: &str = "gc/task/";
 /// `gc/task-figures/<tenant>/<id>` → [`Figures`]: what task `id` has
 /// freed so far, rewritten in its collection's commits, so a task resumed
 /// after a crash counts what the crashed run freed (all but the last

@@ -3,7 +3,7 @@
 //! `execute_instance_retention_policy` and the executions, tasks and
 //! sub-tasks listings, under `/v2/<project>/instances/<id>/…/retention/`.
 //! `berth_domain::retention::policy` holds the rules and their plan; the
-//! retention job (`components/aging/src/policies.rs`) runs executions,
+//! retention job (`components/retention`) runs executions,
 //! which an execute call or a policy's schedule asks for. Calls need
 //! `swr:repository:retention` on the organization.
 
@@ -73,9 +73,22 @@ async fn load(call: &Call<'_>, ns: &str, id: u64) -> Result<(Policy, metadata::E
     Ok((policy, entry))
 }
 
-/// Checks `body`, and that no other policy of `ns` has its name.
-async fn check(call: &Call<'_>, ns: &str, body: &PolicyBody, except: u64) -> Result<(), SwrError> {
+/// Checks `body`, and that no other policy of `ns` has its name and the
+/// organization's limit holds; the organization's record, read before
+/// its policies: the write rewrites it under a version precondition, so a
+/// policy written after this read fails the write (and one before it was
+/// seen here).
+async fn check(
+    call: &Call<'_>,
+    ns: &str,
+    body: &PolicyBody,
+    except: u64,
+) -> Result<metadata::Entry, SwrError> {
     rp::validate(body).map_err(SwrError::bad_request)?;
+    let org = store::get(&berth_domain::iam::records::namespace(ns))
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::not_found(format!("namespace {ns} not found")))?;
     let mine: Vec<Policy> = policies(&call.who.tenant)
         .await?
         .into_iter()
@@ -101,18 +114,14 @@ async fn check(call: &Call<'_>, ns: &str, body: &PolicyBody, except: u64) -> Res
             rp::MAX_PER_NAMESPACE
         )));
     }
-    Ok(())
+    Ok(org)
 }
 
 /// `POST …/namespaces/<ns>/retention/policies`: 201 `{"id"}`.
 pub async fn create(call: &Call<'_>, ns: &str) -> Result<Reply, SwrError> {
     let namespace_id = organization(call, ns).await?;
     let body: PolicyBody = parse_body(&call.body)?;
-    check(call, ns, &body, 0).await?;
-    let org = store::get(&berth_domain::iam::records::namespace(ns))
-        .await
-        .map_err(oci_fault)?
-        .ok_or_else(|| SwrError::not_found(format!("namespace {ns} not found")))?;
+    let org = check(call, ns, &body, 0).await?;
     let id = *ids(rp::POLICY_IDS, 1).await?.start();
     let now = store::now();
     let policy = Policy {
@@ -187,16 +196,23 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, SwrError> {
     let name = call.req.query("name");
     let namespace_id = namespace_id_param(call)?;
     let mut out = Vec::new();
+    // One authorization per organization, not per policy.
+    let mut allowed: std::collections::HashMap<String, Option<u64>> = Default::default();
     for (p, _) in policies(&call.who.tenant).await? {
-        if name.is_some_and(|n| n != p.name)
-            || namespace_id.is_some_and(|n| n != p.namespace_id)
-            || !organization(call, &p.namespace)
-                .await
-                .is_ok_and(|id| id == p.namespace_id)
-        {
+        if name.is_some_and(|n| n != p.name) || namespace_id.is_some_and(|n| n != p.namespace_id) {
             continue;
         }
-        out.push(view(&p));
+        let id = match allowed.get(&p.namespace) {
+            Some(id) => *id,
+            None => {
+                let id = organization(call, &p.namespace).await.ok();
+                allowed.insert(p.namespace.clone(), id);
+                id
+            }
+        };
+        if id == Some(p.namespace_id) {
+            out.push(view(&p));
+        }
     }
     let total = out.len();
     let page: Vec<_> = out.into_iter().skip(offset).take(limit).collect();
@@ -217,17 +233,13 @@ pub async fn show(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrError>
 pub async fn update(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrError> {
     let (mut policy, entry) = load(call, ns, id).await?;
     let body: PolicyBody = parse_body(&call.body)?;
-    check(call, ns, &body, id).await?;
+    let org = check(call, ns, &body, id).await?;
     policy.rules = rules_of(&body, &policy.rules).await?;
     policy.name = body.name.clone();
     policy.algorithm = body.algorithm.clone();
     policy.enabled = body.enabled;
     policy.trigger = body.trigger.clone();
     policy.updated = store::now();
-    let org = store::get(&berth_domain::iam::records::namespace(ns))
-        .await
-        .map_err(oci_fault)?
-        .ok_or_else(|| SwrError::not_found(format!("namespace {ns} not found")))?;
     let mut ops = vec![
         WriteOp::Put((
             entry.key,
@@ -245,8 +257,9 @@ pub async fn update(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrErro
     Ok(Reply::new(200))
 }
 
-/// `DELETE …/policies/<id>`: 204. Its executions stay listed until the
-/// policy id is gone; an execution under way finishes.
+/// `DELETE …/policies/<id>`: 204. The retention job then removes its
+/// executions; one it is running finishes, one not yet started fails
+/// ("the policy was deleted").
 pub async fn delete(call: &Call<'_>, ns: &str, id: u64) -> Result<Reply, SwrError> {
     let (_, entry) = load(call, ns, id).await?;
     commit(
@@ -418,13 +431,32 @@ pub async fn subtasks(
         .ok_or_else(|| {
             SwrError::not_found(format!("task {task} of execution {execution} not found"))
         })?;
-    let all: Vec<Subtask> = store::scan_all(&rp::subtasks_prefix(execution, task))
-        .await
-        .map_err(fault)?
-        .iter()
-        .filter_map(|e| serde_json::from_slice::<Subtask>(&e.value).ok())
-        .filter(|s| status.is_none_or(|st| st == s.status))
-        .collect();
+    let prefix = rp::subtasks_prefix(execution, task);
+    // Unfiltered, only the page is read (the task counts its sub-tasks
+    // when it finishes; while it runs, what is recorded so far).
+    let (all, total): (Vec<Subtask>, usize) = match status {
+        None if t.status != "InProgress" => {
+            let rows = metadata::scan(prefix, None, (offset + limit).min(u32::MAX as usize) as u32)
+                .await
+                .map_err(fault)?;
+            let rows = rows
+                .iter()
+                .filter_map(|e| serde_json::from_slice::<Subtask>(&e.value).ok())
+                .collect();
+            (rows, t.total as usize)
+        }
+        _ => {
+            let rows: Vec<Subtask> = store::scan_all(&prefix)
+                .await
+                .map_err(fault)?
+                .iter()
+                .filter_map(|e| serde_json::from_slice::<Subtask>(&e.value).ok())
+                .filter(|s| status.is_none_or(|st| st == s.status))
+                .collect();
+            let n = rows.len();
+            (rows, n)
+        }
+    };
     let namespace = t.repository.split('/').next().unwrap_or_default();
     let page: Vec<serde_json::Value> = all
         .iter()
@@ -447,6 +479,6 @@ pub async fn subtasks(
         .collect();
     ok_json(
         200,
-        &serde_json::json!({ "sub_tasks": page, "total": all.len() }),
+        &serde_json::json!({ "sub_tasks": page, "total": total }),
     )
 }

@@ -201,8 +201,8 @@ async fn run_task(
 pub async fn prune(run: &mut Run) -> Result<u32, SwrError> {
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let mut ops = Vec::new();
-    let prefix = gc::tasks_prefix("");
-    for e in store::scan_all(&prefix).await.map_err(fault)? {
+    let prefix = gc::TASKS;
+    for e in store::scan_all(prefix).await.map_err(fault)? {
         let Some((tenant, _)) = e.key[prefix.len()..].split_once('/') else {
             continue;
         };

@@ -9,7 +9,8 @@
 //! (Berth's addition to the cron trigger: the event consumers) also run
 //! shortly after a commit appends to the event log; `wake_on_appends`
 //! names other metadata prefixes that wake a job the same way. A job
-//! with something under those prefixes when the host starts runs at once.
+//! with something under the prefixes that wake it (events included) when
+//! the host starts runs at once.
 
 use crate::capabilities::Backends;
 use crate::manifest::Scheduled;

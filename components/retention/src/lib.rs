@@ -1,34 +1,50 @@
-//! The `retention` job: runs the executions of the enterprise edition's
-//! retention policies (`berth_domain::retention::policy`). The enterprise
+//! The retention job, a scheduled job (`berth_domain::jobs`): runs the
+//! executions of the enterprise edition's retention policies
+//! (`berth_domain::retention::policy`; their API is
+//! `components/enterprise/src/retention.rs`). The enterprise
 //! API records an execution `InProgress` and appends a request, which
 //! wakes this job; a scheduled policy's time does the same here. An
 //! execution plans every repository of the policy's organization that one
 //! of its rules applies to (one task per repository) and records what it
 //! does with every tag and why (one sub-task per tag: `DEL` or `RETAIN`).
 //! A dry run records the plan and changes nothing else; a real run
-//! removes each tag as the aging sweep does ([`crate::carry_out`]), its
+//! removes each tag as the aging sweep does
+//! (`berth_guest::retention::carry_out`), its
 //! sub-task written in the same commit.
 //!
 //! A run cut off (kill -9) leaves its request: the next run resumes the
 //! execution, skipping finished tasks and the tags a task already
 //! recorded, so each tag is removed and recorded once.
-
-use crate::{Done, LEASE_SECONDS, Removal, carry_out, tags_of};
+//!
+//! - `POST /berth/jobs/retention/tick`: runs now; 200 with what the run
+//!   did, 409 while another run holds the lease.
+//! - `GET /berth/jobs/retention`: whether a run is under way, and the last.
 use berth_domain::retention::Decision;
 use berth_domain::retention::policy::{self as rp, Execution, ExecutionRef, Policy, Subtask, Task};
 use berth_domain::swr::SwrError;
 use berth_guest::jobs::Run;
 use berth_guest::manage::{fault, oci_fault};
-use berth_guest::retention::{ask_for_execution, ids};
+use berth_guest::retention::{
+    Done, LEASE_SECONDS, Removal, ask_for_execution, carry_out, ids, tags_of,
+};
 use berth_guest::store::{self, Precondition, WriteOp};
+use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 
-/// The job's name: `POST /berth/jobs/retention/tick`.
-pub const JOB: &str = "retention";
+struct Retention;
+spin_sdk::wasip3::http::service::export!(Retention);
+
+const JOB: &str = "retention";
+
+impl spin_sdk::wasip3::exports::http::handler::Guest for Retention {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        berth_guest::jobs::serve(request, JOB, LEASE_SECONDS, run).await
+    }
+}
 
 /// Sub-tasks written per commit.
 const BATCH: usize = 128;
 
-pub async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
+async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
     let scheduled = schedule(run).await?;
     let mut executions = Vec::new();
     for e in store::scan_all(rp::REQUESTS).await.map_err(fault)? {
@@ -114,8 +130,12 @@ async fn prune(run: &mut Run) -> Result<u64, SwrError> {
             run.commit(vec![store::delete(t.key)], LEASE_SECONDS)
                 .await?;
         }
-        let last = WriteOp::Delete((e.key, Precondition::Version(e.version)));
-        if run.commit(vec![last], LEASE_SECONDS).await? {
+        let latest = rp::latest_execution(tenant, policy);
+        let mut last = vec![WriteOp::Delete((e.key, Precondition::Version(e.version)))];
+        if kept == 0 {
+            last.push(store::delete(latest));
+        }
+        if run.commit(last, LEASE_SECONDS).await? {
             pruned += 1;
         }
     }
@@ -173,8 +193,32 @@ async fn schedule(run: &mut Run) -> Result<u32, SwrError> {
     Ok(started)
 }
 
-/// Records how execution `r` ended, and consumes its request, in one
-/// commit; a summary for the run's answer.
+/// Closes the tasks of `execution` still in progress with `status`.
+async fn close_tasks(run: &mut Run, execution: u64, status: &str) -> Result<(), SwrError> {
+    for e in store::scan_all(&rp::tasks_prefix(execution))
+        .await
+        .map_err(fault)?
+    {
+        let Ok(mut t) = serde_json::from_slice::<Task>(&e.value) else {
+            continue;
+        };
+        if t.status != "InProgress" {
+            continue;
+        }
+        t.status = status.into();
+        t.end_time = store::now();
+        let ops = vec![WriteOp::Put((
+            e.key,
+            serde_json::to_vec(&t).expect("tasks serialize"),
+            Precondition::Version(e.version),
+        ))];
+        run.commit(ops, LEASE_SECONDS).await?;
+    }
+    Ok(())
+}
+
+/// Records how execution `r` ended (closing its tasks if it failed), and
+/// consumes its request, in one commit; a summary for the run's answer.
 async fn finish(
     run: &mut Run,
     r: &ExecutionRef,
@@ -196,6 +240,7 @@ async fn finish(
                 summary["tags_retained"] = (*retained).into();
             }
             Err(err) => {
+                close_tasks(run, r.id, "Failed").await?;
                 x.status = "Failed".into();
                 x.error = err.message.clone();
                 summary["error"] = err.message.clone().into();
@@ -224,10 +269,15 @@ async fn execute(run: &mut Run, r: &ExecutionRef) -> Result<(u64, u64, u64), Swr
     else {
         return Ok((0, 0, 0));
     };
+    // The policy as it is now: an execution uses its current rules (also
+    // when it resumes), and a real one stops if it was disabled.
     let policy = store::get_json::<Policy>(&rp::key(&r.tenant, r.policy))
         .await
         .map_err(oci_fault)?
         .ok_or_else(|| SwrError::not_found("the policy was deleted"))?;
+    if !policy.enabled && !execution.dry_run {
+        return Err(SwrError::conflict("the policy was disabled"));
+    }
     let ns = &policy.namespace;
     let org = store::get_json::<berth_domain::iam::records::Namespace>(
         &berth_domain::iam::records::namespace(ns),
@@ -264,6 +314,9 @@ async fn execute(run: &mut Run, r: &ExecutionRef) -> Result<(u64, u64, u64), Swr
         removed += r;
         retained += k;
     }
+    // Tasks a cut-off run began whose repository is gone or out of scope
+    // since: closed as they are.
+    close_tasks(run, execution.id, "Stopped").await?;
     Ok((count, removed, retained))
 }
 
@@ -341,6 +394,8 @@ async fn repository(
             },
         )
     };
+    // The id a removal's sub-task took, kept if the removal did not happen.
+    let mut reserved: std::collections::HashMap<String, u64> = Default::default();
     let done: Vec<Done> = if execution.dry_run {
         plan.iter()
             .map(|d| if d.remove { Done::Gone } else { Done::Kept })
@@ -360,13 +415,9 @@ async fn repository(
             &tags,
             &versions,
             |d| {
-                vec![subtask(
-                    d,
-                    next(&mut sub_ids),
-                    "DEL",
-                    "Succeed",
-                    d.reason.clone(),
-                )]
+                let id = next(&mut sub_ids);
+                reserved.insert(d.tag.clone(), id);
+                vec![subtask(d, id, "DEL", "Succeed", d.reason.clone())]
             },
         )
         .await?
@@ -375,30 +426,32 @@ async fn repository(
     let mut ops = Vec::new();
     let mut removed = 0;
     for (d, outcome) in plan.iter().zip(&done) {
+        let id = match reserved.remove(&d.tag) {
+            Some(id) => id,
+            None => next(&mut sub_ids),
+        };
         let op = match (outcome, execution.dry_run) {
             (Done::Removed, _) => {
                 removed += 1;
                 continue;
             }
-            (Done::Kept, _) => {
-                subtask(d, next(&mut sub_ids), "RETAIN", "Succeed", d.reason.clone())
-            }
+            (Done::Kept, _) => subtask(d, id, "RETAIN", "Succeed", d.reason.clone()),
             // A dry run's removal: planned, not carried out.
             (Done::Gone, true) => {
                 removed += 1;
                 let text = format!("dry run, not removed: {}", d.reason);
-                subtask(d, next(&mut sub_ids), "DEL", "Succeed", text)
+                subtask(d, id, "DEL", "Succeed", text)
             }
             (Done::Gone, false) => subtask(
                 d,
-                next(&mut sub_ids),
+                id,
                 "DEL",
                 "Failed",
                 "the tag was deleted meanwhile".into(),
             ),
             (Done::Stayed, _) => subtask(
                 d,
-                next(&mut sub_ids),
+                id,
                 "DEL",
                 "Failed",
                 format!(
