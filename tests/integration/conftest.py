@@ -157,6 +157,27 @@ def image(url, repo, layers=(b"layer",), tag=None, config=None):
     return m, digest
 
 
+def tag_many(url, repo, n):
+    """One image tagged t0000 … t<n-1> (pushed in that order); its digest."""
+    m, digest = image(url, repo, tag="t0000", layers=[b"one layer for every tag"])
+    for i in range(1, n):
+        r, _, _ = put_manifest(url, repo, f"t{i:04d}", m)
+        assert r.status_code == 201, r.text
+    return digest
+
+
+def all_events(reg, kind):
+    """Every event of type `kind` in the registry's event log, paged."""
+    out, after = [], None
+    while True:
+        page = requests.get(f"{reg.url}/berth/v1/events",
+                            params={"limit": 1000, **({"after": after} if after else {})}).json()
+        out += [e for e in page["events"] if e["type"] == kind]
+        after = page.get("next")
+        if not after:
+            return out
+
+
 def layer_tar_gz(files: dict, seed=0) -> bytes:
     """A gzip (level 0: stable, cheap) tar layer with the given files."""
     raw = io.BytesIO()

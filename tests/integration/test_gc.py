@@ -401,3 +401,41 @@ def test_kill_9_during_gc_then_restart_loses_nothing_in_use_and_resumes(tmp_path
         print(f"killed with {len(partly)} blobs stored; first run after restart: {out}")
     finally:
         reg.stop()
+
+
+def test_each_tenant_keeps_its_newest_100_finished_gc_tasks(tmp_path):
+    import sqlite3
+    reg = Registry(tmp_path / "data", extra_args=NO_SCHEDULE).start()
+    try:
+        client, project = tenant_client(reg, "acme", "acme-pw", ["shop"])
+        # 130 finished tasks, as the gc job records them (ids 1..130), plus
+        # one still pending (131): seeded in the stopped registry.
+        reg.stop()
+        db = sqlite3.connect(reg.data_dir / "metadata.db")
+        version = db.execute("SELECT max(version) FROM kv").fetchone()[0]
+        for i in range(1, 132):
+            task = {"id": i, "job_kind": "MANUAL", "status": "Success" if i <= 130 else "Pending",
+                    "parameters": {"workers": 1, "delete_untagged": False, "dry_run": True},
+                    "created": 1000 + i, "updated": 1000 + i}
+            version += 1
+            db.execute("INSERT INTO kv (key, value, version) VALUES (?, ?, ?)",
+                       (f"gc/task/acme/{999_999_999_999 - i:012d}", json.dumps(task).encode(), version))
+            version += 1
+            db.execute("INSERT INTO kv (key, value, version) VALUES (?, ?, ?)",
+                       (f"gc/task-figures/acme/{i}", b'{"blobs":0,"manifests":0,"bytes":0}', version))
+        db.commit()
+        db.close()
+        reg.start()
+        r = requests.post(f"http://{reg.host}/berth/jobs/gc/tick", auth=ADMIN)
+        assert r.status_code == 200 and r.json()["result"]["tasks_pruned"] == 31, r.text
+        db = sqlite3.connect(f"file:{reg.data_dir / 'metadata.db'}?mode=ro", uri=True)
+        ids = sorted(json.loads(v)["id"] for (v,) in db.execute("SELECT value FROM kv WHERE key LIKE 'gc/task/acme/%'"))
+        figures = db.execute("SELECT count(*) FROM kv WHERE key LIKE 'gc/task-figures/acme/%'").fetchone()[0]
+        db.close()
+        # The newest 100 (the pending one counts among them) stay, with
+        # their figures; the 31 oldest go.
+        assert ids == list(range(32, 132)) and figures == 100
+        listed = client.list_gc_tasks(ListGcTasksRequest(instance_id=project, limit=100))
+        assert [t.id for t in listed.tasks][:2] == [131, 130]
+    finally:
+        reg.stop()

@@ -189,16 +189,13 @@ def test_rules_through_the_sdk_and_their_errors(env):
 
 
 def test_kill_9_during_an_aging_run_then_restart_finishes_each_tag_once(tmp_path):
-    from conftest import put_manifest
+    from conftest import all_events, tag_many
     reg = Registry(tmp_path / "data").start()
     try:
         client, _ = tenant_client(reg, "acme", "acme-pw", ["age"])
         url = f"http://acme:acme-pw@{reg.host}"
-        m, digest = image(url, "age/many", tag="t0000", layers=[b"one layer for every tag"])
         n = 1200
-        for i in range(1, n):
-            r, _, _ = put_manifest(url, "age/many", f"t{i:04d}", m)
-            assert r.status_code == 201
+        digest = tag_many(url, "age/many", n)
         client.create_retention(CreateRetentionRequest(namespace="age", repository="many", body=body(
             "tag_rule", {"num": "2"})))
 
@@ -224,13 +221,7 @@ def test_kill_9_during_an_aging_run_then_restart_finishes_each_tag_once(tmp_path
         assert tags(url, "age/many") == [f"t{n - 2:04d}", f"t{n - 1:04d}"]
         removed = history()
         assert len(removed) == len(set(removed)) == n - 2
-        aged, after = [], None
-        while True:
-            page = requests.get(f"{reg.url}/berth/v1/events", params={"limit": 1000, **({"after": after} if after else {})}).json()
-            aged += [e["tag"] for e in page["events"] if e["type"] == "tag.aged_out"]
-            after = page.get("next")
-            if not after:
-                break
+        aged = [e["tag"] for e in all_events(reg, "tag.aged_out")]
         assert sorted(aged) == sorted(removed)
         # The manifest every tag named is intact.
         r = requests.get(f"{url}/v2/age/many/manifests/{digest}",

@@ -41,7 +41,7 @@ from huaweicloudsdkswr.v2 import (
     UpdateRetentionPolicyRequestBody,
 )
 
-from conftest import ADMIN, Registry, image, put_manifest, tenant_client
+from conftest import ADMIN, Registry, all_events, image, tag_many, tenant_client
 
 DAY = 86400
 # Only what a test starts runs: no periodic job writes during a snapshot.
@@ -380,11 +380,8 @@ def test_kill_9_during_an_execution_then_restart_finishes_each_tag_once(tmp_path
     try:
         client, project = tenant_client(reg, "corp", "corp-pw", ["bulk"])
         url = f"http://corp:corp-pw@{reg.host}"
-        m, digest = image(url, "bulk/many", tag="t0000", layers=[b"one layer for every tag"])
         n = 1200
-        for i in range(1, n):
-            r, _, _ = put_manifest(url, "bulk/many", f"t{i:04d}", m)
-            assert r.status_code == 201
+        digest = tag_many(url, "bulk/many", n)
         pid = client.create_instance_retention_policy(CreateInstanceRetentionPolicyRequest(
             instance_id=project, namespace_name="bulk", body=policy("two", [rule("latestPushedK", 2)]))).id
         execute(client, project, "bulk", pid, dry_run=False)
@@ -417,14 +414,7 @@ def test_kill_9_during_an_execution_then_restart_finishes_each_tag_once(tmp_path
         assert removed == [f"t{i:04d}" for i in range(n - 2)]
         r = requests.get(f"{url}/v2/bulk/many/tags/list")
         assert r.json()["tags"] == [f"t{n - 2:04d}", f"t{n - 1:04d}"]
-        aged, after = [], None
-        while True:
-            page = requests.get(f"{reg.url}/berth/v1/events",
-                                params={"limit": 1000, **({"after": after} if after else {})}).json()
-            aged += [e["tag"] for e in page["events"] if e["type"] == "tag.aged_out"]
-            after = page.get("next")
-            if not after:
-                break
+        aged = [e["tag"] for e in all_events(reg, "tag.aged_out")]
         assert sorted(aged) == removed, "one event per removed tag"
         r = requests.get(f"{url}/v2/bulk/many/manifests/{digest}",
                          headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})

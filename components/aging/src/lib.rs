@@ -31,12 +31,7 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Aging {
 }
 
 async fn sweep(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
-    let rules: Vec<Retention> = store::scan_all(rt::ALL)
-        .await
-        .map_err(fault)?
-        .iter()
-        .filter_map(|e| serde_json::from_slice(&e.value).ok())
-        .collect();
+    let rules: Vec<Retention> = store::scan_json(rt::ALL).await.map_err(fault)?;
     let (mut removed, mut kept, mut failed) = (0u64, 0u64, Vec::new());
     for rule in &rules {
         match apply(run, rule).await {

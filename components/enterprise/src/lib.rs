@@ -292,6 +292,22 @@ async fn route(call: &Call<'_>, rest: &[&str], authority: Option<&str>) -> Resul
     }
 }
 
+/// `check` of organization `ns` (the caller may manage it: its id), asked
+/// once per organization over a listing of many policies (`seen` keeps
+/// the answers).
+pub(crate) async fn checked_once(
+    seen: &mut std::collections::HashMap<String, Option<u64>>,
+    ns: &str,
+    check: impl AsyncFnOnce(&str) -> Option<u64>,
+) -> Option<u64> {
+    if let Some(answer) = seen.get(ns) {
+        return *answer;
+    }
+    let answer = check(ns).await;
+    seen.insert(ns.to_string(), answer);
+    answer
+}
+
 fn policy_id(s: &str) -> Result<u64, SwrError> {
     s.parse()
         .map_err(|_| SwrError::bad_request(format!("id {s:?} is not a number")))

@@ -7,8 +7,8 @@
 //! which an execute call or a policy's schedule asks for. Calls need
 //! `swr:repository:retention` on the organization.
 
-use crate::Call;
 use crate::webhooks::{namespace_id_param, page};
+use crate::{Call, checked_once};
 use berth_domain::iam::Action;
 use berth_domain::retention::policy::{
     self as rp, Execution, Policy, PolicyBody, Rule, Subtask, Task,
@@ -49,12 +49,9 @@ async fn rules_of(body: &PolicyBody, current: &[Rule]) -> Result<Vec<Rule>, SwrE
 
 /// The tenant's policies (with their entries), in id order.
 async fn policies(tenant: &str) -> Result<Vec<(Policy, metadata::Entry)>, SwrError> {
-    Ok(store::scan_all(&rp::tenant_prefix(tenant))
+    store::scan_parsed(&rp::tenant_prefix(tenant))
         .await
-        .map_err(fault)?
-        .into_iter()
-        .filter_map(|e| Some((serde_json::from_slice(&e.value).ok()?, e)))
-        .collect())
+        .map_err(fault)
 }
 
 /// Policy `id` of organization `ns`, which the caller may manage.
@@ -196,20 +193,15 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, SwrError> {
     let name = call.req.query("name");
     let namespace_id = namespace_id_param(call)?;
     let mut out = Vec::new();
-    // One authorization per organization, not per policy.
-    let mut allowed: std::collections::HashMap<String, Option<u64>> = Default::default();
+    let mut seen = Default::default();
     for (p, _) in policies(&call.who.tenant).await? {
         if name.is_some_and(|n| n != p.name) || namespace_id.is_some_and(|n| n != p.namespace_id) {
             continue;
         }
-        let id = match allowed.get(&p.namespace) {
-            Some(id) => *id,
-            None => {
-                let id = organization(call, &p.namespace).await.ok();
-                allowed.insert(p.namespace.clone(), id);
-                id
-            }
-        };
+        let id = checked_once(&mut seen, &p.namespace, async |ns| {
+            organization(call, ns).await.ok()
+        })
+        .await;
         if id == Some(p.namespace_id) {
             out.push(view(&p));
         }
@@ -379,11 +371,10 @@ pub async fn tasks(
     execution_of(call, ns, policy, execution).await?;
     let (offset, limit) = page(call)?;
     let status = status_filter(call)?;
-    let all: Vec<Task> = store::scan_all(&rp::tasks_prefix(execution))
+    let all: Vec<Task> = store::scan_json::<Task>(&rp::tasks_prefix(execution))
         .await
         .map_err(fault)?
-        .iter()
-        .filter_map(|e| serde_json::from_slice::<Task>(&e.value).ok())
+        .into_iter()
         .filter(|t| status.is_none_or(|s| s == t.status))
         .collect();
     let page: Vec<serde_json::Value> = all
@@ -446,11 +437,10 @@ pub async fn subtasks(
             (rows, t.total as usize)
         }
         _ => {
-            let rows: Vec<Subtask> = store::scan_all(&prefix)
+            let rows: Vec<Subtask> = store::scan_json::<Subtask>(&prefix)
                 .await
                 .map_err(fault)?
-                .iter()
-                .filter_map(|e| serde_json::from_slice::<Subtask>(&e.value).ok())
+                .into_iter()
                 .filter(|s| status.is_none_or(|st| st == s.status))
                 .collect();
             let n = rows.len();

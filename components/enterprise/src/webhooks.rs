@@ -5,7 +5,7 @@
 //! `swr:repository:trigger` on the organization; the target's
 //! `auth_header` and `secret` are stored sealed and never shown.
 
-use crate::Call;
+use crate::{Call, checked_once};
 use berth_domain::swr::{SwrError, rfc3339};
 use berth_domain::webhooks::{
     self as wh, Delivery, PayloadFormat, Policy, PolicyBody, StoredTarget,
@@ -276,7 +276,7 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, SwrError> {
     let entries = store::scan_all(&wh::policy_prefix(&call.who.tenant))
         .await
         .map_err(fault)?;
-    let mut allowed: std::collections::HashMap<String, bool> = Default::default();
+    let mut allowed = Default::default();
     let mut policies = Vec::new();
     for e in entries {
         let Ok(p) = serde_json::from_slice::<Policy>(&e.value) else {
@@ -290,15 +290,11 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, SwrError> {
             continue;
         }
         // Only the organizations whose triggers the caller manages.
-        let may = match allowed.get(&p.namespace) {
-            Some(m) => *m,
-            None => {
-                let m = organization(call, &p.namespace).await.is_ok();
-                allowed.insert(p.namespace.clone(), m);
-                m
-            }
-        };
-        if may {
+        let may = checked_once(&mut allowed, &p.namespace, async |ns| {
+            organization(call, ns).await.ok()
+        })
+        .await;
+        if may.is_some() {
             policies.push(p);
         }
     }

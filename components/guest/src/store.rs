@@ -77,6 +77,27 @@ pub async fn scan_all(prefix: &str) -> Result<Vec<metadata::Entry>, StoreError> 
     }
 }
 
+/// Every entry under `prefix` that parses as JSON of `T`, with its entry
+/// (for the version), in key order; others are skipped.
+pub async fn scan_parsed<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+) -> Result<Vec<(T, metadata::Entry)>, StoreError> {
+    Ok(scan_all(prefix)
+        .await?
+        .into_iter()
+        .filter_map(|e| Some((serde_json::from_slice(&e.value).ok()?, e)))
+        .collect())
+}
+
+/// [`scan_parsed`] without the entries.
+pub async fn scan_json<T: serde::de::DeserializeOwned>(prefix: &str) -> Result<Vec<T>, StoreError> {
+    Ok(scan_parsed(prefix)
+        .await?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect())
+}
+
 /// The keys under `prefix`, without the prefix.
 pub async fn scan_names(prefix: &str) -> Result<Vec<String>, StoreError> {
     Ok(scan_all(prefix)

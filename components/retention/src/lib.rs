@@ -45,7 +45,9 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Retention {
 const BATCH: usize = 128;
 
 async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
-    let scheduled = schedule(run).await?;
+    // Read once: the schedule, the pruning and the next wake use them.
+    let all = store::scan_parsed::<Policy>(rp::ALL).await.map_err(fault)?;
+    let (scheduled, policies) = schedule(run, all).await?;
     let mut executions = Vec::new();
     for e in store::scan_all(rp::REQUESTS).await.map_err(fault)? {
         let consume = WriteOp::Delete((e.key.clone(), Precondition::Version(e.version)));
@@ -63,7 +65,7 @@ async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
         let summary = finish(run, &r, outcome, consume).await?;
         executions.push(summary);
     }
-    let pruned = prune(run).await?;
+    let pruned = prune(run, &policies).await?;
     let mut result = serde_json::json!({
         "scheduled": scheduled,
         "executions": executions,
@@ -71,12 +73,7 @@ async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
     });
     // Wake for the next scheduled policy even between the job's own times.
     let now = store::now();
-    if let Some(next) = policies()
-        .await?
-        .iter()
-        .filter_map(|(p, _)| p.next_run())
-        .min()
-    {
+    if let Some(next) = policies.iter().filter_map(Policy::next_run).min() {
         result["next_run_in_ms"] = (next.saturating_sub(now) * 1000).max(100).into();
     }
     Ok(result)
@@ -85,27 +82,23 @@ async fn run(run: &mut Run) -> Result<serde_json::Value, SwrError> {
 /// Removes the executions past the newest [`rp::EXECUTIONS_KEPT`] of each
 /// policy, and those of deleted policies, with their tasks and sub-tasks
 /// (the execution's record last, so a run cut off leaves it to the next);
-/// how many.
-async fn prune(run: &mut Run) -> Result<u64, SwrError> {
-    let live: std::collections::HashSet<(String, u64)> = policies()
-        .await?
-        .into_iter()
-        .map(|(p, _)| (p.tenant, p.id))
-        .collect();
+/// how many. `policies`: those that exist.
+async fn prune(run: &mut Run, policies: &[Policy]) -> Result<u64, SwrError> {
+    let live: std::collections::HashSet<(&str, u64)> =
+        policies.iter().map(|p| (p.tenant.as_str(), p.id)).collect();
     let mut seen: std::collections::HashMap<(String, u64), usize> = Default::default();
     let mut pruned = 0;
     for e in store::scan_all(rp::EXECUTIONS).await.map_err(fault)? {
         let Some((tenant, policy)) = rp::parse_execution(&e.key) else {
             continue;
         };
-        let owner = (tenant.to_string(), policy);
-        let kept = if live.contains(&owner) {
+        let kept = if live.contains(&(tenant, policy)) {
             rp::EXECUTIONS_KEPT
         } else {
             0
         };
         // Newest first in key order.
-        let n = seen.entry(owner).or_default();
+        let n = seen.entry((tenant.to_string(), policy)).or_default();
         *n += 1;
         let Ok(x) = serde_json::from_slice::<Execution>(&e.value) else {
             continue;
@@ -113,21 +106,18 @@ async fn prune(run: &mut Run) -> Result<u64, SwrError> {
         if *n <= kept || x.status == "InProgress" {
             continue;
         }
-        for t in store::scan_all(&rp::tasks_prefix(x.id))
+        for (t, entry) in store::scan_parsed::<Task>(&rp::tasks_prefix(x.id))
             .await
             .map_err(fault)?
         {
-            let Some(id) = t.key.rsplit('/').next().and_then(|id| id.parse().ok()) else {
-                continue;
-            };
-            let subs = store::scan_all(&rp::subtasks_prefix(x.id, id))
+            let subs = store::scan_all(&rp::subtasks_prefix(x.id, t.id))
                 .await
                 .map_err(fault)?;
             for chunk in subs.chunks(BATCH) {
                 let ops = chunk.iter().map(|s| store::delete(s.key.clone())).collect();
                 run.commit(ops, LEASE_SECONDS).await?;
             }
-            run.commit(vec![store::delete(t.key)], LEASE_SECONDS)
+            run.commit(vec![store::delete(entry.key)], LEASE_SECONDS)
                 .await?;
         }
         let latest = rp::latest_execution(tenant, policy);
@@ -142,24 +132,20 @@ async fn prune(run: &mut Run) -> Result<u64, SwrError> {
     Ok(pruned)
 }
 
-/// Every tenant's policies, with their entries.
-async fn policies() -> Result<Vec<(Policy, store::metadata::Entry)>, SwrError> {
-    Ok(store::scan_all(rp::ALL)
-        .await
-        .map_err(fault)?
-        .into_iter()
-        .filter_map(|e| Some((serde_json::from_slice(&e.value).ok()?, e)))
-        .collect())
-}
-
-/// Starts an execution of every scheduled policy whose time has come;
-/// how many started. Times missed while nobody ran start one, not a
-/// backlog; a time that finds an execution still in progress is skipped.
-async fn schedule(run: &mut Run) -> Result<u32, SwrError> {
+/// Starts an execution of every scheduled policy (of `all`) whose time
+/// has come: how many started, and the policies as they are now. Times
+/// missed while nobody ran start one, not a backlog; a time that finds an
+/// execution still in progress is skipped.
+async fn schedule(
+    run: &mut Run,
+    all: Vec<(Policy, store::metadata::Entry)>,
+) -> Result<(u32, Vec<Policy>), SwrError> {
     let now = store::now();
     let mut started = 0;
-    for (mut policy, e) in policies().await? {
+    let mut out = Vec::with_capacity(all.len());
+    for (mut policy, e) in all {
         let Some(due) = policy.next_run().filter(|&t| t <= now) else {
+            out.push(policy);
             continue;
         };
         // A policy its organization did not take along when deleted
@@ -189,19 +175,17 @@ async fn schedule(run: &mut Run) -> Result<u32, SwrError> {
         if run.commit(ops, LEASE_SECONDS).await? && starts {
             started += 1;
         }
+        out.push(policy);
     }
-    Ok(started)
+    Ok((started, out))
 }
 
 /// Closes the tasks of `execution` still in progress with `status`.
 async fn close_tasks(run: &mut Run, execution: u64, status: &str) -> Result<(), SwrError> {
-    for e in store::scan_all(&rp::tasks_prefix(execution))
+    for (mut t, e) in store::scan_parsed::<Task>(&rp::tasks_prefix(execution))
         .await
         .map_err(fault)?
     {
-        let Ok(mut t) = serde_json::from_slice::<Task>(&e.value) else {
-            continue;
-        };
         if t.status != "InProgress" {
             continue;
         }
@@ -288,14 +272,11 @@ async fn execute(run: &mut Run, r: &ExecutionRef) -> Result<(u64, u64, u64), Swr
     .ok_or_else(|| SwrError::not_found(format!("the organization {ns} was deleted")))?;
     // Tasks already recorded (a resumed execution), by repository.
     let mut tasks: std::collections::HashMap<String, (Task, u64)> =
-        store::scan_all(&rp::tasks_prefix(execution.id))
+        store::scan_parsed::<Task>(&rp::tasks_prefix(execution.id))
             .await
             .map_err(fault)?
             .into_iter()
-            .filter_map(|e| {
-                let t: Task = serde_json::from_slice(&e.value).ok()?;
-                Some((t.repository.clone(), (t, e.version)))
-            })
+            .map(|(t, e)| (t.repository.clone(), (t, e.version)))
             .collect();
     let prefix = berth_domain::keys::repo(&format!("{}/", org.name));
     let (mut count, mut removed, mut retained) = (0, 0, 0);
@@ -369,11 +350,10 @@ async fn repository(
     }
     // Tags this task recorded before a restart.
     let sub_prefix = rp::subtasks_prefix(execution.id, task.id);
-    let recorded: std::collections::HashSet<String> = store::scan_all(&sub_prefix)
+    let recorded: std::collections::HashSet<String> = store::scan_names(&sub_prefix)
         .await
         .map_err(fault)?
         .into_iter()
-        .map(|e| e.key[sub_prefix.len()..].to_string())
         .collect();
     let plan: Vec<Decision> = plan
         .into_iter()
@@ -470,12 +450,7 @@ async fn repository(
     }
     // The task's figures, over every sub-task it recorded (with those of
     // a run cut off).
-    let all: Vec<Subtask> = store::scan_all(&sub_prefix)
-        .await
-        .map_err(fault)?
-        .iter()
-        .filter_map(|e| serde_json::from_slice(&e.value).ok())
-        .collect();
+    let all: Vec<Subtask> = store::scan_json(&sub_prefix).await.map_err(fault)?;
     task.total = all.len() as u64;
     task.retained = all
         .iter()
