@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod name;
 pub mod paging;
 pub mod range;
+pub mod replication;
 pub mod reports;
 pub mod retention;
 pub mod route;

@@ -1,0 +1,254 @@
+//! The client side of the OCI Distribution API (distribution-spec v1.1)
+//! as the replication job speaks it to a remote registry: auth challenges
+//! and Docker token requests, upload sessions and their offsets, content
+//! ranges, and the tag names signatures and attestations hang on.
+
+/// What a registry's `WWW-Authenticate` asks for (RFC 7235; the Docker
+/// token flow for `Bearer`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+impl Challenge {
+    /// Parses `Basic realm="…"` or `Bearer realm="…",service="…",scope="…"`.
+    pub fn parse(header: &str) -> Option<Challenge> {
+        let header = header.trim();
+        let (scheme, params) = header.split_once(' ').unwrap_or((header, ""));
+        let param = |name: &str| -> Option<String> {
+            params_of(params)
+                .into_iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
+        if scheme.eq_ignore_ascii_case("basic") {
+            Some(Challenge::Basic)
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            Some(Challenge::Bearer {
+                realm: param("realm")?,
+                service: param("service"),
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// `k="v", k2=v2` pairs (quoted values may hold commas).
+fn params_of(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some((k, after)) = rest.split_once('=') else {
+            break;
+        };
+        let k = k.trim().trim_start_matches(',').trim().to_string();
+        let after = after.trim_start();
+        let (v, next) = if let Some(q) = after.strip_prefix('"') {
+            match q.find('"') {
+                Some(end) => (q[..end].to_string(), &q[end + 1..]),
+                None => (q.to_string(), ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(end) => (after[..end].trim().to_string(), &after[end..]),
+                None => (after.trim().to_string(), ""),
+            }
+        };
+        out.push((k, v));
+        rest = next.trim_start().trim_start_matches(',').trim_start();
+    }
+    out
+}
+
+/// The token request URL: the realm with `service` and each scope
+/// (`repository:<name>:pull,push`) as query parameters.
+pub fn token_url(realm: &str, service: Option<&str>, scopes: &[String]) -> String {
+    let mut url = realm.to_string();
+    let mut sep = if realm.contains('?') { '&' } else { '?' };
+    if let Some(s) = service {
+        url.push(sep);
+        url.push_str("service=");
+        url.push_str(&encode(s));
+        sep = '&';
+    }
+    for scope in scopes {
+        url.push(sep);
+        url.push_str("scope=");
+        url.push_str(&encode(scope));
+        sep = '&';
+    }
+    url
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The next offset an upload session's `Range: 0-<last>` header reports
+/// (the spec's form; `bytes=` tolerated). `0-0` is read as nothing
+/// received yet: CNCF Distribution answers it for an empty session.
+pub fn next_offset(range: &str) -> Option<u64> {
+    let r = range.trim().trim_start_matches("bytes=");
+    let (start, end) = r.split_once('-')?;
+    if start.trim() != "0" {
+        return None;
+    }
+    let end: u64 = end.trim().parse().ok()?;
+    Some(if end == 0 { 0 } else { end + 1 })
+}
+
+/// The `Content-Range` of a chunk of `len` bytes at `start` (inclusive
+/// end, no unit: the spec's form for `PATCH`).
+pub fn content_range(start: u64, len: u64) -> String {
+    format!("{start}-{}", start + len.max(1) - 1)
+}
+
+/// `location` made absolute against `base` (`scheme://authority`).
+pub fn resolve(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_string()
+    } else if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        format!("{base}/{location}")
+    }
+}
+
+/// An upload session URL with `digest=` added (the closing `PUT`).
+pub fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={}", encode(digest))
+}
+
+/// `scheme://authority/path?query` split into its parts.
+pub fn split_url(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let cut = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(cut);
+    if authority.is_empty() {
+        return None;
+    }
+    Some((scheme, authority, if path.is_empty() { "/" } else { path }))
+}
+
+/// Whether `a` and `b` name the same `scheme://authority` (credentials go
+/// only to the registry itself, never to a redirect target elsewhere).
+pub fn same_origin(a: &str, b: &str) -> bool {
+    match (split_url(a), split_url(b)) {
+        (Some((s1, a1, _)), Some((s2, a2, _))) => {
+            s1.eq_ignore_ascii_case(s2) && a1.eq_ignore_ascii_case(a2)
+        }
+        _ => false,
+    }
+}
+
+/// Every manifest media type, for `Accept` (a registry answers a
+/// manifest in the type it was pushed in only if the client accepts it).
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+
+/// The tags signatures, attestations and SBOMs of manifest `digest` are
+/// pushed under by tools that predate the referrers API (cosign's tag
+/// schema: `sha256-<hex>.sig`, `.att`, `.sbom`).
+pub fn artifact_tags(digest: &str) -> Vec<String> {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return Vec::new();
+    };
+    ["sig", "att", "sbom"]
+        .iter()
+        .map(|s| format!("{algorithm}-{hex}.{s}"))
+        .collect()
+}
+
+/// Whether `tag` is one of [`artifact_tags`]' (it follows its image
+/// rather than being copied on its own).
+pub fn is_artifact_tag(tag: &str) -> bool {
+    (tag.starts_with("sha256-") || tag.starts_with("sha512-"))
+        && (tag.ends_with(".sig") || tag.ends_with(".att") || tag.ends_with(".sbom"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse() {
+        assert_eq!(
+            Challenge::parse(
+                r#"Bearer realm="http://127.0.0.1:5000/service/token",service="berth",scope="repository:a/b:pull,push""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "http://127.0.0.1:5000/service/token".into(),
+                service: Some("berth".into()),
+            })
+        );
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(Challenge::parse("Bearer service=x"), None);
+        assert_eq!(Challenge::parse("Negotiate"), None);
+        assert_eq!(
+            token_url(
+                "https://a/token",
+                Some("reg istry"),
+                &["repository:x/y:pull".into()]
+            ),
+            "https://a/token?service=reg%20istry&scope=repository%3Ax%2Fy%3Apull"
+        );
+    }
+
+    #[test]
+    fn upload_offsets_and_ranges() {
+        assert_eq!(next_offset("0-1023"), Some(1024));
+        assert_eq!(next_offset("bytes=0-9"), Some(10));
+        assert_eq!(next_offset("0-0"), Some(0));
+        assert_eq!(next_offset("5-9"), None);
+        assert_eq!(next_offset("x"), None);
+        assert_eq!(content_range(0, 10), "0-9");
+        assert_eq!(content_range(10, 5), "10-14");
+        assert_eq!(
+            resolve("http://h:1", "/v2/a/blobs/uploads/u?x=1"),
+            "http://h:1/v2/a/blobs/uploads/u?x=1"
+        );
+        assert_eq!(resolve("http://h:1", "http://o/u"), "http://o/u");
+        assert_eq!(
+            with_digest("http://h/u?_state=s", "sha256:ab"),
+            "http://h/u?_state=s&digest=sha256%3Aab"
+        );
+        assert_eq!(
+            split_url("http://h:1/v2/?x"),
+            Some(("http", "h:1", "/v2/?x"))
+        );
+        assert_eq!(split_url("http://h:1"), Some(("http", "h:1", "/")));
+        assert!(same_origin("http://H:1/a", "http://h:1/b"));
+        assert!(!same_origin("http://h:1/a", "http://h:2/a"));
+    }
+
+    #[test]
+    fn artifact_tag_schema() {
+        let tags = artifact_tags("sha256:abc");
+        assert_eq!(
+            tags,
+            ["sha256-abc.sig", "sha256-abc.att", "sha256-abc.sbom"]
+        );
+        assert!(tags.iter().all(|t| is_artifact_tag(t)));
+        assert!(!is_artifact_tag("v1.sig"));
+    }
+}
