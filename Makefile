@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
-COMPONENTS := registry blobs uploads manifests listings referrers token manage namespaces repositories account admin gc enterprise webhooks aging retention
+COMPONENTS := registry blobs uploads manifests listings referrers token manage namespaces repositories account admin gc enterprise webhooks aging retention replication
 
 .PHONY: serve test bench build components host deps fmt lint
 

@@ -260,13 +260,13 @@ def test_signature_errors(swr):
     reg.iam("key-set", keys["dev"][0]["ak"], "--active", "true")
 
 
-def test_not_yet_implemented_operations_say_so(swr):
+def test_sync_operations_of_an_unknown_organization_are_not_found(swr):
     reg, keys, _ = swr
     from huaweicloudsdkswr.v2 import ListImageAutoSyncReposDetailsRequest
-    with pytest.raises(ServerResponseException) as e:
+    with pytest.raises(ClientRequestException) as e:
         client(reg, keys["acme"]).list_image_auto_sync_repos_details(
             ListImageAutoSyncReposDetailsRequest(namespace="x", repository="y"))
-    assert code_of(e) == (501, "SVCSTG.SWR.5010001")
+    assert e.value.status_code == 404
 
 
 def test_repository_lifecycle(swr):

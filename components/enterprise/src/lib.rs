@@ -3,12 +3,13 @@
 //! each tenant as one instance, whose id is the tenant's project id; its
 //! webhook policies are [`webhooks`], its immutable-tag rules
 //! [`immutable`], its retention policies [`retention`], its garbage
-//! collection [`gc`]. Calls are AK/SK-signed as for the
+//! collection [`gc`], the registries it replicates with [`registries`]. Calls are AK/SK-signed as for the
 //! shared edition (`berth_guest::manage::authenticate`), errors are SWR's
 //! JSON, and every change is audited.
 
 mod gc;
 mod immutable;
+mod registries;
 mod retention;
 mod webhooks;
 
@@ -248,6 +249,24 @@ async fn route(call: &Call<'_>, rest: &[&str], authority: Option<&str>) -> Resul
                 (policy_id(policy)?, policy_id(execution)?, policy_id(task)?);
             match m {
                 Method::Get => retention::subtasks(call, ns, policy, execution, task).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "registries"] => {
+            instance(id)?;
+            match m {
+                Method::Post => registries::create(call).await,
+                Method::Get => registries::list(call).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "registries", registry] => {
+            instance(id)?;
+            let registry = policy_id(registry)?;
+            match m {
+                Method::Get => registries::show(call, registry).await,
+                Method::Put => registries::update(call, registry).await,
+                Method::Delete => registries::delete(call, registry).await,
                 _ => Err(SwrError::method_not_allowed()),
             }
         }

@@ -129,10 +129,10 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     }))
 }
 
-/// Removes the oldest events that every consumer is done with (today the
-/// webhook trigger: events up to its cursor, the last it fanned out, and
-/// below every delivery still pending), up to the retention; returns how
-/// many, and the retention in days.
+/// Removes the oldest events that every consumer is done with (the webhook
+/// trigger: events up to its cursor, the last it fanned out, and below
+/// every delivery still pending; the replication job: up to its cursor),
+/// up to the retention; returns how many, and the retention in days.
 async fn prune_events(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
     use berth_domain::events::{self, Event};
     let days = store::limit("event_retention_days", events::RETENTION_DAYS);
@@ -143,9 +143,14 @@ async fn prune_events(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
         .await
         .map_err(fault_oci)?
         .and_then(|e| String::from_utf8_lossy(&e.value).parse::<u64>().ok());
+    // The replication job's cursor too (none: it has read nothing yet).
+    let replicated = store::get(berth_domain::replication::runs::CURSOR)
+        .await
+        .map_err(fault_oci)?
+        .and_then(|e| String::from_utf8_lossy(&e.value).parse::<u64>().ok());
     // An event still to be delivered stays (its retries read it): below
     // the lowest pending one of every policy and trigger.
-    let mut consumed = cursor;
+    let mut consumed = cursor.zip(replicated).map(|(a, b)| a.min(b));
     for first in store::first_of_groups(wh::PENDING).await.map_err(fault)? {
         if let Some((_, event)) = wh::parse_pending(&first.key) {
             consumed = consumed.map(|c| c.min(event.saturating_sub(1)));

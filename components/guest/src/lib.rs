@@ -9,6 +9,8 @@ pub mod http;
 pub mod jobs;
 pub mod manage;
 pub mod namespaces;
+pub mod remote;
+pub mod replication;
 pub mod retention;
 pub mod store;
 

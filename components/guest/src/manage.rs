@@ -246,6 +246,72 @@ pub async fn commit(
     }
 }
 
+/// `n` (at least 1) fresh ids from `counter` (`count/…` keys).
+pub async fn ids(counter: &str, n: usize) -> Result<std::ops::RangeInclusive<u64>, SwrError> {
+    let n = n.max(1) as u64;
+    let last = store::metadata::increment(counter.to_string(), n as i64)
+        .await
+        .map_err(fault)? as u64;
+    Ok(last + 1 - n..=last)
+}
+
+/// `limit`, `offset` and `order` of a shared-edition listing, given as
+/// query parameters or as SWR's `filter=limit::N|offset::M|order::desc`;
+/// limit 1–`max` (default `default`), order `desc` (the default) or `asc`.
+pub fn filter_page(
+    req: &Incoming,
+    default: usize,
+    max: usize,
+) -> Result<(usize, usize, bool), SwrError> {
+    let mut limit = req.query("limit").map(str::to_string);
+    let mut offset = req.query("offset").map(str::to_string);
+    let mut order = req.query("order").map(str::to_string);
+    if let Some(f) = req.query("filter") {
+        for part in f.split('|') {
+            match part.split_once("::") {
+                Some(("limit", v)) => limit = Some(v.into()),
+                Some(("offset", v)) => offset = Some(v.into()),
+                Some(("order", v)) => order = Some(v.into()),
+                _ => {}
+            }
+        }
+    }
+    let number = |v: Option<String>, what: &str, default: usize| -> Result<usize, SwrError> {
+        v.map(|v| {
+            v.parse::<usize>()
+                .map_err(|_| SwrError::bad_request(format!("{what} must be a number")))
+        })
+        .transpose()
+        .map(|n| n.unwrap_or(default))
+    };
+    let limit = number(limit, "limit", default)?;
+    if !(1..=max).contains(&limit) {
+        return Err(SwrError::bad_request(format!(
+            "limit must be from 1 to {max}"
+        )));
+    }
+    let offset = number(offset, "offset", 0)?;
+    let desc = match order.as_deref().unwrap_or("desc") {
+        "desc" => true,
+        "asc" => false,
+        other => {
+            return Err(SwrError::bad_request(format!(
+                "order {other:?}: desc or asc"
+            )));
+        }
+    };
+    Ok((limit, offset, desc))
+}
+
+/// RFC 9110 §14.4 `Content-Range` of `rows` rows from `offset` of
+/// `total`: `first-last/total`, or `*/total` for none.
+pub fn content_range(offset: usize, rows: usize, total: usize) -> String {
+    match rows {
+        0 => format!("*/{total}"),
+        n => format!("{offset}-{}/{total}", offset + n - 1),
+    }
+}
+
 /// The method's name as signatures and audit records spell it.
 pub fn method_name(m: &Method) -> &'static str {
     match m {

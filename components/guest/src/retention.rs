@@ -17,14 +17,7 @@ use berth_domain::swr::SwrError;
 /// The lease both jobs hold while they run (seconds).
 pub const LEASE_SECONDS: u64 = 600;
 
-/// `n` (at least 1) fresh ids from `counter` (`rp::POLICY_IDS` …).
-pub async fn ids(counter: &str, n: usize) -> Result<std::ops::RangeInclusive<u64>, SwrError> {
-    let n = n.max(1) as u64;
-    let last = metadata::increment(counter.to_string(), n as i64)
-        .await
-        .map_err(fault)? as u64;
-    Ok(last + 1 - n..=last)
-}
+pub use crate::manage::ids;
 
 /// The writes that record a new execution of `policy` in progress and
 /// ask the retention job to run it, and its id; 409 while another runs.

@@ -45,16 +45,10 @@ enum Group {
     /// `/berth/v1/...`: Berth's own admin API.
     Admin,
     Versions,
-    /// SWR operations Berth does not serve yet (sync):
-    /// 501 once the caller is authenticated.
-    Later,
     /// No such management operation: 404 once the caller is authenticated
     /// (so the API's shape is not told to strangers).
     Unknown,
 }
-
-/// SWR's path segments for operations whose issues have not landed.
-const LATER: [&str; 3] = ["sync_repo", "sync_images", "sync_job"];
 
 fn group(path: &str) -> Option<Group> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
@@ -72,20 +66,20 @@ fn group(path: &str) -> Option<Group> {
             | [_, "repos", _, "triggers", _]
             | [_, "repos", _, "retentions"]
             | [_, "repos", _, "retentions", _]
+            | [_, "repos", _, "sync_repo" | "sync_images" | "sync_job"]
             | [_, "repositories", _, "access-domains"]
             | [_, "repositories", _, "access-domains", _] => Group::Repositories,
-            [_, "repos", _, op, ..] if LATER.contains(op) => Group::Later,
             _ => Group::Unknown,
         },
         ["v3", "manage", "namespaces", _, "repos", _, "tags"]
         | ["v2" | "v3", "manage", "shared-repositories"]
         | ["v2", "manage", "overview"]
+        | ["v2", "manage", "regions"]
         | ["v2", "manage", "reports", _, _]
         | ["v2" | "v3", "manage", "repos"] => Group::Repositories,
         ["v2", "manage", "utils", "secret" | "authorizationtoken"]
         | ["v2", "manage", "projects", _, "quotas"] => Group::Account,
         ["berth", "v1", ..] => Group::Admin,
-        ["v2" | "v3", "manage", op, ..] if LATER.contains(op) => Group::Later,
         ["v2" | "v3", "manage", ..] => Group::Unknown,
         _ => return None,
     })
@@ -155,10 +149,6 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             Err(e) => return Ok(error(req, &e)),
         };
         match group {
-            Group::Later => {
-                let e = SwrError::not_implemented(&req.path);
-                return Ok(error(req, &e));
-            }
             Group::Unknown => {
                 let e = SwrError::not_found(format!(
                     "no management operation {} {}",
@@ -182,7 +172,7 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             Group::Repositories => repositories_api::handle(forwarded, body, caller).await,
             Group::Account => account_api::handle(forwarded, body, caller).await,
             Group::Admin => admin_api::handle(forwarded, body, caller).await,
-            Group::Versions | Group::Version(_) | Group::Later | Group::Unknown => {
+            Group::Versions | Group::Version(_) | Group::Unknown => {
                 unreachable!("answered above")
             }
         };

@@ -14,6 +14,7 @@
 mod retentions;
 mod sharing;
 mod stats;
+mod sync;
 mod triggers;
 mod usage;
 
@@ -81,6 +82,19 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
             ],
             m,
         ) => retentions::serve(req, ns, &full(ns, r), rest, m, body, who).await,
+        (
+            [
+                "v2",
+                "manage",
+                "namespaces",
+                ns,
+                "repos",
+                r,
+                op @ ("sync_repo" | "sync_images" | "sync_job"),
+            ],
+            _,
+        ) => sync::serve(req, ns, &full(ns, r), op, body, who).await,
+        (["v2", "manage", "regions"], Method::Get) => sync::regions(who).await,
         (["v2", "manage", "namespaces", ns, "repos", r, "triggers"], m) => match m {
             Method::Get => triggers::list(ns, &full(ns, r), who).await,
             Method::Post => triggers::create(ns, &full(ns, r), body, who).await,

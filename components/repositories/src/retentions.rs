@@ -170,30 +170,7 @@ async fn histories(
     who: &Principal,
 ) -> Result<Reply, SwrError> {
     allowed(ns, name, who).await?;
-    let mut limit = req.query("limit").map(str::to_string);
-    let mut offset = req.query("offset").map(str::to_string);
-    if let Some(f) = req.query("filter") {
-        for part in f.split('|') {
-            match part.split_once("::") {
-                Some(("limit", v)) => limit = Some(v.into()),
-                Some(("offset", v)) => offset = Some(v.into()),
-                _ => {}
-            }
-        }
-    }
-    let number = |v: Option<String>, what: &str, default: usize| -> Result<usize, SwrError> {
-        v.map(|v| {
-            v.parse::<usize>()
-                .map_err(|_| SwrError::bad_request(format!("{what} must be a number")))
-        })
-        .transpose()
-        .map(|n| n.unwrap_or(default))
-    };
-    let limit = number(limit, "limit", 100)?;
-    if !(1..=1000).contains(&limit) {
-        return Err(SwrError::bad_request("limit must be from 1 to 1000"));
-    }
-    let offset = number(offset, "offset", 0)?;
+    let (limit, offset, _) = berth_guest::manage::filter_page(req, 100, 1000)?;
     let entries = store::scan_all(&rt::history_prefix(name))
         .await
         .map_err(fault)?;
@@ -218,11 +195,7 @@ async fn histories(
             })
         })
         .collect();
-    // RFC 9110 §14.4: `first-last/total`, or `*/total` for no rows.
-    let range = match rows.len() {
-        0 => format!("*/{total}"),
-        n => format!("{offset}-{}/{total}", offset + n - 1),
-    };
+    let range = berth_guest::manage::content_range(offset, rows.len(), total);
     let reply = ok_json(
         200,
         &serde_json::json!({ "retention_log": rows, "total": total }),

@@ -40,6 +40,13 @@ pub const INSECURE_TLS_HEADER: &str = "berth-insecure-tls";
 /// has no such switch.
 pub const TLS_CA_HEADER: &str = "berth-tls-ca";
 
+/// A Berth component sets this request header to the largest response body
+/// it takes for one request, in bytes, instead of
+/// `--outbound-max-response-bytes` (the replication job pulling a blob
+/// into the store); the host removes it before sending. Spin has no such
+/// switch.
+pub const MAX_RESPONSE_HEADER: &str = "berth-max-response-bytes";
+
 /// Clients built for [`TLS_CA_HEADER`] CAs kept at once (then rebuilt).
 const CA_CLIENTS: usize = 64;
 
@@ -139,6 +146,16 @@ impl Outbound {
             return Err(HttpError::DestinationIpProhibited);
         }
         let insecure = request.headers_mut().remove(INSECURE_TLS_HEADER).is_some();
+        let max = match request.headers_mut().remove(MAX_RESPONSE_HEADER) {
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    HttpError::InternalError(Some(format!("invalid {MAX_RESPONSE_HEADER}")))
+                })?,
+            None => self.max_response_bytes,
+        };
         let ca = match request.headers_mut().remove(TLS_CA_HEADER) {
             None => None,
             Some(v) => {
@@ -188,12 +205,11 @@ impl Outbound {
             Ok(Ok(r)) => r,
         };
         if let Some(length) = response.content_length()
-            && length > self.max_response_bytes
+            && length > max
         {
             return Err(HttpError::HttpResponseBodySize(Some(length)));
         }
         let response = http::Response::from(response);
-        let max = self.max_response_bytes;
         Ok(response.map(|body| {
             http_body_util::BodyExt::boxed_unsync(Capped {
                 inner: body,

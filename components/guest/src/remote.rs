@@ -1,0 +1,501 @@
+//! A client of a remote registry (the OCI Distribution API) over outbound
+//! `wasi:http`: what the registries API checks a target with and what the
+//! replication job copies through.
+//!
+//! Authentication follows the registry's challenge on `GET /v2/`: none,
+//! `Basic`, or the Docker token flow (`Bearer realm=…`: a token per scope,
+//! asked for with the registry's Basic credentials and reused until it
+//! expires). Tokens are fetched before a request that carries a stream,
+//! since a stream cannot be sent twice. Bodies are streams end to end:
+//! a blob read from the local store goes out as a request body, and a
+//! response body goes into the local store, without the guest copying or
+//! hashing the bytes.
+
+use berth_domain::replication::protocol::{self, Challenge};
+use berth_domain::replication::registry::Registry;
+use spin_sdk::wasip3::http::types::{
+    ErrorCode, Fields, Method, Request, RequestOptions, Response, Scheme, Trailers,
+};
+use spin_sdk::wasip3::wit_bindgen::{self, FutureReader, StreamReader};
+use spin_sdk::wasip3::{wit_future, wit_stream};
+use std::collections::HashMap;
+
+/// The host removes this request header and lets the response body be this
+/// many bytes (its default cap protects guests from large answers; a blob
+/// pulled into the store needs more).
+pub const MAX_RESPONSE_HEADER: &str = "berth-max-response-bytes";
+
+/// Why a remote request failed.
+#[derive(Clone, Debug)]
+pub struct RemoteError {
+    pub kind: ErrorKind,
+    /// For people: what happened, never a credential.
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No connection, a timeout, a broken transfer: worth retrying.
+    Unreachable,
+    /// The host refuses the destination (SSRF guard, allowed hosts) or
+    /// the URL: retrying cannot help.
+    Refused,
+    /// The registry refused the credentials.
+    Unauthorized,
+    /// The registry answered something the protocol does not allow, or
+    /// refused the operation (the status says which).
+    Protocol(u16),
+}
+
+impl RemoteError {
+    fn new(kind: ErrorKind, text: impl Into<String>) -> RemoteError {
+        RemoteError {
+            kind,
+            text: text.into(),
+        }
+    }
+
+    /// Whether a later attempt may succeed.
+    pub fn retryable(&self) -> bool {
+        match self.kind {
+            ErrorKind::Unreachable => true,
+            ErrorKind::Protocol(s) => s == 429 || s >= 500,
+            _ => false,
+        }
+    }
+}
+
+fn transport(e: &ErrorCode) -> RemoteError {
+    let (kind, text) = match e {
+        ErrorCode::DestinationIpProhibited => (
+            ErrorKind::Refused,
+            "the host refuses this destination: a loopback, private or link-local address \
+             (an operator may allow it with --outbound-allow)"
+                .to_string(),
+        ),
+        ErrorCode::HttpRequestDenied => (
+            ErrorKind::Refused,
+            "the host refuses this destination (allowed_outbound_hosts)".to_string(),
+        ),
+        ErrorCode::HttpRequestUriInvalid => {
+            (ErrorKind::Refused, "the URL cannot be sent to".to_string())
+        }
+        ErrorCode::DestinationNotFound => (
+            ErrorKind::Unreachable,
+            "the registry's host name does not resolve".to_string(),
+        ),
+        ErrorCode::ConnectionRefused => (
+            ErrorKind::Unreachable,
+            "the registry refused the connection".to_string(),
+        ),
+        ErrorCode::TlsCertificateError => (
+            ErrorKind::Unreachable,
+            "the registry's TLS certificate is not trusted (insecure skips the check)".to_string(),
+        ),
+        other => (
+            ErrorKind::Unreachable,
+            format!("transfer failed: {other:?}"),
+        ),
+    };
+    RemoteError::new(kind, text)
+}
+
+/// A request body.
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    /// A stream of exactly this many bytes.
+    Stream(StreamReader<u8>, u64),
+}
+
+/// A registry's answer; its body is still a stream.
+pub struct Answer {
+    pub status: u16,
+    headers: Fields,
+    body: Option<(
+        StreamReader<u8>,
+        FutureReader<Result<Option<Trailers>, ErrorCode>>,
+    )>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .into_iter()
+            .next()
+            .and_then(|v| String::from_utf8(v).ok())
+    }
+
+    /// Reads the body, refusing more than `limit` bytes.
+    pub async fn bytes(mut self, limit: usize) -> Result<Vec<u8>, RemoteError> {
+        let Some((mut stream, end)) = self.body.take() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        loop {
+            let (result, chunk) = stream.read(Vec::with_capacity(64 * 1024)).await;
+            out.extend_from_slice(&chunk);
+            if out.len() > limit {
+                return Err(RemoteError::new(
+                    ErrorKind::Protocol(self.status),
+                    format!("the answer is larger than {limit} bytes"),
+                ));
+            }
+            if !matches!(result, wit_bindgen::StreamResult::Complete(_)) {
+                break;
+            }
+        }
+        drop(stream);
+        match end.await {
+            Ok(_) => Ok(out),
+            Err(e) => Err(transport(&e)),
+        }
+    }
+
+    /// The body as a stream, and the future that says whether it arrived
+    /// whole.
+    pub fn into_stream(
+        mut self,
+    ) -> Option<(
+        StreamReader<u8>,
+        FutureReader<Result<Option<Trailers>, ErrorCode>>,
+    )> {
+        self.body.take()
+    }
+
+    /// A short excerpt of the body, for an error message.
+    pub async fn excerpt(self) -> String {
+        let status = self.status;
+        let text = self
+            .bytes(4096)
+            .await
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        format!("HTTP {status}: {}", text.trim())
+    }
+}
+
+/// A token for one scope, and when it stops being used (ms).
+struct Token {
+    value: String,
+    until_ms: u64,
+}
+
+/// A registry and the credentials to reach it.
+pub struct Remote {
+    /// `scheme://authority`.
+    pub base: String,
+    user: String,
+    password: String,
+    insecure: bool,
+    /// Learned by [`Remote::ping`].
+    challenge: Option<Challenge>,
+    tokens: HashMap<String, Token>,
+}
+
+/// Seconds a whole `PATCH`/`PUT`/`GET` may wait for its answer's first
+/// byte: a chunk is sent before the answer starts.
+const FIRST_BYTE_NS: u64 = 600_000_000_000;
+const BETWEEN_BYTES_NS: u64 = 120_000_000_000;
+
+impl Remote {
+    /// A client of `registry`; an error when its secret cannot be unsealed
+    /// by this host.
+    pub fn of(registry: &Registry) -> Result<Remote, RemoteError> {
+        let password = if registry.sealed_secret.is_empty() {
+            String::new()
+        } else {
+            crate::auth::unseal_hex(&registry.sealed_secret).ok_or_else(|| {
+                RemoteError::new(
+                    ErrorKind::Unauthorized,
+                    "the registry's secret was sealed by another host's key",
+                )
+            })?
+        };
+        Ok(Remote::new(
+            &registry.url,
+            &registry.access_key,
+            &password,
+            registry.insecure,
+        ))
+    }
+
+    pub fn new(base: &str, user: &str, password: &str, insecure: bool) -> Remote {
+        Remote {
+            base: base.trim_end_matches('/').to_string(),
+            user: user.to_string(),
+            password: password.to_string(),
+            insecure,
+            challenge: None,
+            tokens: HashMap::new(),
+        }
+    }
+
+    fn basic(&self) -> Option<String> {
+        use base64::Engine;
+        (!self.user.is_empty()).then(|| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", self.user, self.password))
+            )
+        })
+    }
+
+    /// Checks that the registry speaks the Distribution API and takes the
+    /// credentials: `GET /v2/`, then, when challenged, a token (or Basic)
+    /// and `GET /v2/` again.
+    pub async fn ping(&mut self) -> Result<(), RemoteError> {
+        let url = format!("{}/v2/", self.base);
+        let answer = self.raw(Method::Get, &url, Vec::new(), Body::Empty).await?;
+        match answer.status {
+            200 => return Ok(()),
+            401 => {}
+            s => {
+                let text = answer.excerpt().await;
+                return Err(RemoteError::new(
+                    ErrorKind::Protocol(s),
+                    format!("GET /v2/ is not the Distribution API's answer ({text})"),
+                ));
+            }
+        }
+        let challenge = answer
+            .header("www-authenticate")
+            .and_then(|h| Challenge::parse(&h))
+            .ok_or_else(|| {
+                RemoteError::new(
+                    ErrorKind::Protocol(401),
+                    "GET /v2/ answered 401 without a Basic or Bearer challenge",
+                )
+            })?;
+        self.challenge = Some(challenge);
+        if self.user.is_empty() {
+            return Err(RemoteError::new(
+                ErrorKind::Unauthorized,
+                "the registry asks for credentials and none are registered",
+            ));
+        }
+        let auth = self.authorization("").await?;
+        let answer = self
+            .raw(Method::Get, &url, auth.into_iter().collect(), Body::Empty)
+            .await?;
+        match answer.status {
+            200 => Ok(()),
+            401 | 403 => Err(RemoteError::new(
+                ErrorKind::Unauthorized,
+                "the registry refused the credentials",
+            )),
+            s => Err(RemoteError::new(
+                ErrorKind::Protocol(s),
+                answer.excerpt().await,
+            )),
+        }
+    }
+
+    /// The `Authorization` header for `scope` (`repository:<name>:<actions>`,
+    /// or empty for a login check), fetching a token when needed.
+    async fn authorization(
+        &mut self,
+        scope: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, RemoteError> {
+        let header = |v: String| Some(("authorization".to_string(), v.into_bytes()));
+        match self.challenge.clone() {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self.basic().and_then(header)),
+            Some(Challenge::Bearer { realm, service }) => {
+                let now = crate::store::now_ns() as u64 / 1_000_000;
+                if let Some(t) = self.tokens.get(scope)
+                    && t.until_ms > now
+                {
+                    return Ok(header(format!("Bearer {}", t.value)));
+                }
+                let scopes: Vec<String> = if scope.is_empty() {
+                    Vec::new()
+                } else {
+                    scope.split(' ').map(str::to_string).collect()
+                };
+                let url = protocol::token_url(&realm, service.as_deref(), &scopes);
+                let mut headers = Vec::new();
+                if let Some(b) = self.basic() {
+                    headers.push(("authorization".to_string(), b.into_bytes()));
+                }
+                // The realm may be another host (a token service): it gets
+                // the registry's credentials, as Docker's clients send them.
+                let answer = self.raw(Method::Get, &url, headers, Body::Empty).await?;
+                if answer.status == 401 || answer.status == 403 {
+                    return Err(RemoteError::new(
+                        ErrorKind::Unauthorized,
+                        "the registry's token service refused the credentials",
+                    ));
+                }
+                if answer.status != 200 {
+                    let text = answer.excerpt().await;
+                    return Err(RemoteError::new(
+                        ErrorKind::Protocol(503),
+                        format!("the token service failed: {text}"),
+                    ));
+                }
+                #[derive(serde::Deserialize)]
+                struct TokenAnswer {
+                    token: Option<String>,
+                    access_token: Option<String>,
+                    expires_in: Option<u64>,
+                }
+                let body = answer.bytes(64 * 1024).await?;
+                let t: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
+                    RemoteError::new(
+                        ErrorKind::Protocol(502),
+                        "the token service's answer is not JSON",
+                    )
+                })?;
+                let value = t.token.or(t.access_token).ok_or_else(|| {
+                    RemoteError::new(ErrorKind::Protocol(502), "the token service gave no token")
+                })?;
+                // Used until 10 s before it expires (60 s when unsaid).
+                let life_ms = t.expires_in.unwrap_or(60).saturating_sub(10).max(1) * 1000;
+                self.tokens.insert(
+                    scope.to_string(),
+                    Token {
+                        value: value.clone(),
+                        until_ms: now + life_ms,
+                    },
+                );
+                Ok(header(format!("Bearer {value}")))
+            }
+        }
+    }
+
+    /// Sends a request to `url` (absolute, on this registry) with the
+    /// credentials for `scope`. A request without a stream body that is
+    /// refused with 401 is sent once more with a fresh token.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Body,
+        scope: &str,
+    ) -> Result<Answer, RemoteError> {
+        if !protocol::same_origin(url, &self.base) {
+            return Err(RemoteError::new(
+                ErrorKind::Protocol(502),
+                format!("the registry sent us to another origin ({url})"),
+            ));
+        }
+        let replay = match &body {
+            Body::Empty => Some(Vec::new()),
+            Body::Bytes(b) => Some(b.clone()),
+            Body::Stream(..) => None,
+        };
+        let mut all = headers.clone();
+        all.extend(self.authorization(scope).await?);
+        let answer = self.raw(method.clone(), url, all, body).await?;
+        match (answer.status, replay) {
+            (401, Some(bytes)) if self.challenge.is_some() => {
+                self.tokens.remove(scope);
+                let mut all = headers;
+                all.extend(self.authorization(scope).await?);
+                let body = if bytes.is_empty() {
+                    Body::Empty
+                } else {
+                    Body::Bytes(bytes)
+                };
+                self.raw(method, url, all, body).await
+            }
+            (401, _) => Err(RemoteError::new(
+                ErrorKind::Unauthorized,
+                "the registry refused the credentials",
+            )),
+            _ => Ok(answer),
+        }
+    }
+
+    /// Sends a request to a URL that is not the registry's (a blob
+    /// redirect), without credentials.
+    pub async fn send_elsewhere(
+        &self,
+        url: &str,
+        headers: Vec<(String, Vec<u8>)>,
+    ) -> Result<Answer, RemoteError> {
+        self.raw(Method::Get, url, headers, Body::Empty).await
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        url: &str,
+        mut headers: Vec<(String, Vec<u8>)>,
+        body: Body,
+    ) -> Result<Answer, RemoteError> {
+        let (scheme, authority, path) = protocol::split_url(url).ok_or_else(|| {
+            RemoteError::new(ErrorKind::Refused, format!("{url:?} is not an http(s) URL"))
+        })?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            _ => return Err(RemoteError::new(ErrorKind::Refused, "http or https only")),
+        };
+        headers.push((
+            "user-agent".into(),
+            concat!("berth-replication/", env!("CARGO_PKG_VERSION")).into(),
+        ));
+        if self.insecure {
+            headers.push(("berth-insecure-tls".into(), b"1".to_vec()));
+        }
+        let contents = match body {
+            Body::Empty => {
+                if matches!(method, Method::Put | Method::Post | Method::Patch) {
+                    headers.push(("content-length".into(), b"0".to_vec()));
+                }
+                None
+            }
+            Body::Bytes(bytes) => {
+                headers.push((
+                    "content-length".into(),
+                    bytes.len().to_string().into_bytes(),
+                ));
+                let (mut tx, rx) = wit_stream::new();
+                wit_bindgen::spawn(async move {
+                    tx.write_all(bytes).await;
+                });
+                Some(rx)
+            }
+            Body::Stream(stream, len) => {
+                headers.push(("content-length".into(), len.to_string().into_bytes()));
+                Some(stream)
+            }
+        };
+        let fields = Fields::from_list(&headers)
+            .map_err(|_| RemoteError::new(ErrorKind::Refused, "a request header is invalid"))?;
+        let options = RequestOptions::new();
+        let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_NS));
+        let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_NS));
+        let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
+        drop(trailers_tx);
+        let (request, _sent) = Request::new(fields, contents, trailers_rx, Some(options));
+        let bad = |_| RemoteError::new(ErrorKind::Refused, format!("{url:?} cannot be sent to"));
+        request.set_method(&method).map_err(bad)?;
+        request.set_scheme(Some(&scheme)).map_err(bad)?;
+        request.set_authority(Some(authority)).map_err(bad)?;
+        request.set_path_with_query(Some(path)).map_err(bad)?;
+        let response = spin_sdk::wasip3::http::client::send(request)
+            .await
+            .map_err(|e| transport(&e))?;
+        let status = response.get_status_code();
+        let headers = response.get_headers();
+        let (tx, rx) = wit_future::new(|| Ok(()));
+        let (stream, end) = Response::consume_body(response, rx);
+        drop(tx);
+        Ok(Answer {
+            status,
+            headers,
+            body: Some((stream, end)),
+        })
+    }
+}

@@ -1,0 +1,553 @@
+//! The replication job, a scheduled job (`berth_domain::jobs`) that copies
+//! images between Berth and registered registries
+//! (`berth_domain::replication`).
+//!
+//! Each run first reads the event log after its cursor and queues, in the
+//! commit that moves the cursor, one item per tag pushed into a repository
+//! with an automatic sync rule or an event-based replication policy (so
+//! none is queued twice or lost). Then it works through the queued items,
+//! oldest execution first, one at a time: it copies the tag ([`push`]),
+//! records the outcome in the item and its execution's figures in one
+//! commit, and retries failures that may pass (unreachable registry,
+//! 429, 5xx) with exponential backoff, up to
+//! `runs::MAX_ATTEMPTS`. Every commit carries the job's lease, so two hosts
+//! never copy at once, and a run that lost its lease changes nothing.
+//!
+//! - `POST /berth/jobs/replication/tick`: one run; 200 with what it did
+//!   (`result.next_run_in_ms`: when a retry is due, or 0 when the run
+//!   stopped at its time budget with work left), 409 while another run
+//!   holds the lease.
+//! - `GET /berth/jobs/replication`: the running lease and the last run.
+
+mod push;
+
+use berth_domain::events::{self, Event, EventKind};
+use berth_domain::replication::registry::Registry;
+use berth_domain::replication::rules::{self, Policy, SyncRule};
+use berth_domain::replication::runs::{self, Direction, Execution, Item, Status};
+use berth_domain::swr::SwrError;
+use berth_guest::jobs;
+use berth_guest::manage::{fault, oci_fault};
+use berth_guest::remote::{Remote, RemoteError};
+use berth_guest::replication::{Batch, ItemSpec, enqueue};
+use berth_guest::store::{self, WriteOp, metadata};
+use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+struct Replication;
+spin_sdk::wasip3::http::service::export!(Replication);
+
+const JOB: &str = "replication";
+const LEASE_SECONDS: u64 = 300;
+/// A run stops taking new items after this long (ms) and asks to run
+/// again at once, so its lease and answer stay timely.
+const RUN_BUDGET_MS: u64 = 120_000;
+/// Events read per run.
+const EVENT_PAGE: u32 = 500;
+
+impl spin_sdk::wasip3::exports::http::handler::Guest for Replication {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        jobs::serve(request, JOB, LEASE_SECONDS, work).await
+    }
+}
+
+fn now_ms() -> u64 {
+    (store::now_ns() / 1_000_000) as u64
+}
+
+async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
+    let started = now_ms();
+    let (events_read, queued) = fan_out(run).await?;
+    let mut done = 0u64;
+    let mut due: Option<u64>;
+    let mut budget_left = true;
+    'runs: loop {
+        let page = metadata::scan(runs::PENDING.to_string(), None, 500)
+            .await
+            .map_err(fault)?;
+        let mut progressed = false;
+        due = None;
+        for e in page {
+            if now_ms().saturating_sub(started) > RUN_BUDGET_MS {
+                budget_left = false;
+                break 'runs;
+            }
+            let item_key = String::from_utf8_lossy(&e.value).into_owned();
+            let Some(entry) = store::get(&item_key).await.map_err(oci_fault)? else {
+                run.commit(vec![store::delete(e.key.clone())], LEASE_SECONDS)
+                    .await?;
+                continue;
+            };
+            let Ok(item) = serde_json::from_slice::<Item>(&entry.value) else {
+                run.commit(vec![store::delete(e.key.clone())], LEASE_SECONDS)
+                    .await?;
+                continue;
+            };
+            if item.not_before_ms > now_ms() && !item.status.is_final() {
+                due = Some(due.map_or(item.not_before_ms, |d| d.min(item.not_before_ms)));
+                continue;
+            }
+            process(run, e.key, item_key, item).await?;
+            done += 1;
+            progressed = true;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    Ok(serde_json::json!({
+        "events_read": events_read,
+        "items_queued": queued,
+        "items_done": done,
+        "next_run_in_ms": if budget_left {
+            due.map(|d| d.saturating_sub(now_ms()))
+        } else {
+            Some(0)
+        },
+    }))
+}
+
+/// What a copy came to.
+pub(crate) enum Outcome {
+    Copied,
+    /// The destination tag holds other content and `override` is off.
+    Existed(String),
+}
+
+/// Why a copy stopped short.
+pub(crate) struct Failure {
+    text: String,
+    retry: bool,
+    stopped: bool,
+    /// The run lost its lease: stop, change nothing more.
+    lost: Option<SwrError>,
+}
+
+impl Failure {
+    pub fn permanent(text: impl Into<String>) -> Failure {
+        Failure {
+            text: text.into(),
+            retry: false,
+            stopped: false,
+            lost: None,
+        }
+    }
+
+    pub fn retry(text: impl Into<String>) -> Failure {
+        Failure {
+            retry: true,
+            ..Failure::permanent(text)
+        }
+    }
+
+    /// A registry's refusal with HTTP `status`: retried when it may pass.
+    pub fn status(status: u16, text: impl Into<String>) -> Failure {
+        Failure {
+            retry: status == 429 || status >= 500,
+            ..Failure::permanent(text)
+        }
+    }
+}
+
+impl From<RemoteError> for Failure {
+    fn from(e: RemoteError) -> Failure {
+        Failure {
+            retry: e.retryable(),
+            ..Failure::permanent(e.text)
+        }
+    }
+}
+
+/// One item's copy under way.
+pub(crate) struct Copy<'a> {
+    run: &'a mut jobs::Run,
+    item: Item,
+    key: String,
+    remote: Remote,
+    /// Manifests and blobs this attempt has handled.
+    copied: HashSet<String>,
+    /// Writes to make with the item's next save.
+    pending_ops: Vec<WriteOp>,
+}
+
+impl Copy<'_> {
+    /// Records the item's progress (and the writes waiting for it).
+    async fn save(&mut self) -> Result<(), Failure> {
+        let mut ops = std::mem::take(&mut self.pending_ops);
+        ops.push(store::put_json(self.key.clone(), &self.item));
+        self.run
+            .commit(ops, LEASE_SECONDS)
+            .await
+            .map(|_| ())
+            .map_err(|e| Failure {
+                lost: Some(e),
+                ..Failure::permanent("the run lost its lease")
+            })
+    }
+
+    /// Fails with `stopped` once the execution was asked to stop.
+    async fn check_stop(&self) -> Result<(), Failure> {
+        if stopped(&self.item).await {
+            Err(Failure {
+                stopped: true,
+                ..Failure::permanent("stopped")
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+async fn stopped(item: &Item) -> bool {
+    store::exists(&runs::stop(&item.tenant, item.execution_id))
+        .await
+        .unwrap_or(false)
+}
+
+/// Works on one item: copies it, or ends it (stopped, timed out, its
+/// registry gone), or schedules its retry.
+async fn process(
+    run: &mut jobs::Run,
+    pending_key: String,
+    key: String,
+    mut item: Item,
+) -> Result<(), SwrError> {
+    let now = store::now();
+    if item.status.is_final() {
+        return finish(run, pending_key, key, item, None, Vec::new()).await;
+    }
+    if stopped(&item).await {
+        return end(
+            run,
+            pending_key,
+            key,
+            item,
+            Status::Cancel,
+            "stopped".into(),
+            Vec::new(),
+        )
+        .await;
+    }
+    if now.saturating_sub(item.created) > runs::MAX_AGE_SECONDS {
+        let text = format!(
+            "not done within {} h: {}",
+            runs::MAX_AGE_SECONDS / 3600,
+            item.status_text
+        );
+        return end(
+            run,
+            pending_key,
+            key,
+            item,
+            Status::Timeout,
+            text,
+            Vec::new(),
+        )
+        .await;
+    }
+    let registry: Option<Registry> =
+        berth_guest::replication::registry(&item.tenant, item.registry_id).await?;
+    let Some(registry) = registry else {
+        let text = format!("registry {} was deleted", item.region);
+        return end(
+            run,
+            pending_key,
+            key,
+            item,
+            Status::Failed,
+            text,
+            Vec::new(),
+        )
+        .await;
+    };
+    let remote = match Remote::of(&registry) {
+        Ok(r) => r,
+        Err(e) => {
+            return end(
+                run,
+                pending_key,
+                key,
+                item,
+                Status::Failed,
+                e.text,
+                Vec::new(),
+            )
+            .await;
+        }
+    };
+    item.status = Status::Running;
+    item.attempts += 1;
+    if item.started == 0 {
+        item.started = now;
+    }
+    let mut copy = Copy {
+        run,
+        item,
+        key: key.clone(),
+        remote,
+        copied: HashSet::new(),
+        pending_ops: Vec::new(),
+    };
+    let result = match copy.save().await {
+        Err(f) => Err(f),
+        Ok(()) => match copy.remote.ping().await.map_err(Failure::from) {
+            Err(f) => Err(f),
+            Ok(()) => match copy.item.direction {
+                Direction::Push => copy.push().await,
+                Direction::Pull => Err(Failure::permanent("pull replication is not available yet")),
+            },
+        },
+    };
+    let Copy {
+        run,
+        mut item,
+        pending_ops,
+        ..
+    } = copy;
+    match result {
+        Ok(Outcome::Copied) => {
+            let text = format!(
+                "copied {} to {}: {} blob(s) sent, {} present, {} mounted, {} manifest(s), {} bytes{}",
+                item.digest,
+                item.destination,
+                item.blobs_copied,
+                item.blobs_present,
+                item.blobs_mounted,
+                item.manifests,
+                item.bytes,
+                if item.resumed_from > 0 {
+                    format!(", resumed a blob at byte {}", item.resumed_from)
+                } else {
+                    String::new()
+                }
+            );
+            end(
+                run,
+                pending_key,
+                key,
+                item,
+                Status::Success,
+                text,
+                pending_ops,
+            )
+            .await
+        }
+        Ok(Outcome::Existed(text)) => {
+            end(
+                run,
+                pending_key,
+                key,
+                item,
+                Status::Existed,
+                text,
+                pending_ops,
+            )
+            .await
+        }
+        Err(Failure { lost: Some(e), .. }) => Err(e),
+        Err(f) if f.stopped => {
+            end(
+                run,
+                pending_key,
+                key,
+                item,
+                Status::Cancel,
+                "stopped".into(),
+                pending_ops,
+            )
+            .await
+        }
+        Err(f) if f.retry && item.attempts < runs::MAX_ATTEMPTS => {
+            let delay = runs::retry_delay_ms(item.attempts);
+            item.status = Status::Waiting;
+            item.not_before_ms = now_ms() + delay;
+            item.status_text = format!(
+                "attempt {} of {} failed: {}; next in {} s",
+                item.attempts,
+                runs::MAX_ATTEMPTS,
+                f.text,
+                delay / 1000
+            );
+            let mut ops = pending_ops;
+            ops.push(store::put_json(key, &item));
+            run.commit(ops, LEASE_SECONDS).await.map(|_| ())
+        }
+        Err(f) => {
+            let text = if item.attempts > 1 {
+                format!("attempt {}: {}", item.attempts, f.text)
+            } else {
+                f.text
+            };
+            end(
+                run,
+                pending_key,
+                key,
+                item,
+                Status::Failed,
+                text,
+                pending_ops,
+            )
+            .await
+        }
+    }
+}
+
+/// Ends `item` with `status`.
+async fn end(
+    run: &mut jobs::Run,
+    pending_key: String,
+    key: String,
+    mut item: Item,
+    status: Status,
+    text: String,
+    ops: Vec<WriteOp>,
+) -> Result<(), SwrError> {
+    item.status = status;
+    item.status_text = text;
+    item.ended = store::now();
+    item.resume = None;
+    finish(run, pending_key, key, item, Some(status), ops).await
+}
+
+/// Writes the ended item, counts it in its execution, and takes it off
+/// the queue, in one commit.
+async fn finish(
+    run: &mut jobs::Run,
+    pending_key: String,
+    key: String,
+    item: Item,
+    counted: Option<Status>,
+    mut ops: Vec<WriteOp>,
+) -> Result<(), SwrError> {
+    ops.push(store::delete(pending_key));
+    ops.push(store::put_json(key, &item));
+    if let Some(status) = counted {
+        let exec_key = runs::execution(&item.tenant, item.execution_id);
+        if let Some(mut e) = store::get_json::<Execution>(&exec_key)
+            .await
+            .map_err(oci_fault)?
+        {
+            e.count(status, store::now());
+            ops.push(store::put_json(exec_key, &e));
+        }
+    }
+    run.commit(ops, LEASE_SECONDS).await.map(|_| ())
+}
+
+/// Reads the event log after the job's cursor and queues the tags pushed
+/// into repositories that automatic sync rules or event-based policies
+/// copy; the cursor moves in the same commit. Returns the events read and
+/// the items queued.
+async fn fan_out(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
+    let cursor = store::get(runs::CURSOR)
+        .await
+        .map_err(oci_fault)?
+        .and_then(|e| String::from_utf8_lossy(&e.value).parse::<u64>().ok());
+    let page = metadata::scan(
+        events::PREFIX.to_string(),
+        cursor.map(events::key),
+        EVENT_PAGE,
+    )
+    .await
+    .map_err(fault)?;
+    let Some(last) = page.last().and_then(|e| events::id_of(&e.key)) else {
+        return Ok((0, 0));
+    };
+    let pushes: Vec<Event> = page
+        .iter()
+        .filter_map(|e| Event::parse(&e.key, &e.value))
+        .filter(|e| e.record.kind == EventKind::ManifestPushed && e.record.tag.is_some())
+        .collect();
+    let mut ops = Vec::new();
+    let mut queued = 0u64;
+    if !pushes.is_empty() {
+        let policies: Vec<Policy> = store::scan_json(rules::POLICIES)
+            .await
+            .map_err(fault)?
+            .into_iter()
+            .filter(|p: &Policy| p.enabled && p.trigger.kind == "event_based" && !p.is_pull())
+            .collect();
+        // Tags to queue, by (tenant, sync rule key or policy id).
+        let mut batches: BTreeMap<(String, String), (Batched, Vec<ItemSpec>)> = BTreeMap::new();
+        let mut rules_of: HashMap<(String, String), Vec<SyncRule>> = HashMap::new();
+        for ev in &pushes {
+            let r = &ev.record;
+            let tag = r.tag.clone().unwrap_or_default();
+            let rk = (r.tenant.clone(), r.repository.clone());
+            if !rules_of.contains_key(&rk) {
+                let found =
+                    store::scan_json::<SyncRule>(&rules::sync_rules_of(&r.tenant, &r.repository))
+                        .await
+                        .map_err(fault)?;
+                rules_of.insert(rk.clone(), found);
+            }
+            let pushed_s = r.time_ns / 1_000_000_000;
+            for rule in rules_of[&rk]
+                .iter()
+                .filter(|s| s.sync_auto && s.created <= pushed_s)
+            {
+                let entry = batches
+                    .entry((r.tenant.clone(), format!("rule {}", rule.id)))
+                    .or_insert_with(|| (Batched::Rule(rule.clone()), Vec::new()));
+                entry.1.push(ItemSpec {
+                    source: r.repository.clone(),
+                    destination: rule.destination(),
+                    tag: tag.clone(),
+                });
+            }
+            for p in policies.iter().filter(|p| {
+                p.tenant == r.tenant
+                    && p.created <= pushed_s
+                    && p.selects_repository(&r.repository)
+                    && p.selects_tag(&tag)
+            }) {
+                let entry = batches
+                    .entry((r.tenant.clone(), format!("policy {}", p.id)))
+                    .or_insert_with(|| (Batched::Policy(p.clone()), Vec::new()));
+                entry.1.push(ItemSpec {
+                    source: r.repository.clone(),
+                    destination: p.destination(&r.repository),
+                    tag: tag.clone(),
+                });
+            }
+        }
+        for ((tenant, _), (what, items)) in batches {
+            let (registry_id, policy_id, override_, trigger) = match &what {
+                Batched::Rule(s) => (s.registry_id, 0, s.override_, "event_based"),
+                Batched::Policy(p) => (p.registry(), p.id, p.override_, "event_based"),
+            };
+            let Some(registry) = berth_guest::replication::registry(&tenant, registry_id).await?
+            else {
+                continue;
+            };
+            let batch = Batch {
+                tenant: &tenant,
+                policy_id,
+                trigger,
+                registry: &registry,
+                direction: Direction::Push,
+                override_,
+                operator: "replication (automatic sync)",
+                operator_id: "",
+            };
+            queued += items.len() as u64;
+            let (_, more) = enqueue(&batch, &items).await?;
+            // The job is running: it needs no wake-up.
+            ops.extend(
+                more.into_iter()
+                    .filter(|op| !matches!(op, WriteOp::Append((p, _)) if p == runs::REQUESTS)),
+            );
+        }
+    }
+    ops.push(store::put(
+        runs::CURSOR.to_string(),
+        last.to_string().into_bytes(),
+    ));
+    run.commit(ops, LEASE_SECONDS).await?;
+    Ok((page.len() as u64, queued))
+}
+
+enum Batched {
+    Rule(SyncRule),
+    Policy(Policy),
+}

@@ -1,0 +1,428 @@
+//! Copying one tag from Berth to a remote registry, the way the best
+//! clients copy (distribution-spec v1.1):
+//!
+//! 1. the destination tag is looked at first: the same digest means only
+//!    referrers may be missing; another digest with `override` false ends
+//!    the item `existed`;
+//! 2. manifests depth first: an index's children before the index, each
+//!    manifest's blobs before the manifest, every manifest put with its
+//!    exact bytes (so every digest is the source's) and its media type;
+//! 3. a blob the destination has (`HEAD`) is skipped; one the job put in
+//!    another repository of that registry is mounted from there; any other
+//!    is uploaded in [`runs::CHUNK_BYTES`] `PATCH`es with `Content-Range`,
+//!    each read from the store as a stream at its offset and handed to the
+//!    request as its body (the guest never holds or hashes the bytes; the
+//!    destination verifies the digest on the closing `PUT`). After each
+//!    chunk the item records the session and the offset the destination
+//!    acknowledged, so a failure or a restart resumes from the
+//!    destination's offset;
+//! 4. the referrers of each copied manifest (the source's referrers index:
+//!    signatures, SBOMs) and the tags of cosign's `sha256-<hex>.sig`
+//!    schema follow their subject; the tag is put last, so it never points
+//!    at an incomplete image.
+
+use crate::{Copy, Failure, Outcome};
+use berth_domain::keys;
+use berth_domain::manifest;
+use berth_domain::replication::protocol::{self, ACCEPT};
+use berth_domain::replication::runs::{self, Resume};
+use berth_guest::remote::Body;
+use berth_guest::store::{self, blobs};
+use spin_sdk::wasip3::http::types::Method;
+
+/// The header list of a request.
+fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+impl Copy<'_> {
+    fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{path}", self.remote.base, self.item.destination)
+    }
+
+    fn scope(&self) -> String {
+        format!("repository:{}:pull,push", self.item.destination)
+    }
+
+    /// Copies the item's tag; what it came to.
+    pub async fn push(&mut self) -> Result<Outcome, Failure> {
+        let source = self.item.source.clone();
+        let tag = self.item.tag.clone();
+        let digest = store::get(&keys::tag(&source, &tag))
+            .await
+            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+            .and_then(|e| String::from_utf8(e.value).ok())
+            .ok_or_else(|| Failure::permanent(format!("{source}:{tag} does not exist")))?;
+        self.item.digest = digest.clone();
+        let scope = self.scope();
+        let head = self
+            .remote
+            .send(
+                Method::Head,
+                &self.url(&format!("manifests/{tag}")),
+                headers(&[("accept", ACCEPT)]),
+                Body::Empty,
+                &scope,
+            )
+            .await
+            .map_err(Failure::from)?;
+        let there = (head.status == 200)
+            .then(|| head.header("docker-content-digest"))
+            .flatten();
+        drop(head);
+        match there {
+            Some(d) if d == digest => {
+                // The image is there; its referrers may not be.
+                self.referrers(&digest).await?;
+                return Ok(Outcome::Copied);
+            }
+            Some(d) if !self.item.override_ => {
+                return Ok(Outcome::Existed(format!(
+                    "{}:{tag} at the destination is {d}, not {digest}; override is off",
+                    self.item.destination
+                )));
+            }
+            _ => {}
+        }
+        self.manifest(&digest, &tag).await?;
+        self.referrers(&digest).await?;
+        Ok(Outcome::Copied)
+    }
+
+    /// The source's manifest `digest`: its record and exact bytes.
+    async fn local_manifest(&self, digest: &str) -> Result<Option<(String, Vec<u8>)>, Failure> {
+        let Some(entry) = store::get(&keys::manifest(&self.item.source, digest))
+            .await
+            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+        else {
+            return Ok(None);
+        };
+        let (record, body) = keys::decode_manifest(&entry.value)
+            .ok_or_else(|| Failure::permanent(format!("manifest {digest} is unreadable")))?;
+        Ok(Some((record.media_type, body.to_vec())))
+    }
+
+    /// Copies manifest `digest` and what it references, and puts it
+    /// under `reference` (a tag, or its digest).
+    async fn manifest(&mut self, digest: &str, reference: &str) -> Result<(), Failure> {
+        let (media_type, body) = self.local_manifest(digest).await?.ok_or_else(|| {
+            Failure::permanent(format!(
+                "manifest {digest} is missing from {}",
+                self.item.source
+            ))
+        })?;
+        let done = !self.copied.insert(digest.to_string());
+        let present = done || self.manifest_present(digest).await?;
+        if !present {
+            let parsed = manifest::parse(&body, Some(&media_type))
+                .map_err(|e| Failure::permanent(format!("manifest {digest}: {e}")))?;
+            for child in &parsed.manifests {
+                Box::pin(self.manifest(&child.to_string(), &child.to_string())).await?;
+            }
+            for blob in &parsed.blobs {
+                self.blob(&blob.to_string()).await?;
+            }
+            for (d, _) in &parsed.content {
+                let d = d.to_string();
+                if self.local_manifest(&d).await?.is_some() {
+                    Box::pin(self.manifest(&d, &d)).await?;
+                } else {
+                    self.blob(&d).await?;
+                }
+            }
+        }
+        if present && reference == digest {
+            return Ok(());
+        }
+        let scope = self.scope();
+        let answer = self
+            .remote
+            .send(
+                Method::Put,
+                &self.url(&format!("manifests/{reference}")),
+                headers(&[("content-type", &media_type)]),
+                Body::Bytes(body),
+                &scope,
+            )
+            .await
+            .map_err(Failure::from)?;
+        if answer.status != 201 && answer.status != 200 {
+            let status = answer.status;
+            return Err(Failure::status(
+                status,
+                format!("PUT manifest {reference}: {}", answer.excerpt().await),
+            ));
+        }
+        self.item.manifests += 1;
+        Ok(())
+    }
+
+    async fn manifest_present(&mut self, digest: &str) -> Result<bool, Failure> {
+        let scope = self.scope();
+        let answer = self
+            .remote
+            .send(
+                Method::Head,
+                &self.url(&format!("manifests/{digest}")),
+                headers(&[("accept", ACCEPT)]),
+                Body::Empty,
+                &scope,
+            )
+            .await
+            .map_err(Failure::from)?;
+        Ok(answer.status == 200)
+    }
+
+    /// Copies the artifacts that refer to `subject` and the manifests it
+    /// holds (signatures, SBOMs), by the referrers index and by cosign's
+    /// tag schema, and theirs in turn.
+    async fn referrers(&mut self, subject: &str) -> Result<(), Failure> {
+        let mut queue = vec![subject.to_string()];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(s) = queue.pop() {
+            if !seen.insert(s.clone()) {
+                continue;
+            }
+            // An index's children may have referrers of their own.
+            if let Some((media_type, body)) = self.local_manifest(&s).await?
+                && let Ok(parsed) = manifest::parse(&body, Some(&media_type))
+            {
+                queue.extend(parsed.manifests.iter().map(|d| d.to_string()));
+            }
+            let source = self.item.source.clone();
+            let refs = store::scan_names(&keys::referrer_prefix(&source, &s))
+                .await
+                .map_err(|e| Failure::retry(format!("store: {e:?}")))?;
+            for r in refs {
+                self.manifest(&r, &r).await?;
+                queue.push(r);
+            }
+            for tag in protocol::artifact_tags(&s) {
+                let Some(d) = store::get(&keys::tag(&source, &tag))
+                    .await
+                    .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+                    .and_then(|e| String::from_utf8(e.value).ok())
+                else {
+                    continue;
+                };
+                self.manifest(&d, &tag).await?;
+                queue.push(d);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies blob `digest` unless the destination has it.
+    async fn blob(&mut self, digest: &str) -> Result<(), Failure> {
+        if !self.copied.insert(digest.to_string()) {
+            return Ok(());
+        }
+        let scope = self.scope();
+        let head = self
+            .remote
+            .send(
+                Method::Head,
+                &self.url(&format!("blobs/{digest}")),
+                Vec::new(),
+                Body::Empty,
+                &scope,
+            )
+            .await
+            .map_err(Failure::from)?;
+        if head.status == 200 {
+            self.item.blobs_present += 1;
+            return Ok(());
+        }
+        let size = blobs::stat(digest.to_string())
+            .await
+            .map_err(|e| Failure::retry(format!("store: {e:?}")))?
+            .ok_or_else(|| {
+                Failure::permanent(format!("blob {digest} is missing from the store"))
+            })?;
+        let (mut location, mut offset) = match self.resumable(digest).await? {
+            Some(at) => at,
+            None => match self.start(digest).await? {
+                Start::Mounted => {
+                    self.item.blobs_mounted += 1;
+                    return self.placed(digest).await;
+                }
+                Start::Session(location) => (location, 0),
+            },
+        };
+        while offset < size {
+            self.check_stop().await?;
+            let len = (size - offset).min(runs::CHUNK_BYTES);
+            let stream = blobs::read(digest.to_string(), offset, Some(len))
+                .await
+                .map_err(|e| Failure::retry(format!("store: {e:?}")))?;
+            let answer = self
+                .remote
+                .send(
+                    Method::Patch,
+                    &location,
+                    headers(&[
+                        ("content-type", "application/octet-stream"),
+                        ("content-range", &protocol::content_range(offset, len)),
+                    ]),
+                    Body::Stream(stream, len),
+                    &scope,
+                )
+                .await
+                .map_err(Failure::from)?;
+            match answer.status {
+                202 | 204 => {
+                    let next = answer
+                        .header("range")
+                        .and_then(|r| protocol::next_offset(&r))
+                        .unwrap_or(offset + len);
+                    if let Some(l) = answer.header("location") {
+                        location = protocol::resolve(&self.remote.base, &l);
+                    }
+                    self.item.bytes += next.saturating_sub(offset);
+                    offset = next;
+                }
+                416 => {
+                    // Out of step: ask where the session stands.
+                    drop(answer);
+                    offset = self.offset_of(&location).await?.ok_or_else(|| {
+                        Failure::retry(format!("the upload session of {digest} is gone"))
+                    })?;
+                }
+                s => {
+                    return Err(Failure::status(
+                        s,
+                        format!("PATCH blob {digest}: {}", answer.excerpt().await),
+                    ));
+                }
+            }
+            self.item.resume = Some(Resume {
+                digest: digest.to_string(),
+                location: location.clone(),
+                offset,
+            });
+            self.save().await?;
+        }
+        let answer = self
+            .remote
+            .send(
+                Method::Put,
+                &protocol::with_digest(&location, digest),
+                Vec::new(),
+                Body::Empty,
+                &scope,
+            )
+            .await
+            .map_err(Failure::from)?;
+        if answer.status != 201 && answer.status != 204 {
+            let s = answer.status;
+            // A session that cannot close is dropped: the next attempt
+            // starts a new one.
+            self.item.resume = None;
+            return Err(Failure::status(
+                s,
+                format!("PUT blob {digest}: {}", answer.excerpt().await),
+            ));
+        }
+        self.item.blobs_copied += 1;
+        self.item.resume = None;
+        self.placed(digest).await
+    }
+
+    /// Records that the destination repository holds `digest` (a later
+    /// copy to another repository of the registry mounts it).
+    async fn placed(&mut self, digest: &str) -> Result<(), Failure> {
+        self.pending_ops.push(store::put(
+            runs::placed(self.item.registry_id, digest),
+            self.item.destination.clone().into_bytes(),
+        ));
+        Ok(())
+    }
+
+    /// Where an interrupted copy of `digest` stands at the destination
+    /// (its session and offset), when the item recorded one that lives.
+    async fn resumable(&mut self, digest: &str) -> Result<Option<(String, u64)>, Failure> {
+        let Some(r) = self.item.resume.clone().filter(|r| r.digest == digest) else {
+            return Ok(None);
+        };
+        match self.offset_of(&r.location).await? {
+            Some(offset) => {
+                self.item.resumed_from = offset;
+                Ok(Some((r.location, offset)))
+            }
+            None => {
+                self.item.resume = None;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The offset of upload session `location` (`GET` → `Range`), none
+    /// when the destination no longer has it.
+    async fn offset_of(&mut self, location: &str) -> Result<Option<u64>, Failure> {
+        let scope = self.scope();
+        let answer = self
+            .remote
+            .send(Method::Get, location, Vec::new(), Body::Empty, &scope)
+            .await
+            .map_err(Failure::from)?;
+        match answer.status {
+            204 | 200 => Ok(Some(
+                answer
+                    .header("range")
+                    .and_then(|r| protocol::next_offset(&r))
+                    .unwrap_or(0),
+            )),
+            404 => Ok(None),
+            s => Err(Failure::status(
+                s,
+                format!("upload status: {}", answer.excerpt().await),
+            )),
+        }
+    }
+
+    /// Opens an upload session for `digest`, mounting it instead when the
+    /// registry has it in a repository the job put it in.
+    async fn start(&mut self, digest: &str) -> Result<Start, Failure> {
+        let from = store::get(&runs::placed(self.item.registry_id, digest))
+            .await
+            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+            .and_then(|e| String::from_utf8(e.value).ok())
+            .filter(|r| *r != self.item.destination);
+        let (url, scope) = match &from {
+            Some(r) => (
+                self.url(&format!(
+                    "blobs/uploads/?mount={}&from={}",
+                    protocol::encode(digest),
+                    protocol::encode(r)
+                )),
+                format!("{} repository:{r}:pull", self.scope()),
+            ),
+            None => (self.url("blobs/uploads/"), self.scope()),
+        };
+        let answer = self
+            .remote
+            .send(Method::Post, &url, Vec::new(), Body::Empty, &scope)
+            .await
+            .map_err(Failure::from)?;
+        match answer.status {
+            201 if from.is_some() => Ok(Start::Mounted),
+            202 => {
+                let l = answer.header("location").ok_or_else(|| {
+                    Failure::permanent("the registry opened an upload without a Location")
+                })?;
+                Ok(Start::Session(protocol::resolve(&self.remote.base, &l)))
+            }
+            s => Err(Failure::status(
+                s,
+                format!("POST blob upload: {}", answer.excerpt().await),
+            )),
+        }
+    }
+}
+
+enum Start {
+    Mounted,
+    Session(String),
+}
