@@ -108,14 +108,17 @@ pub enum Body {
     Stream(StreamReader<u8>, u64),
 }
 
+/// A body stream and the future that says whether it arrived whole.
+pub type BodyStream = (
+    StreamReader<u8>,
+    FutureReader<Result<Option<Trailers>, ErrorCode>>,
+);
+
 /// A registry's answer; its body is still a stream.
 pub struct Answer {
     pub status: u16,
     headers: Fields,
-    body: Option<(
-        StreamReader<u8>,
-        FutureReader<Result<Option<Trailers>, ErrorCode>>,
-    )>,
+    body: Option<BodyStream>,
 }
 
 impl Answer {
@@ -155,12 +158,7 @@ impl Answer {
 
     /// The body as a stream, and the future that says whether it arrived
     /// whole.
-    pub fn into_stream(
-        mut self,
-    ) -> Option<(
-        StreamReader<u8>,
-        FutureReader<Result<Option<Trailers>, ErrorCode>>,
-    )> {
+    pub fn into_stream(mut self) -> Option<BodyStream> {
         self.body.take()
     }
 

@@ -148,16 +148,13 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             }
             Err(e) => return Ok(error(req, &e)),
         };
-        match group {
-            Group::Unknown => {
-                let e = SwrError::not_found(format!(
-                    "no management operation {} {}",
-                    method_name(&req.method),
-                    req.path
-                ));
-                return Ok(error(req, &e));
-            }
-            _ => {}
+        if let Group::Unknown = group {
+            let e = SwrError::not_found(format!(
+                "no management operation {} {}",
+                method_name(&req.method),
+                req.path
+            ));
+            return Ok(error(req, &e));
         }
         let source = req
             .header(berth_guest::store::CLIENT_ADDR)

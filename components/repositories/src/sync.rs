@@ -248,7 +248,7 @@ async fn manual(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Re
     let keys: Vec<String> = tags.iter().map(|t| keys::tag(name, t)).collect();
     let found = store::metadata::get_many(keys.clone())
         .await
-        .map_err(|e| fault(e))?;
+        .map_err(fault)?;
     let missing: Vec<&str> = tags
         .iter()
         .zip(found)
@@ -306,7 +306,7 @@ async fn jobs(req: &Incoming, ns: &str, name: &str, who: &Principal) -> Result<R
     let tenant_id = tenant_id(who).await?;
     let rows: Vec<_> = store::metadata::get_many(keys)
         .await
-        .map_err(|e| fault(e))?
+        .map_err(fault)?
         .into_iter()
         .flatten()
         .filter_map(|e| serde_json::from_slice::<Item>(&e.value).ok())
