@@ -21,7 +21,8 @@ from huaweicloudsdkswr.v2 import (
     ShowInstanceRegistryRequest, ShowSyncJobRequest,
 )
 
-from conftest import Registry, free_port, skopeo_push, tenant_client
+from conftest import (Registry, free_port, layer_tar_gz, push_blob, put_manifest, sha256, skopeo_push,
+                      tenant_client, write_oci_layout)
 
 
 class Distribution:
@@ -196,3 +197,68 @@ def test_manual_sync_to_distribution(sites, tmp_path):
         want = digest_of(raw_manifest(s["src"].host, f"team/app:{tag}", "acme:acme-pw", tmp_path))
         assert digest_of(raw_manifest(s["dist"].host, f"mirror/app:{tag}")) == want
     pull_all(s["dist"].host, "mirror/app:v1", tmp_path / "pulled")
+
+
+def referrer(url, repo, subject_digest, subject_size, subject_type, payload, artifact_type, ref=None):
+    """Pushes an artifact manifest whose subject is the given manifest; its digest."""
+    empty = push_blob(url, repo, b"{}")
+    layer = push_blob(url, repo, payload)
+    m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "artifactType": artifact_type,
+         "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+         "layers": [{"mediaType": "application/octet-stream", "digest": layer, "size": len(payload)}],
+         "subject": {"mediaType": subject_type, "digest": subject_digest, "size": subject_size}}
+    body = json.dumps(m).encode()
+    r, digest, _ = put_manifest(url, repo, ref or sha256(body), m)
+    assert r.status_code == 201, r.text
+    return digest
+
+
+def test_multi_arch_index_arrives_with_children_and_referrers(sites, tmp_path):
+    s = sites
+    src = s["src"]
+    layout = tmp_path / "multi"
+    write_oci_layout(layout, {"m1": [layer_tar_gz({"bin": b"multi-arch binary"})]},
+                     index_platforms=["amd64", "arm64"])
+    env = dict(os.environ, HOME=str(tmp_path))
+    r = subprocess.run(["skopeo", "copy", "--all", "--dest-tls-verify=false", "--dest-creds", "acme:acme-pw",
+                        f"oci:{layout}:m1", f"docker://{src.host}/team/multi:m1"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    index_raw = raw_manifest(src.host, "team/multi:m1", "acme:acme-pw", tmp_path)
+    index = json.loads(index_raw)
+    d = digest_of(index_raw)
+    url = f"http://acme:acme-pw@{src.host}"
+    # A signature of the index by the referrers API, an SBOM of one child,
+    # and a cosign-style signature tag.
+    sig = referrer(url, "team/multi", d, len(index_raw), index["mediaType"], b"signature",
+                   "application/vnd.dev.cosign.artifact.sig.v1+json")
+    child = index["manifests"][1]
+    sbom = referrer(url, "team/multi", child["digest"], child["size"], child["mediaType"], b"sbom",
+                    "application/spdx+json")
+    cosign_tag = "sha256-" + d.split(":")[1] + ".sig"
+    tagged = referrer(url, "team/multi", d, len(index_raw), index["mediaType"], b"cosign payload",
+                      "application/vnd.dev.cosign.simplesigning.v1+json", ref=cosign_tag)
+    for region in ("dr-berth", "dr-dist"):
+        s["client"].create_manual_image_sync_repo(CreateManualImageSyncRepoRequest(
+            namespace="team", repository="multi", body=CreateManualImageSyncRepoRequestBody(
+                image_tag=["m1"], remote_region_id=region, remote_namespace="mirror")))
+        time.sleep(1.1)  # two signed calls alike within 1 s would be a replay
+    jobs = wait_jobs(s, lambda js: sum(j.status == "success" for j in js) == 2, repo="multi")
+    assert all(j.status == "success" for j in jobs), [(j.remote_region_id, j.status) for j in jobs]
+    dst, dist = s["dst"], s["dist"]
+    for host, creds, auth in ((dst.host, "dr:dr-pw", ("dr", "dr-pw")), (dist.host, None, None)):
+        assert digest_of(raw_manifest(host, "mirror/multi:m1", creds, tmp_path)) == d
+        for m in index["manifests"]:
+            got = raw_manifest(host, f"mirror/multi@{m['digest']}", creds, tmp_path)
+            assert digest_of(got) == m["digest"]
+        for ref in (sig, sbom, tagged):
+            assert digest_of(raw_manifest(host, f"mirror/multi@{ref}", creds, tmp_path)) == ref
+        assert digest_of(raw_manifest(host, f"mirror/multi:{cosign_tag}", creds, tmp_path)) == tagged
+        pull_all(host, "mirror/multi:m1", tmp_path / f"pulled-{host}", creds)
+    # Berth's referrers API at the destination lists them.
+    listed = requests.get(f"http://{dst.host}/v2/mirror/multi/referrers/{d}", auth=("dr", "dr-pw")).json()
+    assert {m["digest"] for m in listed["manifests"]} == {sig, tagged}
+    listed = requests.get(f"http://{dst.host}/v2/mirror/multi/referrers/{child['digest']}",
+                          auth=("dr", "dr-pw")).json()
+    assert [m["digest"] for m in listed["manifests"]] == [sbom]
