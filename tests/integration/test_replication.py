@@ -44,10 +44,12 @@ class Distribution:
     def start(self):
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "config.yml"
+        # A fixed secret signs upload session URLs, so a session survives
+        # a restart (as in any multi-instance deployment).
         config.write_text(
             "version: 0.1\nlog: {level: error}\n"
             f"storage: {{filesystem: {{rootdirectory: {self.root / 'data'}}}, delete: {{enabled: true}}}}\n"
-            f"http: {{addr: {self.host}}}\n")
+            f"http: {{addr: {self.host}, secret: replication-test}}\n")
         self.proc = subprocess.Popen(["docker-registry", "serve", str(config)],
                                      stdout=subprocess.DEVNULL, stderr=open(self.root / "log", "ab"))
         deadline = time.time() + 30
@@ -63,6 +65,8 @@ class Distribution:
         if self.proc:
             self.proc.kill()
             self.proc.wait()
+
+    kill = stop
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +266,102 @@ def test_multi_arch_index_arrives_with_children_and_referrers(sites, tmp_path):
     listed = requests.get(f"http://{dst.host}/v2/mirror/multi/referrers/{child['digest']}",
                           auth=("dr", "dr-pw")).json()
     assert [m["digest"] for m in listed["manifests"]] == [sbom]
+
+
+GIB = 1 << 30
+CHUNK = 64 << 20
+
+
+def big_image(url, repo, tag, size=GIB, seed=b"big"):
+    """Pushes an image with one `size`-byte layer (streamed, never in memory
+    whole); returns (manifest digest, layer digest)."""
+    block = hashlib.sha256(seed).digest() * (1 << 15)  # 1 MiB
+
+    def chunks():
+        for i in range(size // len(block)):
+            yield i.to_bytes(8, "big") + block[8:]
+
+    h = hashlib.sha256()
+    for c in chunks():
+        h.update(c)
+    layer = "sha256:" + h.hexdigest()
+    r = requests.post(f"{url}/v2/{repo}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    location = requests.compat.urljoin(f"{url}/", r.headers["Location"])
+    r = requests.put(location, params={"digest": layer}, data=chunks())
+    assert r.status_code == 201, r.text
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [layer]}}).encode()
+    m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": push_blob(url, repo, config), "size": len(config)},
+         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": size}]}
+    r, digest, _ = put_manifest(url, repo, tag, m)
+    assert r.status_code == 201, r.text
+    return digest, layer
+
+
+def bytes_under(root):
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
+
+
+def kill_when(watched, host_to_kill, threshold, timeout=120):
+    """kill -9s `host_to_kill` once more than `threshold` bytes arrived
+    under `watched`; the bytes there then."""
+    deadline = time.time() + timeout
+    while bytes_under(watched) <= threshold:
+        assert time.time() < deadline, "the copy never got that far"
+        time.sleep(0.005)
+    host_to_kill.kill()
+    return bytes_under(watched)
+
+
+def raw_jobs(s, repo):
+    r = s["client"].show_sync_job(ShowSyncJobRequest(namespace="team", repository=repo,
+                                                     filter="limit::100|offset::0"))
+    return json.loads(r.raw_content)
+
+
+def copy_killed_half_way(s, tmp_path, region, watched, victim, restart, repo, seed):
+    """Syncs a 1 GiB layer to `region`, kill -9s `victim` half-way, restarts
+    it, and checks the copy finished from where it stopped."""
+    src = s["src"]
+    url = f"http://acme:acme-pw@{src.host}"
+    digest, layer = big_image(url, f"team/{repo}", "v1", seed=seed)
+    s["client"].create_manual_image_sync_repo(CreateManualImageSyncRepoRequest(
+        namespace="team", repository=repo, body=CreateManualImageSyncRepoRequestBody(
+            image_tag=["v1"], remote_region_id=region, remote_namespace="mirror")))
+    at_kill = kill_when(watched, victim, GIB // 3)
+    assert at_kill < GIB
+    restart()
+    wait_jobs(s, lambda js: js and js[0].status == "success", repo=repo, timeout=300)
+    job = raw_jobs(s, repo)[0]
+    # It went on from the destination's offset: not from zero, and no
+    # byte was sent twice beyond the chunk in flight at the kill.
+    assert job["resumedFrom"] >= CHUNK, job
+    assert job["bytes"] <= GIB + CHUNK, job
+    assert job["attempts"] >= 2 or victim is src, job
+    return digest, layer
+
+
+def test_a_1gib_layer_copy_resumes_after_the_source_host_is_killed(sites, tmp_path):
+    s = sites
+    src, dst = s["src"], s["dst"]
+    digest, layer = copy_killed_half_way(s, tmp_path, "dr-berth", dst.data_dir / "uploads", src, src.start,
+                                         repo="big-source", seed=b"source kill")
+    assert digest_of(raw_manifest(dst.host, "mirror/big-source:v1", "dr:dr-pw", tmp_path)) == digest
+    r = requests.head(f"http://{dst.host}/v2/mirror/big-source/blobs/{layer}", auth=("dr", "dr-pw"))
+    assert r.status_code == 200 and int(r.headers["Content-Length"]) == GIB
+
+
+def test_a_1gib_layer_copy_resumes_after_the_target_is_killed(sites, tmp_path):
+    # Berth keeps what a broken chunk brought and reports it; CNCF
+    # Distribution cancels a session whose data outgrew its signed state
+    # (after any broken chunk), so a copy to it restarts that blob.
+    s = sites
+    dst = s["dst"]
+    digest, layer = copy_killed_half_way(s, tmp_path, "dr-berth", dst.data_dir / "uploads", dst, dst.start,
+                                         repo="big-target", seed=b"target kill")
+    assert digest_of(raw_manifest(dst.host, "mirror/big-target:v1", "dr:dr-pw", tmp_path)) == digest
+    r = requests.head(f"http://{dst.host}/v2/mirror/big-target/blobs/{layer}", auth=("dr", "dr-pw"))
+    assert r.status_code == 200 and int(r.headers["Content-Length"]) == GIB

@@ -87,12 +87,11 @@ impl Incoming {
             .and_then(|v| v.trim().parse().ok())
     }
 
-    /// Whether the request may carry body bytes at all.
+    /// Whether the request may carry body bytes at all: a `Content-Length`
+    /// above 0, or none (a chunked HTTP/1.1 body, whose `Transfer-Encoding`
+    /// wasi:http hides as hop-by-hop, or an HTTP/2 body of unknown length).
     pub fn has_body(&self) -> bool {
-        match self.content_length() {
-            Some(n) => n > 0,
-            None => self.header("transfer-encoding").is_some(),
-        }
+        self.content_length().is_none_or(|n| n > 0)
     }
 
     /// Takes the body as a byte stream (once), with how it ended. A stream

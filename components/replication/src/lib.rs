@@ -57,6 +57,15 @@ fn now_ms() -> u64 {
 
 async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     let started = now_ms();
+    // Requests only wake the job: the queue is under `runs::PENDING`.
+    let requests = store::scan_names(runs::REQUESTS).await.map_err(fault)?;
+    if !requests.is_empty() {
+        let ops = requests
+            .into_iter()
+            .map(|k| store::delete(format!("{}{k}", runs::REQUESTS)))
+            .collect();
+        run.commit(ops, LEASE_SECONDS).await?;
+    }
     let (events_read, queued) = fan_out(run).await?;
     let mut done = 0u64;
     let mut due: Option<u64>;
