@@ -77,7 +77,11 @@ def sites(tmp_path_factory):
     dist = Distribution(base / "dist").start()
     client, project = tenant_client(src, "acme", "acme-pw", ["team"])
     tenant_client(dst, "dr", "dr-pw", ["mirror"])
-    yield {"src": src, "dst": dst, "dist": dist, "client": client, "project": project}
+    s = {"src": src, "dst": dst, "dist": dist, "client": client, "project": project}
+    # The registries every test copies with, registered through the SDK.
+    s["ids"] = {"dr-berth": register(s, "dr-berth", "berth", dst.anon_url, "dr", "dr-pw").id,
+                "dr-dist": register(s, "dr-dist", "distribution", dist.url).id}
+    yield s
     for r in (src, dst):
         r.stop()
     dist.stop()
@@ -131,13 +135,10 @@ def wait_jobs(s, done, repo="app", timeout=60):
 
 def test_registries_are_checked_and_never_show_secrets(sites):
     s = sites
-    r = register(s, "dr-berth", "berth", s["dst"].anon_url, "dr", "dr-pw")
-    assert r.id > 0
-    register(s, "dr-dist", "distribution", s["dist"].url)
     listed = s["client"].list_instance_registries(ListInstanceRegistriesRequest(instance_id=s["project"]))
     assert {x.name for x in listed.registries} >= {"dr-berth", "dr-dist"}
     shown = s["client"].show_instance_registry(ShowInstanceRegistryRequest(
-        instance_id=s["project"], registry_id=r.id))
+        instance_id=s["project"], registry_id=s["ids"]["dr-berth"]))
     assert shown.credential.access_key == "dr" and shown.credential.access_secret == ""
     assert shown.status == "healthy"
     assert "dr-pw" not in json.dumps(shown.to_json_object())
@@ -365,3 +366,144 @@ def test_a_1gib_layer_copy_resumes_after_the_target_is_killed(sites, tmp_path):
     assert digest_of(raw_manifest(dst.host, "mirror/big-target:v1", "dr:dr-pw", tmp_path)) == digest
     r = requests.head(f"http://{dst.host}/v2/mirror/big-target/blobs/{layer}", auth=("dr", "dr-pw"))
     assert r.status_code == 200 and int(r.headers["Content-Length"]) == GIB
+
+
+def policy_body(name, *, src=None, dest=None, ns=None, repos=None, tags=None, trigger="manual", cron=None,
+                override=False, enabled=True):
+    from huaweicloudsdkswr.v2 import (CreateReplicationPolicyRequestBody, Filter, ReplicationRegistry,
+                                      TriggerConfig, TriggerSetting)
+    filters = [Filter(type="name", value=repos)] if repos else []
+    filters += [Filter(type="tag", value=tags)] if tags else []
+    return CreateReplicationPolicyRequestBody(
+        name=name, src_registry=ReplicationRegistry(id=src) if src else None,
+        dest_registry=ReplicationRegistry(id=dest) if dest else None, dest_namespace=ns, filters=filters,
+        repo_scope_mode="regular", enabled=enabled, override=override,
+        trigger=TriggerConfig(type=trigger, trigger_settings=TriggerSetting(cron=cron) if cron else None))
+
+
+def create_policy(s, body):
+    from huaweicloudsdkswr.v2 import CreateInstanceReplicationPolicyRequest
+    return s["client"].create_instance_replication_policy(CreateInstanceReplicationPolicyRequest(
+        instance_id=s["project"], body=body)).id
+
+
+def registry_id(s, name):
+    return s["ids"][name]
+
+
+def executions(s, policy):
+    from huaweicloudsdkswr.v2 import ListInstanceReplicationPolicyExecutionsRequest
+    return s["client"].list_instance_replication_policy_executions(
+        ListInstanceReplicationPolicyExecutionsRequest(instance_id=s["project"], policy_id=policy)).executions or []
+
+
+def wait_execution(s, policy, done, timeout=60):
+    deadline = time.time() + timeout
+    while True:
+        ex = executions(s, policy)
+        if ex and done(ex[0]):
+            return ex[0]
+        assert time.time() < deadline, [(e.id, e.status, e.status_text) for e in ex]
+        time.sleep(0.3)
+
+
+def test_pull_replication_from_distribution(sites, tmp_path):
+    from huaweicloudsdkswr.v2 import (CreateReplicationExecutionRequestBody, ExecuteInstanceReplicationPolicyRequest,
+                                      ListInstanceReplicationPolicyExecSubTasksRequest,
+                                      ListInstanceReplicationPolicyExecTasksRequest)
+    s = sites
+    dist, src = s["dist"], s["src"]
+    for ref, content in (("upstream/tool:1.0", b"tool 1.0"), ("upstream/tool:1.1", b"tool 1.1"),
+                         ("upstream/tool:2.0", b"tool 2.0"), ("upstream/other:1.0", b"other")):
+        layout = tmp_path / ref.replace("/", "_").replace(":", "_")
+        write_oci_layout(layout, {"t": [layer_tar_gz({"f": content})]})
+        r = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-no-creds", f"oci:{layout}:t",
+                            f"docker://{dist.host}/{ref}"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    policy = create_policy(s, policy_body("pull-tools", src=registry_id(s, "dr-dist"), ns="team",
+                                          repos="upstream/tool", tags="1.*"))
+    r = s["client"].execute_instance_replication_policy(ExecuteInstanceReplicationPolicyRequest(
+        instance_id=s["project"], body=CreateReplicationExecutionRequestBody(policy_id=policy)))
+    ex = wait_execution(s, policy, lambda e: e.status != "InProgress")
+    assert (ex.id, ex.status, ex.total, ex.succeed, ex.trigger) == (r.id, "Succeed", 2, 2, "manual"), ex
+    for tag in ("1.0", "1.1"):
+        want = digest_of(raw_manifest(dist.host, f"upstream/tool:{tag}"))
+        assert digest_of(raw_manifest(src.host, f"team/tool:{tag}", "acme:acme-pw", tmp_path)) == want
+    pull_all(src.host, "team/tool:1.1", tmp_path / "pulled", "acme:acme-pw")
+    assert requests.get(f"http://{src.host}/v2/team/tool/manifests/2.0", auth=("acme", "acme-pw"),
+                        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).status_code == 404
+    assert requests.get(f"http://{src.host}/v2/team/other/tags/list", auth=("acme", "acme-pw")).status_code == 404
+    tasks = s["client"].list_instance_replication_policy_exec_tasks(ListInstanceReplicationPolicyExecTasksRequest(
+        instance_id=s["project"], execution_id=ex.id)).tasks
+    assert [(t.status, t.dst_resource) for t in tasks] == [("Succeed", "team/tool")]
+    subs = s["client"].list_instance_replication_policy_exec_sub_tasks(
+        ListInstanceReplicationPolicyExecSubTasksRequest(instance_id=s["project"], execution_id=ex.id,
+                                                         task_id=tasks[0].id, status="Succeed")).sub_tasks
+    assert sorted(x.tag for x in subs) == ["1.0", "1.1"] and all(x.digest.startswith("sha256:") for x in subs)
+
+
+def test_event_based_push_policy(sites, tmp_path):
+    s = sites
+    policy = create_policy(s, policy_body("push-evt", dest=registry_id(s, "dr-berth"), ns="mirror",
+                                          repos="team/evt*", trigger="event_based"))
+    p = skopeo_push(s["src"].host, "acme:acme-pw", "team/evt:v1", tmp_path, content=b"event based")
+    assert p.returncode == 0, p.stderr
+    ex = wait_execution(s, policy, lambda e: e.status != "InProgress")
+    assert (ex.status, ex.total, ex.trigger) == ("Succeed", 1, "event_based"), ex
+    want = digest_of(raw_manifest(s["src"].host, "team/evt:v1", "acme:acme-pw", tmp_path))
+    assert digest_of(raw_manifest(s["dst"].host, "mirror/evt:v1", "dr:dr-pw", tmp_path)) == want
+
+
+def test_replication_policies_refuse_bad_input(sites):
+    from huaweicloudsdkswr.v2 import (CreateReplicationExecutionRequestBody, ExecuteInstanceReplicationPolicyRequest,
+                                      ListInstanceReplicationPolicyExecSubTasksRequest)
+    s = sites
+    dist = registry_id(s, "dr-dist")
+    for body, word in [
+        (policy_body("no-such-registry", dest=99999), "unknown registry"),
+        (policy_body("both", src=dist, dest=dist), "one of them"),
+        (policy_body("neither"), "required"),
+        (policy_body("bad-filter", dest=dist, repos="team/[x"), "filter"),
+        (policy_body("bad-cron", dest=dist, trigger="scheduled", cron="* * *"), "cron"),
+        (policy_body("pull-events", src=dist, trigger="event_based"), "pushes only"),
+        (policy_body("bad name!", dest=dist), "name"),
+        (policy_body("bad-ns", dest=dist, ns="Not An Org"), "dest_namespace"),
+    ]:
+        with pytest.raises(ClientRequestException) as e:
+            create_policy(s, body)
+        assert e.value.status_code == 400 and e.value.error_code.startswith("SVCSTG.SWR."), body.name
+        assert word in e.value.error_msg, (body.name, e.value.error_msg)
+    with pytest.raises(ClientRequestException) as e:
+        s["client"].execute_instance_replication_policy(ExecuteInstanceReplicationPolicyRequest(
+            instance_id=s["project"], body=CreateReplicationExecutionRequestBody(policy_id=424242)))
+    assert e.value.status_code == 404
+    with pytest.raises(ClientRequestException) as e:
+        s["client"].list_instance_replication_policy_exec_sub_tasks(ListInstanceReplicationPolicyExecSubTasksRequest(
+            instance_id=s["project"], execution_id=1, task_id=1, status="Done"))
+    assert e.value.status_code == 400
+
+
+def test_stop_ends_waiting_items(sites, tmp_path):
+    from huaweicloudsdkswr.v2 import (CreateReplicationExecutionRequestBody, ExecuteInstanceReplicationPolicyRequest,
+                                      StopInstanceReplicationPolicyExecutionRequest)
+    s = sites
+    dist = s["dist"]
+    for tag in ("s1", "s2", "s3"):
+        p = skopeo_push(s["src"].host, "acme:acme-pw", f"team/stoppable:{tag}", tmp_path / tag, content=tag.encode())
+        assert p.returncode == 0, p.stderr
+    policy = create_policy(s, policy_body("stoppable", dest=registry_id(s, "dr-dist"), repos="team/stoppable"))
+    dist.kill()  # the target is down: items wait for their retries
+    try:
+        r = s["client"].execute_instance_replication_policy(ExecuteInstanceReplicationPolicyRequest(
+            instance_id=s["project"], body=CreateReplicationExecutionRequestBody(policy_id=policy)))
+        time.sleep(1)  # the first attempts fail: connection refused
+        s["client"].stop_instance_replication_policy_execution(StopInstanceReplicationPolicyExecutionRequest(
+            instance_id=s["project"], execution_id=r.id))
+        ex = wait_execution(s, policy, lambda e: e.status != "InProgress", timeout=60)
+        assert (ex.status, ex.stopped, ex.succeed) == ("Stopped", 3, 0), ex
+        with pytest.raises(ClientRequestException) as e:
+            s["client"].stop_instance_replication_policy_execution(StopInstanceReplicationPolicyExecutionRequest(
+                instance_id=s["project"], execution_id=r.id))
+        assert e.value.status_code == 409
+    finally:
+        dist.start()

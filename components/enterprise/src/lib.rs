@@ -3,13 +3,15 @@
 //! each tenant as one instance, whose id is the tenant's project id; its
 //! webhook policies are [`webhooks`], its immutable-tag rules
 //! [`immutable`], its retention policies [`retention`], its garbage
-//! collection [`gc`], the registries it replicates with [`registries`]. Calls are AK/SK-signed as for the
+//! collection [`gc`], the registries it replicates with [`registries`] and its replication
+//! policies [`replication`]. Calls are AK/SK-signed as for the
 //! shared edition (`berth_guest::manage::authenticate`), errors are SWR's
 //! JSON, and every change is audited.
 
 mod gc;
 mod immutable;
 mod registries;
+mod replication;
 mod retention;
 mod webhooks;
 
@@ -267,6 +269,64 @@ async fn route(call: &Call<'_>, rest: &[&str], authority: Option<&str>) -> Resul
                 Method::Get => registries::show(call, registry).await,
                 Method::Put => registries::update(call, registry).await,
                 Method::Delete => registries::delete(call, registry).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "replication", "policies"] => {
+            instance(id)?;
+            match m {
+                Method::Post => replication::create(call).await,
+                Method::Get => replication::list(call).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "replication", "policies", policy] => {
+            instance(id)?;
+            let policy = policy_id(policy)?;
+            match m {
+                Method::Get => replication::show(call, policy).await,
+                Method::Put => replication::update(call, policy).await,
+                Method::Delete => replication::delete(call, policy).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "replication", "executions"] => {
+            instance(id)?;
+            match m {
+                Method::Post => replication::execute(call).await,
+                Method::Get => replication::executions(call).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "replication", "executions", execution] => {
+            instance(id)?;
+            let execution = policy_id(execution)?;
+            match m {
+                Method::Put => replication::stop(call, execution).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "replication", "executions", execution, "tasks"] => {
+            instance(id)?;
+            let execution = policy_id(execution)?;
+            match m {
+                Method::Get => replication::tasks(call, execution).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [
+            id,
+            "replication",
+            "executions",
+            execution,
+            "tasks",
+            task,
+            "subtasks",
+        ] => {
+            instance(id)?;
+            let (execution, task) = (policy_id(execution)?, policy_id(task)?);
+            match m {
+                Method::Get => replication::subtasks(call, execution, task).await,
                 _ => Err(SwrError::method_not_allowed()),
             }
         }

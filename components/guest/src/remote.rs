@@ -122,6 +122,20 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The answer `response` carries (its body still a stream).
+    pub fn of(response: Response) -> Answer {
+        let status = response.get_status_code();
+        let headers = response.get_headers();
+        let (tx, rx) = wit_future::new(|| Ok(()));
+        let (stream, end) = Response::consume_body(response, rx);
+        drop(tx);
+        Answer {
+            status,
+            headers,
+            body: Some((stream, end)),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
@@ -446,54 +460,73 @@ impl Remote {
         if self.insecure {
             headers.push(("berth-insecure-tls".into(), b"1".to_vec()));
         }
-        let contents = match body {
-            Body::Empty => {
-                if matches!(method, Method::Put | Method::Post | Method::Patch) {
-                    headers.push(("content-length".into(), b"0".to_vec()));
-                }
-                None
-            }
-            Body::Bytes(bytes) => {
-                headers.push((
-                    "content-length".into(),
-                    bytes.len().to_string().into_bytes(),
-                ));
-                let (mut tx, rx) = wit_stream::new();
-                wit_bindgen::spawn(async move {
-                    tx.write_all(bytes).await;
-                });
-                Some(rx)
-            }
-            Body::Stream(stream, len) => {
-                headers.push(("content-length".into(), len.to_string().into_bytes()));
-                Some(stream)
-            }
-        };
-        let fields = Fields::from_list(&headers)
-            .map_err(|_| RemoteError::new(ErrorKind::Refused, "a request header is invalid"))?;
         let options = RequestOptions::new();
         let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_NS));
         let _ = options.set_between_bytes_timeout(Some(BETWEEN_BYTES_NS));
-        let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
-        drop(trailers_tx);
-        let (request, _sent) = Request::new(fields, contents, trailers_rx, Some(options));
-        let bad = |_| RemoteError::new(ErrorKind::Refused, format!("{url:?} cannot be sent to"));
-        request.set_method(&method).map_err(bad)?;
-        request.set_scheme(Some(&scheme)).map_err(bad)?;
-        request.set_authority(Some(authority)).map_err(bad)?;
-        request.set_path_with_query(Some(path)).map_err(bad)?;
+        let request = request(
+            method,
+            Some((&scheme, authority)),
+            path,
+            headers,
+            body,
+            Some(options),
+        )
+        .map_err(|_| RemoteError::new(ErrorKind::Refused, format!("{url:?} cannot be sent to")))?;
         let response = spin_sdk::wasip3::http::client::send(request)
             .await
             .map_err(|e| transport(&e))?;
-        let status = response.get_status_code();
-        let headers = response.get_headers();
-        let (tx, rx) = wit_future::new(|| Ok(()));
-        let (stream, end) = Response::consume_body(response, rx);
-        drop(tx);
-        Ok(Answer {
-            status,
-            headers,
-            body: Some((stream, end)),
-        })
+        Ok(Answer::of(response))
     }
+}
+
+/// A `wasi:http` request: to `authority` over `scheme` when given (an
+/// outgoing request), else a path alone (a request handed to a component).
+/// `headers` get the body's `Content-Length`.
+pub fn request(
+    method: Method,
+    origin: Option<(&Scheme, &str)>,
+    path: &str,
+    mut headers: Vec<(String, Vec<u8>)>,
+    body: Body,
+    options: Option<RequestOptions>,
+) -> Result<Request, String> {
+    let contents = match body {
+        Body::Empty => {
+            if matches!(method, Method::Put | Method::Post | Method::Patch) {
+                headers.push(("content-length".into(), b"0".to_vec()));
+            }
+            None
+        }
+        Body::Bytes(bytes) => {
+            headers.push((
+                "content-length".into(),
+                bytes.len().to_string().into_bytes(),
+            ));
+            let (mut tx, rx) = wit_stream::new();
+            wit_bindgen::spawn(async move {
+                tx.write_all(bytes).await;
+            });
+            Some(rx)
+        }
+        Body::Stream(stream, len) => {
+            headers.push(("content-length".into(), len.to_string().into_bytes()));
+            Some(stream)
+        }
+    };
+    let fields = Fields::from_list(&headers).map_err(|e| format!("invalid header: {e:?}"))?;
+    let (trailers_tx, trailers_rx) = wit_future::new(|| Ok(None));
+    drop(trailers_tx);
+    let (request, _sent) = Request::new(fields, contents, trailers_rx, options);
+    let bad = |what: &'static str| move |_| format!("invalid {what}");
+    request.set_method(&method).map_err(bad("method"))?;
+    if let Some((scheme, authority)) = origin {
+        request.set_scheme(Some(scheme)).map_err(bad("scheme"))?;
+        request
+            .set_authority(Some(authority))
+            .map_err(bad("authority"))?;
+    }
+    request
+        .set_path_with_query(Some(path))
+        .map_err(bad("path"))?;
+    Ok(request)
 }

@@ -4,7 +4,10 @@
 
 use crate::manage::{fault, ids, oci_fault};
 use crate::store::{self, Precondition, WriteOp};
+use berth_domain::keys;
+use berth_domain::replication::protocol;
 use berth_domain::replication::registry::{self as reg, Registry};
+use berth_domain::replication::rules::Policy;
 use berth_domain::replication::runs::{self, Direction, Execution, Item, Status};
 use berth_domain::swr::SwrError;
 
@@ -64,6 +67,11 @@ pub struct Batch<'a> {
     pub override_: bool,
     pub operator: &'a str,
     pub operator_id: &'a str,
+    /// Items for an execution recorded already (a pull the job planned):
+    /// its id; none: a new execution.
+    pub execution: Option<u64>,
+    /// The execution's items are yet to be listed (a pull's, by the job).
+    pub planning: bool,
 }
 
 /// The writes that record an execution of `items` and queue them for the
@@ -74,7 +82,10 @@ pub async fn enqueue(
     batch: &Batch<'_>,
     items: &[ItemSpec],
 ) -> Result<(u64, Vec<WriteOp>), SwrError> {
-    let execution_id = *ids(runs::EXECUTION_IDS, 1).await?.start();
+    let execution_id = match batch.execution {
+        Some(id) => id,
+        None => *ids(runs::EXECUTION_IDS, 1).await?.start(),
+    };
     let item_ids = ids(runs::ITEM_IDS, items.len()).await?;
     let mut repos: Vec<&str> = items.iter().map(|i| i.source.as_str()).collect();
     repos.sort_unstable();
@@ -96,12 +107,17 @@ pub async fn enqueue(
         created: now,
         updated: now,
         error: String::new(),
+        planning: batch.planning,
         operator: batch.operator.to_string(),
     };
     let mut ops = vec![WriteOp::Put((
         runs::execution(batch.tenant, execution_id),
         serde_json::to_vec(&execution).expect("executions serialize"),
-        Precondition::Absent,
+        if batch.execution.is_some() {
+            Precondition::None
+        } else {
+            Precondition::Absent
+        },
     ))];
     for (spec, id) in items.iter().zip(item_ids) {
         let item = Item {
@@ -152,4 +168,77 @@ pub async fn enqueue(
         execution_id.to_string().into_bytes(),
     )));
     Ok((execution_id, ops))
+}
+
+/// The writes that start an execution of `policy` (a push's items listed
+/// now, a pull's planned by the job), and its id.
+pub async fn start(
+    policy: &Policy,
+    trigger: &str,
+    operator: &str,
+) -> Result<(u64, Vec<WriteOp>), SwrError> {
+    let registry = registry(&policy.tenant, policy.registry())
+        .await?
+        .ok_or_else(|| SwrError::bad_request(format!("registry {} is gone", policy.registry())))?;
+    let items = if policy.is_pull() {
+        Vec::new()
+    } else {
+        push_items(policy).await?
+    };
+    let batch = Batch {
+        tenant: &policy.tenant,
+        policy_id: policy.id,
+        trigger,
+        registry: &registry,
+        direction: if policy.is_pull() {
+            Direction::Pull
+        } else {
+            Direction::Push
+        },
+        override_: policy.override_,
+        operator,
+        operator_id: "",
+        execution: None,
+        planning: policy.is_pull(),
+    };
+    let (id, mut ops) = enqueue(&batch, &items).await?;
+    if policy.is_pull() {
+        ops.push(store::put(
+            runs::plan(&policy.tenant, id),
+            policy.id.to_string().into_bytes(),
+        ));
+    }
+    Ok((id, ops))
+}
+
+/// The tags of the tenant's repositories a push policy selects.
+async fn push_items(policy: &Policy) -> Result<Vec<ItemSpec>, SwrError> {
+    let mut items = Vec::new();
+    for ns in crate::namespaces::owned(&policy.tenant)
+        .await
+        .map_err(fault)?
+    {
+        let names = store::scan_names(&keys::repo(&format!("{}/", ns.name)))
+            .await
+            .map_err(fault)?;
+        for rest in names {
+            let repo = format!("{}/{rest}", ns.name);
+            if !policy.selects_repository(&repo) {
+                continue;
+            }
+            for tag in store::scan_names(&keys::tag_prefix(&repo))
+                .await
+                .map_err(fault)?
+            {
+                if !protocol::is_artifact_tag(&tag) && policy.selects_tag(&tag) {
+                    items.push(ItemSpec {
+                        source: repo.clone(),
+                        destination: policy.destination(&repo),
+                        tag,
+                    });
+                }
+            }
+        }
+    }
+    Ok(items)
 }

@@ -19,7 +19,16 @@
 //!   holds the lease.
 //! - `GET /berth/jobs/replication`: the running lease and the last run.
 
+mod pull;
 mod push;
+
+spin_sdk::wit_bindgen::generate!({
+    runtime_path: "::spin_sdk::wit_bindgen::rt",
+    world: "berth:registry/replication-job",
+    path: "../../wit",
+    with: { "wasi:http/types@0.3.0": spin_sdk::wasip3::http::types },
+    generate_all,
+});
 
 use berth_domain::events::{self, Event, EventKind};
 use berth_domain::replication::registry::Registry;
@@ -67,6 +76,8 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         run.commit(ops, LEASE_SECONDS).await?;
     }
     let (events_read, queued) = fan_out(run).await?;
+    let (scheduled, next_schedule) = schedules(run).await?;
+    let planned = plan_pulls(run).await?;
     let mut done = 0u64;
     let mut due: Option<u64>;
     let mut budget_left = true;
@@ -104,9 +115,12 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
             break;
         }
     }
+    let due = due.into_iter().chain(next_schedule.map(|s| s * 1000)).min();
     Ok(serde_json::json!({
         "events_read": events_read,
         "items_queued": queued,
+        "executions_scheduled": scheduled,
+        "pulls_planned": planned,
         "items_done": done,
         "next_run_in_ms": if budget_left {
             due.map(|d| d.saturating_sub(now_ms()))
@@ -147,6 +161,12 @@ impl Failure {
             retry: true,
             ..Failure::permanent(text)
         }
+    }
+
+    /// The failure, retried when `status` says a later attempt may pass.
+    pub fn or_retry(mut self, status: u16) -> Failure {
+        self.retry = status == 429 || status >= 500;
+        self
     }
 
     /// A registry's refusal with HTTP `status`: retried when it may pass.
@@ -303,7 +323,7 @@ async fn process(
             Err(f) => Err(f),
             Ok(()) => match copy.item.direction {
                 Direction::Push => copy.push().await,
-                Direction::Pull => Err(Failure::permanent("pull replication is not available yet")),
+                Direction::Pull => copy.pull().await,
             },
         },
     };
@@ -538,6 +558,8 @@ async fn fan_out(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
                 override_,
                 operator: "replication (automatic sync)",
                 operator_id: "",
+                execution: None,
+                planning: false,
             };
             queued += items.len() as u64;
             let (_, more) = enqueue(&batch, &items).await?;
@@ -559,4 +581,109 @@ async fn fan_out(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
 enum Batched {
     Rule(SyncRule),
     Policy(Policy),
+}
+
+/// Starts the executions of scheduled policies whose time has come; how
+/// many, and the next time one is due (seconds).
+async fn schedules(run: &mut jobs::Run) -> Result<(u64, Option<u64>), SwrError> {
+    let now = store::now();
+    let mut started = 0;
+    let mut next: Option<u64> = None;
+    for (mut p, entry) in store::scan_parsed::<Policy>(rules::POLICIES)
+        .await
+        .map_err(fault)?
+    {
+        let Some(at) = p.next_run() else {
+            continue;
+        };
+        if at > now {
+            next = Some(next.map_or(at, |n| n.min(at)));
+            continue;
+        }
+        let (_, mut ops) =
+            berth_guest::replication::start(&p, "scheduled", "replication schedule").await?;
+        // A schedule time that passed while the job was away runs once.
+        p.last_scheduled = now;
+        ops.push(WriteOp::Put((
+            entry.key,
+            serde_json::to_vec(&p).expect("policies serialize"),
+            metadata::Precondition::Version(entry.version),
+        )));
+        if run.commit(ops, LEASE_SECONDS).await? {
+            started += 1;
+        }
+        if let Some(again) = p.next_run() {
+            next = Some(next.map_or(again, |n| n.min(again)));
+        }
+    }
+    Ok((started, next))
+}
+
+/// Lists what pull executions copy (the source registry's repositories and
+/// tags their policy selects) and queues it; how many were planned.
+async fn plan_pulls(run: &mut jobs::Run) -> Result<u64, SwrError> {
+    let mut planned = 0;
+    for e in store::scan_all(runs::PLANS).await.map_err(fault)? {
+        let Some((tenant, execution)) = e.key[runs::PLANS.len()..]
+            .split_once('/')
+            .and_then(|(t, x)| Some((t.to_string(), x.parse::<u64>().ok()?)))
+        else {
+            run.commit(vec![store::delete(e.key)], LEASE_SECONDS)
+                .await?;
+            continue;
+        };
+        let policy_id: u64 = String::from_utf8_lossy(&e.value)
+            .parse()
+            .unwrap_or_default();
+        let policy: Option<Policy> = store::get_json(&rules::policy(&tenant, policy_id))
+            .await
+            .map_err(oci_fault)?;
+        let exec_key = runs::execution(&tenant, execution);
+        let Some(mut exec) = store::get_json::<Execution>(&exec_key)
+            .await
+            .map_err(oci_fault)?
+        else {
+            run.commit(vec![store::delete(e.key)], LEASE_SECONDS)
+                .await?;
+            continue;
+        };
+        let listed = match policy {
+            None => Err(format!("replication policy {policy_id} was deleted")),
+            Some(p) => match berth_guest::replication::registry(&tenant, p.registry()).await? {
+                None => Err(format!("registry {} was deleted", p.registry())),
+                Some(r) => pull::list(&r, &p).await.map(|items| (r, items, p)),
+            },
+        };
+        let mut ops = vec![store::delete(e.key)];
+        match listed {
+            Ok((registry, items, p)) => {
+                let batch = Batch {
+                    tenant: &tenant,
+                    policy_id,
+                    trigger: &exec.trigger,
+                    registry: &registry,
+                    direction: Direction::Pull,
+                    override_: p.override_,
+                    operator: &exec.operator,
+                    operator_id: "",
+                    execution: Some(execution),
+                    planning: false,
+                };
+                let (_, more) = enqueue(&batch, &items).await?;
+                ops.extend(
+                    more.into_iter()
+                        .filter(|op| !matches!(op, WriteOp::Append((p, _)) if p == runs::REQUESTS)),
+                );
+            }
+            Err(text) => {
+                exec.planning = false;
+                exec.error = text;
+                exec.updated = store::now();
+                ops.push(store::put_json(exec_key, &exec));
+            }
+        }
+        run.commit(ops, LEASE_SECONDS).await?;
+        planned += 1;
+    }
+    Ok(planned)
 }

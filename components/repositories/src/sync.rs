@@ -180,6 +180,8 @@ fn batch<'a>(
         override_,
         operator: &who.user,
         operator_id: &who.user_id,
+        execution: None,
+        planning: false,
     }
 }
 

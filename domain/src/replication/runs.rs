@@ -68,6 +68,25 @@ pub fn stop(tenant: &str, execution: u64) -> String {
     format!("replication-stop/{tenant}/{execution:020}")
 }
 
+/// `replication-plan/<tenant>/<execution>` → the policy id: a pull
+/// execution the job is to plan (list the source registry's repositories
+/// and tags the policy selects, and queue them).
+pub const PLANS: &str = "replication-plan/";
+
+pub fn plan(tenant: &str, execution: u64) -> String {
+    format!("{PLANS}{tenant}/{execution:020}")
+}
+
+/// Sub-task statuses a listing may filter by (`SubtaskDetail.status`).
+pub const ENTERPRISE_STATUSES: [&str; 6] = [
+    "Initialized",
+    "Pending",
+    "InProgress",
+    "Succeed",
+    "Failed",
+    "Stopped",
+];
+
 /// Appends here wake the job on `berth serve` (a new execution).
 pub const REQUESTS: &str = "replication-requests/";
 
@@ -308,6 +327,9 @@ pub struct Execution {
     /// registry cannot be read).
     #[serde(default)]
     pub error: String,
+    /// A pull whose items the job has yet to list.
+    #[serde(default)]
+    pub planning: bool,
     pub operator: String,
 }
 
@@ -319,7 +341,7 @@ impl Execution {
 
     /// `InProgress`, `Stopped`, `Failed` or `Succeed`.
     pub fn status(&self) -> &'static str {
-        if self.in_progress() > 0 {
+        if self.in_progress() > 0 || self.planning {
             "InProgress"
         } else if self.stopped > 0 {
             "Stopped"
@@ -343,6 +365,7 @@ impl Execution {
     /// The SDK's `Execution`.
     pub fn view(&self) -> serde_json::Value {
         let text = match self.status() {
+            "InProgress" if self.planning => "listing what to copy".to_string(),
             "InProgress" => format!("{} of {} done", self.total - self.in_progress(), self.total),
             _ if !self.error.is_empty() => self.error.clone(),
             s => format!(
@@ -394,6 +417,7 @@ mod tests {
             created: 0,
             updated: 0,
             error: String::new(),
+            planning: false,
             operator: String::new(),
         };
         assert_eq!(e.status(), "InProgress");

@@ -1,0 +1,572 @@
+//! Copying one tag from a remote registry into Berth (a pull replication
+//! policy). What arrives is written through the `uploads` and `manifests`
+//! endpoint families (imported through `wit/endpoints.wit`'s
+//! `replication-job` world), exactly as a client's push: the same checks,
+//! immutability, blob links and `manifest.pushed` events.
+//!
+//! The order is the push's: blobs and an index's children first, the tag
+//! last, and the referrers and cosign tags of each manifest after it. A
+//! blob is fetched in [`runs::CHUNK_BYTES`] ranges (`Range: bytes=…`,
+//! following a redirect to storage without the registry's credentials)
+//! and each range's response body goes, still a stream, into a local
+//! upload session as a `PATCH`; the item records the session and offset
+//! after each, so a failure or a restart resumes from the local offset.
+
+use crate::berth::registry::{manifests_api, registry_types::AccountUser, uploads_api};
+use crate::{Copy, Failure, Outcome};
+use berth_domain::iam::records::{self, Namespace};
+use berth_domain::keys;
+use berth_domain::manifest;
+use berth_domain::replication::protocol::{self, ACCEPT};
+use berth_domain::replication::runs::{self, Resume};
+use berth_guest::remote::{self, Answer, Body};
+use berth_guest::store;
+use spin_sdk::wasip3::http::types::Method;
+
+fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+impl Copy<'_> {
+    fn source_url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{path}", self.remote.base, self.item.source)
+    }
+
+    fn pull_scope(&self) -> String {
+        format!("repository:{}:pull", self.item.source)
+    }
+
+    /// Hands a request to one of Berth's own endpoint families.
+    async fn local(
+        &self,
+        method: Method,
+        path: &str,
+        list: Vec<(String, Vec<u8>)>,
+        body: Body,
+        manifests: bool,
+    ) -> Result<Answer, Failure> {
+        let request = remote::request(method, None, path, list, body, None)
+            .map_err(|_| Failure::permanent(format!("invalid local request {path}")))?;
+        let response = if manifests {
+            let caller = AccountUser {
+                tenant: self.item.tenant.clone(),
+                user: self.item.operator.clone(),
+            };
+            manifests_api::handle(request, Some(caller)).await
+        } else {
+            uploads_api::handle(request).await
+        };
+        response
+            .map(Answer::of)
+            .map_err(|e| Failure::retry(format!("local store: {e:?}")))
+    }
+
+    /// Copies the item's tag from the registry; what it came to.
+    pub async fn pull(&mut self) -> Result<Outcome, Failure> {
+        let ns = self.item.destination.split('/').next().unwrap_or_default();
+        let owner = store::get_json::<Namespace>(&records::namespace(ns))
+            .await
+            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?;
+        if owner.is_none_or(|n| n.tenant != self.item.tenant) {
+            return Err(Failure::permanent(format!(
+                "organization {ns} does not exist in the tenant: create it first"
+            )));
+        }
+        let tag = self.item.tag.clone();
+        let (media_type, body, digest) = self.remote_manifest(&tag).await?;
+        self.item.digest = digest.clone().unwrap_or_default();
+        let here = store::get(&keys::tag(&self.item.destination, &tag))
+            .await
+            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+            .and_then(|e| String::from_utf8(e.value).ok());
+        match (here, &digest) {
+            (Some(h), Some(d)) if h == *d => {
+                self.pull_referrers(d).await?;
+                return Ok(Outcome::Copied);
+            }
+            (Some(h), _) if !self.item.override_ => {
+                return Ok(Outcome::Existed(format!(
+                    "{}:{tag} here is {h}, not {}; override is off",
+                    self.item.destination,
+                    digest.as_deref().unwrap_or("the source's")
+                )));
+            }
+            _ => {}
+        }
+        let stored = self.pull_manifest(&media_type, body, &tag).await?;
+        self.item.digest = stored.clone();
+        self.pull_referrers(&stored).await?;
+        Ok(Outcome::Copied)
+    }
+
+    /// The registry's manifest `reference`: its media type, bytes and
+    /// digest (as the registry says; the family checks it when put).
+    async fn remote_manifest(
+        &mut self,
+        reference: &str,
+    ) -> Result<(String, Vec<u8>, Option<String>), Failure> {
+        let scope = self.pull_scope();
+        let url = self.source_url(&format!("manifests/{reference}"));
+        let answer = self
+            .remote
+            .send(
+                Method::Get,
+                &url,
+                headers(&[("accept", ACCEPT)]),
+                Body::Empty,
+                &scope,
+            )
+            .await
+            .map_err(Failure::from)?;
+        if answer.status != 200 {
+            let s = answer.status;
+            return Err(Failure::status(
+                s,
+                format!("GET manifest {reference}: {}", answer.excerpt().await),
+            ));
+        }
+        let media_type = answer
+            .header("content-type")
+            .unwrap_or_else(|| manifest::OCI_MANIFEST.to_string());
+        let digest = answer.header("docker-content-digest");
+        let body = answer
+            .bytes(store::max_manifest() as usize)
+            .await
+            .map_err(Failure::from)?;
+        Ok((media_type, body, digest))
+    }
+
+    /// Copies a manifest's content, then puts it here under `reference`;
+    /// the digest the family stored it under.
+    async fn pull_manifest(
+        &mut self,
+        media_type: &str,
+        body: Vec<u8>,
+        reference: &str,
+    ) -> Result<String, Failure> {
+        let parsed = manifest::parse(&body, Some(media_type))
+            .map_err(|e| Failure::permanent(format!("manifest {reference}: {e}")))?;
+        for child in &parsed.manifests {
+            self.pull_by_digest(&child.to_string()).await?;
+        }
+        let sizes: std::collections::HashMap<String, u64> = descriptor_sizes(&body);
+        for blob in &parsed.blobs {
+            let d = blob.to_string();
+            let size = sizes.get(&d).copied().unwrap_or_default();
+            self.pull_blob(&d, size).await?;
+        }
+        for (d, _) in &parsed.content {
+            let d = d.to_string();
+            let size = sizes.get(&d).copied().unwrap_or_default();
+            // An index entry that is not a manifest type: a blob, unless
+            // the registry has it as a manifest.
+            if self.pull_blob(&d, size).await.is_err() {
+                self.pull_by_digest(&d).await?;
+            }
+        }
+        let path = format!("/v2/{}/manifests/{reference}", self.item.destination);
+        let answer = self
+            .local(
+                Method::Put,
+                &path,
+                headers(&[("content-type", media_type)]),
+                Body::Bytes(body),
+                true,
+            )
+            .await?;
+        if answer.status != 201 {
+            let s = answer.status;
+            return Err(Failure::permanent(format!(
+                "storing manifest {reference}: {}",
+                answer.excerpt().await
+            ))
+            .or_retry(s));
+        }
+        self.item.manifests += 1;
+        answer
+            .header("docker-content-digest")
+            .ok_or_else(|| Failure::permanent("the manifests family gave no digest"))
+    }
+
+    /// Copies manifest `digest` (and its content) unless it is here.
+    async fn pull_by_digest(&mut self, digest: &str) -> Result<(), Failure> {
+        if !self.copied.insert(digest.to_string())
+            || store::exists(&keys::manifest(&self.item.destination, digest))
+                .await
+                .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+        {
+            return Ok(());
+        }
+        let (media_type, body, _) = self.remote_manifest(digest).await?;
+        Box::pin(self.pull_manifest(&media_type, body, digest)).await?;
+        Ok(())
+    }
+
+    /// Copies the referrers of `subject` (the registry's referrers API,
+    /// where it has one) and cosign's tags of it, and theirs in turn.
+    async fn pull_referrers(&mut self, subject: &str) -> Result<(), Failure> {
+        let mut queue = vec![subject.to_string()];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(s) = queue.pop() {
+            if !seen.insert(s.clone()) {
+                continue;
+            }
+            let scope = self.pull_scope();
+            let url = self.source_url(&format!("referrers/{s}"));
+            let answer = self
+                .remote
+                .send(Method::Get, &url, Vec::new(), Body::Empty, &scope)
+                .await
+                .map_err(Failure::from)?;
+            // A registry without the referrers API answers 404.
+            if answer.status == 200 {
+                let body = answer.bytes(4 << 20).await.map_err(Failure::from)?;
+                for d in referrer_digests(&body) {
+                    self.pull_by_digest(&d).await?;
+                    queue.push(d);
+                }
+            }
+            for tag in protocol::artifact_tags(&s) {
+                let url = self.source_url(&format!("manifests/{tag}"));
+                let head = self
+                    .remote
+                    .send(
+                        Method::Head,
+                        &url,
+                        headers(&[("accept", ACCEPT)]),
+                        Body::Empty,
+                        &scope,
+                    )
+                    .await
+                    .map_err(Failure::from)?;
+                if head.status != 200 {
+                    continue;
+                }
+                let (media_type, body, _) = self.remote_manifest(&tag).await?;
+                let d = self.pull_manifest(&media_type, body, &tag).await?;
+                queue.push(d);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies blob `digest` (`size` bytes) into the destination unless it
+    /// is linked there already.
+    async fn pull_blob(&mut self, digest: &str, size: u64) -> Result<(), Failure> {
+        if !self.copied.insert(digest.to_string()) {
+            return Ok(());
+        }
+        if store::exists(&keys::blob_link(&self.item.destination, digest))
+            .await
+            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+        {
+            self.item.blobs_present += 1;
+            return Ok(());
+        }
+        let (mut location, mut offset) = match self.local_resumable(digest).await? {
+            Some(at) => at,
+            None => {
+                let path = format!("/v2/{}/blobs/uploads/", self.item.destination);
+                let answer = self
+                    .local(Method::Post, &path, Vec::new(), Body::Empty, false)
+                    .await?;
+                let l = answer.header("location").filter(|_| answer.status == 202);
+                let l = l.ok_or_else(|| Failure::permanent("could not open a local upload"))?;
+                (l, 0)
+            }
+        };
+        let size = if size > 0 {
+            size
+        } else {
+            self.remote_size(digest).await?
+        };
+        while offset < size {
+            self.check_stop().await?;
+            let len = (size - offset).min(runs::CHUNK_BYTES);
+            let range = format!("bytes={offset}-{}", offset + len - 1);
+            let (status, stream) = self.fetch(digest, &range, len).await?;
+            let (stream, whole) = match status {
+                206 => (stream, len),
+                // A registry that ignores Range sends it all: usable only
+                // from the start, as one chunk.
+                200 if offset == 0 => (stream, size),
+                s => return Err(Failure::status(s, format!("GET blob {digest}: HTTP {s}"))),
+            };
+            let answer = self
+                .local(
+                    Method::Patch,
+                    &location,
+                    headers(&[("content-range", &protocol::content_range(offset, whole))]),
+                    Body::Stream(stream, whole),
+                    false,
+                )
+                .await?;
+            let next = answer
+                .header("range")
+                .and_then(|r| protocol::next_offset(&r));
+            if let Some(l) = answer.header("location") {
+                location = l;
+            }
+            match (answer.status, next) {
+                (202, Some(n)) => {
+                    self.item.bytes += n.saturating_sub(offset);
+                    offset = n;
+                }
+                (s, _) => {
+                    // The transfer broke: the next attempt resumes from
+                    // what the session holds.
+                    self.item.resume = Some(Resume {
+                        digest: digest.to_string(),
+                        location: location.clone(),
+                        offset,
+                    });
+                    let _ = self.save().await;
+                    return Err(Failure::retry(format!(
+                        "storing blob {digest} at {offset}: {}",
+                        if s == 202 {
+                            "no Range".to_string()
+                        } else {
+                            answer.excerpt().await
+                        }
+                    )));
+                }
+            }
+            self.item.resume = Some(Resume {
+                digest: digest.to_string(),
+                location: location.clone(),
+                offset,
+            });
+            self.save().await?;
+        }
+        let answer = self
+            .local(
+                Method::Put,
+                &protocol::with_digest(&location, digest),
+                Vec::new(),
+                Body::Empty,
+                false,
+            )
+            .await?;
+        self.item.resume = None;
+        if answer.status != 201 {
+            let s = answer.status;
+            return Err(Failure::permanent(format!(
+                "storing blob {digest}: {}",
+                answer.excerpt().await
+            ))
+            .or_retry(s));
+        }
+        self.item.blobs_copied += 1;
+        Ok(())
+    }
+
+    /// The blob's size as the registry reports it (`HEAD`).
+    async fn remote_size(&mut self, digest: &str) -> Result<u64, Failure> {
+        let scope = self.pull_scope();
+        let url = self.source_url(&format!("blobs/{digest}"));
+        let head = self
+            .remote
+            .send(Method::Head, &url, Vec::new(), Body::Empty, &scope)
+            .await
+            .map_err(Failure::from)?;
+        head.header("content-length")
+            .and_then(|v| v.parse().ok())
+            .filter(|_| head.status == 200)
+            .ok_or_else(|| {
+                Failure::status(
+                    head.status,
+                    format!("HEAD blob {digest}: HTTP {}", head.status),
+                )
+            })
+    }
+
+    /// `GET` of a range of the blob, following one redirect to storage
+    /// (without the registry's credentials): the status and body stream.
+    async fn fetch(
+        &mut self,
+        digest: &str,
+        range: &str,
+        len: u64,
+    ) -> Result<(u16, spin_sdk::wasip3::wit_bindgen::StreamReader<u8>), Failure> {
+        let scope = self.pull_scope();
+        let url = self.source_url(&format!("blobs/{digest}"));
+        let max = len.to_string();
+        let list = headers(&[("range", range), (remote::MAX_RESPONSE_HEADER, &max)]);
+        let mut answer = self
+            .remote
+            .send(Method::Get, &url, list.clone(), Body::Empty, &scope)
+            .await
+            .map_err(Failure::from)?;
+        if matches!(answer.status, 301 | 302 | 303 | 307 | 308) {
+            let to = answer
+                .header("location")
+                .ok_or_else(|| Failure::permanent("a redirect without a Location"))?;
+            let to = protocol::resolve(&self.remote.base, &to);
+            answer = self
+                .remote
+                .send_elsewhere(&to, list)
+                .await
+                .map_err(Failure::from)?;
+        }
+        let status = answer.status;
+        let (stream, _) = answer
+            .into_stream()
+            .ok_or_else(|| Failure::retry("an answer without a body"))?;
+        Ok((status, stream))
+    }
+
+    /// Where an interrupted pull of `digest` stands in its local upload
+    /// session, when the item recorded one that lives.
+    async fn local_resumable(&mut self, digest: &str) -> Result<Option<(String, u64)>, Failure> {
+        let Some(r) = self.item.resume.clone().filter(|r| r.digest == digest) else {
+            return Ok(None);
+        };
+        let answer = self
+            .local(Method::Get, &r.location, Vec::new(), Body::Empty, false)
+            .await?;
+        match (answer.status, answer.header("range")) {
+            (204, range) => {
+                let offset = range.and_then(|r| protocol::next_offset(&r)).unwrap_or(0);
+                self.item.resumed_from = offset;
+                Ok(Some((r.location, offset)))
+            }
+            _ => {
+                self.item.resume = None;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The sizes of the descriptors a manifest lists, by digest.
+fn descriptor_sizes(body: &[u8]) -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return out;
+    };
+    let descriptors = v
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .into_iter()
+        .flatten()
+        .chain(
+            v.get("manifests")
+                .and_then(|l| l.as_array())
+                .into_iter()
+                .flatten(),
+        )
+        .chain(v.get("config"));
+    for d in descriptors {
+        if let (Some(digest), Some(size)) = (
+            d.get("digest").and_then(|x| x.as_str()),
+            d.get("size").and_then(|x| x.as_u64()),
+        ) {
+            out.insert(digest.to_string(), size);
+        }
+    }
+    out
+}
+
+/// The manifests a referrers answer (an OCI image index) lists.
+fn referrer_digests(body: &[u8]) -> Vec<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("manifests").and_then(|m| m.as_array()).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| m.get("digest").and_then(|d| d.as_str()).map(str::to_string))
+        .collect()
+}
+
+/// What a pull policy copies from `registry` now: the tags of the
+/// repositories its filters select (the catalog and tag lists, paged by
+/// their `Link` headers), each to its destination. An error says why the
+/// registry could not be listed.
+pub async fn list(
+    registry: &berth_domain::replication::registry::Registry,
+    policy: &berth_domain::replication::rules::Policy,
+) -> Result<Vec<berth_guest::replication::ItemSpec>, String> {
+    let mut remote = remote::Remote::of(registry).map_err(|e| e.text)?;
+    remote.ping().await.map_err(|e| e.text)?;
+    let repositories = pages(
+        &mut remote,
+        "/v2/_catalog?n=1000",
+        "registry:catalog:*",
+        "repositories",
+    )
+    .await?;
+    let mut items = Vec::new();
+    for repo in repositories
+        .into_iter()
+        .filter(|r| policy.selects_repository(r))
+    {
+        let scope = format!("repository:{repo}:pull");
+        let path = format!("/v2/{repo}/tags/list?n=1000");
+        for tag in pages(&mut remote, &path, &scope, "tags").await? {
+            if !protocol::is_artifact_tag(&tag) && policy.selects_tag(&tag) {
+                items.push(berth_guest::replication::ItemSpec {
+                    source: repo.clone(),
+                    destination: policy.destination(&repo),
+                    tag,
+                });
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// Every entry of the string array `field` over a paged listing.
+async fn pages(
+    remote: &mut remote::Remote,
+    first: &str,
+    scope: &str,
+    field: &str,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut next = Some(first.to_string());
+    // A registry that pages forever is cut off.
+    for _ in 0..10_000 {
+        let Some(path) = next.take() else {
+            break;
+        };
+        let url = protocol::resolve(&remote.base, &path);
+        let answer = remote
+            .send(Method::Get, &url, Vec::new(), Body::Empty, scope)
+            .await
+            .map_err(|e| e.text)?;
+        if answer.status == 404 && field == "tags" {
+            break;
+        }
+        if answer.status != 200 {
+            return Err(format!("GET {path}: {}", answer.excerpt().await));
+        }
+        next = answer.header("link").and_then(|l| next_link(&l));
+        let body = answer.bytes(16 << 20).await.map_err(|e| e.text)?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| format!("GET {path}: not JSON"))?;
+        out.extend(
+            v.get(field)
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(str::to_string)),
+        );
+    }
+    Ok(out)
+}
+
+/// The target of a `Link: <…>; rel="next"` header (RFC 8288).
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
