@@ -7,6 +7,7 @@ mod ceilings;
 mod client;
 mod gc;
 mod registry;
+mod replication;
 mod webhooks;
 mod workloads;
 
@@ -122,7 +123,8 @@ impl Results {
                     .iter()
                     .map(|(r, v)| (r.clone(), median(v)))
                     .collect();
-                let ratio = match (values.get("berth"), values.get("distribution")) {
+                let reference = values.get("distribution").or(values.get("skopeo"));
+                let ratio = match (values.get("berth"), reference) {
                     (Some(b), Some(d)) if *d != 0.0 => Some(b / d),
                     _ => None,
                 };
@@ -365,6 +367,33 @@ async fn main() -> Result<()> {
         }
     }
 
+    if want("replication") {
+        eprintln!("replication…");
+        // Berth's own feature (the baseline may predate it), copying to
+        // the Distribution under test, against skopeo between the same two.
+        if let (Some(berth), Some(dist)) = (
+            regs.iter().find(|r| r.name == "berth"),
+            regs.iter().find(|r| r.name == "distribution"),
+        ) {
+            let signer = webhooks::signer(&berth.host).await?;
+            replication::register(berth, dist, &signer).await?;
+            for (label, layers, size) in [
+                (format!("{big_label} layer"), 1, plan.big),
+                ("40×256 KiB image".to_string(), 40, 256 << 10),
+            ] {
+                for _ in 0..rounds {
+                    let f = replication::run(berth, dist, &signer, next(), layers, size).await?;
+                    let figure = format!("replicate {label} to Distribution");
+                    res.add(&figure, "MiB/s", true, "berth", f.berth_mib_s);
+                    res.add(&figure, "MiB/s", true, "skopeo", f.skopeo_mib_s);
+                    let figure = format!("peak RSS while replicating {label}");
+                    res.add(&figure, "MiB", false, "berth", f.berth_peak_rss_mib);
+                    res.add(&figure, "MiB", false, "skopeo", f.skopeo_peak_rss_mib);
+                }
+            }
+        }
+    }
+
     if want("webhooks") {
         eprintln!("webhooks…");
         let pushes = if args.quick { 20 } else { 1000 };
@@ -561,12 +590,21 @@ async fn main() -> Result<()> {
 }
 
 fn print_table(rows: &[Row], regs: &[Registry], ceilings: &BTreeMap<String, f64>) {
-    let names: Vec<&str> = regs.iter().map(|r| r.name.as_str()).collect();
+    // The registries, then other references some figures have (skopeo).
+    let mut names: Vec<&str> = regs.iter().map(|r| r.name.as_str()).collect();
+    for row in rows {
+        for n in row.values.keys() {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+    }
     print!("| {:<42} | {:<6} |", "figure", "unit");
     for n in &names {
         print!(" {n:>12} |");
     }
-    println!(" {:>12} |", "berth/dist");
+    // Berth over Distribution, or over skopeo where that is the reference.
+    println!(" {:>12} |", "berth/ref");
     print!("| {} | {} |", "-".repeat(42), "-".repeat(6));
     for _ in &names {
         print!(" {} |", "-".repeat(12));

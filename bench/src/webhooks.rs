@@ -214,8 +214,9 @@ fn stand_in_tls() -> Result<(tokio_rustls::TlsAcceptor, String)> {
     Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca))
 }
 
-/// Signs and sends one management call (`SDK-HMAC-SHA256`, as the SDKs).
-async fn signed(
+/// Signs and sends one management call (`SDK-HMAC-SHA256`, as the SDKs);
+/// `path` may carry a query.
+pub async fn signed(
     host: &str,
     ak: &str,
     sk: &str,
@@ -235,10 +236,11 @@ async fn signed(
         ("x-sdk-date".to_string(), date.clone()),
     ];
     let signed_headers: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
+    let (bare, query) = path.split_once('?').unwrap_or((path, ""));
     let req = signing::Request {
         method,
-        path,
-        query: "",
+        path: bare,
+        query,
         headers: &headers,
         body,
     };
@@ -314,9 +316,9 @@ async fn push_tags(
 /// An access key of the administrator and its project, to sign SWR's
 /// enterprise API (made once per registry: keys per user are limited).
 pub struct Signer {
-    ak: String,
-    sk: String,
-    project: String,
+    pub ak: String,
+    pub sk: String,
+    pub project: String,
     tenant: String,
 }
 

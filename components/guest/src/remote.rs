@@ -18,6 +18,7 @@ use spin_sdk::wasip3::http::types::{
 };
 use spin_sdk::wasip3::wit_bindgen::{self, FutureReader, StreamReader};
 use spin_sdk::wasip3::{wit_future, wit_stream};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// The host removes this request header and lets the response body be this
@@ -208,7 +209,9 @@ pub struct Remote {
     insecure: bool,
     /// Learned by [`Remote::ping`].
     challenge: Option<Challenge>,
-    tokens: HashMap<String, Token>,
+    /// Tokens by scope (a `RefCell`: requests to one registry may be in
+    /// flight at once; no borrow is held across an await).
+    tokens: RefCell<HashMap<String, Token>>,
 }
 
 /// Seconds a whole `PATCH`/`PUT`/`GET` may wait for its answer's first
@@ -245,7 +248,7 @@ impl Remote {
             password: password.to_string(),
             insecure,
             challenge: None,
-            tokens: HashMap::new(),
+            tokens: RefCell::new(HashMap::new()),
         }
     }
 
@@ -312,20 +315,21 @@ impl Remote {
 
     /// The `Authorization` header for `scope` (`repository:<name>:<actions>`,
     /// or empty for a login check), fetching a token when needed.
-    async fn authorization(
-        &mut self,
-        scope: &str,
-    ) -> Result<Option<(String, Vec<u8>)>, RemoteError> {
+    async fn authorization(&self, scope: &str) -> Result<Option<(String, Vec<u8>)>, RemoteError> {
         let header = |v: String| Some(("authorization".to_string(), v.into_bytes()));
         match self.challenge.clone() {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.basic().and_then(header)),
             Some(Challenge::Bearer { realm, service }) => {
                 let now = crate::store::now_ns() as u64 / 1_000_000;
-                if let Some(t) = self.tokens.get(scope)
-                    && t.until_ms > now
-                {
-                    return Ok(header(format!("Bearer {}", t.value)));
+                let cached = self
+                    .tokens
+                    .borrow()
+                    .get(scope)
+                    .filter(|t| t.until_ms > now)
+                    .map(|t| t.value.clone());
+                if let Some(value) = cached {
+                    return Ok(header(format!("Bearer {value}")));
                 }
                 let scopes: Vec<String> = if scope.is_empty() {
                     Vec::new()
@@ -371,7 +375,7 @@ impl Remote {
                 })?;
                 // Used until 10 s before it expires (60 s when unsaid).
                 let life_ms = t.expires_in.unwrap_or(60).saturating_sub(10).max(1) * 1000;
-                self.tokens.insert(
+                self.tokens.borrow_mut().insert(
                     scope.to_string(),
                     Token {
                         value: value.clone(),
@@ -387,7 +391,7 @@ impl Remote {
     /// credentials for `scope`. A request without a stream body that is
     /// refused with 401 is sent once more with a fresh token.
     pub async fn send(
-        &mut self,
+        &self,
         method: Method,
         url: &str,
         headers: Vec<(String, Vec<u8>)>,
@@ -410,7 +414,7 @@ impl Remote {
         let answer = self.raw(method.clone(), url, all, body).await?;
         match (answer.status, replay) {
             (401, Some(bytes)) if self.challenge.is_some() => {
-                self.tokens.remove(scope);
+                self.tokens.borrow_mut().remove(scope);
                 let mut all = headers;
                 all.extend(self.authorization(scope).await?);
                 let body = if bytes.is_empty() {

@@ -26,8 +26,9 @@ use berth_domain::keys;
 use berth_domain::manifest;
 use berth_domain::replication::protocol::{self, ACCEPT};
 use berth_domain::replication::runs::{self, Resume};
-use berth_guest::remote::Body;
+use berth_guest::remote::{Body, Remote};
 use berth_guest::store::{self, blobs};
+use futures::StreamExt;
 use spin_sdk::wasip3::http::types::Method;
 
 /// The header list of a request.
@@ -121,17 +122,16 @@ impl Copy<'_> {
             for child in &parsed.manifests {
                 Box::pin(self.manifest(&child.to_string(), &child.to_string())).await?;
             }
-            for blob in &parsed.blobs {
-                self.blob(&blob.to_string()).await?;
-            }
+            let mut wanted: Vec<String> = parsed.blobs.iter().map(|b| b.to_string()).collect();
             for (d, _) in &parsed.content {
                 let d = d.to_string();
                 if self.local_manifest(&d).await?.is_some() {
                     Box::pin(self.manifest(&d, &d)).await?;
                 } else {
-                    self.blob(&d).await?;
+                    wanted.push(d);
                 }
             }
+            self.blobs(wanted).await?;
         }
         if present && reference == digest {
             return Ok(());
@@ -214,63 +214,102 @@ impl Copy<'_> {
         Ok(())
     }
 
-    /// Copies blob `digest` unless the destination has it.
-    async fn blob(&mut self, digest: &str) -> Result<(), Failure> {
-        if !self.copied.insert(digest.to_string()) {
-            return Ok(());
+    /// Copies the blobs the destination lacks: those under a chunk several
+    /// at once ([`PARALLEL`]), larger ones one by one, resumably.
+    async fn blobs(&mut self, digests: Vec<String>) -> Result<(), Failure> {
+        let mut small = Vec::new();
+        let mut large = Vec::new();
+        for d in digests {
+            if !self.copied.insert(d.clone()) {
+                continue;
+            }
+            let size = blobs::stat(d.clone())
+                .await
+                .map_err(|e| Failure::retry(format!("store: {e:?}")))?
+                .ok_or_else(|| Failure::permanent(format!("blob {d} is missing from the store")))?;
+            let resuming = self.item.resume.as_ref().is_some_and(|r| r.digest == d);
+            if size >= runs::CHUNK_BYTES || resuming {
+                large.push((d, size));
+            } else {
+                small.push((d, size));
+            }
         }
-        let scope = self.scope();
-        let head = self
-            .remote
-            .send(
-                Method::Head,
-                &self.url(&format!("blobs/{digest}")),
-                Vec::new(),
-                Body::Empty,
-                &scope,
-            )
-            .await
-            .map_err(Failure::from)?;
-        if head.status == 200 {
-            self.item.blobs_present += 1;
-            return Ok(());
+        let target = Target {
+            base: format!("{}/v2/{}", self.remote.base, self.item.destination),
+            scope: self.scope(),
+            destination: self.item.destination.clone(),
+            registry: self.item.registry_id,
+        };
+        let remote = &self.remote;
+        let done: Vec<Result<(String, u64, Placed), Failure>> =
+            futures::stream::iter(small.into_iter().map(|(d, size)| {
+                let target = &target;
+                async move {
+                    let how = small_blob(remote, target, &d, size).await?;
+                    Ok((d, size, how))
+                }
+            }))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for outcome in done {
+            let (d, size, how) = outcome?;
+            self.counted(&d, size, how);
         }
-        let size = blobs::stat(digest.to_string())
-            .await
-            .map_err(|e| Failure::retry(format!("store: {e:?}")))?
-            .ok_or_else(|| {
-                Failure::permanent(format!("blob {digest} is missing from the store"))
-            })?;
+        for (d, size) in large {
+            self.check_stop().await?;
+            let how = self.large_blob(&target, &d, size).await?;
+            self.counted(&d, size, how);
+        }
+        Ok(())
+    }
+
+    /// Counts a blob's outcome, and records where it was placed.
+    fn counted(&mut self, digest: &str, size: u64, how: Placed) {
+        match how {
+            Placed::Present => {
+                self.item.blobs_present += 1;
+                return;
+            }
+            Placed::Mounted => self.item.blobs_mounted += 1,
+            Placed::Sent => {
+                self.item.blobs_copied += 1;
+                if size < runs::CHUNK_BYTES {
+                    self.item.bytes += size;
+                }
+            }
+        }
+        self.pending_ops.push(store::put(
+            runs::placed(self.item.registry_id, digest),
+            self.item.destination.clone().into_bytes(),
+        ));
+    }
+
+    /// Copies a large blob in chunks, recording the session and offset
+    /// after each, resuming a session the item recorded.
+    async fn large_blob(
+        &mut self,
+        target: &Target,
+        digest: &str,
+        size: u64,
+    ) -> Result<Placed, Failure> {
+        let scope = target.scope.clone();
         let (mut location, mut offset) = match self.resumable(digest).await? {
             Some(at) => at,
-            None => match self.start(digest).await? {
-                Start::Mounted => {
-                    self.item.blobs_mounted += 1;
-                    return self.placed(digest).await;
+            None => {
+                if present(&self.remote, target, digest).await? {
+                    return Ok(Placed::Present);
                 }
-                Start::Session(location) => (location, 0),
-            },
+                match open(&self.remote, target, digest).await? {
+                    Start::Mounted => return Ok(Placed::Mounted),
+                    Start::Session(location) => (location, 0),
+                }
+            }
         };
         while offset < size {
             self.check_stop().await?;
             let len = (size - offset).min(runs::CHUNK_BYTES);
-            let stream = blobs::read(digest.to_string(), offset, Some(len))
-                .await
-                .map_err(|e| Failure::retry(format!("store: {e:?}")))?;
-            let answer = self
-                .remote
-                .send(
-                    Method::Patch,
-                    &location,
-                    headers(&[
-                        ("content-type", "application/octet-stream"),
-                        ("content-range", &protocol::content_range(offset, len)),
-                    ]),
-                    Body::Stream(stream, len),
-                    &scope,
-                )
-                .await
-                .map_err(Failure::from)?;
+            let answer = send_chunk(&self.remote, &scope, &location, digest, offset, len).await?;
             match answer.status {
                 202 | 204 => {
                     let next = answer
@@ -304,40 +343,11 @@ impl Copy<'_> {
             });
             self.save().await?;
         }
-        let answer = self
-            .remote
-            .send(
-                Method::Put,
-                &protocol::with_digest(&location, digest),
-                Vec::new(),
-                Body::Empty,
-                &scope,
-            )
-            .await
-            .map_err(Failure::from)?;
-        if answer.status != 201 && answer.status != 204 {
-            let s = answer.status;
-            // A session that cannot close is dropped: the next attempt
-            // starts a new one.
-            self.item.resume = None;
-            return Err(Failure::status(
-                s,
-                format!("PUT blob {digest}: {}", answer.excerpt().await),
-            ));
-        }
-        self.item.blobs_copied += 1;
+        // A session that cannot close is dropped: the next attempt starts
+        // a new one.
         self.item.resume = None;
-        self.placed(digest).await
-    }
-
-    /// Records that the destination repository holds `digest` (a later
-    /// copy to another repository of the registry mounts it).
-    async fn placed(&mut self, digest: &str) -> Result<(), Failure> {
-        self.pending_ops.push(store::put(
-            runs::placed(self.item.registry_id, digest),
-            self.item.destination.clone().into_bytes(),
-        ));
-        Ok(())
+        close(&self.remote, &scope, &location, digest).await?;
+        Ok(Placed::Sent)
     }
 
     /// Where an interrupted copy of `digest` stands at the destination
@@ -381,48 +391,164 @@ impl Copy<'_> {
             )),
         }
     }
-
-    /// Opens an upload session for `digest`, mounting it instead when the
-    /// registry has it in a repository the job put it in.
-    async fn start(&mut self, digest: &str) -> Result<Start, Failure> {
-        let from = store::get(&runs::placed(self.item.registry_id, digest))
-            .await
-            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
-            .and_then(|e| String::from_utf8(e.value).ok())
-            .filter(|r| *r != self.item.destination);
-        let (url, scope) = match &from {
-            Some(r) => (
-                self.url(&format!(
-                    "blobs/uploads/?mount={}&from={}",
-                    protocol::encode(digest),
-                    protocol::encode(r)
-                )),
-                format!("{} repository:{r}:pull", self.scope()),
-            ),
-            None => (self.url("blobs/uploads/"), self.scope()),
-        };
-        let answer = self
-            .remote
-            .send(Method::Post, &url, Vec::new(), Body::Empty, &scope)
-            .await
-            .map_err(Failure::from)?;
-        match answer.status {
-            201 if from.is_some() => Ok(Start::Mounted),
-            202 => {
-                let l = answer.header("location").ok_or_else(|| {
-                    Failure::permanent("the registry opened an upload without a Location")
-                })?;
-                Ok(Start::Session(protocol::resolve(&self.remote.base, &l)))
-            }
-            s => Err(Failure::status(
-                s,
-                format!("POST blob upload: {}", answer.excerpt().await),
-            )),
-        }
-    }
 }
 
 enum Start {
     Mounted,
     Session(String),
+}
+
+/// What a blob copy came to.
+enum Placed {
+    /// The destination had it.
+    Present,
+    /// Mounted from another repository of the registry.
+    Mounted,
+    /// Uploaded.
+    Sent,
+}
+
+/// Small blobs copied at once (as skopeo copies layers).
+const PARALLEL: usize = 6;
+
+/// Where blobs go: the destination repository's URL and token scope.
+struct Target {
+    /// `<registry>/v2/<destination>`.
+    base: String,
+    scope: String,
+    destination: String,
+    registry: u64,
+}
+
+/// Whether the destination has `digest` (`HEAD`).
+async fn present(remote: &Remote, target: &Target, digest: &str) -> Result<bool, Failure> {
+    let url = format!("{}/blobs/{digest}", target.base);
+    let head = remote
+        .send(Method::Head, &url, Vec::new(), Body::Empty, &target.scope)
+        .await
+        .map_err(Failure::from)?;
+    Ok(head.status == 200)
+}
+
+/// Copies a blob under a chunk in one `PATCH`.
+async fn small_blob(
+    remote: &Remote,
+    target: &Target,
+    digest: &str,
+    size: u64,
+) -> Result<Placed, Failure> {
+    if present(remote, target, digest).await? {
+        return Ok(Placed::Present);
+    }
+    let mut location = match open(remote, target, digest).await? {
+        Start::Mounted => return Ok(Placed::Mounted),
+        Start::Session(location) => location,
+    };
+    if size > 0 {
+        let answer = send_chunk(remote, &target.scope, &location, digest, 0, size).await?;
+        if answer.status != 202 && answer.status != 204 {
+            let s = answer.status;
+            return Err(Failure::status(
+                s,
+                format!("PATCH blob {digest}: {}", answer.excerpt().await),
+            ));
+        }
+        if let Some(l) = answer.header("location") {
+            location = protocol::resolve(&remote.base, &l);
+        }
+    }
+    close(remote, &target.scope, &location, digest).await?;
+    Ok(Placed::Sent)
+}
+
+/// `PATCH`es `len` bytes of the stored blob from `offset`, read from the
+/// store as a stream that becomes the request body.
+async fn send_chunk(
+    remote: &Remote,
+    scope: &str,
+    location: &str,
+    digest: &str,
+    offset: u64,
+    len: u64,
+) -> Result<berth_guest::remote::Answer, Failure> {
+    let stream = blobs::read(digest.to_string(), offset, Some(len))
+        .await
+        .map_err(|e| Failure::retry(format!("store: {e:?}")))?;
+    remote
+        .send(
+            Method::Patch,
+            location,
+            headers(&[
+                ("content-type", "application/octet-stream"),
+                ("content-range", &protocol::content_range(offset, len)),
+            ]),
+            Body::Stream(stream, len),
+            scope,
+        )
+        .await
+        .map_err(Failure::from)
+}
+
+/// Closes an upload session with the blob's digest (`PUT`).
+async fn close(remote: &Remote, scope: &str, location: &str, digest: &str) -> Result<(), Failure> {
+    let answer = remote
+        .send(
+            Method::Put,
+            &protocol::with_digest(location, digest),
+            Vec::new(),
+            Body::Empty,
+            scope,
+        )
+        .await
+        .map_err(Failure::from)?;
+    if answer.status != 201 && answer.status != 204 {
+        let s = answer.status;
+        return Err(Failure::status(
+            s,
+            format!("PUT blob {digest}: {}", answer.excerpt().await),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens an upload session for `digest`, mounting it instead when the
+/// job put it in another repository of the registry.
+async fn open(remote: &Remote, target: &Target, digest: &str) -> Result<Start, Failure> {
+    let from = store::get(&runs::placed(target.registry, digest))
+        .await
+        .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+        .and_then(|e| String::from_utf8(e.value).ok())
+        .filter(|r| *r != target.destination);
+    let (url, scope) = match &from {
+        Some(r) => (
+            format!(
+                "{}/blobs/uploads/?mount={}&from={}",
+                target.base,
+                protocol::encode(digest),
+                protocol::encode(r)
+            ),
+            format!("{} repository:{r}:pull", target.scope),
+        ),
+        None => (
+            format!("{}/blobs/uploads/", target.base),
+            target.scope.clone(),
+        ),
+    };
+    let answer = remote
+        .send(Method::Post, &url, Vec::new(), Body::Empty, &scope)
+        .await
+        .map_err(Failure::from)?;
+    match answer.status {
+        201 if from.is_some() => Ok(Start::Mounted),
+        202 => {
+            let l = answer.header("location").ok_or_else(|| {
+                Failure::permanent("the registry opened an upload without a Location")
+            })?;
+            Ok(Start::Session(protocol::resolve(&remote.base, &l)))
+        }
+        s => Err(Failure::status(
+            s,
+            format!("POST blob upload: {}", answer.excerpt().await),
+        )),
+    }
 }
