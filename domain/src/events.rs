@@ -39,6 +39,11 @@ pub enum EventKind {
     /// An aging rule removed a tag (`crate::retention`); its manifest stays.
     #[serde(rename = "tag.aged_out")]
     TagAgedOut,
+    /// A replication execution ended (`crate::replication::runs`): the
+    /// record's `detail` holds its figures; `repository` is the local
+    /// repository of its last item.
+    #[serde(rename = "replication.completed")]
+    ReplicationCompleted,
 }
 
 impl EventKind {
@@ -49,6 +54,7 @@ impl EventKind {
             EventKind::ManifestDeleted => "manifest.deleted",
             EventKind::RepositoryDeleted => "repository.deleted",
             EventKind::TagAgedOut => "tag.aged_out",
+            EventKind::ReplicationCompleted => "replication.completed",
         }
     }
 
@@ -82,6 +88,9 @@ pub struct EventRecord {
     pub operator: String,
     /// The client's address (`ip:port`) as the host reported it.
     pub client: String,
+    /// What else the event says, by kind (a replication's figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 impl EventRecord {
@@ -98,6 +107,7 @@ impl EventRecord {
             size: None,
             operator: String::new(),
             client: String::new(),
+            detail: None,
         }
     }
 
@@ -159,6 +169,7 @@ impl Event {
             "size": r.size,
             "operator": r.operator,
             "client": r.client,
+            "detail": r.detail,
         })
     }
 }

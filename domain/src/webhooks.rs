@@ -80,8 +80,9 @@ const RESERVED_HEADERS: [&str; 12] = [
 ];
 
 /// The event types a policy may name (SWR: `PUSH_ARTIFACT`; Berth adds
-/// `DELETE_ARTIFACT`).
-pub const EVENT_TYPES: [&str; 2] = ["PUSH_ARTIFACT", "DELETE_ARTIFACT"];
+/// `DELETE_ARTIFACT`, and Harbor's `REPLICATION`: a replication
+/// execution ended).
+pub const EVENT_TYPES: [&str; 3] = ["PUSH_ARTIFACT", "DELETE_ARTIFACT", "REPLICATION"];
 
 /// The event type of a log event, if policies can take it.
 pub fn event_type(kind: EventKind) -> Option<&'static str> {
@@ -90,6 +91,7 @@ pub fn event_type(kind: EventKind) -> Option<&'static str> {
         EventKind::TagDeleted | EventKind::ManifestDeleted | EventKind::TagAgedOut => {
             Some("DELETE_ARTIFACT")
         }
+        EventKind::ReplicationCompleted => Some("REPLICATION"),
         EventKind::RepositoryDeleted => None,
     }
 }
@@ -430,7 +432,7 @@ pub fn payload(format: PayloadFormat, event: &Event, registry: &str) -> Payload 
     let sep = if r.tag.is_some() { ":" } else { "@" };
     let resource_url = format!("{registry}/{}{sep}{reference}", r.repository);
     let harbor_type = event_type(r.kind).unwrap_or("");
-    let data = serde_json::json!({
+    let mut data = serde_json::json!({
         "resources": [{
             "digest": r.digest,
             "tag": r.tag,
@@ -444,6 +446,9 @@ pub fn payload(format: PayloadFormat, event: &Event, registry: &str) -> Payload 
             "repo_type": "private",
         },
     });
+    if let Some(detail) = &r.detail {
+        data["replication"] = detail.clone();
+    }
     let json = |v: serde_json::Value| serde_json::to_vec(&v).expect("payloads serialize");
     let id = event.id.to_string();
     let time = crate::events::rfc3339_nanos(r.time_ns);
@@ -492,7 +497,11 @@ pub fn payload(format: PayloadFormat, event: &Event, registry: &str) -> Payload 
             body: json(serde_json::json!({ "events": [{
                 "id": id,
                 "timestamp": time,
-                "action": if r.kind == EventKind::ManifestPushed { "push" } else { "delete" },
+                "action": match r.kind {
+                    EventKind::ManifestPushed => "push",
+                    EventKind::ReplicationCompleted => "replicate",
+                    _ => "delete",
+                },
                 "target": {
                     "mediaType": r.media_type,
                     "size": r.size,

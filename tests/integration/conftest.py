@@ -244,6 +244,19 @@ def tenant_client(reg, tenant, password, namespaces=()):
     return client, t["project_id"]
 
 
+def signed_call(reg, key, project, method, path, payload):
+    """A management call with a JSON body (fields the SDK's models lack
+    included), signed as the official SDK signs with access key `key`."""
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkcore.sdk_request import SdkRequest
+    from huaweicloudsdkcore.signer.signer import Signer
+    data = json.dumps(payload).encode() if payload is not None else b""
+    req = SdkRequest(method=method, schema="http", host=reg.host, resource_path=path, query_params=[],
+                     header_params={"Content-Type": "application/json"}, body=data)
+    Signer(BasicCredentials(key["ak"], key["sk"], project)).sign(req)
+    return requests.request(method, f"{reg.anon_url}{path}", data=data, headers=dict(req.header_params))
+
+
 def skopeo_push(host, creds, ref, tmp_path, content=b"pushed by skopeo"):
     """Pushes a one-layer image with skopeo logged in as `creds`
     ("user:password") to `host/ref` ("repo:tag"); the finished process."""

@@ -21,8 +21,8 @@ from huaweicloudsdkswr.v2 import (
     ShowInstanceRegistryRequest, ShowSyncJobRequest,
 )
 
-from conftest import (Registry, free_port, layer_tar_gz, push_blob, put_manifest, sha256, skopeo_push,
-                      tenant_client, write_oci_layout)
+from conftest import (Registry, all_events, free_port, layer_tar_gz, push_blob, put_manifest, sha256, signed_call,
+                      skopeo_push, tenant_client, write_oci_layout)
 
 
 class Distribution:
@@ -76,8 +76,9 @@ def sites(tmp_path_factory):
     dst = Registry(base / "dst").start()
     dist = Distribution(base / "dist").start()
     client, project = tenant_client(src, "acme", "acme-pw", ["team"])
+    key = src.iam("key-create", "acme", "acme")
     tenant_client(dst, "dr", "dr-pw", ["mirror"])
-    s = {"src": src, "dst": dst, "dist": dist, "client": client, "project": project}
+    s = {"src": src, "dst": dst, "dist": dist, "client": client, "project": project, "key": key}
     # The registries every test copies with, registered through the SDK.
     s["ids"] = {"dr-berth": register(s, "dr-berth", "berth", dst.anon_url, "dr", "dr-pw").id,
                 "dr-dist": register(s, "dr-dist", "distribution", dist.url).id}
@@ -507,3 +508,84 @@ def test_stop_ends_waiting_items(sites, tmp_path):
         assert e.value.status_code == 409
     finally:
         dist.start()
+
+
+def test_failed_items_are_retried_alone_and_executions_announce_their_end(sites, tmp_path):
+    from huaweicloudsdkswr.v2 import CreateReplicationExecutionRequestBody, ExecuteInstanceReplicationPolicyRequest
+    s = sites
+    src, dst = s["src"], s["dst"]
+    for tag in ("r1", "r2"):
+        p = skopeo_push(src.host, "acme:acme-pw", f"team/retry:{tag}", tmp_path / tag, content=tag.encode())
+        assert p.returncode == 0, p.stderr
+    policy = create_policy(s, policy_body("retry-me", dest=registry_id(s, "dr-berth"), ns="mirror",
+                                          repos="team/retry"))
+    # The target refuses the registered credentials: a permanent failure.
+    dst.iam("user-set", "dr", "dr", "--password", "changed-pw")
+    try:
+        s["client"].execute_instance_replication_policy(ExecuteInstanceReplicationPolicyRequest(
+            instance_id=s["project"], body=CreateReplicationExecutionRequestBody(policy_id=policy)))
+        failed = wait_execution(s, policy, lambda e: e.status != "InProgress")
+    finally:
+        dst.iam("user-set", "dr", "dr", "--password", "dr-pw")
+    assert (failed.status, failed.failed, failed.total) == ("Failed", 2, 2), failed
+    path = f"/v2/{s['project']}/instances/{s['project']}/replication/executions"
+    r = signed_call(src, s["key"], s["project"], "POST", path, {"policy_id": policy, "retry_failed_of": failed.id})
+    assert r.status_code == 201, r.text
+    retried = wait_execution(s, policy, lambda e: e.id == r.json()["id"] and e.status != "InProgress")
+    assert (retried.status, retried.total, retried.trigger) == ("Succeed", 2, "retry"), retried
+    for tag in ("r1", "r2"):
+        want = digest_of(raw_manifest(src.host, f"team/retry:{tag}", "acme:acme-pw", tmp_path))
+        assert digest_of(raw_manifest(dst.host, f"mirror/retry:{tag}", "dr:dr-pw", tmp_path)) == want
+    time.sleep(1.1)
+    r = signed_call(src, s["key"], s["project"], "POST", path, {"policy_id": policy, "retry_failed_of": retried.id})
+    assert r.status_code == 409 and "nothing failed" in r.json()["errorMsg"], r.text
+    # Each execution's end is an event (webhook type REPLICATION).
+    ended = {e["detail"]["execution_id"]: e for e in all_events(src, "replication.completed")}
+    assert ended[failed.id]["detail"]["status"] == "Failed" and ended[failed.id]["detail"]["failed"] == 2
+    assert ended[retried.id]["detail"]["status"] == "Succeed"
+    assert ended[retried.id]["repository"] == "team/retry"
+
+
+def test_rules_and_registries_in_use_and_their_deletion(sites, tmp_path):
+    s = sites
+    c = s["client"]
+    p = skopeo_push(s["src"].host, "acme:acme-pw", "team/ruled:v1", tmp_path, content=b"ruled")
+    assert p.returncode == 0, p.stderr
+    c.create_image_sync_repo(CreateImageSyncRepoRequest(
+        namespace="team", repository="ruled", body=CreateImageSyncRepoRequestBody(
+            remote_region_id="dr-berth", remote_namespace="mirror")))
+    with pytest.raises(ClientRequestException) as e:
+        c.delete_instance_registry(DeleteInstanceRegistryRequest(instance_id=s["project"],
+                                                                 registry_id=registry_id(s, "dr-berth")))
+    assert e.value.status_code == 409 and "sync rule" in e.value.error_msg
+    c.delete_image_sync_repo(DeleteImageSyncRepoRequest(namespace="team", repository="ruled",
+                                                        body=DeleteImageSyncRepoRequestBody(
+                                                            remote_region_id="dr-berth", remote_namespace="mirror")))
+    assert not c.list_image_auto_sync_repos_details(ListImageAutoSyncReposDetailsRequest(
+        namespace="team", repository="ruled")).body
+    time.sleep(1.1)
+    with pytest.raises(ClientRequestException) as e:
+        c.delete_image_sync_repo(DeleteImageSyncRepoRequest(namespace="team", repository="ruled",
+                                                            body=DeleteImageSyncRepoRequestBody(
+                                                                remote_region_id="dr-berth", remote_namespace="mirror")))
+    assert e.value.status_code == 404
+    for body, word in [
+        (CreateImageSyncRepoRequestBody(remote_region_id="nowhere", remote_namespace="mirror"), "unknown region"),
+        (CreateImageSyncRepoRequestBody(remote_region_id="dr-berth", remote_namespace="Bad NS"), "remoteNamespace"),
+    ]:
+        with pytest.raises(ClientRequestException) as e:
+            c.create_image_sync_repo(CreateImageSyncRepoRequest(namespace="team", repository="ruled", body=body))
+        assert e.value.status_code == 400 and word in e.value.error_msg, e.value.error_msg
+    with pytest.raises(ClientRequestException) as e:
+        c.create_manual_image_sync_repo(CreateManualImageSyncRepoRequest(
+            namespace="team", repository="ruled", body=CreateManualImageSyncRepoRequestBody(
+                image_tag=["no-such-tag"], remote_region_id="dr-berth", remote_namespace="mirror")))
+    assert e.value.status_code == 404 and "no-such-tag" in e.value.error_msg
+    with pytest.raises(ClientRequestException) as e:
+        s["client"].show_sync_job(ShowSyncJobRequest(namespace="team", repository="ruled", filter="limit::x"))
+    assert e.value.status_code == 400
+    tmp = register(s, "short-lived", "distribution", s["dist"].url).id
+    c.delete_instance_registry(DeleteInstanceRegistryRequest(instance_id=s["project"], registry_id=tmp))
+    with pytest.raises(ClientRequestException) as e:
+        c.show_instance_registry(ShowInstanceRegistryRequest(instance_id=s["project"], registry_id=tmp))
+    assert e.value.status_code == 404

@@ -15,8 +15,6 @@ import pytest
 import requests
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
-from huaweicloudsdkcore.sdk_request import SdkRequest
-from huaweicloudsdkcore.signer.signer import Signer
 from huaweicloudsdkswr.v2 import (
     CreateInstanceWebhookRequest,
     CreateNamespaceRequest,
@@ -36,7 +34,7 @@ from huaweicloudsdkswr.v2 import (
     UpdateWebhookPolicyRequestBody,
 )
 
-from conftest import ADMIN, Registry, image, tenant_client
+from conftest import ADMIN, Registry, image, signed_call, tenant_client
 
 
 class Receiver:
@@ -152,14 +150,6 @@ def test_a_push_is_delivered_with_auth_header_as_harbor_json(env):
     assert jobs.total == 1 and jobs.jobs[0].status == "Succeed" and jobs.jobs[0].event_type == "PUSH_ARTIFACT"
     assert json.loads(jobs.jobs[0].job_detail)["attempts"][0]["status"] == 200
     client.delete_instance_webhook(DeleteInstanceWebhookRequest(instance_id=instance, namespace_name="hooks", policy_id=pid))
-
-
-def signed_call(reg, key, project, method, path, payload):
-    data = json.dumps(payload).encode() if payload is not None else b""
-    req = SdkRequest(method=method, schema="http", host=reg.host, resource_path=path, query_params=[],
-                     header_params={"Content-Type": "application/json"}, body=data)
-    Signer(BasicCredentials(key["ak"], key["sk"], project)).sign(req)
-    return requests.request(method, f"{reg.anon_url}{path}", data=data, headers=dict(req.header_params))
 
 
 def raw_body(address, fmt, secret=None, repo="**"):

@@ -14,11 +14,11 @@ use crate::Call;
 use crate::registries::{admin, order};
 use berth_domain::replication::registry as reg;
 use berth_domain::replication::rules::{self, Policy, PolicyBody};
-use berth_domain::replication::runs::{self, Direction, Execution, Item};
+use berth_domain::replication::runs::{self, Direction, Execution, Item, Status};
 use berth_domain::swr::SwrError;
 use berth_guest::http::Reply;
 use berth_guest::manage::{commit, fault, ids, oci_fault, ok_json, parse_body};
-use berth_guest::replication::{registry, start};
+use berth_guest::replication::{Batch, ItemSpec, enqueue, registry, start};
 use berth_guest::store::{self, Precondition, WriteOp};
 
 async fn load(call: &Call<'_>, id: u64) -> Result<(Policy, u64), SwrError> {
@@ -183,6 +183,10 @@ pub async fn execute(call: &Call<'_>) -> Result<Reply, SwrError> {
     #[derive(serde::Deserialize)]
     struct Body {
         policy_id: u64,
+        /// Berth's extension: copy again only what failed (or timed out)
+        /// in this earlier execution of the policy.
+        #[serde(default)]
+        retry_failed_of: Option<u64>,
     }
     let body: Body = parse_body(&call.body)?;
     let (policy, _) = load(call, body.policy_id).await?;
@@ -192,12 +196,65 @@ pub async fn execute(call: &Call<'_>) -> Result<Reply, SwrError> {
             policy.id
         )));
     }
-    let (id, ops) = start(&policy, "manual", &call.who.user).await?;
+    let (id, ops) = match body.retry_failed_of {
+        None => start(&policy, "manual", &call.who.user).await?,
+        Some(of) => retry_failed(call, &policy, of).await?,
+    };
     commit(ops, || {
         "the execution could not be recorded; try again".into()
     })
     .await?;
     ok_json(201, &serde_json::json!({ "id": id }))
+}
+
+/// An execution of the items of execution `of` (of `policy`) that failed
+/// or timed out.
+async fn retry_failed(
+    call: &Call<'_>,
+    policy: &Policy,
+    of: u64,
+) -> Result<(u64, Vec<WriteOp>), SwrError> {
+    let (earlier, _) = execution(call, of).await?;
+    if earlier.policy_id != policy.id {
+        return Err(SwrError::bad_request(format!(
+            "execution {of} is not one of policy {}",
+            policy.id
+        )));
+    }
+    let failed: Vec<Item> = items(call, of)
+        .await?
+        .into_iter()
+        .filter(|i| matches!(i.status, Status::Failed | Status::Timeout))
+        .collect();
+    let Some(first) = failed.first() else {
+        return Err(SwrError::conflict(format!(
+            "nothing failed in execution {of}"
+        )));
+    };
+    let registry = registry(&policy.tenant, first.registry_id)
+        .await?
+        .ok_or_else(|| SwrError::bad_request(format!("registry {} is gone", first.registry_id)))?;
+    let specs: Vec<ItemSpec> = failed
+        .iter()
+        .map(|i| ItemSpec {
+            source: i.source.clone(),
+            destination: i.destination.clone(),
+            tag: i.tag.clone(),
+        })
+        .collect();
+    let batch = Batch {
+        tenant: &policy.tenant,
+        policy_id: policy.id,
+        trigger: "retry",
+        registry: &registry,
+        direction: first.direction,
+        override_: policy.override_,
+        operator: &call.who.user,
+        operator_id: "",
+        execution: None,
+        planning: false,
+    };
+    enqueue(&batch, &specs).await
 }
 
 async fn execution(call: &Call<'_>, id: u64) -> Result<(Execution, u64), SwrError> {

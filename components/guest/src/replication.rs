@@ -163,6 +163,12 @@ pub async fn enqueue(
         }
         ops.push(store::put_json(key, &item));
     }
+    if items.is_empty() && !batch.planning {
+        // Nothing to copy: over at once.
+        ops.push(store::event(
+            &execution.completed("", store::now_ns() as u64),
+        ));
+    }
     ops.push(WriteOp::Append((
         runs::REQUESTS.to_string(),
         execution_id.to_string().into_bytes(),

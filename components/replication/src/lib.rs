@@ -457,6 +457,13 @@ async fn finish(
             .map_err(oci_fault)?
         {
             e.count(status, store::now());
+            if e.in_progress() == 0 && !e.planning {
+                let local = match item.direction {
+                    Direction::Push => &item.source,
+                    Direction::Pull => &item.destination,
+                };
+                ops.push(store::event(&e.completed(local, store::now_ns() as u64)));
+            }
             ops.push(store::put_json(exec_key, &e));
         }
     }
@@ -679,6 +686,7 @@ async fn plan_pulls(run: &mut jobs::Run) -> Result<u64, SwrError> {
                 exec.planning = false;
                 exec.error = text;
                 exec.updated = store::now();
+                ops.push(store::event(&exec.completed("", store::now_ns() as u64)));
                 ops.push(store::put_json(exec_key, &exec));
             }
         }

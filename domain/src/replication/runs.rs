@@ -362,6 +362,31 @@ impl Execution {
         self.updated = now;
     }
 
+    /// The `replication.completed` event of this execution, ended, about
+    /// local repository `repository`.
+    pub fn completed(&self, repository: &str, time_ns: u64) -> crate::events::EventRecord {
+        let mut e = crate::events::EventRecord::new(
+            crate::events::EventKind::ReplicationCompleted,
+            &self.tenant,
+            repository,
+            time_ns,
+        );
+        e.operator = self.operator.clone();
+        e.detail = Some(serde_json::json!({
+            "execution_id": self.id,
+            "policy_id": self.policy_id,
+            "registry_id": self.registry_id,
+            "trigger": self.trigger,
+            "status": self.status(),
+            "total": self.total,
+            "succeed": self.succeed,
+            "failed": self.failed,
+            "stopped": self.stopped,
+            "error": self.error,
+        }));
+        e
+    }
+
     /// The SDK's `Execution`.
     pub fn view(&self) -> serde_json::Value {
         let text = match self.status() {
