@@ -146,7 +146,7 @@ pub async fn run(
         skopeo_peak_rss_mib: 0.0,
     };
     for turn in 0..2 {
-        if (turn + seed) % 2 == 0 {
+        if (turn + seed).is_multiple_of(2) {
             let (secs, rss) = skopeo(berth, dist, &ns).await?;
             figures.skopeo_mib_s = mib / secs;
             figures.skopeo_peak_rss_mib = rss;
