@@ -502,6 +502,10 @@ def test_stop_ends_waiting_items(sites, tmp_path):
             instance_id=s["project"], execution_id=r.id))
         ex = wait_execution(s, policy, lambda e: e.status != "InProgress", timeout=60)
         assert (ex.status, ex.stopped, ex.succeed) == ("Stopped", 3, 0), ex
+        # The failed check marked the registry.
+        shown = s["client"].show_instance_registry(ShowInstanceRegistryRequest(
+            instance_id=s["project"], registry_id=registry_id(s, "dr-dist")))
+        assert shown.status == "unhealthy" and "refused" in shown.to_json_object()["status_text"]
         with pytest.raises(ClientRequestException) as e:
             s["client"].stop_instance_replication_policy_execution(StopInstanceReplicationPolicyExecutionRequest(
                 instance_id=s["project"], execution_id=r.id))
@@ -589,3 +593,57 @@ def test_rules_and_registries_in_use_and_their_deletion(sites, tmp_path):
     with pytest.raises(ClientRequestException) as e:
         c.show_instance_registry(ShowInstanceRegistryRequest(instance_id=s["project"], registry_id=tmp))
     assert e.value.status_code == 404
+
+
+def test_registry_and_policy_lifecycle_through_the_sdk(sites):
+    from huaweicloudsdkswr.v2 import (DeleteInstanceReplicationPolicyRequest, ListInstanceReplicationPoliciesRequest,
+                                      ShowInstanceReplicationPolicyRequest, UpdateInstanceRegistryRequest,
+                                      UpdateInstanceReplicationPolicyRequest, UpdateRegistryRequestBody,
+                                      UpdateReplicationPolicyRequestBody, Filter, ReplicationRegistry,
+                                      TriggerConfig, TriggerSetting)
+    s = sites
+    c, p = s["client"], s["project"]
+    rid = register(s, "lifecycle", "distribution", s["dist"].url).id
+
+    def update(**kw):
+        body = dict(name="lifecycle-2", type="distribution", url=s["dist"].url, description="the DR site",
+                    credential=Credential(type="basic", access_key="", access_secret=""), insecure=False)
+        body.update(kw)
+        return c.update_instance_registry(UpdateInstanceRegistryRequest(
+            instance_id=p, registry_id=rid, body=UpdateRegistryRequestBody(**body)))
+
+    update()
+    shown = c.show_instance_registry(ShowInstanceRegistryRequest(instance_id=p, registry_id=rid))
+    assert (shown.name, shown.description) == ("lifecycle-2", "the DR site")
+    with pytest.raises(ClientRequestException) as e:
+        update(url=f"http://127.0.0.1:{free_port()}", description="moved")
+    assert e.value.status_code == 400 and "unreachable" in e.value.error_msg
+    shown = c.show_instance_registry(ShowInstanceRegistryRequest(instance_id=p, registry_id=rid))
+    assert (shown.url, shown.description) == (s["dist"].url, "the DR site")
+    listed = c.list_instance_registries(ListInstanceRegistriesRequest(instance_id=p, name="lifecycle"))
+    assert [r.id for r in listed.registries] == [rid] and listed.total == 1
+
+    pid = create_policy(s, policy_body("lifecycle-policy", dest=rid, repos="team/**", enabled=False))
+    got = c.show_instance_replication_policy(ShowInstanceReplicationPolicyRequest(instance_id=p, policy_id=pid))
+    assert (got.name, got.dest_registry.id, got.enabled, got.trigger.type) == ("lifecycle-policy", rid, False, "manual")
+    c.update_instance_replication_policy(UpdateInstanceReplicationPolicyRequest(
+        instance_id=p, policy_id=pid, body=UpdateReplicationPolicyRequestBody(
+            name="lifecycle-policy", dest_registry=ReplicationRegistry(id=rid), dest_namespace="mirror",
+            filters=[Filter(type="name", value="team/nothing-*")], repo_scope_mode="regular",
+            trigger=TriggerConfig(type="scheduled", trigger_settings=TriggerSetting(cron="0 0 0 1 1 *")),
+            override=True, enabled=True)))
+    got = c.show_instance_replication_policy(ShowInstanceReplicationPolicyRequest(instance_id=p, policy_id=pid))
+    assert (got.enabled, got.trigger.type, got.trigger.trigger_settings.cron, got.override, got.dest_namespace) == \
+        (True, "scheduled", "0 0 0 1 1 *", True, "mirror")
+    listed = c.list_instance_replication_policies(ListInstanceReplicationPoliciesRequest(
+        instance_id=p, name="lifecycle", registry_id=rid))
+    assert [x.id for x in listed.policies] == [pid]
+    with pytest.raises(ClientRequestException) as e:
+        c.delete_instance_registry(DeleteInstanceRegistryRequest(instance_id=p, registry_id=rid))
+    assert e.value.status_code == 409 and "policy" in e.value.error_msg
+    c.delete_instance_replication_policy(DeleteInstanceReplicationPolicyRequest(instance_id=p, policy_id=pid))
+    with pytest.raises(ClientRequestException) as e:
+        c.show_instance_replication_policy(ShowInstanceReplicationPolicyRequest(instance_id=p, policy_id=pid))
+    assert e.value.status_code == 404
+    time.sleep(1.1)  # the same signed delete as the refused one, within 1 s, is a replay
+    c.delete_instance_registry(DeleteInstanceRegistryRequest(instance_id=p, registry_id=rid))

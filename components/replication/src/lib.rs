@@ -319,8 +319,18 @@ async fn process(
     };
     let result = match copy.save().await {
         Err(f) => Err(f),
-        Ok(()) => match copy.remote.ping().await.map_err(Failure::from) {
-            Err(f) => Err(f),
+        Ok(()) => match copy.remote.ping().await {
+            Err(e) => {
+                health(copy.run, &registry, Err(&e.text)).await?;
+                Err(Failure::from(e))
+            }
+            Ok(()) if registry.status != "healthy" => {
+                health(copy.run, &registry, Ok(())).await?;
+                match copy.item.direction {
+                    Direction::Push => copy.push().await,
+                    Direction::Pull => copy.pull().await,
+                }
+            }
             Ok(()) => match copy.item.direction {
                 Direction::Push => copy.push().await,
                 Direction::Pull => copy.pull().await,
@@ -694,4 +704,36 @@ async fn plan_pulls(run: &mut jobs::Run) -> Result<u64, SwrError> {
         planned += 1;
     }
     Ok(planned)
+}
+
+/// Records what the last check of `registry` found (`healthy`, or
+/// `unhealthy` and why), when that changed; a concurrent update of the
+/// registry wins.
+async fn health(
+    run: &mut jobs::Run,
+    registry: &Registry,
+    found: Result<(), &str>,
+) -> Result<(), SwrError> {
+    let (status, text) = match found {
+        Ok(()) => ("healthy", String::new()),
+        Err(t) => ("unhealthy", t.to_string()),
+    };
+    if registry.status == status && registry.status_text == text {
+        return Ok(());
+    }
+    let key = berth_domain::replication::registry::key(&registry.tenant, registry.id);
+    let Some(entry) = store::get(&key).await.map_err(oci_fault)? else {
+        return Ok(());
+    };
+    let Ok(mut r) = serde_json::from_slice::<Registry>(&entry.value) else {
+        return Ok(());
+    };
+    r.status = status.to_string();
+    r.status_text = text;
+    let op = WriteOp::Put((
+        key,
+        serde_json::to_vec(&r).expect("registries serialize"),
+        metadata::Precondition::Version(entry.version),
+    ));
+    run.commit(vec![op], LEASE_SECONDS).await.map(|_| ())
 }

@@ -391,6 +391,15 @@ async fn delete(req: &Incoming, name: &str, who: &Principal) -> Result<Reply, Sw
     let tenant = ns.as_ref().map(|ns| ns.tenant.as_str());
     if let Some(tenant) = tenant {
         ops.push(store::delete(records::tenant_repository(tenant, name)));
+        // Its sync rules and sync jobs go with it.
+        for prefix in [
+            berth_domain::replication::rules::sync_rules_of(tenant, name),
+            berth_domain::replication::runs::sync_jobs_of(tenant, name),
+        ] {
+            for e in store::scan_all(&prefix).await.map_err(fault)? {
+                ops.push(store::delete(e.key));
+            }
+        }
     }
     ops.push(store::event(&event(
         req,
