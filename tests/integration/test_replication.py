@@ -647,3 +647,61 @@ def test_registry_and_policy_lifecycle_through_the_sdk(sites):
     assert e.value.status_code == 404
     time.sleep(1.1)  # the same signed delete as the refused one, within 1 s, is a replay
     c.delete_instance_registry(DeleteInstanceRegistryRequest(instance_id=p, registry_id=rid))
+
+
+def test_each_tenant_keeps_its_newest_200_finished_executions(tmp_path):
+    import sqlite3
+    src = Registry(tmp_path / "src", extra_args=["--outbound-allow", "127.0.0.1"]).start()
+    dist = Distribution(tmp_path / "dist").start()
+    try:
+        client, project = tenant_client(src, "acme", "acme-pw", ["team"])
+        s = {"client": client, "project": project}
+        register(s, "dr", "distribution", dist.url)
+        p = skopeo_push(src.host, "acme:acme-pw", "team/app:v1", tmp_path, content=b"pruned")
+        assert p.returncode == 0, p.stderr
+        # 210 finished syncs of team/app (ids 1..210), each with its item
+        # and sync-job index entry, seeded in the stopped registry.
+        src.stop()
+        db = sqlite3.connect(src.data_dir / "metadata.db")
+        version = db.execute("SELECT max(version) FROM kv").fetchone()[0]
+        for i in range(1, 211):
+            execution = {"id": i, "tenant": "acme", "policy_id": 0, "trigger": "manual", "registry_id": 1,
+                         "total": 1, "succeed": 1, "failed": 0, "stopped": 0, "created": 1000 + i,
+                         "updated": 1000 + i, "operator": "acme"}
+            item = {"id": i, "execution_id": i, "task_id": i, "tenant": "acme", "direction": "push",
+                    "registry_id": 1, "region": "dr", "source": "team/app", "destination": "mirror/app",
+                    "tag": "v1", "override": False, "status": "success", "created": 1000 + i, "operator": "acme"}
+            item_key = f"replication-item/acme/{i:020d}/{i:020d}"
+            for key, value in ((f"replication-exec/acme/{i:020d}", json.dumps(execution).encode()),
+                               (item_key, json.dumps(item).encode()),
+                               (f"sync-job/acme/team/app:{2**64 - 1 - i:020d}", item_key.encode())):
+                version += 1
+                db.execute("INSERT INTO kv (key, value, version) VALUES (?, ?, ?)", (key, value, version))
+        for counter in ("count/replication-execution-id", "count/replication-item-id", "count/replication-task-id"):
+            db.execute("INSERT OR REPLACE INTO counters (key, value) VALUES (?, 210)", (counter,))
+        db.commit()
+        db.close()
+        src.start()
+        client.create_manual_image_sync_repo(CreateManualImageSyncRepoRequest(
+            namespace="team", repository="app", body=CreateManualImageSyncRepoRequestBody(
+                image_tag=["v1"], remote_region_id="dr", remote_namespace="mirror")))
+        wait_jobs(s, lambda js: js and js[0].id == 211 and js[0].status == "success")
+        deadline = time.time() + 30
+        while True:
+            db = sqlite3.connect(f"file:{src.data_dir / 'metadata.db'}?mode=ro", uri=True)
+            count = lambda prefix: db.execute("SELECT count(*) FROM kv WHERE key LIKE ?",
+                                              (prefix + "%",)).fetchone()[0]
+            ids = sorted(json.loads(v)["id"] for (v,) in
+                         db.execute("SELECT value FROM kv WHERE key LIKE 'replication-exec/acme/%'"))
+            items, index = count("replication-item/acme/"), count("sync-job/acme/team/app:")
+            db.close()
+            if len(ids) == 200 or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        # The newest 200 stay (the new one among them), with their items
+        # and index entries; the 11 oldest go.
+        assert ids == list(range(12, 212)) and items == 200 and index == 200, (ids[:3], items, index)
+        assert len(sync_jobs(s, limit=1000)) == 200
+    finally:
+        src.stop()
+        dist.stop()

@@ -303,7 +303,7 @@ pub async fn executions(call: &Call<'_>) -> Result<Reply, SwrError> {
 pub async fn stop(call: &Call<'_>, id: u64) -> Result<Reply, SwrError> {
     admin(call)?;
     let (e, _) = execution(call, id).await?;
-    if e.in_progress() == 0 {
+    if e.in_progress() == 0 && !e.planning {
         return Err(SwrError::conflict(format!(
             "execution {id} is over ({})",
             e.status()

@@ -115,6 +115,8 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
             break;
         }
     }
+    // Only a run that ended items can have made executions prunable.
+    let pruned = if done > 0 { prune(run).await? } else { 0 };
     let due = due.into_iter().chain(next_schedule.map(|s| s * 1000)).min();
     Ok(serde_json::json!({
         "events_read": events_read,
@@ -122,6 +124,7 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         "executions_scheduled": scheduled,
         "pulls_planned": planned,
         "items_done": done,
+        "executions_pruned": pruned,
         "next_run_in_ms": if budget_left {
             due.map(|d| d.saturating_sub(now_ms()))
         } else {
@@ -737,3 +740,51 @@ async fn health(
     ));
     run.commit(vec![op], LEASE_SECONDS).await.map(|_| ())
 }
+
+/// Removes finished executions beyond the newest `runs::EXECUTIONS_KEPT`
+/// of each tenant, with their items, sync-job index entries and stop
+/// marks; at most [`PRUNE_PER_RUN`] per run. How many.
+async fn prune(run: &mut jobs::Run) -> Result<u64, SwrError> {
+    let all = store::scan_parsed::<Execution>(runs::EXECUTIONS)
+        .await
+        .map_err(fault)?;
+    let mut by_tenant: BTreeMap<String, Vec<Execution>> = BTreeMap::new();
+    for (e, _) in all {
+        by_tenant.entry(e.tenant.clone()).or_default().push(e);
+    }
+    let mut pruned = 0;
+    for (tenant, mut executions) in by_tenant {
+        executions.sort_by_key(|e| std::cmp::Reverse(e.id));
+        for e in executions.into_iter().skip(runs::EXECUTIONS_KEPT) {
+            if pruned >= PRUNE_PER_RUN {
+                return Ok(pruned);
+            }
+            if e.in_progress() > 0 || e.planning {
+                continue;
+            }
+            let mut ops = vec![
+                store::delete(runs::execution(&tenant, e.id)),
+                store::delete(runs::stop(&tenant, e.id)),
+            ];
+            for (item, entry) in store::scan_parsed::<Item>(&runs::items_of(&tenant, e.id))
+                .await
+                .map_err(fault)?
+            {
+                if e.policy_id == 0 {
+                    ops.push(store::delete(runs::sync_job(
+                        &tenant,
+                        &item.source,
+                        item.id,
+                    )));
+                }
+                ops.push(store::delete(entry.key));
+            }
+            run.commit(ops, LEASE_SECONDS).await?;
+            pruned += 1;
+        }
+    }
+    Ok(pruned)
+}
+
+/// Executions removed per run at most.
+const PRUNE_PER_RUN: u64 = 50;

@@ -25,7 +25,7 @@ pub fn execution(tenant: &str, id: u64) -> String {
 
 /// The executions of `tenant`, oldest first.
 pub fn executions_of(tenant: &str) -> String {
-    format!("replication-exec/{tenant}/")
+    format!("{EXECUTIONS}{tenant}/")
 }
 
 /// `replication-item/<tenant>/<execution>/<id>` → [`Item`].
@@ -99,6 +99,13 @@ pub fn placed(registry: u64, digest: &str) -> String {
 
 /// The job's position in the event log (the last event it read).
 pub const CURSOR: &str = "replication/cursor";
+
+/// Every tenant's executions.
+pub const EXECUTIONS: &str = "replication-exec/";
+
+/// Finished executions kept per tenant, the newest; older ones are
+/// removed with their items, sync-job index entries and stop marks.
+pub const EXECUTIONS_KEPT: usize = 200;
 
 /// The counters ids come from.
 pub const EXECUTION_IDS: &str = "count/replication-execution-id";
