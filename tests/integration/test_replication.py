@@ -146,10 +146,22 @@ def test_registries_are_checked_and_never_show_secrets(sites):
     regions = s["client"].list_sync_regions(ListSyncRegionsRequest()).body
     assert {x.region_id for x in regions} >= {"dr-berth", "dr-dist"}
     # Bad input: each answered in SWR's error JSON, nothing registered.
+    # A web server that is no registry (its /v2/ is a 404):
+    port = free_port()
+    www = subprocess.Popen(["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                            "--directory", str(s["dist"].root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    web = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            requests.get(web, timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.1)
     for name, kind, url, user, pw, word in [
         ("bad-creds", "berth", s["dst"].anon_url, "dr", "wrong", "bad credentials"),
         ("down", "distribution", f"http://127.0.0.1:{free_port()}", "", "", "unreachable"),
-        ("no-reg", "distribution", s["src"].anon_url + "/", "", "", "credentials"),
+        ("no-reg", "distribution", web, "", "", "not a registry"),
         ("bad url", "distribution", s["dist"].url, "", "", "name"),
         ("badtype", "quay", s["dist"].url, "", "", "type"),
         ("nohost", "distribution", "127.0.0.1:5000", "", "", "url"),
@@ -163,6 +175,11 @@ def test_registries_are_checked_and_never_show_secrets(sites):
         assert e.value.error_code.startswith("SVCSTG.SWR."), name
         assert word in e.value.error_msg, (name, e.value.error_msg)
     # The secret is in the store sealed, never in clear.
+    www.kill()
+    # Berth itself, anonymously: its token service gives anonymous tokens.
+    anon = register(s, "anonymous-berth", "berth", s["dst"].anon_url)
+    s["client"].delete_instance_registry(DeleteInstanceRegistryRequest(instance_id=s["project"],
+                                                                       registry_id=anon.id))
     stored = b"".join(f.read_bytes() for f in s["src"].data_dir.glob("metadata.db*"))
     assert stored and b"dr-pw" not in stored
 
@@ -262,6 +279,13 @@ def test_multi_arch_index_arrives_with_children_and_referrers(sites, tmp_path):
             assert digest_of(raw_manifest(host, f"mirror/multi@{ref}", creds, tmp_path)) == ref
         assert digest_of(raw_manifest(host, f"mirror/multi:{cosign_tag}", creds, tmp_path)) == tagged
         pull_all(host, "mirror/multi:m1", tmp_path / f"pulled-{host}", creds)
+    # Distribution 2.8 has no referrers API: the referrers tag schema's
+    # index (sha256-<hex> of the subject) lists them there.
+    fallback = json.loads(raw_manifest(dist.host, "mirror/multi:sha256-" + d.split(":")[1]))
+    assert {m["digest"] for m in fallback["manifests"]} == {sig, tagged}
+    fallback = json.loads(raw_manifest(dist.host, "mirror/multi:sha256-" + child["digest"].split(":")[1]))
+    assert [m["digest"] for m in fallback["manifests"]] == [sbom]
+    assert fallback["manifests"][0]["artifactType"] == "application/spdx+json"
     # Berth's referrers API at the destination lists them.
     listed = requests.get(f"http://{dst.host}/v2/mirror/multi/referrers/{d}", auth=("dr", "dr-pw")).json()
     assert {m["digest"] for m in listed["manifests"]} == {sig, tagged}

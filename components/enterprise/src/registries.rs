@@ -208,15 +208,19 @@ pub async fn show(call: &Call<'_>, id: u64) -> Result<Reply, SwrError> {
 }
 
 /// A full replacement. An empty `access_secret` with the same
-/// `access_key` keeps the stored secret (answers never show it, so a
-/// console cannot send it back).
+/// `access_key` and URL keeps the stored secret (answers never show it,
+/// so a console cannot send it back); a new URL needs the secret again.
 pub async fn update(call: &Call<'_>, id: u64) -> Result<Reply, SwrError> {
     admin(call)?;
     let mut body: RegistryBody = parse_body(&call.body)?;
     let (old, version) = load(call, id).await?;
+    // The stored secret is kept only for the same registry: never sent
+    // to a URL it was not registered for.
+    let same_place = reg::normalize_url(&body.url).is_ok_and(|u| u == old.url);
     let keep = body.credential.access_secret.is_empty()
         && !body.credential.access_key.is_empty()
-        && body.credential.access_key == old.access_key;
+        && body.credential.access_key == old.access_key
+        && same_place;
     let password = if keep {
         berth_guest::auth::unseal_hex(&old.sealed_secret).ok_or_else(|| {
             SwrError::bad_request(

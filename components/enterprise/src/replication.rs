@@ -12,7 +12,6 @@
 
 use crate::Call;
 use crate::registries::{admin, order};
-use berth_domain::replication::registry as reg;
 use berth_domain::replication::rules::{self, Policy, PolicyBody};
 use berth_domain::replication::runs::{self, Direction, Execution, Item, Status};
 use berth_domain::swr::SwrError;
@@ -42,15 +41,8 @@ async fn checked(call: &Call<'_>) -> Result<(PolicyBody, WriteOp), SwrError> {
         .or(body.dest_registry)
         .map(|r| r.id)
         .unwrap_or_default();
-    let key = reg::key(&call.who.tenant, id);
-    let e = store::get(&key)
-        .await
-        .map_err(oci_fault)?
-        .ok_or_else(|| SwrError::bad_request(format!("unknown registry {id}")))?;
-    Ok((
-        body,
-        WriteOp::Put((key, e.value, Precondition::Version(e.version))),
-    ))
+    let (_, guard) = berth_guest::replication::registry_guard(&call.who.tenant, id).await?;
+    Ok((body, guard))
 }
 
 /// A scheduled policy wakes the job, so it learns the schedule at once.
@@ -253,6 +245,7 @@ async fn retry_failed(
         operator_id: "",
         execution: None,
         planning: false,
+        wake: true,
     };
     enqueue(&batch, &specs).await
 }

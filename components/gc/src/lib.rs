@@ -143,14 +143,18 @@ async fn prune_events(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
         .await
         .map_err(fault_oci)?
         .and_then(|e| String::from_utf8_lossy(&e.value).parse::<u64>().ok());
-    // The replication job's cursor too (none: it has read nothing yet).
+    // The replication job's cursor too, once it has one (a deployment
+    // that never runs it must not keep every event forever).
     let replicated = store::get(berth_domain::replication::runs::CURSOR)
         .await
         .map_err(fault_oci)?
         .and_then(|e| String::from_utf8_lossy(&e.value).parse::<u64>().ok());
     // An event still to be delivered stays (its retries read it): below
     // the lowest pending one of every policy and trigger.
-    let mut consumed = cursor.zip(replicated).map(|(a, b)| a.min(b));
+    let mut consumed = match (cursor, replicated) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     for first in store::first_of_groups(wh::PENDING).await.map_err(fault)? {
         if let Some((_, event)) = wh::parse_pending(&first.key) {
             consumed = consumed.map(|c| c.min(event.saturating_sub(1)));

@@ -2,7 +2,8 @@
 //! `wasi:http`: what the registries API checks a target with and what the
 //! replication job copies through.
 //!
-//! Authentication follows the registry's challenge on `GET /v2/`: none,
+//! Authentication follows the registry's challenge on `GET /v2/` (or on
+//! the first request it refuses with one): none,
 //! `Basic`, or the Docker token flow (`Bearer realm=…`: a token per scope,
 //! asked for with the registry's Basic credentials and reused until it
 //! expires). Tokens are fetched before a request that carries a stream,
@@ -60,7 +61,7 @@ impl RemoteError {
     pub fn retryable(&self) -> bool {
         match self.kind {
             ErrorKind::Unreachable => true,
-            ErrorKind::Protocol(s) => s == 429 || s >= 500,
+            ErrorKind::Protocol(s) => berth_domain::replication::runs::retryable_status(s),
             _ => false,
         }
     }
@@ -89,6 +90,10 @@ fn transport(e: &ErrorCode) -> RemoteError {
             ErrorKind::Unreachable,
             "the registry refused the connection".to_string(),
         ),
+        ErrorCode::HttpResponseBodySize(_) => (
+            ErrorKind::Refused,
+            "the answer is larger than the copy allows".to_string(),
+        ),
         ErrorCode::TlsCertificateError => (
             ErrorKind::Unreachable,
             "the registry's TLS certificate is not trusted (insecure skips the check)".to_string(),
@@ -107,6 +112,13 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// A stream of exactly this many bytes.
     Stream(StreamReader<u8>, u64),
+}
+
+/// A header list from name/value pairs.
+pub fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
 }
 
 /// A body stream and the future that says whether it arrived whole.
@@ -208,14 +220,14 @@ pub struct Remote {
     password: String,
     insecure: bool,
     /// Learned by [`Remote::ping`].
-    challenge: Option<Challenge>,
+    challenge: RefCell<Option<Challenge>>,
     /// Tokens by scope (a `RefCell`: requests to one registry may be in
     /// flight at once; no borrow is held across an await).
     tokens: RefCell<HashMap<String, Token>>,
 }
 
-/// Seconds a whole `PATCH`/`PUT`/`GET` may wait for its answer's first
-/// byte: a chunk is sent before the answer starts.
+/// How long (ns) a `PATCH`/`PUT`/`GET` may wait for its answer's first
+/// byte: a whole chunk is sent before the answer starts.
 const FIRST_BYTE_NS: u64 = 600_000_000_000;
 const BETWEEN_BYTES_NS: u64 = 120_000_000_000;
 
@@ -247,7 +259,7 @@ impl Remote {
             user: user.to_string(),
             password: password.to_string(),
             insecure,
-            challenge: None,
+            challenge: RefCell::new(None),
             tokens: RefCell::new(HashMap::new()),
         }
     }
@@ -289,13 +301,15 @@ impl Remote {
                     "GET /v2/ answered 401 without a Basic or Bearer challenge",
                 )
             })?;
-        self.challenge = Some(challenge);
-        if self.user.is_empty() {
+        // Anonymous: a Bearer challenge gets a token without credentials
+        // (public images on Docker Hub, GHCR); Basic needs them.
+        if self.user.is_empty() && challenge == Challenge::Basic {
             return Err(RemoteError::new(
                 ErrorKind::Unauthorized,
                 "the registry asks for credentials and none are registered",
             ));
         }
+        *self.challenge.borrow_mut() = Some(challenge);
         let auth = self.authorization("").await?;
         let answer = self
             .raw(Method::Get, &url, auth.into_iter().collect(), Body::Empty)
@@ -317,7 +331,8 @@ impl Remote {
     /// or empty for a login check), fetching a token when needed.
     async fn authorization(&self, scope: &str) -> Result<Option<(String, Vec<u8>)>, RemoteError> {
         let header = |v: String| Some(("authorization".to_string(), v.into_bytes()));
-        match self.challenge.clone() {
+        let challenge = self.challenge.borrow().clone();
+        match challenge {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.basic().and_then(header)),
             Some(Challenge::Bearer { realm, service }) => {
@@ -337,6 +352,14 @@ impl Remote {
                     scope.split(' ').map(str::to_string).collect()
                 };
                 let url = protocol::token_url(&realm, service.as_deref(), &scopes);
+                // Credentials never go in clear to a token service when
+                // the registry itself is reached over TLS.
+                if self.base.starts_with("https://") && !realm.starts_with("https://") {
+                    return Err(RemoteError::new(
+                        ErrorKind::Refused,
+                        "the registry's token service is not https: credentials are not sent to it",
+                    ));
+                }
                 let mut headers = Vec::new();
                 if let Some(b) = self.basic() {
                     headers.push(("authorization".to_string(), b.into_bytes()));
@@ -399,9 +422,14 @@ impl Remote {
         scope: &str,
     ) -> Result<Answer, RemoteError> {
         if !protocol::same_origin(url, &self.base) {
+            let origin = protocol::split_url(url)
+                .map(|(scheme, authority, _)| format!("{scheme}://{authority}"))
+                .unwrap_or_default();
             return Err(RemoteError::new(
-                ErrorKind::Protocol(502),
-                format!("the registry sent us to another origin ({url})"),
+                ErrorKind::Refused,
+                format!(
+                    "the registry sent us to another origin ({origin}); credentials stay with the registry"
+                ),
             ));
         }
         let replay = match &body {
@@ -412,8 +440,19 @@ impl Remote {
         let mut all = headers.clone();
         all.extend(self.authorization(scope).await?);
         let answer = self.raw(method.clone(), url, all, body).await?;
+        // A registry may challenge only now (its `/v2/` answered 200):
+        // learn the challenge, and send a replayable request again.
+        let learned = answer.status == 401
+            && answer
+                .header("www-authenticate")
+                .and_then(|h| Challenge::parse(&h))
+                .is_some_and(|c| {
+                    let changed = self.challenge.borrow().as_ref() != Some(&c);
+                    *self.challenge.borrow_mut() = Some(c);
+                    changed
+                });
         match (answer.status, replay) {
-            (401, Some(bytes)) if self.challenge.is_some() => {
+            (401, Some(bytes)) if learned || self.challenge.borrow().is_some() => {
                 self.tokens.borrow_mut().remove(scope);
                 let mut all = headers;
                 all.extend(self.authorization(scope).await?);
@@ -461,7 +500,9 @@ impl Remote {
             "user-agent".into(),
             concat!("berth-replication/", env!("CARGO_PKG_VERSION")).into(),
         ));
-        if self.insecure {
+        // `insecure` is the registry's own: not its token service's, nor
+        // a storage redirect's.
+        if self.insecure && protocol::same_origin(url, &self.base) {
             headers.push(("berth-insecure-tls".into(), b"1".to_vec()));
         }
         let options = RequestOptions::new();

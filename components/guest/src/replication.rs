@@ -48,6 +48,24 @@ pub async fn region(tenant: &str, name: &str) -> Result<Registry, SwrError> {
     )))
 }
 
+/// Registry `id` of `tenant` and a write that rewrites its record under
+/// its version: a commit that makes a rule, policy or items for it
+/// conflicts with the registry's deletion meanwhile. 400 when there is
+/// no such registry.
+pub async fn registry_guard(tenant: &str, id: u64) -> Result<(Registry, WriteOp), SwrError> {
+    let key = reg::key(tenant, id);
+    let e = store::get(&key)
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::bad_request(format!("unknown registry {id}")))?;
+    let r: Registry = serde_json::from_slice(&e.value)
+        .map_err(|_| SwrError::internal(format!("registry {id} is unreadable")))?;
+    Ok((
+        r,
+        WriteOp::Put((key, e.value, Precondition::Version(e.version))),
+    ))
+}
+
 /// One tag to copy.
 pub struct ItemSpec {
     pub source: String,
@@ -72,6 +90,8 @@ pub struct Batch<'a> {
     pub execution: Option<u64>,
     /// The execution's items are yet to be listed (a pull's, by the job).
     pub planning: bool,
+    /// Wake the replication job (false when the job itself asks).
+    pub wake: bool,
 }
 
 /// The writes that record an execution of `items` and queue them for the
@@ -94,6 +114,14 @@ pub async fn enqueue(
     let task_of =
         |repo: &str| task_ids.start() + repos.binary_search(&repo).unwrap_or_default() as u64;
     let now = store::now();
+    // A planned pull keeps when it was asked for.
+    let created = match batch.execution {
+        Some(id) => store::get_json::<Execution>(&runs::execution(batch.tenant, id))
+            .await
+            .map_err(oci_fault)?
+            .map_or(now, |e| e.created),
+        None => now,
+    };
     let execution = Execution {
         id: execution_id,
         tenant: batch.tenant.to_string(),
@@ -104,7 +132,7 @@ pub async fn enqueue(
         succeed: 0,
         failed: 0,
         stopped: 0,
-        created: now,
+        created,
         updated: now,
         error: String::new(),
         planning: batch.planning,
@@ -169,10 +197,12 @@ pub async fn enqueue(
             &execution.completed("", store::now_ns() as u64),
         ));
     }
-    ops.push(WriteOp::Append((
-        runs::REQUESTS.to_string(),
-        execution_id.to_string().into_bytes(),
-    )));
+    if batch.wake {
+        ops.push(WriteOp::Append((
+            runs::REQUESTS.to_string(),
+            execution_id.to_string().into_bytes(),
+        )));
+    }
     Ok((execution_id, ops))
 }
 
@@ -206,6 +236,7 @@ pub async fn start(
         operator_id: "",
         execution: None,
         planning: policy.is_pull(),
+        wake: true,
     };
     let (id, mut ops) = enqueue(&batch, &items).await?;
     if policy.is_pull() {

@@ -47,7 +47,10 @@ struct Replication;
 spin_sdk::wasip3::http::service::export!(Replication);
 
 const JOB: &str = "replication";
-const LEASE_SECONDS: u64 = 300;
+/// Longer than the longest stretch between two commits of a run (a 64 MiB
+/// chunk may take 600 s to be answered; listing a registry to plan a
+/// pull). A host that restarts releases its own leases at once.
+const LEASE_SECONDS: u64 = 1800;
 /// A run stops taking new items after this long (ms) and asks to run
 /// again at once, so its lease and answer stay timely.
 const RUN_BUDGET_MS: u64 = 120_000;
@@ -75,41 +78,54 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
             .collect();
         run.commit(ops, LEASE_SECONDS).await?;
     }
-    let (events_read, queued) = fan_out(run).await?;
+    let (events_read, queued, more_events) = fan_out(run).await?;
     let (scheduled, next_schedule) = schedules(run).await?;
     let planned = plan_pulls(run).await?;
     let mut done = 0u64;
     let mut due: Option<u64>;
     let mut budget_left = true;
     'runs: loop {
-        let page = metadata::scan(runs::PENDING.to_string(), None, 500)
-            .await
-            .map_err(fault)?;
         let mut progressed = false;
         due = None;
-        for e in page {
-            if now_ms().saturating_sub(started) > RUN_BUDGET_MS {
-                budget_left = false;
-                break 'runs;
-            }
-            let item_key = String::from_utf8_lossy(&e.value).into_owned();
-            let Some(entry) = store::get(&item_key).await.map_err(oci_fault)? else {
-                run.commit(vec![store::delete(e.key.clone())], LEASE_SECONDS)
-                    .await?;
-                continue;
+        let mut after: Option<String> = None;
+        loop {
+            let page = metadata::scan(runs::PENDING.to_string(), after.clone(), 500)
+                .await
+                .map_err(fault)?;
+            let Some(last) = page.last() else {
+                break;
             };
-            let Ok(item) = serde_json::from_slice::<Item>(&entry.value) else {
-                run.commit(vec![store::delete(e.key.clone())], LEASE_SECONDS)
-                    .await?;
-                continue;
-            };
-            if item.not_before_ms > now_ms() && !item.status.is_final() {
-                due = Some(due.map_or(item.not_before_ms, |d| d.min(item.not_before_ms)));
-                continue;
+            after = Some(last.key.clone());
+            let full = page.len() == 500;
+            for e in page {
+                if now_ms().saturating_sub(started) > RUN_BUDGET_MS {
+                    budget_left = false;
+                    break 'runs;
+                }
+                let item_key = String::from_utf8_lossy(&e.value).into_owned();
+                let parsed = store::get(&item_key)
+                    .await
+                    .map_err(oci_fault)?
+                    .and_then(|entry| serde_json::from_slice::<Item>(&entry.value).ok());
+                let Some(item) = parsed else {
+                    run.commit(vec![store::delete(e.key.clone())], LEASE_SECONDS)
+                        .await?;
+                    continue;
+                };
+                // An item waiting for its retry waits, unless its
+                // execution was stopped meanwhile.
+                if item.not_before_ms > now_ms() && !item.status.is_final() && !stopped(&item).await
+                {
+                    due = Some(due.map_or(item.not_before_ms, |d| d.min(item.not_before_ms)));
+                    continue;
+                }
+                process(run, e.key, item_key, item).await?;
+                done += 1;
+                progressed = true;
             }
-            process(run, e.key, item_key, item).await?;
-            done += 1;
-            progressed = true;
+            if !full {
+                break;
+            }
         }
         if !progressed {
             break;
@@ -125,7 +141,7 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         "pulls_planned": planned,
         "items_done": done,
         "executions_pruned": pruned,
-        "next_run_in_ms": if budget_left {
+        "next_run_in_ms": if budget_left && !more_events {
             due.map(|d| d.saturating_sub(now_ms()))
         } else {
             Some(0)
@@ -168,16 +184,13 @@ impl Failure {
 
     /// The failure, retried when `status` says a later attempt may pass.
     pub fn or_retry(mut self, status: u16) -> Failure {
-        self.retry = status == 429 || status >= 500;
+        self.retry = runs::retryable_status(status);
         self
     }
 
     /// A registry's refusal with HTTP `status`: retried when it may pass.
     pub fn status(status: u16, text: impl Into<String>) -> Failure {
-        Failure {
-            retry: status == 429 || status >= 500,
-            ..Failure::permanent(text)
-        }
+        Failure::permanent(text).or_retry(status)
     }
 }
 
@@ -191,7 +204,7 @@ impl From<RemoteError> for Failure {
 }
 
 /// One item's copy under way.
-pub(crate) struct Copy<'a> {
+pub(crate) struct Transfer<'a> {
     run: &'a mut jobs::Run,
     item: Item,
     key: String,
@@ -202,7 +215,7 @@ pub(crate) struct Copy<'a> {
     pending_ops: Vec<WriteOp>,
 }
 
-impl Copy<'_> {
+impl Transfer<'_> {
     /// Records the item's progress (and the writes waiting for it).
     async fn save(&mut self) -> Result<(), Failure> {
         let mut ops = std::mem::take(&mut self.pending_ops);
@@ -227,6 +240,24 @@ impl Copy<'_> {
         } else {
             Ok(())
         }
+    }
+}
+
+/// Fails (for good) unless repository `name`'s organization belongs to
+/// `tenant`: a copy only ever reads or writes the tenant's own
+/// repositories, whoever owns the name now.
+pub(crate) async fn owned(tenant: &str, name: &str) -> Result<(), Failure> {
+    use berth_domain::iam::records::{self, Namespace};
+    let ns = name.split('/').next().unwrap_or_default();
+    let owner = store::get_json::<Namespace>(&records::namespace(ns))
+        .await
+        .map_err(|e| Failure::retry(format!("store: {}", e.message)))?;
+    if owner.is_some_and(|n| n.tenant == tenant) {
+        Ok(())
+    } else {
+        Err(Failure::permanent(format!(
+            "organization {ns} does not exist in the tenant: create it first"
+        )))
     }
 }
 
@@ -312,7 +343,7 @@ async fn process(
     if item.started == 0 {
         item.started = now;
     }
-    let mut copy = Copy {
+    let mut copy = Transfer {
         run,
         item,
         key: key.clone(),
@@ -340,7 +371,7 @@ async fn process(
             },
         },
     };
-    let Copy {
+    let Transfer {
         run,
         mut item,
         pending_ops,
@@ -487,7 +518,7 @@ async fn finish(
 /// into repositories that automatic sync rules or event-based policies
 /// copy; the cursor moves in the same commit. Returns the events read and
 /// the items queued.
-async fn fan_out(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
+async fn fan_out(run: &mut jobs::Run) -> Result<(u64, u64, bool), SwrError> {
     let cursor = store::get(runs::CURSOR)
         .await
         .map_err(oci_fault)?
@@ -500,7 +531,7 @@ async fn fan_out(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
     .await
     .map_err(fault)?;
     let Some(last) = page.last().and_then(|e| events::id_of(&e.key)) else {
-        return Ok((0, 0));
+        return Ok((0, 0, false));
     };
     let pushes: Vec<Event> = page
         .iter()
@@ -580,14 +611,12 @@ async fn fan_out(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
                 operator_id: "",
                 execution: None,
                 planning: false,
+                // The job is running: it needs no wake-up.
+                wake: false,
             };
             queued += items.len() as u64;
             let (_, more) = enqueue(&batch, &items).await?;
-            // The job is running: it needs no wake-up.
-            ops.extend(
-                more.into_iter()
-                    .filter(|op| !matches!(op, WriteOp::Append((p, _)) if p == runs::REQUESTS)),
-            );
+            ops.extend(more);
         }
     }
     ops.push(store::put(
@@ -595,7 +624,8 @@ async fn fan_out(run: &mut jobs::Run) -> Result<(u64, u64), SwrError> {
         last.to_string().into_bytes(),
     ));
     run.commit(ops, LEASE_SECONDS).await?;
-    Ok((page.len() as u64, queued))
+    // A full page: more events wait (the run comes back at once).
+    Ok((page.len() as u64, queued, page.len() == EVENT_PAGE as usize))
 }
 
 enum Batched {
@@ -620,8 +650,13 @@ async fn schedules(run: &mut jobs::Run) -> Result<(u64, Option<u64>), SwrError> 
             next = Some(next.map_or(at, |n| n.min(at)));
             continue;
         }
-        let (_, mut ops) =
-            berth_guest::replication::start(&p, "scheduled", "replication schedule").await?;
+        // One policy that cannot start (its registry gone, a store
+        // error) does not hold back the others: it is tried next run.
+        let Ok((_, mut ops)) =
+            berth_guest::replication::start(&p, "scheduled", "replication schedule").await
+        else {
+            continue;
+        };
         // A schedule time that passed while the job was away runs once.
         p.last_scheduled = now;
         ops.push(WriteOp::Put((
@@ -688,12 +723,10 @@ async fn plan_pulls(run: &mut jobs::Run) -> Result<u64, SwrError> {
                     operator_id: "",
                     execution: Some(execution),
                     planning: false,
+                    wake: false,
                 };
                 let (_, more) = enqueue(&batch, &items).await?;
-                ops.extend(
-                    more.into_iter()
-                        .filter(|op| !matches!(op, WriteOp::Append((p, _)) if p == runs::REQUESTS)),
-                );
+                ops.extend(more);
             }
             Err(text) => {
                 exec.planning = false;

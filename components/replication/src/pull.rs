@@ -13,23 +13,16 @@
 //! after each, so a failure or a restart resumes from the local offset.
 
 use crate::berth::registry::{manifests_api, registry_types::AccountUser, uploads_api};
-use crate::{Copy, Failure, Outcome};
-use berth_domain::iam::records::{self, Namespace};
+use crate::{Failure, Outcome, Transfer};
 use berth_domain::keys;
 use berth_domain::manifest;
 use berth_domain::replication::protocol::{self, ACCEPT};
 use berth_domain::replication::runs::{self, Resume};
-use berth_guest::remote::{self, Answer, Body};
+use berth_guest::remote::{self, Answer, Body, MAX_RESPONSE_HEADER, headers};
 use berth_guest::store;
 use spin_sdk::wasip3::http::types::Method;
 
-fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect()
-}
-
-impl Copy<'_> {
+impl Transfer<'_> {
     fn source_url(&self, path: &str) -> String {
         format!("{}/v2/{}/{path}", self.remote.base, self.item.source)
     }
@@ -65,15 +58,7 @@ impl Copy<'_> {
 
     /// Copies the item's tag from the registry; what it came to.
     pub async fn pull(&mut self) -> Result<Outcome, Failure> {
-        let ns = self.item.destination.split('/').next().unwrap_or_default();
-        let owner = store::get_json::<Namespace>(&records::namespace(ns))
-            .await
-            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?;
-        if owner.is_none_or(|n| n.tenant != self.item.tenant) {
-            return Err(Failure::permanent(format!(
-                "organization {ns} does not exist in the tenant: create it first"
-            )));
-        }
+        crate::owned(&self.item.tenant, &self.item.destination).await?;
         let tag = self.item.tag.clone();
         let (media_type, body, digest) = self.remote_manifest(&tag).await?;
         self.item.digest = digest.clone().unwrap_or_default();
@@ -114,7 +99,7 @@ impl Copy<'_> {
             .send(
                 Method::Get,
                 &url,
-                headers(&[("accept", ACCEPT)]),
+                headers(&[("accept", ACCEPT), (MAX_RESPONSE_HEADER, "4194304")]),
                 Body::Empty,
                 &scope,
             )
@@ -160,10 +145,12 @@ impl Copy<'_> {
         for (d, _) in &parsed.content {
             let d = d.to_string();
             let size = sizes.get(&d).copied().unwrap_or_default();
-            // An index entry that is not a manifest type: a blob, unless
-            // the registry has it as a manifest.
-            if self.pull_blob(&d, size).await.is_err() {
+            // An index entry that is not a manifest type: a manifest if
+            // the registry has it as one, else a blob.
+            if self.remote_has_manifest(&d).await? {
                 self.pull_by_digest(&d).await?;
+            } else {
+                self.pull_blob(&d, size).await?;
             }
         }
         let path = format!("/v2/{}/manifests/{reference}", self.item.destination);
@@ -188,6 +175,24 @@ impl Copy<'_> {
         answer
             .header("docker-content-digest")
             .ok_or_else(|| Failure::permanent("the manifests family gave no digest"))
+    }
+
+    /// Whether the registry has `digest` as a manifest (`HEAD`).
+    async fn remote_has_manifest(&mut self, digest: &str) -> Result<bool, Failure> {
+        let scope = self.pull_scope();
+        let url = self.source_url(&format!("manifests/{digest}"));
+        let head = self
+            .remote
+            .send(
+                Method::Head,
+                &url,
+                headers(&[("accept", ACCEPT)]),
+                Body::Empty,
+                &scope,
+            )
+            .await
+            .map_err(Failure::from)?;
+        Ok(head.status == 200)
     }
 
     /// Copies manifest `digest` (and its content) unless it is here.
@@ -217,7 +222,13 @@ impl Copy<'_> {
             let url = self.source_url(&format!("referrers/{s}"));
             let answer = self
                 .remote
-                .send(Method::Get, &url, Vec::new(), Body::Empty, &scope)
+                .send(
+                    Method::Get,
+                    &url,
+                    headers(&[(MAX_RESPONSE_HEADER, "4194304")]),
+                    Body::Empty,
+                    &scope,
+                )
                 .await
                 .map_err(Failure::from)?;
             // A registry without the referrers API answers 404.
@@ -286,7 +297,8 @@ impl Copy<'_> {
             self.check_stop().await?;
             let len = (size - offset).min(runs::CHUNK_BYTES);
             let range = format!("bytes={offset}-{}", offset + len - 1);
-            let (status, stream) = self.fetch(digest, &range, len).await?;
+            // A registry that ignores `Range` sends the rest whole.
+            let (status, stream) = self.fetch(digest, &range, size - offset).await?;
             let (stream, whole) = match status {
                 206 => (stream, len),
                 // A registry that ignores Range sends it all: usable only
@@ -303,18 +315,17 @@ impl Copy<'_> {
                     false,
                 )
                 .await?;
-            let next = answer
-                .header("range")
-                .and_then(|r| protocol::next_offset(&r));
             if let Some(l) = answer.header("location") {
                 location = l;
             }
-            match (answer.status, next) {
-                (202, Some(n)) => {
-                    self.item.bytes += n.saturating_sub(offset);
-                    offset = n;
+            match answer.status {
+                // The chunk was taken whole (`Range` is not trusted here:
+                // `0-0` cannot tell one byte from none).
+                202 => {
+                    self.item.bytes += whole;
+                    offset += whole;
                 }
-                (s, _) => {
+                s => {
                     // The transfer broke: the next attempt resumes from
                     // what the session holds.
                     self.item.resume = Some(Resume {
@@ -322,15 +333,19 @@ impl Copy<'_> {
                         location: location.clone(),
                         offset,
                     });
-                    let _ = self.save().await;
-                    return Err(Failure::retry(format!(
-                        "storing blob {digest} at {offset}: {}",
-                        if s == 202 {
-                            "no Range".to_string()
-                        } else {
-                            answer.excerpt().await
-                        }
-                    )));
+                    self.save().await?;
+                    let text = answer.excerpt().await;
+                    let failure =
+                        Failure::retry(format!("storing blob {digest} at {offset}: {text}"));
+                    // A refusal of the store's own (quota, size) is final.
+                    // A body cut off (400) or out of step (416) is worth
+                    // another attempt; the store's refusals (quota,
+                    // size) are final.
+                    return Err(if matches!(s, 400 | 416) {
+                        failure
+                    } else {
+                        failure.or_retry(s)
+                    });
                 }
             }
             self.item.resume = Some(Resume {
@@ -533,7 +548,13 @@ async fn pages(
         };
         let url = protocol::resolve(&remote.base, &path);
         let answer = remote
-            .send(Method::Get, &url, Vec::new(), Body::Empty, scope)
+            .send(
+                Method::Get,
+                &url,
+                headers(&[(MAX_RESPONSE_HEADER, "16777216")]),
+                Body::Empty,
+                scope,
+            )
             .await
             .map_err(|e| e.text)?;
         if answer.status == 404 && field == "tags" {
@@ -542,7 +563,7 @@ async fn pages(
         if answer.status != 200 {
             return Err(format!("GET {path}: {}", answer.excerpt().await));
         }
-        next = answer.header("link").and_then(|l| next_link(&l));
+        next = answer.header("link").and_then(|l| protocol::next_link(&l));
         let body = answer.bytes(16 << 20).await.map_err(|e| e.text)?;
         let v: serde_json::Value =
             serde_json::from_slice(&body).map_err(|_| format!("GET {path}: not JSON"))?;
@@ -555,18 +576,4 @@ async fn pages(
         );
     }
     Ok(out)
-}
-
-/// The target of a `Link: <…>; rel="next"` header (RFC 8288).
-fn next_link(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        params.contains("rel=\"next\"").then(|| {
-            target
-                .trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        })
-    })
 }

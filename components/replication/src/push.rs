@@ -21,24 +21,18 @@
 //!    schema follow their subject; the tag is put last, so it never points
 //!    at an incomplete image.
 
-use crate::{Copy, Failure, Outcome};
+use crate::{Failure, Outcome, Transfer};
 use berth_domain::keys;
 use berth_domain::manifest;
 use berth_domain::replication::protocol::{self, ACCEPT};
 use berth_domain::replication::runs::{self, Resume};
-use berth_guest::remote::{Body, Remote};
+use berth_guest::remote::{Body, MAX_RESPONSE_HEADER, Remote, headers};
 use berth_guest::store::{self, blobs};
 use futures::StreamExt;
+use sha2::Digest as _;
 use spin_sdk::wasip3::http::types::Method;
 
-/// The header list of a request.
-fn headers(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect()
-}
-
-impl Copy<'_> {
+impl Transfer<'_> {
     fn url(&self, path: &str) -> String {
         format!("{}/v2/{}/{path}", self.remote.base, self.item.destination)
     }
@@ -50,6 +44,9 @@ impl Copy<'_> {
     /// Copies the item's tag; what it came to.
     pub async fn push(&mut self) -> Result<Outcome, Failure> {
         let source = self.item.source.clone();
+        // The source must still be the tenant's (an organization released
+        // and taken by another tenant is not copied from).
+        crate::owned(&self.item.tenant, &source).await?;
         let tag = self.item.tag.clone();
         let digest = store::get(&keys::tag(&source, &tag))
             .await
@@ -69,10 +66,15 @@ impl Copy<'_> {
             )
             .await
             .map_err(Failure::from)?;
-        let there = (head.status == 200)
-            .then(|| head.header("docker-content-digest"))
-            .flatten();
-        drop(head);
+        let there = match (head.status, head.header("docker-content-digest")) {
+            (200, Some(d)) => Some(d),
+            // The header is optional: hash the manifest (small) instead.
+            (200, None) => {
+                drop(head);
+                Some(self.remote_digest(&tag).await?)
+            }
+            _ => None,
+        };
         match there {
             Some(d) if d == digest => {
                 // The image is there; its referrers may not be.
@@ -90,6 +92,32 @@ impl Copy<'_> {
         self.manifest(&digest, &tag).await?;
         self.referrers(&digest).await?;
         Ok(Outcome::Copied)
+    }
+
+    /// The digest of the destination's manifest `reference`, hashed from
+    /// its bytes.
+    async fn remote_digest(&mut self, reference: &str) -> Result<String, Failure> {
+        let scope = self.scope();
+        let answer = self
+            .remote
+            .send(
+                Method::Get,
+                &self.url(&format!("manifests/{reference}")),
+                headers(&[("accept", ACCEPT), (MAX_RESPONSE_HEADER, MANIFEST_LIMIT)]),
+                Body::Empty,
+                &scope,
+            )
+            .await
+            .map_err(Failure::from)?;
+        if answer.status != 200 {
+            let s = answer.status;
+            return Err(Failure::status(
+                s,
+                format!("GET manifest {reference}: HTTP {s}"),
+            ));
+        }
+        let body = answer.bytes(4 << 20).await.map_err(Failure::from)?;
+        Ok(format!("sha256:{}", hex(&sha2::Sha256::digest(&body))))
     }
 
     /// The source's manifest `digest`: its record and exact bytes.
@@ -114,11 +142,16 @@ impl Copy<'_> {
                 self.item.source
             ))
         })?;
+        let parsed = manifest::parse(&body, Some(&media_type))
+            .map_err(|e| Failure::permanent(format!("manifest {digest}: {e}")))?;
+        let (subject, artifact_type, size) = (
+            parsed.subject.as_ref().map(|d| d.to_string()),
+            parsed.artifact_type.clone(),
+            body.len(),
+        );
         let done = !self.copied.insert(digest.to_string());
         let present = done || self.manifest_present(digest).await?;
         if !present {
-            let parsed = manifest::parse(&body, Some(&media_type))
-                .map_err(|e| Failure::permanent(format!("manifest {digest}: {e}")))?;
             for child in &parsed.manifests {
                 Box::pin(self.manifest(&child.to_string(), &child.to_string())).await?;
             }
@@ -156,6 +189,94 @@ impl Copy<'_> {
             ));
         }
         self.item.manifests += 1;
+        // A registry without the referrers API (no `OCI-Subject` in its
+        // answer) finds a referrer through the referrers tag schema: the
+        // client keeps the subject's `sha256-<hex>` index.
+        let indexed = answer.header("oci-subject").is_some();
+        drop(answer);
+        if !indexed && let Some(subject) = subject {
+            self.index_referrer(&subject, digest, &media_type, size, artifact_type)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds referrer `digest` to the referrers tag schema's index of
+    /// `subject` at the destination (distribution-spec v1.1, "Pushing
+    /// Manifests with Subject"), creating the index if need be.
+    async fn index_referrer(
+        &mut self,
+        subject: &str,
+        digest: &str,
+        media_type: &str,
+        size: usize,
+        artifact_type: Option<String>,
+    ) -> Result<(), Failure> {
+        let Some(tag) = protocol::referrers_tag(subject) else {
+            return Ok(());
+        };
+        let scope = self.scope();
+        let answer = self
+            .remote
+            .send(
+                Method::Get,
+                &self.url(&format!("manifests/{tag}")),
+                headers(&[
+                    ("accept", manifest::OCI_INDEX),
+                    (MAX_RESPONSE_HEADER, MANIFEST_LIMIT),
+                ]),
+                Body::Empty,
+                &scope,
+            )
+            .await
+            .map_err(Failure::from)?;
+        let mut index = match answer.status {
+            200 => serde_json::from_slice::<serde_json::Value>(
+                &answer.bytes(4 << 20).await.map_err(Failure::from)?,
+            )
+            .ok()
+            .filter(|v| v["manifests"].is_array()),
+            _ => None,
+        }
+        .unwrap_or_else(|| {
+            serde_json::json!({
+                "schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": [],
+            })
+        });
+        let listed = index["manifests"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|d| d["digest"] == digest));
+        if listed {
+            return Ok(());
+        }
+        let mut descriptor = serde_json::json!({
+            "mediaType": media_type, "digest": digest, "size": size,
+        });
+        if let Some(t) = artifact_type {
+            descriptor["artifactType"] = t.into();
+        }
+        if let Some(m) = index["manifests"].as_array_mut() {
+            m.push(descriptor);
+        }
+        let body = serde_json::to_vec(&index).expect("indexes serialize");
+        let answer = self
+            .remote
+            .send(
+                Method::Put,
+                &self.url(&format!("manifests/{tag}")),
+                headers(&[("content-type", manifest::OCI_INDEX)]),
+                Body::Bytes(body),
+                &scope,
+            )
+            .await
+            .map_err(Failure::from)?;
+        if answer.status != 201 && answer.status != 200 {
+            let s = answer.status;
+            return Err(Failure::status(
+                s,
+                format!("PUT referrers index {tag}: {}", answer.excerpt().await),
+            ));
+        }
         Ok(())
     }
 
@@ -306,28 +427,36 @@ impl Copy<'_> {
                 }
             }
         };
+        let mut out_of_step = 0;
         while offset < size {
             self.check_stop().await?;
             let len = (size - offset).min(runs::CHUNK_BYTES);
             let answer = send_chunk(&self.remote, &scope, &location, digest, offset, len).await?;
             match answer.status {
+                // The chunk was taken whole (`Range` is not trusted here:
+                // `0-0` cannot tell one byte from none).
                 202 | 204 => {
-                    let next = answer
-                        .header("range")
-                        .and_then(|r| protocol::next_offset(&r))
-                        .unwrap_or(offset + len);
                     if let Some(l) = answer.header("location") {
                         location = protocol::resolve(&self.remote.base, &l);
                     }
-                    self.item.bytes += next.saturating_sub(offset);
-                    offset = next;
+                    self.item.bytes += len;
+                    offset += len;
+                    out_of_step = 0;
                 }
-                416 => {
+                416 if out_of_step < 2 => {
                     // Out of step: ask where the session stands.
                     drop(answer);
+                    out_of_step += 1;
                     offset = self.offset_of(&location).await?.ok_or_else(|| {
                         Failure::retry(format!("the upload session of {digest} is gone"))
                     })?;
+                }
+                416 => {
+                    // Still out of step: the next attempt starts over.
+                    self.item.resume = None;
+                    return Err(Failure::retry(format!(
+                        "the destination keeps refusing the upload of {digest} at {offset}"
+                    )));
                 }
                 s => {
                     return Err(Failure::status(
@@ -353,7 +482,12 @@ impl Copy<'_> {
     /// Where an interrupted copy of `digest` stands at the destination
     /// (its session and offset), when the item recorded one that lives.
     async fn resumable(&mut self, digest: &str) -> Result<Option<(String, u64)>, Failure> {
-        let Some(r) = self.item.resume.clone().filter(|r| r.digest == digest) else {
+        // A session on another origin (the registry's URL changed since)
+        // cannot be resumed.
+        let Some(r) = self.item.resume.clone().filter(|r| {
+            r.digest == digest && protocol::same_origin(&r.location, &self.remote.base)
+        }) else {
+            self.item.resume = None;
             return Ok(None);
         };
         match self.offset_of(&r.location).await? {
@@ -384,13 +518,21 @@ impl Copy<'_> {
                     .and_then(|r| protocol::next_offset(&r))
                     .unwrap_or(0),
             )),
-            404 => Ok(None),
+            // Gone, or refused: the session cannot be resumed.
+            s if (400..500).contains(&s) => Ok(None),
             s => Err(Failure::status(
                 s,
                 format!("upload status: {}", answer.excerpt().await),
             )),
         }
     }
+}
+
+/// The largest manifest read from a registry (the OCI spec's 4 MiB).
+const MANIFEST_LIMIT: &str = "4194304";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 enum Start {
@@ -427,7 +569,8 @@ async fn present(remote: &Remote, target: &Target, digest: &str) -> Result<bool,
         .send(Method::Head, &url, Vec::new(), Body::Empty, &target.scope)
         .await
         .map_err(Failure::from)?;
-    Ok(head.status == 200)
+    // A redirect to storage answers for a blob that exists.
+    Ok(head.status == 200 || matches!(head.status, 302 | 303 | 307 | 308))
 }
 
 /// Copies a blob under a chunk in one `PATCH`.

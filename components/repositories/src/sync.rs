@@ -18,7 +18,7 @@ use berth_guest::manage::{
     commit, content_range, fault, filter_page, ids, oci_fault, ok_json, organization_allowed,
     parse_body,
 };
-use berth_guest::replication::{Batch, ItemSpec, enqueue, region};
+use berth_guest::replication::{Batch, ItemSpec, enqueue, region, registry_guard};
 use berth_guest::store::{self, Precondition, WriteOp};
 use spin_sdk::wasip3::http::types::Method;
 
@@ -34,28 +34,22 @@ pub async fn regions(who: &Principal) -> Result<Reply, SwrError> {
     ok_json(200, &rows)
 }
 
-/// The repository must exist.
-async fn repository(name: &str) -> Result<(), SwrError> {
-    if store::exists(&keys::repo(name)).await.map_err(oci_fault)? {
-        Ok(())
-    } else {
-        Err(SwrError::not_found(format!("repository {name} not found")))
-    }
-}
-
-/// The registry's record rewritten under its version: a commit that
-/// makes a rule or items for it conflicts with the registry's deletion.
-async fn registry_guard(r: &Registry) -> Result<WriteOp, SwrError> {
-    let key = reg::key(&r.tenant, r.id);
-    let e = store::get(&key)
+/// A write asserting the repository exists as read: a rule or items
+/// for it conflict with its deletion meanwhile. 404 when it does not.
+async fn repository(name: &str) -> Result<WriteOp, SwrError> {
+    let e = store::get(&keys::repo(name))
         .await
         .map_err(oci_fault)?
-        .ok_or_else(|| SwrError::bad_request(format!("unknown region {:?}", r.name)))?;
-    Ok(WriteOp::Put((
-        key,
-        e.value,
+        .ok_or_else(|| SwrError::not_found(format!("repository {name} not found")))?;
+    Ok(WriteOp::Check((
+        keys::repo(name),
         Precondition::Version(e.version),
     )))
+}
+
+/// The guard of the registry a region names (`registry_guard`).
+async fn region_guard(r: &Registry) -> Result<WriteOp, SwrError> {
+    Ok(registry_guard(&r.tenant, r.id).await?.1)
 }
 
 /// The repository's tags worth copying on their own (cosign's
@@ -92,7 +86,7 @@ pub async fn serve(
 /// are copied at once (a backfill execution, which the answer names).
 async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
     organization_allowed(who, ns, Action::Sync).await?;
-    repository(name).await?;
+    let exists = repository(name).await?;
     let body: SyncRuleBody = parse_body(body)?;
     rules::validate_sync(&body.remote_region_id, &body.remote_namespace)
         .map_err(SwrError::bad_request)?;
@@ -127,9 +121,16 @@ async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Re
             serde_json::to_vec(&rule).expect("rules serialize"),
             Precondition::Absent,
         )),
-        registry_guard(&registry).await?,
+        region_guard(&registry).await?,
+        exists,
     ];
-    let tags = tags_of(name).await?;
+    // An automatic rule copies what the repository has too (beyond SWR,
+    // which copies only later pushes); a manual one copies on request.
+    let tags = if rule.sync_auto {
+        tags_of(name).await?
+    } else {
+        Vec::new()
+    };
     let mut execution = None;
     if !tags.is_empty() {
         let items: Vec<ItemSpec> = tags
@@ -159,7 +160,11 @@ async fn create(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Re
             "backfill": {
                 "execution_id": execution,
                 "tags": tags.len(),
-                "note": "the repository's existing tags are being copied too",
+                "note": if rule.sync_auto {
+                    "the repository's existing tags are being copied too"
+                } else {
+                    "syncAuto is off: nothing is copied until a manual sync"
+                },
             },
         }),
     )
@@ -182,6 +187,7 @@ fn batch<'a>(
         operator_id: &who.user_id,
         execution: None,
         planning: false,
+        wake: true,
     }
 }
 
@@ -193,7 +199,23 @@ async fn list(ns: &str, name: &str, who: &Principal) -> Result<Reply, SwrError> 
     let all: Vec<SyncRule> = store::scan_json(&rules::sync_rules_of(&who.tenant, name))
         .await
         .map_err(fault)?;
-    let rows: Vec<_> = all.iter().map(|r| r.view(&tenant_id)).collect();
+    // A registry renamed since: its name now (what a delete takes).
+    let names: std::collections::HashMap<u64, String> =
+        store::scan_json::<Registry>(&reg::tenant_prefix(&who.tenant))
+            .await
+            .map_err(fault)?
+            .into_iter()
+            .map(|r| (r.id, r.name))
+            .collect();
+    let rows: Vec<_> = all
+        .into_iter()
+        .map(|mut r| {
+            if let Some(n) = names.get(&r.registry_id) {
+                r.region = n.clone();
+            }
+            r.view(&tenant_id)
+        })
+        .collect();
     ok_json(200, &rows)
 }
 
@@ -238,7 +260,7 @@ async fn delete(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Re
 /// queued (a bare array).
 async fn manual(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Reply, SwrError> {
     organization_allowed(who, ns, Action::Sync).await?;
-    repository(name).await?;
+    let exists = repository(name).await?;
     let body: ManualSyncBody = parse_body(body)?;
     rules::validate_sync(&body.remote_region_id, &body.remote_namespace)
         .map_err(SwrError::bad_request)?;
@@ -273,7 +295,8 @@ async fn manual(ns: &str, name: &str, body: &[u8], who: &Principal) -> Result<Re
         })
         .collect();
     let (_, mut ops) = enqueue(&batch(who, &registry, "manual", body.override_), &items).await?;
-    ops.push(registry_guard(&registry).await?);
+    ops.push(region_guard(&registry).await?);
+    ops.push(exists);
     commit(ops, || {
         "the region changed meanwhile; try again".to_string()
     })

@@ -160,27 +160,69 @@ pub fn same_origin(a: &str, b: &str) -> bool {
 /// manifest in the type it was pushed in only if the client accepts it).
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.artifact.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
-/// The tags signatures, attestations and SBOMs of manifest `digest` are
-/// pushed under by tools that predate the referrers API (cosign's tag
-/// schema: `sha256-<hex>.sig`, `.att`, `.sbom`).
+/// The tags that hang artifacts on manifest `digest` for registries and
+/// tools without the referrers API: the referrers tag schema's index
+/// (`sha256-<hex>`, distribution-spec v1.1 "Referrers Tag Schema") and
+/// cosign's `sha256-<hex>.sig`, `.att` and `.sbom`.
 pub fn artifact_tags(digest: &str) -> Vec<String> {
-    let Some((algorithm, hex)) = digest.split_once(':') else {
+    let Some(index) = referrers_tag(digest) else {
         return Vec::new();
     };
-    ["sig", "att", "sbom"]
+    let mut tags: Vec<String> = ["sig", "att", "sbom"]
         .iter()
-        .map(|s| format!("{algorithm}-{hex}.{s}"))
-        .collect()
+        .map(|s| format!("{index}.{s}"))
+        .collect();
+    tags.push(index);
+    tags
+}
+
+/// The referrers tag schema's tag for `digest`: `<algorithm>-<hex>`.
+pub fn referrers_tag(digest: &str) -> Option<String> {
+    let (algorithm, hex) = digest.split_once(':')?;
+    Some(format!("{algorithm}-{hex}"))
 }
 
 /// Whether `tag` is one of [`artifact_tags`]' (it follows its image
 /// rather than being copied on its own).
 pub fn is_artifact_tag(tag: &str) -> bool {
-    (tag.starts_with("sha256-") || tag.starts_with("sha512-"))
-        && (tag.ends_with(".sig") || tag.ends_with(".att") || tag.ends_with(".sbom"))
+    let Some((algorithm, rest)) = tag.split_once('-') else {
+        return false;
+    };
+    let hex = rest
+        .strip_suffix(".sig")
+        .or_else(|| rest.strip_suffix(".att"))
+        .or_else(|| rest.strip_suffix(".sbom"))
+        .unwrap_or(rest);
+    let want = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return false,
+    };
+    hex.len() == want && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The target of a `Link: <…>; rel="next"` header (RFC 8288), quoted or not.
+pub fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().to_ascii_lowercase();
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
 }
 
 #[cfg(test)]
@@ -243,12 +285,30 @@ mod tests {
 
     #[test]
     fn artifact_tag_schema() {
-        let tags = artifact_tags("sha256:abc");
+        let hex = "a".repeat(64);
+        let tags = artifact_tags(&format!("sha256:{hex}"));
         assert_eq!(
             tags,
-            ["sha256-abc.sig", "sha256-abc.att", "sha256-abc.sbom"]
+            [
+                format!("sha256-{hex}.sig"),
+                format!("sha256-{hex}.att"),
+                format!("sha256-{hex}.sbom"),
+                format!("sha256-{hex}"),
+            ]
         );
         assert!(tags.iter().all(|t| is_artifact_tag(t)));
         assert!(!is_artifact_tag("v1.sig"));
+        assert!(!is_artifact_tag("sha256-abc.sig"));
+        assert!(!is_artifact_tag("sha256-release"));
+    }
+
+    #[test]
+    fn link_headers() {
+        assert_eq!(
+            next_link(r#"</v2/_catalog?last=b&n=2>; rel="next""#).as_deref(),
+            Some("/v2/_catalog?last=b&n=2")
+        );
+        assert_eq!(next_link("</x>; rel=next").as_deref(), Some("/x"));
+        assert_eq!(next_link(r#"</x>; rel="prev""#), None);
     }
 }

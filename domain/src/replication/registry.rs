@@ -119,8 +119,14 @@ pub struct Registry {
 /// Whether `name` is a valid registry name: 1–64 letters, digits, `-`,
 /// `_` or CJK characters.
 pub fn is_valid_name(name: &str) -> bool {
+    is_name_of(name, 64)
+}
+
+/// 1–`max` letters, digits, `-`, `_` or CJK characters: SWR's names of
+/// registries (64) and replication policies (256).
+pub fn is_name_of(name: &str, max: usize) -> bool {
     let n = name.chars().count();
-    (1..=64).contains(&n)
+    (1..=max).contains(&n)
         && name.chars().all(|c| {
             c.is_ascii_alphanumeric()
                 || c == '-'

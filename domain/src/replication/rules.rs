@@ -260,14 +260,7 @@ pub struct Policy {
 /// Whether `name` is a valid policy name: 1–256 letters, digits, `-`, `_`
 /// or Chinese characters.
 pub fn is_valid_policy_name(name: &str) -> bool {
-    let n = name.chars().count();
-    (1..=256).contains(&n)
-        && name.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || c == '-'
-                || c == '_'
-                || ('\u{4e00}'..='\u{9fff}').contains(&c)
-        })
+    crate::replication::registry::is_name_of(name, 256)
 }
 
 fn glob(pattern: &str) -> Result<globset::GlobMatcher, String> {

@@ -121,6 +121,12 @@ pub const MAX_AGE_SECONDS: u64 = 86_400;
 /// Bytes a blob upload sends per `PATCH` (a crash loses at most one).
 pub const CHUNK_BYTES: u64 = 64 << 20;
 
+/// Whether a registry's answer with HTTP `status` may pass on a later
+/// attempt (429 Too Many Requests, 5xx); any other refusal is final.
+pub fn retryable_status(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
 /// The delay before attempt `attempts + 1`, in ms: 2 s doubling, at most
 /// 5 minutes.
 pub fn retry_delay_ms(attempts: u32) -> u64 {
