@@ -493,6 +493,7 @@ def test_replication_policies_refuse_bad_input(sites):
         (policy_body("pull-events", src=dist, trigger="event_based"), "pushes only"),
         (policy_body("bad name!", dest=dist), "name"),
         (policy_body("bad-ns", dest=dist, ns="Not An Org"), "dest_namespace"),
+        (policy_body("pull-elsewhere", src=dist, ns="not-ours"), "not an organization of the tenant"),
     ]:
         with pytest.raises(ClientRequestException) as e:
             create_policy(s, body)

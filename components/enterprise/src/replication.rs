@@ -42,6 +42,21 @@ async fn checked(call: &Call<'_>) -> Result<(PolicyBody, WriteOp), SwrError> {
         .map(|r| r.id)
         .unwrap_or_default();
     let (_, guard) = berth_guest::replication::registry_guard(&call.who.tenant, id).await?;
+    // A pull writes into the tenant's own organization only.
+    if body.src_registry.is_some()
+        && let Some(ns) = body.dest_namespace.as_deref().filter(|n| !n.is_empty())
+    {
+        let owner = store::get_json::<berth_domain::iam::records::Namespace>(
+            &berth_domain::iam::records::namespace(ns),
+        )
+        .await
+        .map_err(oci_fault)?;
+        if owner.is_none_or(|n| n.tenant != call.who.tenant) {
+            return Err(SwrError::bad_request(format!(
+                "dest_namespace {ns} is not an organization of the tenant: create it first"
+            )));
+        }
+    }
     Ok((body, guard))
 }
 
