@@ -18,6 +18,9 @@ use berth_guest::manage::{commit, fault, ids, oci_fault, ok_json, parse_body};
 use berth_guest::remote::{ErrorKind, Remote};
 use berth_guest::store::{self, Precondition, WriteOp};
 
+/// How long registering (or updating) a registry may take to check it, ns.
+const CHECK_NS: u64 = 30_000_000_000;
+
 pub(crate) fn admin(call: &Call<'_>) -> Result<(), SwrError> {
     if call.who.admin {
         Ok(())
@@ -32,7 +35,16 @@ pub(crate) fn admin(call: &Call<'_>) -> Result<(), SwrError> {
 /// stored so); a 400 saying why it cannot be used.
 async fn check(body: &RegistryBody, url: &str, password: &str) -> Result<(), SwrError> {
     let mut remote = Remote::new(url, &body.credential.access_key, password, body.insecure);
-    remote.ping().await.map_err(|e| {
+    // The whole check (two requests and a token) gets 30 s.
+    let checked = berth_guest::within(CHECK_NS, remote.ping())
+        .await
+        .unwrap_or_else(|| {
+            Err(berth_guest::remote::RemoteError {
+                kind: ErrorKind::Unreachable,
+                text: "no answer within 30 s".into(),
+            })
+        });
+    checked.map_err(|e| {
         let what = match e.kind {
             ErrorKind::Unauthorized => "bad credentials",
             ErrorKind::Refused => "refused destination",

@@ -54,6 +54,14 @@ const LEASE_SECONDS: u64 = 1800;
 /// A run stops taking new items after this long (ms) and asks to run
 /// again at once, so its lease and answer stay timely.
 const RUN_BUDGET_MS: u64 = 120_000;
+/// Listing a registry to plan a pull may take this long (ns).
+const PLAN_NS: u64 = 300_000_000_000;
+/// One attempt at an item may take this long (ns).
+const ATTEMPT_NS: u64 = 600_000_000_000;
+/// Manifests one item may copy (its image, an index's children,
+/// referrers): a registry that keeps inventing referrers is cut off.
+pub(crate) const MAX_MANIFESTS: u64 = 1000;
+
 /// Events read per run.
 const EVENT_PAGE: u32 = 500;
 
@@ -61,6 +69,11 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Replication {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
         jobs::serve(request, JOB, LEASE_SECONDS, work).await
     }
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now_ms() -> u64 {
@@ -88,6 +101,9 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         let mut progressed = false;
         due = None;
         let mut after: Option<String> = None;
+        // One item per tenant per pass: a tenant with many (or slow)
+        // copies does not starve the others.
+        let mut served: HashSet<String> = HashSet::new();
         loop {
             let page = metadata::scan(runs::PENDING.to_string(), after.clone(), 500)
                 .await
@@ -117,6 +133,9 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
                 if item.not_before_ms > now_ms() && !item.status.is_final() && !stopped(&item).await
                 {
                     due = Some(due.map_or(item.not_before_ms, |d| d.min(item.not_before_ms)));
+                    continue;
+                }
+                if !served.insert(item.tenant.clone()) {
                     continue;
                 }
                 process(run, e.key, item_key, item).await?;
@@ -216,6 +235,27 @@ pub(crate) struct Transfer<'a> {
 }
 
 impl Transfer<'_> {
+    /// One attempt at the copy, within [`ATTEMPT_NS`]: a registry that
+    /// trickles or keeps inventing work cannot hold the job longer (the
+    /// next attempt resumes from the progress recorded).
+    async fn attempt(&mut self) -> Result<Outcome, Failure> {
+        let direction = self.item.direction;
+        let copy = async {
+            match direction {
+                Direction::Push => self.push().await,
+                Direction::Pull => self.pull().await,
+            }
+        };
+        berth_guest::within(ATTEMPT_NS, copy)
+            .await
+            .unwrap_or_else(|| {
+                Err(Failure::retry(format!(
+                    "the attempt took over {} minutes",
+                    ATTEMPT_NS / 60_000_000_000
+                )))
+            })
+    }
+
     /// Records the item's progress (and the writes waiting for it).
     async fn save(&mut self) -> Result<(), Failure> {
         let mut ops = std::mem::take(&mut self.pending_ops);
@@ -358,17 +398,12 @@ async fn process(
                 health(copy.run, &registry, Err(&e.text)).await?;
                 Err(Failure::from(e))
             }
-            Ok(()) if registry.status != "healthy" => {
-                health(copy.run, &registry, Ok(())).await?;
-                match copy.item.direction {
-                    Direction::Push => copy.push().await,
-                    Direction::Pull => copy.pull().await,
+            Ok(()) => {
+                if registry.status != "healthy" {
+                    health(copy.run, &registry, Ok(())).await?;
                 }
+                copy.attempt().await
             }
-            Ok(()) => match copy.item.direction {
-                Direction::Push => copy.push().await,
-                Direction::Pull => copy.pull().await,
-            },
         },
     };
     let Transfer {
@@ -706,7 +741,22 @@ async fn plan_pulls(run: &mut jobs::Run) -> Result<u64, SwrError> {
             None => Err(format!("replication policy {policy_id} was deleted")),
             Some(p) => match berth_guest::replication::registry(&tenant, p.registry()).await? {
                 None => Err(format!("registry {} was deleted", p.registry())),
-                Some(r) => pull::list(&r, &p).await.map(|items| (r, items, p)),
+                Some(_)
+                    if store::exists(&runs::stop(&tenant, execution))
+                        .await
+                        .unwrap_or(false) =>
+                {
+                    Err("stopped before what to copy was listed".to_string())
+                }
+                Some(r) => berth_guest::within(PLAN_NS, pull::list(&r, &p))
+                    .await
+                    .unwrap_or_else(|| {
+                        Err(format!(
+                            "listing the registry took over {} minutes",
+                            PLAN_NS / 60_000_000_000
+                        ))
+                    })
+                    .map(|items| (r, items, p)),
             },
         };
         let mut ops = vec![store::delete(e.key)];

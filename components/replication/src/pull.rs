@@ -20,6 +20,7 @@ use berth_domain::replication::protocol::{self, ACCEPT};
 use berth_domain::replication::runs::{self, Resume};
 use berth_guest::remote::{self, Answer, Body, MAX_RESPONSE_HEADER, headers};
 use berth_guest::store;
+use sha2::Digest as _;
 use spin_sdk::wasip3::http::types::Method;
 
 impl Transfer<'_> {
@@ -115,12 +116,14 @@ impl Transfer<'_> {
         let media_type = answer
             .header("content-type")
             .unwrap_or_else(|| manifest::OCI_MANIFEST.to_string());
-        let digest = answer.header("docker-content-digest");
         let body = answer
             .bytes(store::max_manifest() as usize)
             .await
             .map_err(Failure::from)?;
-        Ok((media_type, body, digest))
+        // The digest of the bytes received (a manifest is small), not the
+        // registry's word for it.
+        let digest = format!("sha256:{}", crate::hex(&sha2::Sha256::digest(&body)));
+        Ok((media_type, body, Some(digest)))
     }
 
     /// Copies a manifest's content, then puts it here under `reference`;
@@ -152,6 +155,12 @@ impl Transfer<'_> {
             } else {
                 self.pull_blob(&d, size).await?;
             }
+        }
+        if self.item.manifests >= crate::MAX_MANIFESTS {
+            return Err(Failure::permanent(format!(
+                "more than {} manifests for one tag",
+                crate::MAX_MANIFESTS
+            )));
         }
         let path = format!("/v2/{}/manifests/{reference}", self.item.destination);
         let answer = self

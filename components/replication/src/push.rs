@@ -66,10 +66,10 @@ impl Transfer<'_> {
             )
             .await
             .map_err(Failure::from)?;
-        let there = match (head.status, head.header("docker-content-digest")) {
-            (200, Some(d)) => Some(d),
-            // The header is optional: hash the manifest (small) instead.
-            (200, None) => {
+        // What the tag holds there, hashed from its bytes (the header is
+        // optional, and a registry's word is not proof).
+        let there = match head.status {
+            200 => {
                 drop(head);
                 Some(self.remote_digest(&tag).await?)
             }
@@ -117,7 +117,10 @@ impl Transfer<'_> {
             ));
         }
         let body = answer.bytes(4 << 20).await.map_err(Failure::from)?;
-        Ok(format!("sha256:{}", hex(&sha2::Sha256::digest(&body))))
+        Ok(format!(
+            "sha256:{}",
+            crate::hex(&sha2::Sha256::digest(&body))
+        ))
     }
 
     /// The source's manifest `digest`: its record and exact bytes.
@@ -168,6 +171,12 @@ impl Transfer<'_> {
         }
         if present && reference == digest {
             return Ok(());
+        }
+        if self.item.manifests >= crate::MAX_MANIFESTS {
+            return Err(Failure::permanent(format!(
+                "more than {} manifests for one tag",
+                crate::MAX_MANIFESTS
+            )));
         }
         let scope = self.scope();
         let answer = self
@@ -428,7 +437,16 @@ impl Transfer<'_> {
             }
         };
         let mut out_of_step = 0;
+        // A destination that keeps taking chunks and asking for them
+        // again is cut off.
+        let mut sent = 0u64;
         while offset < size {
+            if sent > size + 2 * runs::CHUNK_BYTES {
+                self.item.resume = None;
+                return Err(Failure::permanent(format!(
+                    "the destination asked for blob {digest} more than twice over"
+                )));
+            }
             self.check_stop().await?;
             let len = (size - offset).min(runs::CHUNK_BYTES);
             let answer = send_chunk(&self.remote, &scope, &location, digest, offset, len).await?;
@@ -440,6 +458,7 @@ impl Transfer<'_> {
                         location = protocol::resolve(&self.remote.base, &l);
                     }
                     self.item.bytes += len;
+                    sent += len;
                     offset += len;
                     out_of_step = 0;
                 }
@@ -530,10 +549,6 @@ impl Transfer<'_> {
 
 /// The largest manifest read from a registry (the OCI spec's 4 MiB).
 const MANIFEST_LIMIT: &str = "4194304";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 enum Start {
     Mounted,
