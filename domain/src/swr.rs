@@ -61,13 +61,6 @@ impl SwrError {
     pub fn internal(message: impl Into<String>) -> SwrError {
         SwrError::new(500, 1, message)
     }
-    pub fn not_implemented(what: &str) -> SwrError {
-        SwrError::new(
-            501,
-            1,
-            format!("{what} is not implemented in this Berth version"),
-        )
-    }
     pub fn body(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("errors serialize")
     }

@@ -97,8 +97,9 @@ impl Request<'_> {
     }
 }
 
-/// RFC 3986 unreserved characters stay; everything else is `%XX`.
-fn encode(s: &str) -> String {
+/// Percent-encodes a path segment or query value: RFC 3986 unreserved
+/// characters stay, everything else is `%XX`.
+pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -85,18 +85,9 @@ pub fn token_url(realm: &str, service: Option<&str>, scopes: &[String]) -> Strin
     url
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay),
+/// as request signing does.
+pub use crate::iam::signing::encode;
 
 /// The next offset an upload session's `Range: 0-<last>` header reports
 /// (the spec's form; `bytes=` tolerated). `0-0` is read as nothing

@@ -77,15 +77,9 @@ pub fn plan(tenant: &str, execution: u64) -> String {
     format!("{PLANS}{tenant}/{execution:020}")
 }
 
-/// Sub-task statuses a listing may filter by (`SubtaskDetail.status`).
-pub const ENTERPRISE_STATUSES: [&str; 6] = [
-    "Initialized",
-    "Pending",
-    "InProgress",
-    "Succeed",
-    "Failed",
-    "Stopped",
-];
+/// Sub-task statuses a listing may filter by (`SubtaskDetail.status`):
+/// the enterprise edition's task statuses, as retention's.
+pub use crate::retention::policy::STATUSES as ENTERPRISE_STATUSES;
 
 /// Appends here wake the job on `berth serve` (a new execution).
 pub const REQUESTS: &str = "replication-requests/";
