@@ -8,7 +8,9 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -21,8 +23,8 @@ from huaweicloudsdkswr.v2 import (
     ShowInstanceRegistryRequest, ShowSyncJobRequest,
 )
 
-from conftest import (Registry, all_events, free_port, layer_tar_gz, push_blob, put_manifest, sha256, signed_call,
-                      skopeo_push, tenant_client, write_oci_layout)
+from conftest import (Registry, all_events, free_port, image, layer_tar_gz, push_blob, put_manifest, sha256,
+                      signed_call, skopeo_push, tenant_client, write_oci_layout)
 
 
 class Distribution:
@@ -67,6 +69,72 @@ class Distribution:
             self.proc.wait()
 
     kill = stop
+
+
+class SlowProxy:
+    """An HTTP proxy in front of a registry that holds every manifest request
+    `delay` seconds and counts how many it holds at once, by method: the
+    slow remote that shows whether tags are copied one at a time."""
+
+    def __init__(self, upstream, delay=1.0):
+        proxy = self
+        self.upstream = upstream
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.now = {}
+        self.most = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def body(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    out = b""
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0], 16)
+                        chunk = self.rfile.read(size + 2)[:size]
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return out
+                        out += chunk
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def forward(self):
+                data = self.body()
+                held = "/manifests/" in self.path
+                if held:
+                    with proxy.lock:
+                        proxy.now[self.command] = proxy.now.get(self.command, 0) + 1
+                        proxy.most[self.command] = max(proxy.most.get(self.command, 0), proxy.now[self.command])
+                    time.sleep(proxy.delay)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("transfer-encoding", "content-length", "connection")}
+                    r = requests.request(self.command, proxy.upstream + self.path, data=data, headers=headers,
+                                         allow_redirects=False, timeout=60)
+                finally:
+                    if held:
+                        with proxy.lock:
+                            proxy.now[self.command] -= 1
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("transfer-encoding", "content-length", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                length = r.headers.get("Content-Length", "0") if self.command == "HEAD" else str(len(r.content))
+                self.send_header("Content-Length", length)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(r.content)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = forward
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
 @pytest.fixture(scope="module")
@@ -730,3 +798,41 @@ def test_each_tenant_keeps_its_newest_200_finished_executions(tmp_path):
     finally:
         src.stop()
         dist.stop()
+
+
+def test_tags_are_copied_several_at_once_and_counted_exactly(sites, tmp_path):
+    """Eight tags through a remote that takes half a second per manifest
+    request: the job copies several at once (at most 3 of one tenant),
+    both ways, and the execution's figures count every tag once."""
+    from huaweicloudsdkswr.v2 import (CreateNamespaceRequest, CreateNamespaceRequestBody,
+                                      CreateReplicationExecutionRequestBody, ExecuteInstanceReplicationPolicyRequest)
+    s = sites
+    slow = SlowProxy(s["dist"].url, delay=0.5)
+    slow_id = register(s, "slow-dist", "distribution", slow.url).id
+    acme = f"http://acme:acme-pw@{s['src'].host}"
+    tags = [f"v{i}" for i in range(8)]
+    for t in tags:
+        image(acme, "team/many", layers=[f"many {t}".encode()], tag=t)
+    policy = create_policy(s, policy_body("push-many", dest=slow_id, ns="fan", repos="team/many"))
+    r = s["client"].execute_instance_replication_policy(ExecuteInstanceReplicationPolicyRequest(
+        instance_id=s["project"], body=CreateReplicationExecutionRequestBody(policy_id=policy)))
+    ex = wait_execution(s, policy, lambda e: e.status != "InProgress", timeout=120)
+    assert (ex.id, ex.status, ex.total, ex.succeed, ex.failed) == (r.id, "Succeed", 8, 8, 0), ex
+    assert 2 <= slow.most["PUT"] <= 3, slow.most
+    for t in tags:
+        want = digest_of(raw_manifest(s["src"].host, f"team/many:{t}", "acme:acme-pw", tmp_path))
+        assert digest_of(raw_manifest(s["dist"].host, f"fan/many:{t}")) == want
+
+    # And back, through the uploads and manifests components, several at once.
+    s["client"].create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="back")))
+    slow.most.clear()
+    policy = create_policy(s, policy_body("pull-many", src=slow_id, ns="back", repos="fan/many"))
+    s["client"].execute_instance_replication_policy(ExecuteInstanceReplicationPolicyRequest(
+        instance_id=s["project"], body=CreateReplicationExecutionRequestBody(policy_id=policy)))
+    ex = wait_execution(s, policy, lambda e: e.status != "InProgress", timeout=120)
+    assert (ex.status, ex.total, ex.succeed) == ("Succeed", 8, 8), ex
+    assert slow.most["GET"] >= 2, slow.most
+    for t in tags:
+        want = digest_of(raw_manifest(s["src"].host, f"team/many:{t}", "acme:acme-pw", tmp_path))
+        assert digest_of(raw_manifest(s["src"].host, f"back/many:{t}", "acme:acme-pw", tmp_path)) == want
+    pull_all(s["src"].host, "back/many:v7", tmp_path / "pulled", "acme:acme-pw")

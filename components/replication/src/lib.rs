@@ -6,10 +6,11 @@
 //! commit that moves the cursor, one item per tag pushed into a repository
 //! with an automatic sync rule or an event-based replication policy (so
 //! none is queued twice or lost). Then it works through the queued items,
-//! oldest execution first, one at a time: it copies the tag ([`push`]),
-//! records the outcome in the item and its execution's figures in one
-//! commit, and retries failures that may pass (unreachable registry,
-//! 429, 5xx) with exponential backoff, up to
+//! oldest execution first, [`SLOTS`] at once (at most [`TENANT_SLOTS`] of
+//! one tenant, each tenant taking one new item in turn): it copies the tag
+//! ([`push`], [`pull`]), records the outcome in the item and its
+//! execution's figures in one commit, and retries failures that may pass
+//! (unreachable registry, 429, 5xx) with exponential backoff, up to
 //! `runs::MAX_ATTEMPTS`. Every commit carries the job's lease, so two hosts
 //! never copy at once, and a run that lost its lease changes nothing.
 //!
@@ -41,6 +42,8 @@ use berth_guest::remote::{Remote, RemoteError};
 use berth_guest::replication::{Batch, ItemSpec, enqueue};
 use berth_guest::store::{self, WriteOp, metadata};
 use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 struct Replication;
@@ -64,6 +67,10 @@ pub(crate) const MAX_MANIFESTS: u64 = 1000;
 
 /// Events read per run.
 const EVENT_PAGE: u32 = 500;
+/// Items copied at once (each sends up to 6 small blobs at once).
+const SLOTS: usize = 4;
+/// Items of one tenant copied at once: another tenant always finds a slot.
+const TENANT_SLOTS: usize = 3;
 
 impl spin_sdk::wasip3::exports::http::handler::Guest for Replication {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
@@ -94,14 +101,19 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     let (events_read, queued, more_events) = fan_out(run).await?;
     let (scheduled, next_schedule) = schedules(run).await?;
     let planned = plan_pulls(run).await?;
+    let shared: Shared = futures::lock::Mutex::new(&mut *run);
+    let mut running = FuturesUnordered::new();
+    // Pending keys under way, and how many each tenant has.
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut per_tenant: HashMap<String, usize> = HashMap::new();
     let mut done = 0u64;
     let mut due: Option<u64>;
     let mut budget_left = true;
     'runs: loop {
-        let mut progressed = false;
+        let mut launched = false;
         due = None;
         let mut after: Option<String> = None;
-        // One item per tenant per pass: a tenant with many (or slow)
+        // One new item per tenant per pass: a tenant with many (or slow)
         // copies does not starve the others.
         let mut served: HashSet<String> = HashSet::new();
         loop {
@@ -114,6 +126,17 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
             after = Some(last.key.clone());
             let full = page.len() == 500;
             for e in page {
+                let tenant = runs::pending_tenant(&e.key).unwrap_or_default();
+                if busy.contains(&e.key)
+                    || served.contains(tenant)
+                    || per_tenant.get(tenant).copied().unwrap_or(0) >= TENANT_SLOTS
+                {
+                    continue;
+                }
+                while running.len() >= SLOTS {
+                    let ended = running.next().await.expect("copies under way");
+                    done += settle(ended, &mut busy, &mut per_tenant)?;
+                }
                 if now_ms().saturating_sub(started) > RUN_BUDGET_MS {
                     budget_left = false;
                     break 'runs;
@@ -124,7 +147,10 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
                     .map_err(oci_fault)?
                     .and_then(|entry| serde_json::from_slice::<Item>(&entry.value).ok());
                 let Some(item) = parsed else {
-                    run.commit(vec![store::delete(e.key.clone())], LEASE_SECONDS)
+                    shared
+                        .lock()
+                        .await
+                        .commit(vec![store::delete(e.key.clone())], LEASE_SECONDS)
                         .await?;
                     continue;
                 };
@@ -135,21 +161,36 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
                     due = Some(due.map_or(item.not_before_ms, |d| d.min(item.not_before_ms)));
                     continue;
                 }
-                if !served.insert(item.tenant.clone()) {
-                    continue;
-                }
-                process(run, e.key, item_key, item).await?;
-                done += 1;
-                progressed = true;
+                served.insert(item.tenant.clone());
+                *per_tenant.entry(item.tenant.clone()).or_default() += 1;
+                busy.insert(e.key.clone());
+                let tenant = item.tenant.clone();
+                let pending_key = e.key;
+                let shared = &shared;
+                running.push(async move {
+                    let result = process(shared, pending_key.clone(), item_key, item).await;
+                    (pending_key, tenant, result)
+                });
+                launched = true;
             }
             if !full {
                 break;
             }
         }
-        if !progressed {
-            break;
+        if !launched {
+            // Nothing more to start until a copy ends.
+            match running.next().await {
+                Some(ended) => done += settle(ended, &mut busy, &mut per_tenant)?,
+                None => break,
+            }
         }
     }
+    // Copies under way finish (each within ATTEMPT_NS).
+    while let Some(ended) = running.next().await {
+        done += settle(ended, &mut busy, &mut per_tenant)?;
+    }
+    drop(running);
+    drop(shared);
     // Only a run that ended items can have made executions prunable.
     let pruned = if done > 0 { prune(run).await? } else { 0 };
     let due = due.into_iter().chain(next_schedule.map(|s| s * 1000)).min();
@@ -167,6 +208,26 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         },
     }))
 }
+
+/// Takes an ended copy off the books: 1, or the error that ends the run
+/// (the lease lost, the store failing).
+fn settle(
+    (pending_key, tenant, result): (String, String, Result<(), SwrError>),
+    busy: &mut HashSet<String>,
+    per_tenant: &mut HashMap<String, usize>,
+) -> Result<u64, SwrError> {
+    busy.remove(&pending_key);
+    if let Some(n) = per_tenant.get_mut(&tenant) {
+        *n = n.saturating_sub(1);
+    }
+    result.map(|()| 1)
+}
+
+/// The run, shared by the copies under way. Each commit holds it (commits
+/// are fenced by the lease's version, so they go one at a time), and so
+/// does each read-modify-write of a record that several copies update
+/// (an execution's figures).
+pub(crate) type Shared<'a> = futures::lock::Mutex<&'a mut jobs::Run>;
 
 /// What a copy came to.
 pub(crate) enum Outcome {
@@ -223,8 +284,8 @@ impl From<RemoteError> for Failure {
 }
 
 /// One item's copy under way.
-pub(crate) struct Transfer<'a> {
-    run: &'a mut jobs::Run,
+pub(crate) struct Transfer<'a, 'r> {
+    run: &'a Shared<'r>,
     item: Item,
     key: String,
     remote: Remote,
@@ -234,7 +295,7 @@ pub(crate) struct Transfer<'a> {
     pending_ops: Vec<WriteOp>,
 }
 
-impl Transfer<'_> {
+impl Transfer<'_, '_> {
     /// One attempt at the copy, within [`ATTEMPT_NS`]: a registry that
     /// trickles or keeps inventing work cannot hold the job longer (the
     /// next attempt resumes from the progress recorded).
@@ -261,6 +322,8 @@ impl Transfer<'_> {
         let mut ops = std::mem::take(&mut self.pending_ops);
         ops.push(store::put_json(self.key.clone(), &self.item));
         self.run
+            .lock()
+            .await
             .commit(ops, LEASE_SECONDS)
             .await
             .map(|_| ())
@@ -310,7 +373,7 @@ async fn stopped(item: &Item) -> bool {
 /// Works on one item: copies it, or ends it (stopped, timed out, its
 /// registry gone), or schedules its retry.
 async fn process(
-    run: &mut jobs::Run,
+    run: &Shared<'_>,
     pending_key: String,
     key: String,
     mut item: Item,
@@ -478,7 +541,11 @@ async fn process(
             );
             let mut ops = pending_ops;
             ops.push(store::put_json(key, &item));
-            run.commit(ops, LEASE_SECONDS).await.map(|_| ())
+            run.lock()
+                .await
+                .commit(ops, LEASE_SECONDS)
+                .await
+                .map(|_| ())
         }
         Err(f) => {
             let text = if item.attempts > 1 {
@@ -502,7 +569,7 @@ async fn process(
 
 /// Ends `item` with `status`.
 async fn end(
-    run: &mut jobs::Run,
+    run: &Shared<'_>,
     pending_key: String,
     key: String,
     mut item: Item,
@@ -520,7 +587,7 @@ async fn end(
 /// Writes the ended item, counts it in its execution, and takes it off
 /// the queue, in one commit.
 async fn finish(
-    run: &mut jobs::Run,
+    run: &Shared<'_>,
     pending_key: String,
     key: String,
     item: Item,
@@ -529,6 +596,9 @@ async fn finish(
 ) -> Result<(), SwrError> {
     ops.push(store::delete(pending_key));
     ops.push(store::put_json(key, &item));
+    // Held from reading the execution to writing it: other copies of
+    // the same execution count theirs after.
+    let mut run = run.lock().await;
     if let Some(status) = counted {
         let exec_key = runs::execution(&item.tenant, item.execution_id);
         if let Some(mut e) = store::get_json::<Execution>(&exec_key)
@@ -796,7 +866,7 @@ async fn plan_pulls(run: &mut jobs::Run) -> Result<u64, SwrError> {
 /// `unhealthy` and why), when that changed; a concurrent update of the
 /// registry wins.
 async fn health(
-    run: &mut jobs::Run,
+    run: &Shared<'_>,
     registry: &Registry,
     found: Result<(), &str>,
 ) -> Result<(), SwrError> {
@@ -821,7 +891,11 @@ async fn health(
         serde_json::to_vec(&r).expect("registries serialize"),
         metadata::Precondition::Version(entry.version),
     ));
-    run.commit(vec![op], LEASE_SECONDS).await.map(|_| ())
+    run.lock()
+        .await
+        .commit(vec![op], LEASE_SECONDS)
+        .await
+        .map(|_| ())
 }
 
 /// Removes finished executions beyond the newest `runs::EXECUTIONS_KEPT`

@@ -23,7 +23,7 @@ use berth_guest::store;
 use sha2::Digest as _;
 use spin_sdk::wasip3::http::types::Method;
 
-impl Transfer<'_> {
+impl Transfer<'_, '_> {
     fn source_url(&self, path: &str) -> String {
         format!("{}/v2/{}/{path}", self.remote.base, self.item.source)
     }

@@ -32,7 +32,7 @@ use futures::StreamExt;
 use sha2::Digest as _;
 use spin_sdk::wasip3::http::types::Method;
 
-impl Transfer<'_> {
+impl Transfer<'_, '_> {
     fn url(&self, path: &str) -> String {
         format!("{}/v2/{}/{path}", self.remote.base, self.item.destination)
     }

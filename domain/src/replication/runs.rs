@@ -47,6 +47,13 @@ pub fn pending(tenant: &str, execution: u64, item: u64) -> String {
     format!("{PENDING}{execution:020}/{tenant}/{item:020}")
 }
 
+/// The tenant of a [`pending`] key (`None` for any other key), read
+/// without loading the item.
+pub fn pending_tenant(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(PENDING)?.get(21..)?;
+    rest.rsplit_once('/').map(|(tenant, _)| tenant)
+}
+
 /// `sync-job/<tenant>/<repository>:<inverted item id>` → the item's key:
 /// a repository's sync jobs, newest first (`show_sync_job`).
 pub fn sync_job(tenant: &str, repository: &str, item: u64) -> String {
@@ -465,6 +472,8 @@ mod tests {
     #[test]
     fn keys_sort_as_listings_page() {
         assert!(pending("t", 2, 9) < pending("a", 10, 1));
+        assert_eq!(pending_tenant(&pending("acme", 2, 9)), Some("acme"));
+        assert_eq!(pending_tenant("replication-item/acme/1/2"), None);
         assert!(sync_job("t", "a/b", 10) < sync_job("t", "a/b", 9));
         assert!(!sync_job("t", "a/bc", 1).starts_with(&sync_jobs_of("t", "a/b")));
     }
