@@ -58,6 +58,10 @@ impl SwrError {
             "this signed request was already received (a replay, or the same change sent twice within one second): sign a new request to repeat a change",
         )
     }
+    /// 429: the caller has too many of something under way; retry later.
+    pub fn too_many(message: impl Into<String>) -> SwrError {
+        SwrError::new(429, 1, message)
+    }
     pub fn internal(message: impl Into<String>) -> SwrError {
         SwrError::new(500, 1, message)
     }

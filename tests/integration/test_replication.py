@@ -252,6 +252,53 @@ def test_registries_are_checked_and_never_show_secrets(sites):
     assert stored and b"dr-pw" not in stored
 
 
+def test_registry_checks_are_limited_per_tenant(sites):
+    """A remote that accepts connections and never answers holds each
+    check: a tenant gets 4 at once, the rest a 429 at once, and the slots
+    come back when the checks end."""
+    import socket
+    s = sites
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    held = []
+
+    def hold():
+        silent.settimeout(10)
+        try:
+            while True:
+                held.append(silent.accept()[0])
+        except OSError:
+            pass
+    threading.Thread(target=hold, daemon=True).start()
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    answers = [None] * 6
+
+    def create(i):
+        body = {"name": f"silent-{i}", "type": "distribution", "url": url, "insecure": False,
+                "credential": {"type": "basic", "access_key": "", "access_secret": ""}}
+        answers[i] = signed_call(s["src"], s["key"], s["project"], "POST",
+                                 f"/v2/{s['project']}/instances/{s['project']}/registries", body)
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    # The refused answer at once, while the other checks wait.
+    time.sleep(3)
+    for c in held:
+        c.close()  # the checks end: unreachable
+    silent.close()
+    for t in threads:
+        t.join()
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [400, 400, 400, 400, 429, 429], [(a.status_code, a.text) for a in answers]
+    for a in answers:
+        assert a.json()["errorCode"] in ("SVCSTG.SWR.4000001", "SVCSTG.SWR.4290001"), a.text
+    # Every slot was given back.
+    anon = register(s, "after-checks", "distribution", s["dist"].url)
+    s["client"].delete_instance_registry(DeleteInstanceRegistryRequest(instance_id=s["project"],
+                                                                       registry_id=anon.id))
+
+
 def test_auto_sync_backfills_and_follows_pushes_to_berth(sites, tmp_path):
     s = sites
     src, dst = s["src"], s["dst"]

@@ -16,6 +16,7 @@ use berth_domain::swr::SwrError;
 use berth_guest::http::Reply;
 use berth_guest::manage::{commit, fault, ids, oci_fault, ok_json, parse_body};
 use berth_guest::remote::{ErrorKind, Remote};
+use berth_guest::slots;
 use berth_guest::store::{self, Precondition, WriteOp};
 
 /// How long registering (or updating) a registry may take to check it, ns.
@@ -32,8 +33,33 @@ pub(crate) fn admin(call: &Call<'_>) -> Result<(), SwrError> {
 }
 
 /// Checks the registry a body describes (`password` in clear, never
-/// stored so); a 400 saying why it cannot be used.
-async fn check(body: &RegistryBody, url: &str, password: &str) -> Result<(), SwrError> {
+/// stored so); a 400 saying why it cannot be used, a 429 while the tenant
+/// already runs `reg::CHECKS_AT_ONCE` checks.
+async fn check(
+    tenant: &str,
+    body: &RegistryBody,
+    url: &str,
+    password: &str,
+) -> Result<(), SwrError> {
+    let slot = slots::take(
+        &reg::check_slots(tenant),
+        reg::CHECKS_AT_ONCE,
+        reg::CHECK_SLOT_SECONDS,
+    )
+    .await
+    .map_err(fault)?
+    .ok_or_else(|| {
+        SwrError::too_many(format!(
+            "{} registry checks of this instance are under way: retry when one has ended",
+            reg::CHECKS_AT_ONCE
+        ))
+    })?;
+    let checked = probe(body, url, password).await;
+    slot.release().await;
+    checked
+}
+
+async fn probe(body: &RegistryBody, url: &str, password: &str) -> Result<(), SwrError> {
     let mut remote = Remote::new(url, &body.credential.access_key, password, body.insecure);
     // The whole check (two requests and a token) gets 30 s.
     let checked = berth_guest::within(CHECK_NS, remote.ping())
@@ -70,15 +96,7 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, SwrError> {
     let body: RegistryBody = parse_body(&call.body)?;
     reg::validate(&body).map_err(SwrError::bad_request)?;
     let tenant = &call.who.tenant;
-    let existing = store::scan_names(&reg::tenant_prefix(tenant))
-        .await
-        .map_err(fault)?;
-    if existing.len() >= reg::MAX_PER_TENANT {
-        return Err(SwrError::quota(format!(
-            "at most {} registries per instance",
-            reg::MAX_PER_TENANT
-        )));
-    }
+    room(tenant).await?;
     if store::get(&reg::name_key(tenant, &body.name))
         .await
         .map_err(oci_fault)?
@@ -90,7 +108,9 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, SwrError> {
         )));
     }
     let url = reg::normalize_url(&body.url).map_err(SwrError::bad_request)?;
-    check(&body, &url, &body.credential.access_secret).await?;
+    check(tenant, &body, &url, &body.credential.access_secret).await?;
+    // Counted again after the check, under the guard the commit carries.
+    let guard = room(tenant).await?;
     let id = *ids(reg::IDS, 1).await?.start();
     let now = store::now();
     let registry = stored(
@@ -102,6 +122,7 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, SwrError> {
         now,
         now,
     );
+    let guard = WriteOp::Put((reg::count_guard(tenant), Vec::new(), guard));
     commit(
         vec![
             WriteOp::Put((
@@ -110,11 +131,40 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, SwrError> {
                 Precondition::Absent,
             )),
             store::put_json(reg::key(tenant, id), &registry),
+            guard,
         ],
-        || format!("a registry named {} exists", body.name),
+        || {
+            format!(
+                "a registry named {} exists, or another was registered at the same time: retry",
+                body.name
+            )
+        },
     )
     .await?;
     ok_json(201, &serde_json::json!({ "id": id }))
+}
+
+/// Fails with SWR's quota error when the tenant has
+/// `reg::MAX_PER_TENANT` registries; otherwise the precondition under
+/// which a registration may commit (the count guard unchanged since).
+async fn room(tenant: &str) -> Result<Precondition, SwrError> {
+    let guard = match store::get(&reg::count_guard(tenant))
+        .await
+        .map_err(oci_fault)?
+    {
+        Some(e) => Precondition::Version(e.version),
+        None => Precondition::Absent,
+    };
+    let existing = store::scan_names(&reg::tenant_prefix(tenant))
+        .await
+        .map_err(fault)?;
+    if existing.len() >= reg::MAX_PER_TENANT {
+        return Err(SwrError::quota(format!(
+            "at most {} registries per instance",
+            reg::MAX_PER_TENANT
+        )));
+    }
+    Ok(guard)
 }
 
 fn sealed(secret: &str) -> String {
@@ -245,8 +295,8 @@ pub async fn update(call: &Call<'_>, id: u64) -> Result<Reply, SwrError> {
     body.credential.access_secret = password.clone();
     reg::validate(&body).map_err(SwrError::bad_request)?;
     let url = reg::normalize_url(&body.url).map_err(SwrError::bad_request)?;
-    check(&body, &url, &password).await?;
     let tenant = &call.who.tenant;
+    check(tenant, &body, &url, &password).await?;
     let sealed_secret = if keep {
         old.sealed_secret.clone()
     } else {

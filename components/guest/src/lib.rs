@@ -12,6 +12,7 @@ pub mod namespaces;
 pub mod remote;
 pub mod replication;
 pub mod retention;
+pub mod slots;
 pub mod store;
 
 use berth_domain::OciError;

@@ -37,6 +37,27 @@ pub const IDS: &str = "count/registry-id";
 /// Registries a tenant may register.
 pub const MAX_PER_TENANT: usize = 100;
 
+/// `registry-count/<tenant>`: written with every registration, under the
+/// version read before counting the tenant's registries, so two
+/// concurrent registrations cannot both take the last place.
+pub fn count_guard(tenant: &str) -> String {
+    format!("registry-count/{tenant}")
+}
+
+/// `registry-check/<tenant>/<i>`: the slots of the registry checks under
+/// way (`berth_guest::slots`): a check may wait 30 s on a silent remote,
+/// so a tenant runs at most [`CHECKS_AT_ONCE`] at once.
+pub fn check_slots(tenant: &str) -> String {
+    format!("registry-check/{tenant}/")
+}
+
+/// Registry checks (registrations and updates) a tenant runs at once.
+pub const CHECKS_AT_ONCE: usize = 4;
+
+/// A check slot lapses after this long (s) if its holder died; a check
+/// ends within 30 s.
+pub const CHECK_SLOT_SECONDS: u64 = 60;
+
 /// `Credential`: only `basic` (an empty key and secret: anonymous).
 #[derive(Clone, Debug, Deserialize)]
 pub struct CredentialBody {
