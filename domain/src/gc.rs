@@ -260,7 +260,8 @@ impl Policy {
             ("Custom", None) => return Err("schedule.cron is required for type Custom".into()),
             (other, _) => {
                 return Err(format!(
-                    "schedule.type must be None or Custom, not {other:?}"
+                    "schedule.type must be None or Custom, not {}",
+                    crate::swr::quoted(other)
                 ));
             }
         };
@@ -285,12 +286,13 @@ impl Policy {
 pub fn parse_cron(expression: &str) -> Result<cron::Schedule, String> {
     if expression.split_whitespace().count() != 6 {
         return Err(format!(
-            "cron {expression:?} must have 6 fields: second minute hour day month weekday"
+            "cron {} must have 6 fields: second minute hour day month weekday",
+            crate::swr::quoted(expression)
         ));
     }
     expression
         .parse::<cron::Schedule>()
-        .map_err(|e| format!("cron {expression:?} is invalid: {e}"))
+        .map_err(|e| format!("cron {} is invalid: {e}", crate::swr::quoted(expression)))
 }
 
 /// The first time of `expression` strictly after `after` (seconds).

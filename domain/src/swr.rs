@@ -70,6 +70,16 @@ impl SwrError {
     }
 }
 
+/// `value` quoted for an error message, cut at 64 characters (`"…"…`): a
+/// caller's oversized input is named, not echoed back whole.
+pub fn quoted(value: &str) -> String {
+    const SHOWN: usize = 64;
+    match value.char_indices().nth(SHOWN) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+    }
+}
+
 /// `2026-11-28T02:03:04Z`, the time format of SWR's responses.
 pub fn rfc3339(secs: u64) -> String {
     let d = crate::iam::signing::format_sdk_date(secs);
@@ -117,6 +127,9 @@ mod tests {
     #[test]
     fn times_ids_and_names() {
         assert_eq!(rfc3339(1_795_831_384), "2026-11-28T02:03:04Z");
+        assert_eq!(quoted("a\"b"), "\"a\\\"b\"");
+        let long = "名".repeat(1000);
+        assert_eq!(quoted(&long), format!("{:?}…", "名".repeat(64)));
         assert_eq!(numeric_id("a/b"), numeric_id("a/b"));
         assert_ne!(numeric_id("a/b"), numeric_id("a/c"));
         assert!(numeric_id("x") < 1 << 53);

@@ -214,22 +214,30 @@ def test_registries_are_checked_and_never_show_secrets(sites):
     regions = s["client"].list_sync_regions(ListSyncRegionsRequest()).body
     assert {x.region_id for x in regions} >= {"dr-berth", "dr-dist"}
     # Bad input: each answered in SWR's error JSON, nothing registered.
-    # A web server that is no registry (its /v2/ is a 404):
-    port = free_port()
-    www = subprocess.Popen(["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                            "--directory", str(s["dist"].root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    web = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            requests.get(web, timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.1)
+    # Web servers that are no registry: /v2/ a 404, and /v2/ an HTML page.
+    site = s["dist"].root.parent / "site"
+    (site / "v2").mkdir(parents=True, exist_ok=True)
+    (site / "v2" / "index.html").write_text("<html><body>Welcome</body></html>")
+    servers = []
+    for directory in (s["dist"].root, site):
+        port = free_port()
+        servers.append(subprocess.Popen(["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                         "--directory", str(directory)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{port}", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+    web, page = (f"http://127.0.0.1:{p.args[3]}" for p in servers)
+    assert requests.get(f"{page}/v2/").status_code == 200
     for name, kind, url, user, pw, word in [
         ("bad-creds", "berth", s["dst"].anon_url, "dr", "wrong", "bad credentials"),
         ("down", "distribution", f"http://127.0.0.1:{free_port()}", "", "", "unreachable"),
         ("no-reg", "distribution", web, "", "", "not a registry"),
+        ("web-page", "distribution", page, "", "", "text/html"),
         ("bad url", "distribution", s["dist"].url, "", "", "name"),
         ("badtype", "quay", s["dist"].url, "", "", "type"),
         ("nohost", "distribution", "127.0.0.1:5000", "", "", "url"),
@@ -243,7 +251,8 @@ def test_registries_are_checked_and_never_show_secrets(sites):
         assert e.value.error_code.startswith("SVCSTG.SWR."), name
         assert word in e.value.error_msg, (name, e.value.error_msg)
     # The secret is in the store sealed, never in clear.
-    www.kill()
+    for server in servers:
+        server.kill()
     # Berth itself, anonymously: its token service gives anonymous tokens.
     anon = register(s, "anonymous-berth", "berth", s["dst"].anon_url)
     s["client"].delete_instance_registry(DeleteInstanceRegistryRequest(instance_id=s["project"],
@@ -609,11 +618,16 @@ def test_replication_policies_refuse_bad_input(sites):
         (policy_body("bad name!", dest=dist), "name"),
         (policy_body("bad-ns", dest=dist, ns="Not An Org"), "dest_namespace"),
         (policy_body("pull-elsewhere", src=dist, ns="not-ours"), "not an organization of the tenant"),
+        (policy_body("every-second", dest=dist, trigger="scheduled", cron="* * * * * *"), "once a minute"),
+        # Oversized input is named, not echoed back whole.
+        (policy_body("x!" * 5000, dest=dist), "name"),
+        (policy_body("big-ns", dest=dist, ns="N" * 10000), "dest_namespace"),
     ]:
         with pytest.raises(ClientRequestException) as e:
             create_policy(s, body)
-        assert e.value.status_code == 400 and e.value.error_code.startswith("SVCSTG.SWR."), body.name
-        assert word in e.value.error_msg, (body.name, e.value.error_msg)
+        assert e.value.status_code == 400 and e.value.error_code.startswith("SVCSTG.SWR."), body.name[:20]
+        assert word in e.value.error_msg, (body.name[:20], e.value.error_msg)
+        assert len(e.value.error_msg) < 300, e.value.error_msg[:300]
     with pytest.raises(ClientRequestException) as e:
         s["client"].execute_instance_replication_policy(ExecuteInstanceReplicationPolicyRequest(
             instance_id=s["project"], body=CreateReplicationExecutionRequestBody(policy_id=424242)))

@@ -127,6 +127,28 @@ pub type BodyStream = (
     FutureReader<Result<Option<Trailers>, ErrorCode>>,
 );
 
+/// `Ok` when a 200 to `GET /v2/` is a registry's
+/// ([`protocol::is_registry_answer`]), not a web page's.
+fn not_a_web_page(answer: &Answer) -> Result<(), RemoteError> {
+    let content_type = answer.header("content-type");
+    if protocol::is_registry_answer(
+        answer.header("docker-distribution-api-version").as_deref(),
+        content_type.as_deref(),
+    ) {
+        Ok(())
+    } else {
+        Err(RemoteError::new(
+            ErrorKind::Protocol(200),
+            format!(
+                "GET /v2/ answered a {} page, not the Distribution API's answer",
+                berth_domain::swr::quoted(
+                    content_type.unwrap_or_default().split(';').next().unwrap_or_default()
+                )
+            ),
+        ))
+    }
+}
+
 /// A registry's answer; its body is still a stream.
 pub struct Answer {
     pub status: u16,
@@ -285,7 +307,7 @@ impl Remote {
         let url = format!("{}/v2/", self.base);
         let answer = self.raw(Method::Get, &url, Vec::new(), Body::Empty).await?;
         match answer.status {
-            200 => return Ok(()),
+            200 => return not_a_web_page(&answer),
             401 => {}
             s => {
                 let text = answer.excerpt().await;
@@ -318,7 +340,7 @@ impl Remote {
             .raw(Method::Get, &url, auth.into_iter().collect(), Body::Empty)
             .await?;
         match answer.status {
-            200 => Ok(()),
+            200 => not_a_web_page(&answer),
             401 | 403 => Err(RemoteError::new(
                 ErrorKind::Unauthorized,
                 "the registry refused the credentials",

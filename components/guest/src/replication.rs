@@ -136,6 +136,7 @@ pub async fn enqueue(
         updated: now,
         error: String::new(),
         planning: batch.planning,
+        cancelled: false,
         operator: batch.operator.to_string(),
     };
     let mut ops = vec![WriteOp::Put((

@@ -850,6 +850,9 @@ async fn plan_pulls(run: &mut jobs::Run) -> Result<u64, SwrError> {
             }
             Err(text) => {
                 exec.planning = false;
+                exec.cancelled = store::exists(&runs::stop(&tenant, execution))
+                    .await
+                    .unwrap_or(false);
                 exec.error = text;
                 exec.updated = store::now();
                 ops.push(store::event(&exec.completed("", store::now_ns() as u64)));

@@ -136,6 +136,24 @@ pub fn split_url(url: &str) -> Option<(&str, &str, &str)> {
     Some((scheme, authority, if path.is_empty() { "/" } else { path }))
 }
 
+/// Whether a 200 answer to `GET /v2/` comes from a registry: it carries
+/// `Docker-Distribution-API-Version: registry/2.0` (Distribution, Berth,
+/// Harbor, Quay, GHCR…), or else its body is JSON or empty (the OCI
+/// Distribution spec, "end-1", asks no more). A web server's HTML page is
+/// no registry.
+pub fn is_registry_answer(api_version: Option<&str>, content_type: Option<&str>) -> bool {
+    if api_version.is_some_and(|v| v.trim().starts_with("registry/2.")) {
+        return true;
+    }
+    match content_type.map(str::trim).filter(|c| !c.is_empty()) {
+        None => true,
+        Some(c) => {
+            let c = c.to_ascii_lowercase();
+            c.starts_with("application/json") || c.contains("+json")
+        }
+    }
+}
+
 /// Whether `a` and `b` name the same `scheme://authority` (credentials go
 /// only to the registry itself, never to a redirect target elsewhere).
 pub fn same_origin(a: &str, b: &str) -> bool {
@@ -219,6 +237,15 @@ pub fn next_link(header: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_answers() {
+        assert!(is_registry_answer(Some("registry/2.0"), Some("text/html")));
+        assert!(is_registry_answer(None, Some("application/json; charset=utf-8")));
+        assert!(is_registry_answer(None, None));
+        assert!(!is_registry_answer(None, Some("text/html")));
+        assert!(!is_registry_answer(Some("1.0"), Some("text/plain")));
+    }
 
     #[test]
     fn challenges_parse() {

@@ -9,6 +9,7 @@
 //! The secret is stored sealed with the host's key (`credentials.seal`)
 //! and never answered: `credential.access_secret` comes back empty.
 
+use crate::swr::quoted;
 use serde::{Deserialize, Serialize};
 
 /// Every tenant's registries.
@@ -163,25 +164,26 @@ pub fn normalize_url(url: &str) -> Result<String, String> {
     let url = url.trim();
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| format!("url {url:?}: http:// or https:// and a host"))?;
+        .ok_or_else(|| format!("url {}: http:// or https:// and a host", quoted(url)))?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(format!("url {url:?}: the scheme must be http or https"));
+        return Err(format!("url {}: the scheme must be http or https", quoted(url)));
     }
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() {
-        return Err(format!("url {url:?} has no host"));
+        return Err(format!("url {} has no host", quoted(url)));
     }
     if authority.contains(['/', '?', '#', '@', ' ']) {
         return Err(format!(
-            "url {url:?}: only scheme://host[:port] (no path, query, fragment or user info)"
+            "url {}: only scheme://host[:port] (no path, query, fragment or user info)",
+            quoted(url)
         ));
     }
     if let Some((_, port)) = authority.rsplit_once(':')
         && !authority.ends_with(']')
         && port.parse::<u16>().is_err()
     {
-        return Err(format!("url {url:?} has an invalid port"));
+        return Err(format!("url {} has an invalid port", quoted(url)));
     }
     Ok(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
@@ -190,8 +192,8 @@ pub fn normalize_url(url: &str) -> Result<String, String> {
 pub fn validate(body: &RegistryBody) -> Result<(), String> {
     if !is_valid_name(&body.name) {
         return Err(format!(
-            "name {:?}: 1 to 64 letters, digits, '-', '_' or Chinese characters",
-            body.name
+            "name {}: 1 to 64 letters, digits, '-', '_' or Chinese characters",
+            quoted(&body.name)
         ));
     }
     if body
@@ -202,7 +204,7 @@ pub fn validate(body: &RegistryBody) -> Result<(), String> {
         return Err("description: at most 1024 characters".into());
     }
     if !TYPES.contains(&body.kind.as_str()) {
-        return Err(format!("type {:?}: one of {}", body.kind, TYPES.join(", ")));
+        return Err(format!("type {}: one of {}", quoted(&body.kind), TYPES.join(", ")));
     }
     if body.kind == "swr-pro-internal" {
         for (field, v) in [
@@ -218,8 +220,8 @@ pub fn validate(body: &RegistryBody) -> Result<(), String> {
     normalize_url(&body.url)?;
     if body.credential.kind != "basic" {
         return Err(format!(
-            "credential.type {:?}: only basic",
-            body.credential.kind
+            "credential.type {}: only basic",
+            quoted(&body.credential.kind)
         ));
     }
     if body.credential.access_key.is_empty() != body.credential.access_secret.is_empty() {

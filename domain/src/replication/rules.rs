@@ -19,6 +19,7 @@
 //! `override` false (the default) leaves a destination tag that points at
 //! other content alone: its item ends `existed`.
 
+use crate::swr::quoted;
 use serde::{Deserialize, Serialize};
 
 /// Every tenant's sync rules.
@@ -135,7 +136,8 @@ pub fn validate_sync(region: &str, remote_namespace: &str) -> Result<(), String>
     }
     if !crate::iam::records::valid_namespace_name(remote_namespace) {
         return Err(format!(
-            "remoteNamespace {remote_namespace:?} is not a valid organization name"
+            "remoteNamespace {} is not a valid organization name",
+            quoted(remote_namespace)
         ));
     }
     Ok(())
@@ -147,7 +149,7 @@ pub fn validate_tags(tags: &[String]) -> Result<(), String> {
         return Err(format!("imageTag: 1 to {MAX_MANUAL_TAGS} tags"));
     }
     match tags.iter().find(|t| !crate::name::is_valid_tag(t)) {
-        Some(t) => Err(format!("imageTag: {t:?} is not a valid tag")),
+        Some(t) => Err(format!("imageTag: {} is not a valid tag", quoted(t))),
         None => Ok(()),
     }
 }
@@ -268,15 +270,15 @@ fn glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
         .literal_separator(true)
         .build()
         .map(|g| g.compile_matcher())
-        .map_err(|e| format!("filter {pattern:?}: {e}"))
+        .map_err(|e| format!("filter {}: {e}", quoted(pattern)))
 }
 
 /// Checks a policy body; the error names what is wrong.
 pub fn validate_policy(body: &PolicyBody) -> Result<(), String> {
     if !is_valid_policy_name(&body.name) {
         return Err(format!(
-            "name {:?}: 1 to 256 letters, digits, '-', '_' or Chinese characters",
-            body.name
+            "name {}: 1 to 256 letters, digits, '-', '_' or Chinese characters",
+            quoted(&body.name)
         ));
     }
     if body
@@ -303,13 +305,14 @@ pub fn validate_policy(body: &PolicyBody) -> Result<(), String> {
         && !crate::iam::records::valid_namespace_name(ns)
     {
         return Err(format!(
-            "dest_namespace {ns:?} is not a valid organization name"
+            "dest_namespace {} is not a valid organization name",
+            quoted(ns)
         ));
     }
     let mut seen = std::collections::HashSet::new();
     for f in &body.filters {
         if f.kind != "name" && f.kind != "tag" {
-            return Err(format!("filter type {:?}: name or tag", f.kind));
+            return Err(format!("filter type {}: name or tag", quoted(&f.kind)));
         }
         if !seen.insert(f.kind.as_str()) {
             return Err(format!("filters: one {} filter at most", f.kind));
@@ -321,8 +324,8 @@ pub fn validate_policy(body: &PolicyBody) -> Result<(), String> {
     }
     if body.repo_scope_mode != "regular" && body.repo_scope_mode != "selection" {
         return Err(format!(
-            "repo_scope_mode {:?}: regular or selection",
-            body.repo_scope_mode
+            "repo_scope_mode {}: regular or selection",
+            quoted(&body.repo_scope_mode)
         ));
     }
     let cron = body
@@ -342,11 +345,19 @@ pub fn validate_policy(body: &PolicyBody) -> Result<(), String> {
                 .into(),
         ),
         "event_based" => Ok(()),
-        "scheduled" => crate::gc::parse_cron(cron)
-            .map(|_| ())
-            .map_err(|e| format!("trigger_settings.cron: {e}")),
+        "scheduled" => {
+            crate::gc::parse_cron(cron).map_err(|e| format!("trigger_settings.cron: {e}"))?;
+            // A copy of every selected tag each second is no schedule.
+            match cron.split_whitespace().next().map(str::parse::<u8>) {
+                Some(Ok(s)) if s < 60 => Ok(()),
+                _ => Err("trigger_settings.cron: at most once a minute, so the seconds field \
+                          is one number (e.g. 0 */30 * * * *)"
+                    .into()),
+            }
+        }
         other => Err(format!(
-            "trigger type {other:?}: manual, scheduled or event_based"
+            "trigger type {}: manual, scheduled or event_based",
+            quoted(other)
         )),
     }
 }
@@ -489,6 +500,20 @@ mod tests {
         assert!(bad(&|b| b.repo_scope_mode = "all".into()).contains("repo_scope_mode"));
         assert!(bad(&|b| b.trigger.kind = "hourly".into()).contains("trigger"));
         assert!(bad(&|b| b.trigger.kind = "scheduled".into()).contains("cron"));
+        let every = |cron: &'static str| {
+            move |b: &mut PolicyBody| {
+                b.trigger.kind = "scheduled".into();
+                b.trigger.trigger_settings = Some(TriggerSettings { cron: cron.into() });
+            }
+        };
+        assert!(bad(&every("* * * * * *")).contains("once a minute"));
+        assert!(bad(&every("*/10 * * * * *")).contains("once a minute"));
+        assert!(validate_policy(&{
+            let mut b = body();
+            every("0 */5 * * * *")(&mut b);
+            b
+        })
+        .is_ok());
         assert!(bad(&|b| b.dest_namespace = Some("Bad NS".into())).contains("dest_namespace"));
         assert!(
             bad(&|b| {

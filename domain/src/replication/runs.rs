@@ -344,6 +344,10 @@ pub struct Execution {
     /// A pull whose items the job has yet to list.
     #[serde(default)]
     pub planning: bool,
+    /// Stopped before its items were listed (a pull): `Stopped`, not
+    /// `Failed`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
     pub operator: String,
 }
 
@@ -357,7 +361,7 @@ impl Execution {
     pub fn status(&self) -> &'static str {
         if self.in_progress() > 0 || self.planning {
             "InProgress"
-        } else if self.stopped > 0 {
+        } else if self.stopped > 0 || self.cancelled {
             "Stopped"
         } else if self.failed > 0 || !self.error.is_empty() {
             "Failed"
@@ -457,6 +461,7 @@ mod tests {
             updated: 0,
             error: String::new(),
             planning: false,
+            cancelled: false,
             operator: String::new(),
         };
         assert_eq!(e.status(), "InProgress");
@@ -467,6 +472,8 @@ mod tests {
         assert_eq!((e.succeed, e.failed, e.in_progress()), (2, 1, 0));
         assert_eq!(e.status(), "Failed");
         assert!(Status::Existed.is_final() && !Status::Running.is_final());
+        e.cancelled = true;
+        assert_eq!(e.status(), "Stopped");
     }
 
     #[test]
