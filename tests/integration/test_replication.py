@@ -7,6 +7,7 @@ what arrived and the digests are compared with the source's."""
 import hashlib
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -866,7 +867,9 @@ def test_tags_are_copied_several_at_once_and_counted_exactly(sites, tmp_path):
     request: the job copies several at once (at most 3 of one tenant),
     both ways, and the execution's figures count every tag once."""
     from huaweicloudsdkswr.v2 import (CreateNamespaceRequest, CreateNamespaceRequestBody,
-                                      CreateReplicationExecutionRequestBody, ExecuteInstanceReplicationPolicyRequest)
+                                      CreateReplicationExecutionRequestBody, ExecuteInstanceReplicationPolicyRequest,
+                                      ListInstanceReplicationPolicyExecSubTasksRequest,
+                                      ListInstanceReplicationPolicyExecTasksRequest)
     s = sites
     slow = SlowProxy(s["dist"].url, delay=0.5)
     slow_id = register(s, "slow-dist", "distribution", slow.url).id
@@ -893,6 +896,15 @@ def test_tags_are_copied_several_at_once_and_counted_exactly(sites, tmp_path):
     ex = wait_execution(s, policy, lambda e: e.status != "InProgress", timeout=120)
     assert (ex.status, ex.total, ex.succeed) == ("Succeed", 8, 8), ex
     assert slow.most["GET"] >= 2, slow.most
+    # Berth held every blob already (in team/many): mounted, none fetched.
+    tasks = s["client"].list_instance_replication_policy_exec_tasks(ListInstanceReplicationPolicyExecTasksRequest(
+        instance_id=s["project"], execution_id=ex.id)).tasks
+    subs = s["client"].list_instance_replication_policy_exec_sub_tasks(
+        ListInstanceReplicationPolicyExecSubTasksRequest(instance_id=s["project"], execution_id=ex.id,
+                                                         task_id=tasks[0].id, status="Succeed")).sub_tasks
+    assert len(subs) == 8 and all(" 0 blob(s) sent" in x.status_text for x in subs), [x.status_text for x in subs]
+    mounted = [int(re.search(r"(\d+) mounted", x.status_text).group(1)) for x in subs]
+    assert sum(mounted) >= 8, [x.status_text for x in subs]
     for t in tags:
         want = digest_of(raw_manifest(s["src"].host, f"team/many:{t}", "acme:acme-pw", tmp_path))
         assert digest_of(raw_manifest(s["src"].host, f"back/many:{t}", "acme:acme-pw", tmp_path)) == want

@@ -142,7 +142,11 @@ fn not_a_web_page(answer: &Answer) -> Result<(), RemoteError> {
             format!(
                 "GET /v2/ answered a {} page, not the Distribution API's answer",
                 berth_domain::swr::quoted(
-                    content_type.unwrap_or_default().split(';').next().unwrap_or_default()
+                    content_type
+                        .unwrap_or_default()
+                        .split(';')
+                        .next()
+                        .unwrap_or_default()
                 )
             ),
         ))

@@ -21,10 +21,10 @@ pub async fn take(prefix: &str, n: usize, ttl_seconds: u64) -> Result<Option<Slo
     for i in 0..n {
         let key = format!("{prefix}{i}");
         let current = store::metadata::get(key.clone()).await?.and_then(|e| {
-                serde_json::from_slice::<Lease>(&e.value)
-                    .ok()
-                    .map(|l| (l, e.version))
-            });
+            serde_json::from_slice::<Lease>(&e.value)
+                .ok()
+                .map(|l| (l, e.version))
+        });
         let precondition = match jobs::claim(current, now) {
             Claim::Create => Precondition::Absent,
             Claim::Replace(v) => Precondition::Version(v),

@@ -41,9 +41,9 @@ use berth_guest::manage::{fault, oci_fault};
 use berth_guest::remote::{Remote, RemoteError};
 use berth_guest::replication::{Batch, ItemSpec, enqueue};
 use berth_guest::store::{self, WriteOp, metadata};
-use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use spin_sdk::wasip3::http::types::{ErrorCode, Request, Response};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 struct Replication;
@@ -229,6 +229,19 @@ fn settle(
 /// (an execution's figures).
 pub(crate) type Shared<'a> = futures::lock::Mutex<&'a mut jobs::Run>;
 
+/// What a blob copy came to.
+pub(crate) enum Placed {
+    /// The destination had it.
+    Present,
+    /// Mounted from another repository of the destination registry.
+    Mounted,
+    /// Copied.
+    Sent,
+}
+
+/// Blobs under a chunk copied at once (as skopeo copies layers).
+pub(crate) const PARALLEL: usize = 6;
+
 /// What a copy came to.
 pub(crate) enum Outcome {
     Copied,
@@ -331,6 +344,30 @@ impl Transfer<'_, '_> {
                 lost: Some(e),
                 ..Failure::permanent("the run lost its lease")
             })
+    }
+
+    /// Counts a blob's outcome (`sent`: the bytes a one-request copy
+    /// moved; chunked copies count theirs chunk by chunk); for a push,
+    /// records where the blob was placed on the registry (what a later
+    /// copy mounts from).
+    fn counted(&mut self, digest: &str, how: Placed, sent: u64) {
+        match how {
+            Placed::Present => {
+                self.item.blobs_present += 1;
+                return;
+            }
+            Placed::Mounted => self.item.blobs_mounted += 1,
+            Placed::Sent => {
+                self.item.blobs_copied += 1;
+                self.item.bytes += sent;
+            }
+        }
+        if self.item.direction == Direction::Push {
+            self.pending_ops.push(store::put(
+                runs::placed(self.item.registry_id, digest),
+                self.item.destination.clone().into_bytes(),
+            ));
+        }
     }
 
     /// Fails with `stopped` once the execution was asked to stop.

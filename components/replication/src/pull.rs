@@ -13,15 +13,22 @@
 //! after each, so a failure or a restart resumes from the local offset.
 
 use crate::berth::registry::{manifests_api, registry_types::AccountUser, uploads_api};
-use crate::{Failure, Outcome, Transfer};
+use crate::{Failure, Outcome, Placed, Transfer};
 use berth_domain::keys;
 use berth_domain::manifest;
 use berth_domain::replication::protocol::{self, ACCEPT};
 use berth_domain::replication::runs::{self, Resume};
 use berth_guest::remote::{self, Answer, Body, MAX_RESPONSE_HEADER, headers};
 use berth_guest::store;
+use futures::StreamExt;
 use sha2::Digest as _;
 use spin_sdk::wasip3::http::types::Method;
+
+/// How a local blob upload starts.
+enum Start {
+    Mounted,
+    Session(String),
+}
 
 impl Transfer<'_, '_> {
     fn source_url(&self, path: &str) -> String {
@@ -140,22 +147,18 @@ impl Transfer<'_, '_> {
             self.pull_by_digest(&child.to_string()).await?;
         }
         let sizes: std::collections::HashMap<String, u64> = descriptor_sizes(&body);
-        for blob in &parsed.blobs {
-            let d = blob.to_string();
-            let size = sizes.get(&d).copied().unwrap_or_default();
-            self.pull_blob(&d, size).await?;
-        }
+        let mut blobs: Vec<String> = parsed.blobs.iter().map(|b| b.to_string()).collect();
         for (d, _) in &parsed.content {
             let d = d.to_string();
-            let size = sizes.get(&d).copied().unwrap_or_default();
             // An index entry that is not a manifest type: a manifest if
             // the registry has it as one, else a blob.
             if self.remote_has_manifest(&d).await? {
                 self.pull_by_digest(&d).await?;
             } else {
-                self.pull_blob(&d, size).await?;
+                blobs.push(d);
             }
         }
+        self.pull_blobs(blobs, &sizes).await?;
         if self.item.manifests >= crate::MAX_MANIFESTS {
             return Err(Failure::permanent(format!(
                 "more than {} manifests for one tag",
@@ -272,69 +275,87 @@ impl Transfer<'_, '_> {
         Ok(())
     }
 
-    /// Copies blob `digest` (`size` bytes) into the destination unless it
-    /// is linked there already.
-    async fn pull_blob(&mut self, digest: &str, size: u64) -> Result<(), Failure> {
-        if !self.copied.insert(digest.to_string()) {
-            return Ok(());
+    /// Copies the blobs the destination lacks: those under a chunk several
+    /// at once ([`crate::PARALLEL`]), larger ones one by one, resumably.
+    /// `sizes`: what the manifest says of each (else the registry's
+    /// `HEAD`).
+    async fn pull_blobs(
+        &mut self,
+        digests: Vec<String>,
+        sizes: &std::collections::HashMap<String, u64>,
+    ) -> Result<(), Failure> {
+        let mut small = Vec::new();
+        let mut large = Vec::new();
+        for d in digests {
+            if !self.copied.insert(d.clone()) {
+                continue;
+            }
+            if store::exists(&keys::blob_link(&self.item.destination, &d))
+                .await
+                .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+            {
+                self.counted(&d, Placed::Present, 0);
+                continue;
+            }
+            let size = match sizes.get(&d).copied().filter(|s| *s > 0) {
+                Some(s) => s,
+                None => self.remote_size(&d).await?,
+            };
+            let resuming = self.item.resume.as_ref().is_some_and(|r| r.digest == d);
+            if size >= runs::CHUNK_BYTES || resuming {
+                large.push((d, size));
+            } else {
+                small.push((d, size));
+            }
         }
-        if store::exists(&keys::blob_link(&self.item.destination, digest))
-            .await
-            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
-        {
-            self.item.blobs_present += 1;
-            return Ok(());
+        let this = &*self;
+        let done: Vec<Result<(String, u64, Placed), Failure>> =
+            futures::stream::iter(small.into_iter().map(|(d, size)| async move {
+                let how = match this.open_local(&d).await? {
+                    Start::Mounted => Placed::Mounted,
+                    Start::Session(location) => {
+                        let (location, _) = this.move_range(&d, &location, 0, size, size).await?;
+                        this.close_local(&location, &d).await?;
+                        Placed::Sent
+                    }
+                };
+                Ok((d, size, how))
+            }))
+            .buffer_unordered(crate::PARALLEL)
+            .collect()
+            .await;
+        for outcome in done {
+            let (d, size, how) = outcome?;
+            self.counted(&d, how, size);
         }
+        for (d, size) in large {
+            let how = self.pull_large_blob(&d, size).await?;
+            self.counted(&d, how, 0);
+        }
+        Ok(())
+    }
+
+    /// Copies blob `digest` (`size` bytes) in chunks, recording the local
+    /// session and offset after each, resuming a session the item
+    /// recorded.
+    async fn pull_large_blob(&mut self, digest: &str, size: u64) -> Result<Placed, Failure> {
         let (mut location, mut offset) = match self.local_resumable(digest).await? {
             Some(at) => at,
-            None => {
-                let path = format!("/v2/{}/blobs/uploads/", self.item.destination);
-                let answer = self
-                    .local(Method::Post, &path, Vec::new(), Body::Empty, false)
-                    .await?;
-                let l = answer.header("location").filter(|_| answer.status == 202);
-                let l = l.ok_or_else(|| Failure::permanent("could not open a local upload"))?;
-                (l, 0)
-            }
-        };
-        let size = if size > 0 {
-            size
-        } else {
-            self.remote_size(digest).await?
+            None => match self.open_local(digest).await? {
+                Start::Mounted => return Ok(Placed::Mounted),
+                Start::Session(location) => (location, 0),
+            },
         };
         while offset < size {
             self.check_stop().await?;
             let len = (size - offset).min(runs::CHUNK_BYTES);
-            let range = format!("bytes={offset}-{}", offset + len - 1);
-            // A registry that ignores `Range` sends the rest whole.
-            let (status, stream) = self.fetch(digest, &range, size - offset).await?;
-            let (stream, whole) = match status {
-                206 => (stream, len),
-                // A registry that ignores Range sends it all: usable only
-                // from the start, as one chunk.
-                200 if offset == 0 => (stream, size),
-                s => return Err(Failure::status(s, format!("GET blob {digest}: HTTP {s}"))),
-            };
-            let answer = self
-                .local(
-                    Method::Patch,
-                    &location,
-                    headers(&[("content-range", &protocol::content_range(offset, whole))]),
-                    Body::Stream(stream, whole),
-                    false,
-                )
-                .await?;
-            if let Some(l) = answer.header("location") {
-                location = l;
-            }
-            match answer.status {
-                // The chunk was taken whole (`Range` is not trusted here:
-                // `0-0` cannot tell one byte from none).
-                202 => {
-                    self.item.bytes += whole;
-                    offset += whole;
+            match self.move_range(digest, &location, offset, len, size).await {
+                Ok((l, taken)) => {
+                    location = l;
+                    self.item.bytes += taken;
+                    offset += taken;
                 }
-                s => {
+                Err(failure) => {
                     // The transfer broke: the next attempt resumes from
                     // what the session holds.
                     self.item.resume = Some(Resume {
@@ -343,18 +364,7 @@ impl Transfer<'_, '_> {
                         offset,
                     });
                     self.save().await?;
-                    let text = answer.excerpt().await;
-                    let failure =
-                        Failure::retry(format!("storing blob {digest} at {offset}: {text}"));
-                    // A refusal of the store's own (quota, size) is final.
-                    // A body cut off (400) or out of step (416) is worth
-                    // another attempt; the store's refusals (quota,
-                    // size) are final.
-                    return Err(if matches!(s, 400 | 416) {
-                        failure
-                    } else {
-                        failure.or_retry(s)
-                    });
+                    return Err(failure);
                 }
             }
             self.item.resume = Some(Resume {
@@ -364,16 +374,97 @@ impl Transfer<'_, '_> {
             });
             self.save().await?;
         }
+        self.close_local(&location, digest).await?;
+        self.item.resume = None;
+        Ok(Placed::Sent)
+    }
+
+    /// Opens a local upload session for `digest` in the destination, or
+    /// mounts the blob when Berth holds it already (`POST ?mount=` with
+    /// no `from`: the uploads family mounts any blob it stores).
+    async fn open_local(&self, digest: &str) -> Result<Start, Failure> {
+        let path = format!(
+            "/v2/{}/blobs/uploads/?mount={}",
+            self.item.destination,
+            protocol::encode(digest)
+        );
+        let answer = self
+            .local(Method::Post, &path, Vec::new(), Body::Empty, false)
+            .await?;
+        match (answer.status, answer.header("location")) {
+            (201, _) => Ok(Start::Mounted),
+            (202, Some(l)) => Ok(Start::Session(l)),
+            (s, _) => Err(Failure::permanent(format!(
+                "could not open a local upload: {}",
+                answer.excerpt().await
+            ))
+            .or_retry(s)),
+        }
+    }
+
+    /// Fetches `len` bytes of blob `digest` (`size` in all) from `offset`
+    /// and `PATCH`es them, still a stream, into local session `location`;
+    /// the session's next location and the bytes taken (all the rest
+    /// from a registry that ignores `Range`, usable only from the start).
+    async fn move_range(
+        &self,
+        digest: &str,
+        location: &str,
+        offset: u64,
+        len: u64,
+        size: u64,
+    ) -> Result<(String, u64), Failure> {
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        let (status, stream) = self.fetch(digest, &range, size - offset).await?;
+        let (stream, whole) = match status {
+            206 => (stream, len),
+            200 if offset == 0 => (stream, size),
+            s => return Err(Failure::status(s, format!("GET blob {digest}: HTTP {s}"))),
+        };
+        let answer = self
+            .local(
+                Method::Patch,
+                location,
+                headers(&[("content-range", &protocol::content_range(offset, whole))]),
+                Body::Stream(stream, whole),
+                false,
+            )
+            .await?;
+        match answer.status {
+            // The chunk was taken whole (`Range` is not trusted here:
+            // `0-0` cannot tell one byte from none).
+            202 => Ok((
+                answer
+                    .header("location")
+                    .unwrap_or_else(|| location.to_string()),
+                whole,
+            )),
+            s => {
+                let text = answer.excerpt().await;
+                let failure = Failure::retry(format!("storing blob {digest} at {offset}: {text}"));
+                // A body cut off (400) or out of step (416) is worth
+                // another attempt; the store's refusals (quota, size)
+                // are final.
+                Err(if matches!(s, 400 | 416) {
+                    failure
+                } else {
+                    failure.or_retry(s)
+                })
+            }
+        }
+    }
+
+    /// Closes local session `location` as blob `digest` (`PUT`).
+    async fn close_local(&self, location: &str, digest: &str) -> Result<(), Failure> {
         let answer = self
             .local(
                 Method::Put,
-                &protocol::with_digest(&location, digest),
+                &protocol::with_digest(location, digest),
                 Vec::new(),
                 Body::Empty,
                 false,
             )
             .await?;
-        self.item.resume = None;
         if answer.status != 201 {
             let s = answer.status;
             return Err(Failure::permanent(format!(
@@ -382,7 +473,6 @@ impl Transfer<'_, '_> {
             ))
             .or_retry(s));
         }
-        self.item.blobs_copied += 1;
         Ok(())
     }
 
@@ -409,7 +499,7 @@ impl Transfer<'_, '_> {
     /// `GET` of a range of the blob, following one redirect to storage
     /// (without the registry's credentials): the status and body stream.
     async fn fetch(
-        &mut self,
+        &self,
         digest: &str,
         range: &str,
         len: u64,

@@ -21,7 +21,7 @@
 //!    schema follow their subject; the tag is put last, so it never points
 //!    at an incomplete image.
 
-use crate::{Failure, Outcome, Transfer};
+use crate::{Failure, Outcome, PARALLEL, Placed, Transfer};
 use berth_domain::keys;
 use berth_domain::manifest;
 use berth_domain::replication::protocol::{self, ACCEPT};
@@ -384,35 +384,14 @@ impl Transfer<'_, '_> {
             .await;
         for outcome in done {
             let (d, size, how) = outcome?;
-            self.counted(&d, size, how);
+            self.counted(&d, how, size);
         }
         for (d, size) in large {
             self.check_stop().await?;
             let how = self.large_blob(&target, &d, size).await?;
-            self.counted(&d, size, how);
+            self.counted(&d, how, 0);
         }
         Ok(())
-    }
-
-    /// Counts a blob's outcome, and records where it was placed.
-    fn counted(&mut self, digest: &str, size: u64, how: Placed) {
-        match how {
-            Placed::Present => {
-                self.item.blobs_present += 1;
-                return;
-            }
-            Placed::Mounted => self.item.blobs_mounted += 1,
-            Placed::Sent => {
-                self.item.blobs_copied += 1;
-                if size < runs::CHUNK_BYTES {
-                    self.item.bytes += size;
-                }
-            }
-        }
-        self.pending_ops.push(store::put(
-            runs::placed(self.item.registry_id, digest),
-            self.item.destination.clone().into_bytes(),
-        ));
     }
 
     /// Copies a large blob in chunks, recording the session and offset
@@ -554,19 +533,6 @@ enum Start {
     Mounted,
     Session(String),
 }
-
-/// What a blob copy came to.
-enum Placed {
-    /// The destination had it.
-    Present,
-    /// Mounted from another repository of the registry.
-    Mounted,
-    /// Uploaded.
-    Sent,
-}
-
-/// Small blobs copied at once (as skopeo copies layers).
-const PARALLEL: usize = 6;
 
 /// Where blobs go: the destination repository's URL and token scope.
 struct Target {

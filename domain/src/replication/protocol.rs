@@ -241,7 +241,10 @@ mod tests {
     #[test]
     fn registry_answers() {
         assert!(is_registry_answer(Some("registry/2.0"), Some("text/html")));
-        assert!(is_registry_answer(None, Some("application/json; charset=utf-8")));
+        assert!(is_registry_answer(
+            None,
+            Some("application/json; charset=utf-8")
+        ));
         assert!(is_registry_answer(None, None));
         assert!(!is_registry_answer(None, Some("text/html")));
         assert!(!is_registry_answer(Some("1.0"), Some("text/plain")));

@@ -167,7 +167,10 @@ pub fn normalize_url(url: &str) -> Result<String, String> {
         .ok_or_else(|| format!("url {}: http:// or https:// and a host", quoted(url)))?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(format!("url {}: the scheme must be http or https", quoted(url)));
+        return Err(format!(
+            "url {}: the scheme must be http or https",
+            quoted(url)
+        ));
     }
     let authority = rest.trim_end_matches('/');
     if authority.is_empty() {
@@ -204,7 +207,11 @@ pub fn validate(body: &RegistryBody) -> Result<(), String> {
         return Err("description: at most 1024 characters".into());
     }
     if !TYPES.contains(&body.kind.as_str()) {
-        return Err(format!("type {}: one of {}", quoted(&body.kind), TYPES.join(", ")));
+        return Err(format!(
+            "type {}: one of {}",
+            quoted(&body.kind),
+            TYPES.join(", ")
+        ));
     }
     if body.kind == "swr-pro-internal" {
         for (field, v) in [

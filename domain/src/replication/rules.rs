@@ -350,9 +350,11 @@ pub fn validate_policy(body: &PolicyBody) -> Result<(), String> {
             // A copy of every selected tag each second is no schedule.
             match cron.split_whitespace().next().map(str::parse::<u8>) {
                 Some(Ok(s)) if s < 60 => Ok(()),
-                _ => Err("trigger_settings.cron: at most once a minute, so the seconds field \
+                _ => Err(
+                    "trigger_settings.cron: at most once a minute, so the seconds field \
                           is one number (e.g. 0 */30 * * * *)"
-                    .into()),
+                        .into(),
+                ),
             }
         }
         other => Err(format!(
@@ -508,12 +510,14 @@ mod tests {
         };
         assert!(bad(&every("* * * * * *")).contains("once a minute"));
         assert!(bad(&every("*/10 * * * * *")).contains("once a minute"));
-        assert!(validate_policy(&{
-            let mut b = body();
-            every("0 */5 * * * *")(&mut b);
-            b
-        })
-        .is_ok());
+        assert!(
+            validate_policy(&{
+                let mut b = body();
+                every("0 */5 * * * *")(&mut b);
+                b
+            })
+            .is_ok()
+        );
         assert!(bad(&|b| b.dest_namespace = Some("Bad NS".into())).contains("dest_namespace"));
         assert!(
             bad(&|b| {
