@@ -287,6 +287,21 @@ impl Failure {
     }
 }
 
+/// A failure of Berth's own store (an `OciError` of `berth_guest::store`):
+/// retried.
+impl From<berth_domain::OciError> for Failure {
+    fn from(e: berth_domain::OciError) -> Failure {
+        Failure::retry(format!("store: {}", e.message))
+    }
+}
+
+/// A failure of a store capability: retried.
+impl From<store::StoreError> for Failure {
+    fn from(e: store::StoreError) -> Failure {
+        Failure::retry(format!("store: {e:?}"))
+    }
+}
+
 impl From<RemoteError> for Failure {
     fn from(e: RemoteError) -> Failure {
         Failure {
@@ -389,9 +404,7 @@ impl Transfer<'_, '_> {
 pub(crate) async fn owned(tenant: &str, name: &str) -> Result<(), Failure> {
     use berth_domain::iam::records::{self, Namespace};
     let ns = name.split('/').next().unwrap_or_default();
-    let owner = store::get_json::<Namespace>(&records::namespace(ns))
-        .await
-        .map_err(|e| Failure::retry(format!("store: {}", e.message)))?;
+    let owner = store::get_json::<Namespace>(&records::namespace(ns)).await?;
     if owner.is_some_and(|n| n.tenant == tenant) {
         Ok(())
     } else {

@@ -71,8 +71,7 @@ impl Transfer<'_, '_> {
         let (media_type, body, digest) = self.remote_manifest(&tag).await?;
         self.item.digest = digest.clone().unwrap_or_default();
         let here = store::get(&keys::tag(&self.item.destination, &tag))
-            .await
-            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+            .await?
             .and_then(|e| String::from_utf8(e.value).ok());
         match (here, &digest) {
             (Some(h), Some(d)) if h == *d => {
@@ -189,10 +188,10 @@ impl Transfer<'_, '_> {
             .ok_or_else(|| Failure::permanent("the manifests family gave no digest"))
     }
 
-    /// Whether the registry has `digest` as a manifest (`HEAD`).
-    async fn remote_has_manifest(&mut self, digest: &str) -> Result<bool, Failure> {
+    /// Whether the registry has a manifest under `reference` (`HEAD`).
+    async fn remote_has_manifest(&self, reference: &str) -> Result<bool, Failure> {
         let scope = self.pull_scope();
-        let url = self.source_url(&format!("manifests/{digest}"));
+        let url = self.source_url(&format!("manifests/{reference}"));
         let head = self
             .remote
             .send(
@@ -210,9 +209,7 @@ impl Transfer<'_, '_> {
     /// Copies manifest `digest` (and its content) unless it is here.
     async fn pull_by_digest(&mut self, digest: &str) -> Result<(), Failure> {
         if !self.copied.insert(digest.to_string())
-            || store::exists(&keys::manifest(&self.item.destination, digest))
-                .await
-                .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+            || store::exists(&keys::manifest(&self.item.destination, digest)).await?
         {
             return Ok(());
         }
@@ -252,19 +249,7 @@ impl Transfer<'_, '_> {
                 }
             }
             for tag in protocol::artifact_tags(&s) {
-                let url = self.source_url(&format!("manifests/{tag}"));
-                let head = self
-                    .remote
-                    .send(
-                        Method::Head,
-                        &url,
-                        headers(&[("accept", ACCEPT)]),
-                        Body::Empty,
-                        &scope,
-                    )
-                    .await
-                    .map_err(Failure::from)?;
-                if head.status != 200 {
+                if !self.remote_has_manifest(&tag).await? {
                     continue;
                 }
                 let (media_type, body, _) = self.remote_manifest(&tag).await?;
@@ -290,10 +275,7 @@ impl Transfer<'_, '_> {
             if !self.copied.insert(d.clone()) {
                 continue;
             }
-            if store::exists(&keys::blob_link(&self.item.destination, &d))
-                .await
-                .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
-            {
+            if store::exists(&keys::blob_link(&self.item.destination, &d)).await? {
                 self.counted(&d, Placed::Present, 0);
                 continue;
             }

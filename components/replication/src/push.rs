@@ -49,8 +49,7 @@ impl Transfer<'_, '_> {
         crate::owned(&self.item.tenant, &source).await?;
         let tag = self.item.tag.clone();
         let digest = store::get(&keys::tag(&source, &tag))
-            .await
-            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+            .await?
             .and_then(|e| String::from_utf8(e.value).ok())
             .ok_or_else(|| Failure::permanent(format!("{source}:{tag} does not exist")))?;
         self.item.digest = digest.clone();
@@ -125,10 +124,7 @@ impl Transfer<'_, '_> {
 
     /// The source's manifest `digest`: its record and exact bytes.
     async fn local_manifest(&self, digest: &str) -> Result<Option<(String, Vec<u8>)>, Failure> {
-        let Some(entry) = store::get(&keys::manifest(&self.item.source, digest))
-            .await
-            .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
-        else {
+        let Some(entry) = store::get(&keys::manifest(&self.item.source, digest)).await? else {
             return Ok(None);
         };
         let (record, body) = keys::decode_manifest(&entry.value)
@@ -322,17 +318,14 @@ impl Transfer<'_, '_> {
                 queue.extend(parsed.manifests.iter().map(|d| d.to_string()));
             }
             let source = self.item.source.clone();
-            let refs = store::scan_names(&keys::referrer_prefix(&source, &s))
-                .await
-                .map_err(|e| Failure::retry(format!("store: {e:?}")))?;
+            let refs = store::scan_names(&keys::referrer_prefix(&source, &s)).await?;
             for r in refs {
                 self.manifest(&r, &r).await?;
                 queue.push(r);
             }
             for tag in protocol::artifact_tags(&s) {
                 let Some(d) = store::get(&keys::tag(&source, &tag))
-                    .await
-                    .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+                    .await?
                     .and_then(|e| String::from_utf8(e.value).ok())
                 else {
                     continue;
@@ -354,8 +347,7 @@ impl Transfer<'_, '_> {
                 continue;
             }
             let size = blobs::stat(d.clone())
-                .await
-                .map_err(|e| Failure::retry(format!("store: {e:?}")))?
+                .await?
                 .ok_or_else(|| Failure::permanent(format!("blob {d} is missing from the store")))?;
             let resuming = self.item.resume.as_ref().is_some_and(|r| r.digest == d);
             if size >= runs::CHUNK_BYTES || resuming {
@@ -595,9 +587,7 @@ async fn send_chunk(
     offset: u64,
     len: u64,
 ) -> Result<berth_guest::remote::Answer, Failure> {
-    let stream = blobs::read(digest.to_string(), offset, Some(len))
-        .await
-        .map_err(|e| Failure::retry(format!("store: {e:?}")))?;
+    let stream = blobs::read(digest.to_string(), offset, Some(len)).await?;
     remote
         .send(
             Method::Patch,
@@ -639,8 +629,7 @@ async fn close(remote: &Remote, scope: &str, location: &str, digest: &str) -> Re
 /// job put it in another repository of the registry.
 async fn open(remote: &Remote, target: &Target, digest: &str) -> Result<Start, Failure> {
     let from = store::get(&runs::placed(target.registry, digest))
-        .await
-        .map_err(|e| Failure::retry(format!("store: {}", e.message)))?
+        .await?
         .and_then(|e| String::from_utf8(e.value).ok())
         .filter(|r| *r != target.destination);
     let (url, scope) = match &from {
