@@ -909,3 +909,37 @@ def test_tags_are_copied_several_at_once_and_counted_exactly(sites, tmp_path):
         want = digest_of(raw_manifest(s["src"].host, f"team/many:{t}", "acme:acme-pw", tmp_path))
         assert digest_of(raw_manifest(s["src"].host, f"back/many:{t}", "acme:acme-pw", tmp_path)) == want
     pull_all(s["src"].host, "back/many:v7", tmp_path / "pulled", "acme:acme-pw")
+
+
+def test_a_pull_never_mounts_another_tenants_blobs(sites, tmp_path):
+    """Another tenant of the same Berth holds the layer a pulled manifest
+    names: the job fetches it from the remote, it does not mount it (which
+    would hand one tenant's private blob to another on a digest's word)."""
+    from huaweicloudsdkswr.v2 import (CreateReplicationExecutionRequestBody, ExecuteInstanceReplicationPolicyRequest,
+                                      ListInstanceReplicationPolicyExecSubTasksRequest,
+                                      ListInstanceReplicationPolicyExecTasksRequest)
+    s = sites
+    src, dist = s["src"], s["dist"]
+    tenant_client(src, "other", "other-pw", ["othr"])
+    private = layer_tar_gz({"secret": b"the other tenant's private layer"})
+    layout = tmp_path / "secret"
+    write_oci_layout(layout, {"t": [private]})
+    for dest, creds in ((f"{src.host}/othr/secret:v1", ["--dest-creds", "other:other-pw"]),
+                        (f"{dist.host}/upstream/secret:v1", ["--dest-no-creds"])):
+        r = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", *creds, f"oci:{layout}:t",
+                            f"docker://{dest}"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    policy = create_policy(s, policy_body("pull-secret", src=registry_id(s, "dr-dist"), ns="team",
+                                          repos="upstream/secret"))
+    s["client"].execute_instance_replication_policy(ExecuteInstanceReplicationPolicyRequest(
+        instance_id=s["project"], body=CreateReplicationExecutionRequestBody(policy_id=policy)))
+    ex = wait_execution(s, policy, lambda e: e.status != "InProgress")
+    assert (ex.status, ex.total) == ("Succeed", 1), ex
+    tasks = s["client"].list_instance_replication_policy_exec_tasks(ListInstanceReplicationPolicyExecTasksRequest(
+        instance_id=s["project"], execution_id=ex.id)).tasks
+    [sub] = s["client"].list_instance_replication_policy_exec_sub_tasks(
+        ListInstanceReplicationPolicyExecSubTasksRequest(instance_id=s["project"], execution_id=ex.id,
+                                                         task_id=tasks[0].id, status="Succeed")).sub_tasks
+    assert int(re.search(r"(\d+) blob\(s\) sent", sub.status_text).group(1)) >= 1, sub.status_text
+    r = requests.get(f"http://{src.host}/v2/team/secret/blobs/{sha256(private)}", auth=("acme", "acme-pw"))
+    assert r.status_code == 200 and r.content == private

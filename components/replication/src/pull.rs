@@ -24,6 +24,10 @@ use futures::StreamExt;
 use sha2::Digest as _;
 use spin_sdk::wasip3::http::types::Method;
 
+/// Repositories holding a blob looked at for one of the tenant's, to mount
+/// from.
+const HOLDERS_LOOKED_AT: u32 = 100;
+
 /// How a local blob upload starts.
 enum Start {
     Mounted,
@@ -362,14 +366,18 @@ impl Transfer<'_, '_> {
     }
 
     /// Opens a local upload session for `digest` in the destination, or
-    /// mounts the blob when Berth holds it already (`POST ?mount=` with
-    /// no `from`: the uploads family mounts any blob it stores).
+    /// mounts the blob from a repository of the same tenant that links it
+    /// ([`Self::tenant_holder`]): never another tenant's, whatever the
+    /// remote manifest names.
     async fn open_local(&self, digest: &str) -> Result<Start, Failure> {
-        let path = format!(
-            "/v2/{}/blobs/uploads/?mount={}",
-            self.item.destination,
-            protocol::encode(digest)
-        );
+        let mut path = format!("/v2/{}/blobs/uploads/", self.item.destination);
+        if let Some(from) = self.tenant_holder(digest).await? {
+            path += &format!(
+                "?mount={}&from={}",
+                protocol::encode(digest),
+                protocol::encode(&from)
+            );
+        }
         let answer = self
             .local(Method::Post, &path, Vec::new(), Body::Empty, false)
             .await?;
@@ -382,6 +390,23 @@ impl Transfer<'_, '_> {
             ))
             .or_retry(s)),
         }
+    }
+
+    /// A repository of the item's tenant that links blob `digest`, among
+    /// the first [`HOLDERS_LOOKED_AT`] repositories holding it.
+    async fn tenant_holder(&self, digest: &str) -> Result<Option<String>, Failure> {
+        let prefix = berth_domain::gc::holders_prefix(digest);
+        let holders = store::metadata::scan(prefix.clone(), None, HOLDERS_LOOKED_AT).await?;
+        for h in holders {
+            let repo = &h.key[prefix.len()..];
+            if repo != self.item.destination
+                && crate::owned(&self.item.tenant, repo).await.is_ok()
+                && store::exists(&keys::blob_link(repo, digest)).await?
+            {
+                return Ok(Some(repo.to_string()));
+            }
+        }
+        Ok(None)
     }
 
     /// Fetches `len` bytes of blob `digest` (`size` in all) from `offset`
