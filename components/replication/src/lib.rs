@@ -103,94 +103,120 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     let planned = plan_pulls(run).await?;
     let shared: Shared = futures::lock::Mutex::new(&mut *run);
     let mut running = FuturesUnordered::new();
-    // Pending keys under way, and how many each tenant has.
-    let mut busy: HashSet<String> = HashSet::new();
-    let mut per_tenant: HashMap<String, usize> = HashMap::new();
+    let mut under = UnderWay::default();
+    // Queue entries whose item is gone, deleted once no copy runs (the
+    // copies are polled only while this loop waits on them, so it never
+    // takes the lock itself).
+    let mut stale: HashSet<String> = HashSet::new();
     let mut done = 0u64;
-    let mut due: Option<u64>;
+    let mut due: Option<u64> = None;
     let mut budget_left = true;
-    'runs: loop {
-        let mut launched = false;
-        due = None;
-        let mut after: Option<String> = None;
-        // One new item per tenant per pass: a tenant with many (or slow)
-        // copies does not starve the others.
-        let mut served: HashSet<String> = HashSet::new();
+    let launching: Result<(), SwrError> = async {
         loop {
-            let page = metadata::scan(runs::PENDING.to_string(), after.clone(), 500)
-                .await
-                .map_err(fault)?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = Some(last.key.clone());
-            let full = page.len() == 500;
-            for e in page {
-                let tenant = runs::pending_tenant(&e.key).unwrap_or_default();
-                if busy.contains(&e.key)
-                    || served.contains(tenant)
-                    || per_tenant.get(tenant).copied().unwrap_or(0) >= TENANT_SLOTS
-                {
-                    continue;
-                }
-                while running.len() >= SLOTS {
-                    let ended = running.next().await.expect("copies under way");
-                    done += settle(ended, &mut busy, &mut per_tenant)?;
-                }
-                if now_ms().saturating_sub(started) > RUN_BUDGET_MS {
-                    budget_left = false;
-                    break 'runs;
-                }
-                let item_key = String::from_utf8_lossy(&e.value).into_owned();
-                let parsed = store::get(&item_key)
+            let mut launched = false;
+            due = None;
+            under.ended.clear();
+            let mut after: Option<String> = None;
+            // One new item per tenant per pass: a tenant with many (or
+            // slow) copies does not starve the others.
+            let mut served: HashSet<String> = HashSet::new();
+            loop {
+                let page = metadata::scan(runs::PENDING.to_string(), after.clone(), 500)
                     .await
-                    .map_err(oci_fault)?
-                    .and_then(|entry| serde_json::from_slice::<Item>(&entry.value).ok());
-                let Some(item) = parsed else {
-                    shared
-                        .lock()
-                        .await
-                        .commit(vec![store::delete(e.key.clone())], LEASE_SECONDS)
-                        .await?;
-                    continue;
+                    .map_err(fault)?;
+                let Some(last) = page.last() else {
+                    break;
                 };
-                // An item waiting for its retry waits, unless its
-                // execution was stopped meanwhile.
-                if item.not_before_ms > now_ms() && !item.status.is_final() && !stopped(&item).await
-                {
-                    due = Some(due.map_or(item.not_before_ms, |d| d.min(item.not_before_ms)));
-                    continue;
+                after = Some(last.key.clone());
+                let full = page.len() == 500;
+                for e in page {
+                    let tenant = runs::pending_tenant(&e.key).unwrap_or_default();
+                    if stale.contains(&e.key)
+                        || served.contains(tenant)
+                        || !under.may_start(&e.key, tenant)
+                    {
+                        continue;
+                    }
+                    while running.len() >= SLOTS {
+                        let ended = running.next().await.expect("copies under way");
+                        done += under.settle(ended)?;
+                    }
+                    // A copy that ended while this pass waited left its
+                    // entry on the page read before.
+                    if !under.may_start(&e.key, tenant) {
+                        continue;
+                    }
+                    if now_ms().saturating_sub(started) > RUN_BUDGET_MS {
+                        budget_left = false;
+                        return Ok(());
+                    }
+                    let item_key = String::from_utf8_lossy(&e.value).into_owned();
+                    let parsed = store::get(&item_key)
+                        .await
+                        .map_err(oci_fault)?
+                        .and_then(|entry| serde_json::from_slice::<Item>(&entry.value).ok());
+                    let Some(item) = parsed else {
+                        stale.insert(e.key);
+                        continue;
+                    };
+                    // An item waiting for its retry waits, unless its
+                    // execution was stopped meanwhile.
+                    if item.not_before_ms > now_ms()
+                        && !item.status.is_final()
+                        && !stopped(&item).await
+                    {
+                        due = Some(due.map_or(item.not_before_ms, |d| d.min(item.not_before_ms)));
+                        continue;
+                    }
+                    served.insert(item.tenant.clone());
+                    under.start(&e.key, &item.tenant);
+                    let tenant = item.tenant.clone();
+                    let pending_key = e.key;
+                    let shared = &shared;
+                    running.push(async move {
+                        let result = process(shared, pending_key.clone(), item_key, item).await;
+                        (pending_key, tenant, result)
+                    });
+                    launched = true;
                 }
-                served.insert(item.tenant.clone());
-                *per_tenant.entry(item.tenant.clone()).or_default() += 1;
-                busy.insert(e.key.clone());
-                let tenant = item.tenant.clone();
-                let pending_key = e.key;
-                let shared = &shared;
-                running.push(async move {
-                    let result = process(shared, pending_key.clone(), item_key, item).await;
-                    (pending_key, tenant, result)
-                });
-                launched = true;
+                if !full {
+                    break;
+                }
             }
-            if !full {
-                break;
-            }
-        }
-        if !launched {
-            // Nothing more to start until a copy ends.
-            match running.next().await {
-                Some(ended) => done += settle(ended, &mut busy, &mut per_tenant)?,
-                None => break,
+            if !launched {
+                // Nothing more to start until a copy ends.
+                match running.next().await {
+                    Some(ended) => done += under.settle(ended)?,
+                    None => return Ok(()),
+                }
             }
         }
     }
-    // Copies under way finish (each within ATTEMPT_NS).
+    .await;
+    // The copies under way finish (each within ATTEMPT_NS), unless the run
+    // lost its lease: then none may change anything more.
+    let mut failure = launching.err();
+    if failure.as_ref().is_some_and(lost_lease) {
+        return Err(failure.expect("checked"));
+    }
     while let Some(ended) = running.next().await {
-        done += settle(ended, &mut busy, &mut per_tenant)?;
+        match under.settle(ended) {
+            Ok(n) => done += n,
+            Err(e) if lost_lease(&e) => return Err(e),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
     }
     drop(running);
     drop(shared);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if !stale.is_empty() {
+        let ops = stale.into_iter().map(store::delete).collect();
+        run.commit(ops, LEASE_SECONDS).await?;
+    }
     // Only a run that ended items can have made executions prunable.
     let pruned = if done > 0 { prune(run).await? } else { 0 };
     let due = due.into_iter().chain(next_schedule.map(|s| s * 1000)).min();
@@ -209,18 +235,47 @@ async fn work(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     }))
 }
 
-/// Takes an ended copy off the books: 1, or the error that ends the run
-/// (the lease lost, the store failing).
-fn settle(
-    (pending_key, tenant, result): (String, String, Result<(), SwrError>),
-    busy: &mut HashSet<String>,
-    per_tenant: &mut HashMap<String, usize>,
-) -> Result<u64, SwrError> {
-    busy.remove(&pending_key);
-    if let Some(n) = per_tenant.get_mut(&tenant) {
-        *n = n.saturating_sub(1);
+/// The copies under way: their queue entries, how many each tenant has,
+/// and the entries that ended during the current pass.
+#[derive(Default)]
+struct UnderWay {
+    busy: HashSet<String>,
+    per_tenant: HashMap<String, usize>,
+    ended: HashSet<String>,
+}
+
+impl UnderWay {
+    /// Whether queue entry `key` of `tenant` may start now: not under way,
+    /// not ended in this pass, and the tenant below [`TENANT_SLOTS`].
+    fn may_start(&self, key: &str, tenant: &str) -> bool {
+        !self.busy.contains(key)
+            && !self.ended.contains(key)
+            && self.per_tenant.get(tenant).copied().unwrap_or(0) < TENANT_SLOTS
     }
-    result.map(|()| 1)
+
+    fn start(&mut self, key: &str, tenant: &str) {
+        self.busy.insert(key.to_string());
+        *self.per_tenant.entry(tenant.to_string()).or_default() += 1;
+    }
+
+    /// Takes an ended copy off the books: 1, or the copy's error (the
+    /// lease lost, the store failing).
+    fn settle(
+        &mut self,
+        (key, tenant, result): (String, String, Result<(), SwrError>),
+    ) -> Result<u64, SwrError> {
+        self.busy.remove(&key);
+        if let Some(n) = self.per_tenant.get_mut(&tenant) {
+            *n = n.saturating_sub(1);
+        }
+        self.ended.insert(key);
+        result.map(|()| 1)
+    }
+}
+
+/// Whether `e` says the run lost its lease (`jobs::Run::commit`).
+fn lost_lease(e: &SwrError) -> bool {
+    e.status == 409
 }
 
 /// The run, shared by the copies under way. Each commit holds it (commits

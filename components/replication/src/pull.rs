@@ -300,8 +300,17 @@ impl Transfer<'_, '_> {
                 let how = match this.open_local(&d).await? {
                     Start::Mounted => Placed::Mounted,
                     Start::Session(location) => {
-                        let (location, _) = this.move_range(&d, &location, 0, size, size).await?;
-                        this.close_local(&location, &d).await?;
+                        let moved = match this.move_range(&d, &location, 0, size, size).await {
+                            Ok((l, _)) => this.close_local(&l, &d).await,
+                            Err(f) => Err(f),
+                        };
+                        if let Err(f) = moved {
+                            // Nothing resumes a small blob: end its session.
+                            let _ = this
+                                .local(Method::Delete, &location, Vec::new(), Body::Empty, false)
+                                .await;
+                            return Err(f);
+                        }
                         Placed::Sent
                     }
                 };
@@ -310,9 +319,19 @@ impl Transfer<'_, '_> {
             .buffer_unordered(crate::PARALLEL)
             .collect()
             .await;
+        // Every blob that arrived counts (and, for a push, is recorded
+        // for mounts) even when another failed.
+        let mut failure = None;
         for outcome in done {
-            let (d, size, how) = outcome?;
-            self.counted(&d, how, size);
+            match outcome {
+                Ok((d, size, how)) => self.counted(&d, how, size),
+                Err(f) => {
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+        if let Some(f) = failure {
+            return Err(f);
         }
         for (d, size) in large {
             let how = self.pull_large_blob(&d, size).await?;

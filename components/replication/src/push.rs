@@ -374,9 +374,19 @@ impl Transfer<'_, '_> {
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
+        // Every blob that arrived counts (and, for a push, is recorded
+        // for mounts) even when another failed.
+        let mut failure = None;
         for outcome in done {
-            let (d, size, how) = outcome?;
-            self.counted(&d, how, size);
+            match outcome {
+                Ok((d, size, how)) => self.counted(&d, how, size),
+                Err(f) => {
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+        if let Some(f) = failure {
+            return Err(f);
         }
         for (d, size) in large {
             self.check_stop().await?;

@@ -431,7 +431,10 @@ impl Policy {
         if !self.enabled || self.trigger.kind != "scheduled" {
             return None;
         }
-        crate::gc::next_time(cron, self.last_scheduled.max(self.updated))
+        // At most once a minute, also for a policy stored before the
+        // cron check said so.
+        let after = (self.last_scheduled + 59).max(self.updated);
+        crate::gc::next_time(cron, after)
     }
 
     /// The SDK's `ReplicationPolicy`.
@@ -509,6 +512,12 @@ mod tests {
             }
         };
         assert!(bad(&every("* * * * * *")).contains("once a minute"));
+        // A policy stored before that check still runs once a minute at most.
+        let mut stored = body();
+        every("* * * * * *")(&mut stored);
+        let mut p = Policy::from_body(1, "t", stored, "u", 1_000);
+        p.last_scheduled = 2_000;
+        assert_eq!(p.next_run(), Some(2_060));
         assert!(bad(&every("*/10 * * * * *")).contains("once a minute"));
         assert!(
             validate_policy(&{
