@@ -6,7 +6,8 @@
 //!
 //! The order is the push's: blobs and an index's children first, the tag
 //! last, and the referrers and cosign tags of each manifest after it. A
-//! blob is fetched in [`runs::CHUNK_BYTES`] ranges (`Range: bytes=…`,
+//! blob is fetched in `Range` requests (from [`runs::CHUNK_BYTES`],
+//! growing while they go fast; `Range: bytes=…`,
 //! following a redirect to storage without the registry's credentials)
 //! and each range's response body goes, still a stream, into a local
 //! upload session as a `PATCH`; the item records the session and offset
@@ -288,7 +289,7 @@ impl Transfer<'_, '_> {
                 None => self.remote_size(&d).await?,
             };
             let resuming = self.item.resume.as_ref().is_some_and(|r| r.digest == d);
-            if size >= runs::CHUNK_BYTES || resuming {
+            if size >= runs::SMALL_BYTES || resuming {
                 large.push((d, size));
             } else {
                 small.push((d, size));
@@ -351,11 +352,14 @@ impl Transfer<'_, '_> {
                 Start::Session(location) => (location, 0),
             },
         };
+        let mut chunk = runs::CHUNK_BYTES;
         while offset < size {
             self.check_stop().await?;
-            let len = (size - offset).min(runs::CHUNK_BYTES);
+            let len = (size - offset).min(chunk);
+            let began = crate::now_ms();
             match self.move_range(digest, &location, offset, len, size).await {
                 Ok((l, taken)) => {
+                    chunk = runs::next_chunk(len.max(chunk), crate::now_ms() - began);
                     location = l;
                     self.item.bytes += taken;
                     offset += taken;

@@ -9,7 +9,8 @@
 //!    exact bytes (so every digest is the source's) and its media type;
 //! 3. a blob the destination has (`HEAD`) is skipped; one the job put in
 //!    another repository of that registry is mounted from there; any other
-//!    is uploaded in [`runs::CHUNK_BYTES`] `PATCH`es with `Content-Range`,
+//!    is uploaded in `PATCH`es with `Content-Range` (from
+//!    [`runs::CHUNK_BYTES`], growing while they go fast),
 //!    each read from the store as a stream at its offset and handed to the
 //!    request as its body (the guest never holds or hashes the bytes; the
 //!    destination verifies the digest on the closing `PUT`). After each
@@ -350,7 +351,7 @@ impl Transfer<'_, '_> {
                 .await?
                 .ok_or_else(|| Failure::permanent(format!("blob {d} is missing from the store")))?;
             let resuming = self.item.resume.as_ref().is_some_and(|r| r.digest == d);
-            if size >= runs::CHUNK_BYTES || resuming {
+            if size >= runs::SMALL_BYTES || resuming {
                 large.push((d, size));
             } else {
                 small.push((d, size));
@@ -421,20 +422,23 @@ impl Transfer<'_, '_> {
         // A destination that keeps taking chunks and asking for them
         // again is cut off.
         let mut sent = 0u64;
+        let mut chunk = runs::CHUNK_BYTES;
         while offset < size {
-            if sent > size + 2 * runs::CHUNK_BYTES {
+            if sent > size + 2 * runs::MAX_CHUNK_BYTES {
                 self.item.resume = None;
                 return Err(Failure::permanent(format!(
                     "the destination asked for blob {digest} more than twice over"
                 )));
             }
             self.check_stop().await?;
-            let len = (size - offset).min(runs::CHUNK_BYTES);
+            let len = (size - offset).min(chunk);
+            let began = crate::now_ms();
             let answer = send_chunk(&self.remote, &scope, &location, digest, offset, len).await?;
             match answer.status {
                 // The chunk was taken whole (`Range` is not trusted here:
                 // `0-0` cannot tell one byte from none).
                 202 | 204 => {
+                    chunk = runs::next_chunk(len.max(chunk), crate::now_ms() - began);
                     if let Some(l) = answer.header("location") {
                         location = protocol::resolve(&self.remote.base, &l);
                     }
