@@ -359,7 +359,11 @@ impl<'a> Collector<'a> {
         {
             match gc::before_mark(&facts, self.now, self.settings.grace) {
                 BlobVerdict::Live => {
-                    // In use: links an earlier look marked lose the mark.
+                    // In use. The manifest delete that lets go of it
+                    // queues it again, maybe later in this very pass:
+                    // that candidate gets a look of its own.
+                    self.seen.remove(&digest);
+                    // Links an earlier look marked lose the mark.
                     let mut ops = vec![consume];
                     ops.extend(self.marks(&digest, &repositories, None).await?);
                     self.write(ops).await?;
@@ -460,6 +464,8 @@ impl<'a> Collector<'a> {
             match gc::after_tombstone(&facts, marked, self.now, self.settings.grace) {
                 BlobVerdict::Live => {
                     self.outcome.cancelled_by_use += 1;
+                    // As at the mark: a later candidate gets its look.
+                    self.seen.remove(&digest);
                     // In use: its links lose the mark, so reads go the short way.
                     unmark.push(self.marks(&digest, &repositories, None).await?);
                 }
