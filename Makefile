@@ -10,10 +10,17 @@ COMPONENTS := registry blobs uploads manifests listings referrers token manage n
 serve: build
 	./target/release/berth serve $(ARGS)
 
-## Run the whole test suite (installs what the tests need first).
+# The PostgreSQL server `make deps` starts for the tests (scripts/install-test-deps).
+BERTH_TEST_POSTGRES_URL ?= postgres://berth:berth@127.0.0.1:55432/postgres
+export BERTH_TEST_POSTGRES_URL
+
+## Run the whole test suite (installs what the tests need first): the Rust tests (those
+## on PostgreSQL included), then the integration suite on the embedded defaults and again
+## with metadata on PostgreSQL, then a quick benchmark.
 test: deps build
-	$(CARGO) test --release
+	$(CARGO) test --release -- --include-ignored
 	python3 -m pytest -q tests/integration
+	BERTH_TEST_BACKEND=postgres python3 -m pytest -q tests/integration
 	./target/release/berth-bench --quick --json target/bench-quick.json
 
 ## Benchmark Berth against CNCF Distribution side by side (~15 min); see bench/.

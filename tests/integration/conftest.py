@@ -1,11 +1,19 @@
 """Fixtures that start the real Berth host (target/release/berth) on a free
-loopback port with an empty data directory, and helpers to build images."""
+loopback port with an empty data directory, and helpers to build images.
+
+`BERTH_TEST_BACKEND` chooses the stores every test registry uses:
+`embedded` (the default: SQLite and the filesystem in the data directory)
+or `postgres` (metadata in a database of its own on the PostgreSQL server
+at `BERTH_TEST_POSTGRES_URL`, through a runtime config). `make test` runs
+the whole suite both ways. Tests that look at stored metadata directly go
+through `Registry.db()`, which speaks to either."""
 
 import gzip
 import hashlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +28,61 @@ ROOT = Path(__file__).resolve().parents[2]
 BERTH = ROOT / "target" / "release" / "berth"
 # The bootstrap administrator of every test registry (account "admin").
 ADMIN = ("admin", "berth-test-admin")
+BACKEND = os.environ.get("BERTH_TEST_BACKEND", "embedded")
+assert BACKEND in ("embedded", "postgres"), f"BERTH_TEST_BACKEND={BACKEND}: embedded or postgres"
+POSTGRES_URL = os.environ.get("BERTH_TEST_POSTGRES_URL", "")
+
+
+def postgres_database(data_dir: Path) -> str:
+    """The url of the test database of a data directory (made once, so a
+    registry restarted on the same directory finds its metadata)."""
+    import psycopg
+    from urllib.parse import urlsplit, urlunsplit
+    assert POSTGRES_URL, "BERTH_TEST_POSTGRES_URL: the PostgreSQL server of the tests (make test sets it)"
+    name = "berth_t_" + hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:24]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as c:
+        if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            c.execute(f'CREATE DATABASE "{name}"')
+    u = urlsplit(POSTGRES_URL)
+    return urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+
+
+class PostgresMetadata:
+    """A test registry's metadata on PostgreSQL, read and written with the
+    SQL the tests write for SQLite (`kv`, `counters`, `?` placeholders,
+    `INSERT OR REPLACE`), rewritten for Berth's tables there."""
+
+    def __init__(self, url):
+        import psycopg
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def execute(self, sql, params=()):
+        sql = re.sub(r"\bkv\b", "berth_kv", sql)
+        sql = re.sub(r"\bcounters\b", "berth_counters", sql)
+        sql = sql.replace("instr(CAST(value AS TEXT), ?)", "strpos(encode(value, 'escape'), ?)")
+        sql = sql.replace("instr(", "strpos(")
+        if re.match(r"\s*INSERT OR REPLACE INTO", sql, re.I):
+            sql = re.sub(r"INSERT OR REPLACE INTO", "INSERT INTO", sql, flags=re.I)
+            sets = "value = excluded.value"
+            if "berth_kv" in sql:
+                sets += ", version = excluded.version"
+            sql += f" ON CONFLICT (key) DO UPDATE SET {sets}"
+        if params:
+            sql = sql.replace("%", "%%").replace("?", "%s")
+            return self.conn.execute(sql, tuple(params))
+        return self.conn.execute(sql)
+
+    def commit(self):
+        pass
+
+    def close(self):
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def free_port():
@@ -31,12 +94,42 @@ def free_port():
 class Registry:
     """A running `berth serve` process."""
 
-    def __init__(self, data_dir, port=None, extra_args=()):
+    def __init__(self, data_dir, port=None, extra_args=(), runtime_config=None):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.extra_args = list(extra_args)
         self.proc = None
         self.log = self.data_dir.parent / f"berth-{self.port}.log"
+        # Given: stores shared with other hosts (test_scale_out.py).
+        self.runtime_config = runtime_config
+        if runtime_config is None and BACKEND == "postgres":
+            self.postgres_url = postgres_database(self.data_dir)
+            self.runtime_config = self.data_dir.parent / f"{self.data_dir.name}-runtime-config.toml"
+            self.runtime_config.write_text(
+                f'[metadata_store.default]\ntype = "postgres"\nurl = "{self.postgres_url}"\npool_size = 8\n')
+
+    @property
+    def store_args(self):
+        """The arguments that point `berth serve` and `berth iam` at this
+        registry's stores (none for the embedded defaults)."""
+        return ["--runtime-config-file", str(self.runtime_config)] if self.runtime_config else []
+
+    def db(self):
+        """The registry's stored metadata, for SQL over `kv` and `counters`."""
+        if BACKEND == "postgres":
+            return PostgresMetadata(self.postgres_url)
+        import sqlite3
+        return sqlite3.connect(self.data_dir / "metadata.db", timeout=30)
+
+    def stored_bytes(self) -> bytes:
+        """Everything the registry's metadata store holds, as bytes (to look
+        for what must never be stored in clear)."""
+        if BACKEND == "postgres":
+            with self.db() as db:
+                rows = db.execute("SELECT key, value FROM kv").fetchall()
+                rows += [(k, str(v).encode()) for k, v in db.execute("SELECT key, value FROM counters")]
+            return b"".join(k.encode() + bytes(v) for k, v in rows)
+        return b"".join(f.read_bytes() for f in self.data_dir.glob("metadata.db*"))
 
     @property
     def host(self):
@@ -57,7 +150,7 @@ class Registry:
 
     def iam(self, *args):
         """Runs `berth iam …` on this registry's data; returns its output as a dict."""
-        r = subprocess.run([str(BERTH), "iam", "--data-dir", str(self.data_dir), *args],
+        r = subprocess.run([str(BERTH), "iam", "--data-dir", str(self.data_dir), *self.store_args, *args],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         return dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
@@ -65,7 +158,8 @@ class Registry:
     def start(self):
         # Tests push to many organizations; SWR's default quota is 5 per user.
         cmd = [str(BERTH), "serve", "--listen", self.host, "--data-dir", str(self.data_dir),
-               "--manifest", str(ROOT / "spin.toml"), "--var", "namespace_quota=1000", *self.extra_args]
+               "--manifest", str(ROOT / "spin.toml"), "--var", "namespace_quota=1000", *self.store_args,
+               *self.extra_args]
         env = dict(os.environ, BERTH_ADMIN_PASSWORD=ADMIN[1])
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env=env)
         deadline = time.time() + 60
@@ -266,3 +360,15 @@ def skopeo_push(host, creds, ref, tmp_path, content=b"pushed by skopeo"):
     return subprocess.run(["skopeo", "--tmpdir", str(tmp_path), "copy", "--dest-tls-verify=false",
                            "--dest-creds", creds, f"oci:{src}:v1", f"docker://{host}/{ref}"],
                           capture_output=True, text=True, env=env, timeout=300)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Scale-out tests need PostgreSQL whatever the backend: they run in the
+    PostgreSQL pass of `make test` (BERTH_TEST_BACKEND=postgres) and are
+    left out of the embedded one (deselected, not skipped)."""
+    if BACKEND == "postgres":
+        return
+    keep = [i for i in items if "test_scale_out.py" not in str(i.fspath)]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep

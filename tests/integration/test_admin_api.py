@@ -8,7 +8,6 @@ import datetime
 import hashlib
 import hmac
 import json
-import sqlite3
 import subprocess
 import time
 
@@ -224,7 +223,7 @@ def test_disabling_and_deleting_users(world):
     assert acme_admin("DELETE", "/tenants/acme/users/temp").status_code == 204
     assert acme_admin("GET", "/tenants/acme/users/temp").status_code == 404
     assert temp("GET", "/whoami").status_code == 401
-    db = sqlite3.connect(reg.data_dir / "metadata.db")
+    db = reg.db()
     assert db.execute("SELECT count(*) FROM kv WHERE key = ?", (f"iam/ak/{key['access']}",)).fetchone()[0] == 0
     # The account user cannot be deleted, disabled or stripped of its role.
     assert acme_admin("DELETE", "/tenants/acme/users/acme").status_code == 400
@@ -292,7 +291,7 @@ def test_the_cli_does_what_the_api_does(world, tmp_path):
     a = Api(reg, basic=("acme", "acme-pw"))
 
     def cli(*args, ok=True):
-        r = subprocess.run([str(BERTH), "iam", "--data-dir", str(reg.data_dir), *args],
+        r = subprocess.run([str(BERTH), "iam", "--data-dir", str(reg.data_dir), *reg.store_args, *args],
                            capture_output=True, text=True, timeout=60)
         assert (r.returncode == 0) == ok, r.stderr
         return r.stdout if ok else r.stderr

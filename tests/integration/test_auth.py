@@ -7,7 +7,6 @@ import hmac
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -159,7 +158,7 @@ def test_pushes_and_deletes_are_audited(tenants):
     acme_url = f"http://acme:acme-pw@{reg.host}"
     _, d = image(acme_url, "acme-audit/app", tag="v1")
     assert requests.delete(f"{acme_url}/v2/acme-audit/app/manifests/{d}").status_code == 202
-    db = sqlite3.connect(reg.data_dir / "metadata.db")
+    db = reg.db()
     events = [json.loads(v) for (v,) in db.execute("SELECT value FROM kv WHERE key LIKE 'audit/acme/%' ORDER BY key")]
     ops = [e["operation"] for e in events if "acme-audit" in e["operation"]]
     assert ops[-1] == f"delete manifest acme-audit/app:{d}"

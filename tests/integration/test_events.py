@@ -5,7 +5,6 @@ deletes — none for a refused change, none lost when the host is killed
 right after answering; pulls raise a last-pull time without waiting."""
 
 import json
-import sqlite3
 import threading
 import time
 
@@ -144,11 +143,10 @@ def test_the_event_log_is_for_administrators_and_pages(reg):
 def test_pulls_raise_the_last_pull_time_without_waiting(reg):
     acme = f"http://acme:acme-pw@{reg.host}"
     _, digest = image(acme, "acme-ev/pulled", tag="v1")
-    db = reg.data_dir / "metadata.db"
     key = f"pulled/acme-ev/pulled:{digest}"
 
     def pulled():
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        with reg.db() as c:
             row = c.execute("SELECT value FROM counters WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 

@@ -404,14 +404,13 @@ def test_kill_9_during_gc_then_restart_loses_nothing_in_use_and_resumes(tmp_path
 
 
 def test_each_tenant_keeps_its_newest_100_finished_gc_tasks(tmp_path):
-    import sqlite3
     reg = Registry(tmp_path / "data", extra_args=NO_SCHEDULE).start()
     try:
         client, project = tenant_client(reg, "acme", "acme-pw", ["shop"])
         # 130 finished tasks, as the gc job records them (ids 1..130), plus
         # one still pending (131): seeded in the stopped registry.
         reg.stop()
-        db = sqlite3.connect(reg.data_dir / "metadata.db")
+        db = reg.db()
         version = db.execute("SELECT max(version) FROM kv").fetchone()[0]
         for i in range(1, 132):
             task = {"id": i, "job_kind": "MANUAL", "status": "Success" if i <= 130 else "Pending",
@@ -428,7 +427,7 @@ def test_each_tenant_keeps_its_newest_100_finished_gc_tasks(tmp_path):
         reg.start()
         r = requests.post(f"http://{reg.host}/berth/jobs/gc/tick", auth=ADMIN)
         assert r.status_code == 200 and r.json()["result"]["tasks_pruned"] == 31, r.text
-        db = sqlite3.connect(f"file:{reg.data_dir / 'metadata.db'}?mode=ro", uri=True)
+        db = reg.db()
         ids = sorted(json.loads(v)["id"] for (v,) in db.execute("SELECT value FROM kv WHERE key LIKE 'gc/task/acme/%'"))
         figures = db.execute("SELECT count(*) FROM kv WHERE key LIKE 'gc/task-figures/acme/%'").fetchone()[0]
         db.close()

@@ -148,8 +148,7 @@ def test_pushes_and_pulls_never_fail_while_gc_runs_every_second(tmp_path):
         while stored() != live:
             if time.time() > deadline:
                 # What metadata says about what was left: for the report.
-                import sqlite3
-                db = sqlite3.connect(reg.data_dir / "metadata.db", timeout=30)
+                db = reg.db()
                 left = {d: [(k, v[:160]) for k, v in db.execute(
                     "SELECT key, value FROM kv WHERE instr(key, ?) > 0 OR instr(CAST(value AS TEXT), ?) > 0", (d, d))]
                     for d in stored() - live}

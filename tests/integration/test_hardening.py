@@ -11,7 +11,6 @@ import hmac
 import json
 import os
 import socket
-import sqlite3
 import stat
 import threading
 import time
@@ -35,7 +34,7 @@ from huaweicloudsdkswr.v2 import (
     UpdateRepoRequestBody,
 )
 
-from conftest import ADMIN, Registry, image, push_blob, put_manifest, sha256
+from conftest import ADMIN, BACKEND, Registry, image, push_blob, put_manifest, sha256
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -331,7 +330,8 @@ def test_files_are_for_berth_alone(two):
             assert mode(p) & 0o077 == 0, p
         elif p.is_file():
             assert mode(p) & 0o077 == 0, p
-    assert any(p.name.startswith("metadata.db") for p in reg.data_dir.iterdir())
+    if BACKEND == "embedded":
+        assert any(p.name.startswith("metadata.db") for p in reg.data_dir.iterdir())
 
 
 def test_an_existing_world_readable_data_directory_is_closed(tmp_path):
@@ -786,7 +786,7 @@ def test_upload_records_without_files_expire(tmp_path):
         upload_id = loc.rsplit("/", 1)[1]
         # A crash took the file but not the record.
         (tmp_path / "data" / "uploads" / upload_id).unlink()
-        db = sqlite3.connect(tmp_path / "data" / "metadata.db")
+        db = reg.db()
         count = lambda: db.execute("SELECT count(*) FROM kv WHERE key = ?", (f"upload/{upload_id}",)).fetchone()[0]
         assert count() == 1
         deadline = time.time() + 20
@@ -836,7 +836,8 @@ def test_idle_http2_connections_over_tls_are_closed(tmp_path):
                    check=True, capture_output=True)
     reg = Registry(tmp_path / "data")
     reg.proc = subprocess.Popen([str(BERTH), "serve", "--listen", reg.host, "--data-dir", str(reg.data_dir),
-                                 "--manifest", str(ROOT / "spin.toml"), "--tls-cert", str(cert), "--tls-key", str(key),
+                                 "--manifest", str(ROOT / "spin.toml"), *reg.store_args,
+                                 "--tls-cert", str(cert), "--tls-key", str(key),
                                  "--header-timeout-secs", "2", "--body-timeout-secs", "60"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=dict(os.environ, BERTH_ADMIN_PASSWORD=ADMIN[1]))

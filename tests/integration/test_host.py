@@ -43,7 +43,7 @@ def test_https_with_configured_certificate(tmp_path):
 def reg_cmd(reg):
     from conftest import BERTH, ROOT
     return [str(BERTH), "serve", "--listen", reg.host, "--data-dir", str(reg.data_dir),
-            "--manifest", str(ROOT / "spin.toml"), *reg.extra_args]
+            "--manifest", str(ROOT / "spin.toml"), *reg.store_args, *reg.extra_args]
 
 
 def test_abandoned_uploads_expire(tmp_path):
@@ -62,8 +62,7 @@ def test_abandoned_uploads_expire(tmp_path):
     finally:
         reg.stop()
     # The session's metadata record went with it.
-    import sqlite3
-    db = sqlite3.connect(tmp_path / "data" / "metadata.db")
+    db = reg.db()
     assert db.execute("SELECT count(*) FROM kv WHERE key LIKE 'upload/%'").fetchone()[0] == 0
 
 

@@ -3,7 +3,6 @@ schedule by the host and on `POST /berth/jobs/<job>/tick`, one run at a time
 through a lease in metadata. The first job is gc (abandoned uploads)."""
 
 import json
-import sqlite3
 import subprocess
 import threading
 import time
@@ -60,7 +59,7 @@ def test_a_held_lease_keeps_every_other_run_out_until_it_lapses(tmp_path):
             time.sleep(0.3)
         assert requests.get(f"http://{reg.host}/berth/jobs/gc", auth=ADMIN).json()["last_run"]["trigger"] == "schedule"
         # Another host holds the lease (written as that host would).
-        db = sqlite3.connect(reg.data_dir / "metadata.db", timeout=30)
+        db = reg.db()
         lease = {"holder": "other-host", "acquired": int(time.time()), "expires": int(time.time()) + 600}
         with db:
             db.execute("INSERT OR REPLACE INTO kv (key, value, version) VALUES ('job/gc/lease', ?, 9000000000)",

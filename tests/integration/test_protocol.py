@@ -302,7 +302,6 @@ def test_methods_not_allowed(registry):
 
 
 def test_concurrent_pushes_to_one_tag_stay_consistent(fresh_registry):
-    import sqlite3
     from concurrent.futures import ThreadPoolExecutor
 
     url, repo = fresh_registry.url, "proto/race"
@@ -320,7 +319,7 @@ def test_concurrent_pushes_to_one_tag_stay_consistent(fresh_registry):
     current = requests.get(f"{url}/v2/{repo}/manifests/latest").headers["Docker-Content-Digest"]
     assert current in digests
     # Exactly one manifest is recorded as carrying the tag: the current one.
-    db = sqlite3.connect(fresh_registry.data_dir / "metadata.db")
+    db = fresh_registry.db()
     rows = db.execute("SELECT key FROM kv WHERE key LIKE ?", (f"mtag/{repo}:%",)).fetchall()
     assert rows == [(f"mtag/{repo}:{current}:latest",)]
     # So deleting any other manifest leaves the tag alone.

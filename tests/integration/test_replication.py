@@ -258,7 +258,7 @@ def test_registries_are_checked_and_never_show_secrets(sites):
     anon = register(s, "anonymous-berth", "berth", s["dst"].anon_url)
     s["client"].delete_instance_registry(DeleteInstanceRegistryRequest(instance_id=s["project"],
                                                                        registry_id=anon.id))
-    stored = b"".join(f.read_bytes() for f in s["src"].data_dir.glob("metadata.db*"))
+    stored = s["src"].stored_bytes()
     assert stored and b"dr-pw" not in stored
 
 
@@ -808,7 +808,6 @@ def test_registry_and_policy_lifecycle_through_the_sdk(sites):
 
 
 def test_each_tenant_keeps_its_newest_200_finished_executions(tmp_path):
-    import sqlite3
     src = Registry(tmp_path / "src", extra_args=["--outbound-allow", "127.0.0.1"]).start()
     dist = Distribution(tmp_path / "dist").start()
     try:
@@ -820,7 +819,7 @@ def test_each_tenant_keeps_its_newest_200_finished_executions(tmp_path):
         # 210 finished syncs of team/app (ids 1..210), each with its item
         # and sync-job index entry, seeded in the stopped registry.
         src.stop()
-        db = sqlite3.connect(src.data_dir / "metadata.db")
+        db = src.db()
         version = db.execute("SELECT max(version) FROM kv").fetchone()[0]
         for i in range(1, 211):
             execution = {"id": i, "tenant": "acme", "policy_id": 0, "trigger": "manual", "registry_id": 1,
@@ -846,7 +845,7 @@ def test_each_tenant_keeps_its_newest_200_finished_executions(tmp_path):
         wait_jobs(s, lambda js: js and js[0].id == 211 and js[0].status == "success")
         deadline = time.time() + 30
         while True:
-            db = sqlite3.connect(f"file:{src.data_dir / 'metadata.db'}?mode=ro", uri=True)
+            db = src.db()
             count = lambda prefix: db.execute("SELECT count(*) FROM kv WHERE key LIKE ?",
                                               (prefix + "%",)).fetchone()[0]
             ids = sorted(json.loads(v)["id"] for (v,) in

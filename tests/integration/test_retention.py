@@ -8,7 +8,6 @@ push times recorded in its SQLite metadata back (the `updated` time of
 each tag's `mtag/` record), which is what the aging job reads."""
 
 import json
-import sqlite3
 import subprocess
 import time
 
@@ -47,7 +46,7 @@ def env(tmp_path_factory):
 def backdate(reg, repo, days_by_tag):
     """Moves the recorded push time of each tag `days` back (registry stopped)."""
     reg.stop()
-    db = sqlite3.connect(reg.data_dir / "metadata.db")
+    db = reg.db()
     now = int(time.time())
     for key, value in db.execute("SELECT key, value FROM kv WHERE key LIKE ?", (f"mtag/{repo}:%",)).fetchall():
         tag = key.rsplit(":", 1)[1]
@@ -67,8 +66,17 @@ def tick(reg):
 
 
 def tags(url, repo):
-    r = requests.get(f"{url}/v2/{repo}/tags/list")
-    return sorted(r.json()["tags"] or []) if r.status_code == 200 else []
+    """Every tag of the repository, following the list's pages."""
+    out, last = [], None
+    while True:
+        r = requests.get(f"{url}/v2/{repo}/tags/list", params={"n": 1000, **({"last": last} if last else {})})
+        if r.status_code != 200:
+            return sorted(out)
+        page = r.json()["tags"] or []
+        out += page
+        if "next" not in r.headers.get("Link", "") or not page:
+            return sorted(out)
+        last = page[-1]
 
 
 def skopeo_tags(reg, repo):

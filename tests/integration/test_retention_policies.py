@@ -12,7 +12,6 @@ its push time, the `pulled/` counter its manifest's last pull)."""
 
 import hashlib
 import json
-import sqlite3
 import subprocess
 import time
 
@@ -77,7 +76,7 @@ def backdate(reg, repo, pushed_days, pulled_days):
     """Moves push times of tags and last-pull times of their manifests back
     (registry stopped); a tag with no pulled entry stays never pulled."""
     reg.stop()
-    db = sqlite3.connect(reg.data_dir / "metadata.db")
+    db = reg.db()
     now = int(time.time())
     for key, value in db.execute("SELECT key, value FROM kv WHERE key LIKE ?", (f"mtag/{repo}:%",)).fetchall():
         digest, tag = key[len(f"mtag/{repo}:"):].rsplit(":", 1)
@@ -145,7 +144,7 @@ def subtasks(client, project, ns, pid, eid):
 def snapshot(reg):
     """Every row of the metadata store, and every file of the blob tree
     with its SHA-256."""
-    db = sqlite3.connect(f"file:{reg.data_dir / 'metadata.db'}?mode=ro", uri=True)
+    db = reg.db()
     kv = {k: (v, ver) for k, v, ver in db.execute("SELECT key, value, version FROM kv")}
     counters = dict(db.execute("SELECT key, value FROM counters"))
     db.close()
@@ -345,7 +344,7 @@ def test_policy_crud_and_errors(env):
     # The next run removes a deleted policy's executions, tasks and sub-tasks.
     r = requests.post(f"http://{reg.host}/berth/jobs/retention/tick", auth=ADMIN)
     assert r.status_code == 200 and r.json()["result"]["executions_pruned"] == 1, r.text
-    db = sqlite3.connect(f"file:{reg.data_dir / 'metadata.db'}?mode=ro", uri=True)
+    db = reg.db()
     left = db.execute("SELECT count(*) FROM kv WHERE key LIKE ? OR key LIKE ?",
                       (f"retention-exec/corp/{pid:020d}/%", f"retention-subtask/{eid:020d}/%")).fetchone()[0]
     db.close()
@@ -387,7 +386,7 @@ def test_kill_9_during_an_execution_then_restart_finishes_each_tag_once(tmp_path
         execute(client, project, "bulk", pid, dry_run=False)
 
         def recorded():
-            db = sqlite3.connect(f"file:{reg.data_dir / 'metadata.db'}?mode=ro", uri=True)
+            db = reg.db()
             try:
                 return db.execute("SELECT count(*) FROM kv WHERE key LIKE 'retention-subtask/%'").fetchone()[0]
             finally:
@@ -444,7 +443,7 @@ def test_names_are_unique_under_concurrency_and_policies_go_with_their_organizat
         instance_id=project, name="same"))
     assert listed.total == 1
     client.delete_namespaces(DeleteNamespacesRequest(namespace="gone"))
-    db = sqlite3.connect(f"file:{reg.data_dir / 'metadata.db'}?mode=ro", uri=True)
+    db = reg.db()
     left = [k for (k, v) in db.execute("SELECT key, value FROM kv WHERE key LIKE 'retention-policy/corp/%'")
             if json.loads(v)["namespace"] == "gone"]
     db.close()

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
-from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException, ServerResponseException
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkswr.v2 import (
     CreateAuthorizationTokenRequest,
     CreateRepoDomainsRequest,
@@ -406,8 +406,7 @@ def test_repository_access(swr):
 def test_management_changes_are_audited(swr):
     reg, keys, _ = swr
     client(reg, keys["acme"]).create_namespace(CreateNamespaceRequest(body=CreateNamespaceRequestBody(namespace="acme-audited")))
-    import sqlite3
-    db = sqlite3.connect(reg.data_dir / "metadata.db")
+    db = reg.db()
     events = [json.loads(v) for (v,) in db.execute("SELECT value FROM kv WHERE key LIKE 'audit/acme/%' ORDER BY key")]
     assert {"operation": "POST /v2/manage/namespaces", "user": "acme", "status": 201}.items() <= events[-1].items()
 
@@ -507,7 +506,7 @@ def test_quotas_overview_and_reports(swr):
     # Stored bytes: today's figure, and the figures recorded on earlier days.
     assert report("store", "daily") == [(today.isoformat(), after.store_space)]
     three_days_ago = (today - datetime.timedelta(days=3)).isoformat()
-    db = __import__("sqlite3").connect(reg.data_dir / "metadata.db")
+    db = reg.db()
     with db:
         db.execute("INSERT INTO kv (key, value, version) VALUES (?, ?, 1)",
                    (f"usage/acme/store/{three_days_ago}", b"123"))

@@ -119,8 +119,8 @@ fn random_string(len: usize, alphabet: &[u8]) -> Result<String> {
     }
 }
 
-fn get_json<T: serde::de::DeserializeOwned>(m: &Metadata, key: &str) -> Result<Option<T>> {
-    match m.get(key)? {
+async fn get_json<T: serde::de::DeserializeOwned>(m: &Metadata, key: &str) -> Result<Option<T>> {
+    match m.get(key).await? {
         Some(e) => Ok(Some(serde_json::from_slice(&e.value)?)),
         None => Ok(None),
     }
@@ -148,14 +148,14 @@ async fn apply(m: &Metadata, writes: Vec<Write>, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_references(
+async fn check_references(
     m: &Metadata,
     tenant: &str,
     policies: &[String],
     groups: &[String],
 ) -> Result<()> {
     for (key, missing) in admin::references(tenant, policies, groups) {
-        if m.get(&key)?.is_none() {
+        if m.get(&key).await?.is_none() {
             bail!("{missing}");
         }
     }
@@ -192,9 +192,9 @@ pub async fn bootstrap(m: &Metadata, c: &Credentials) -> Result<()> {
     // A store with no manifest and no blob link yet has nothing for garbage
     // collection to index: writers keep the index from the first push.
     use berth_domain::gc;
-    if m.get(gc::INDEXED)?.is_none()
-        && m.scan("manifest/", None, 1)?.is_empty()
-        && m.scan("blob/", None, 1)?.is_empty()
+    if m.get(gc::INDEXED).await?.is_none()
+        && m.scan("manifest/", None, 1).await?.is_empty()
+        && m.scan("blob/", None, 1).await?.is_empty()
     {
         m.commit(vec![WriteOp::Put(
             gc::INDEXED.into(),
@@ -207,7 +207,7 @@ pub async fn bootstrap(m: &Metadata, c: &Credentials) -> Result<()> {
             e => Err(e),
         })?;
     }
-    if !m.scan("iam/tenant/", None, 1)?.is_empty() {
+    if !m.scan("iam/tenant/", None, 1).await?.is_empty() {
         return Ok(());
     }
     let given = std::env::var("BERTH_ADMIN_PASSWORD")
@@ -242,11 +242,14 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             policies,
             groups,
         } => {
-            if get_json::<Tenant>(m, &records::tenant(&tenant))?.is_none() {
+            if get_json::<Tenant>(m, &records::tenant(&tenant))
+                .await?
+                .is_none()
+            {
                 bail!("no tenant {tenant}");
             }
             admin::check_user_name(&tenant, &name)?;
-            check_references(m, &tenant, &policies, &groups)?;
+            check_references(m, &tenant, &policies, &groups).await?;
             let generated = password.is_none();
             let password = match password {
                 Some(p) => p,
@@ -279,7 +282,8 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
         } => {
             let key = records::user(&tenant, &name);
             let entry = m
-                .get(&key)?
+                .get(&key)
+                .await?
                 .with_context(|| format!("no user {name}@{tenant}"))?;
             let mut user: User = serde_json::from_slice(&entry.value)?;
             admin::check_account_user_change(&user, policies.as_deref(), disabled)?;
@@ -288,7 +292,8 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
                 &tenant,
                 policies.as_deref().unwrap_or_default(),
                 groups.as_deref().unwrap_or_default(),
-            )?;
+            )
+            .await?;
             if let Some(p) = policies {
                 user.policies = p;
             }
@@ -307,14 +312,15 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             println!("updated {name}@{tenant}");
         }
         IamCommand::UserDelete { tenant, name } => {
-            let user: User = get_json(m, &records::user(&tenant, &name))?
+            let user: User = get_json(m, &records::user(&tenant, &name))
+                .await?
                 .with_context(|| format!("no user {name}@{tenant}"))?;
-            let keys = access_keys(m, &tenant, &name)?;
+            let keys = access_keys(m, &tenant, &name).await?;
             apply(m, admin::delete_user_writes(&user, &keys)?, "user").await?;
             println!("deleted {name}@{tenant}");
         }
         IamCommand::UserList { tenant } => {
-            for e in m.scan(&records::user_prefix(&tenant), None, 10_000)? {
+            for e in m.scan(&records::user_prefix(&tenant), None, 10_000).await? {
                 let u: User = serde_json::from_slice(&e.value)?;
                 println!(
                     "{}\t{}\t{}\t{}",
@@ -326,13 +332,13 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             }
         }
         IamCommand::TenantList => {
-            for e in m.scan("iam/tenant/", None, 100_000)? {
+            for e in m.scan("iam/tenant/", None, 100_000).await? {
                 let t: Tenant = serde_json::from_slice(&e.value)?;
                 println!("{}\t{}", t.name, t.project_id);
             }
         }
         IamCommand::GroupList { tenant } => {
-            for (g, _) in versioned_all::<Group>(m, &records::group_prefix(&tenant))? {
+            for (g, _) in versioned_all::<Group>(m, &records::group_prefix(&tenant)).await? {
                 println!("{}\t{}", g.name, g.policies.join(","));
             }
         }
@@ -343,10 +349,11 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
         } => {
             let key = records::group(&tenant, &name);
             let entry = m
-                .get(&key)?
+                .get(&key)
+                .await?
                 .with_context(|| format!("no group {name} in {tenant}"))?;
             let mut g: Group = serde_json::from_slice(&entry.value)?;
-            check_references(m, &tenant, &policies, &[])?;
+            check_references(m, &tenant, &policies, &[]).await?;
             g.policies = policies;
             apply(
                 m,
@@ -357,10 +364,10 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             println!("updated group {name}");
         }
         IamCommand::GroupDelete { tenant, name } => {
-            if m.get(&records::group(&tenant, &name))?.is_none() {
+            if m.get(&records::group(&tenant, &name)).await?.is_none() {
                 bail!("no group {name} in {tenant}");
             }
-            let users = versioned_all::<User>(m, &records::user_prefix(&tenant))?;
+            let users = versioned_all::<User>(m, &records::user_prefix(&tenant)).await?;
             apply(
                 m,
                 admin::delete_group_writes(&tenant, &name, &users),
@@ -370,16 +377,17 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             println!("deleted group {name}");
         }
         IamCommand::PolicyList { tenant } => {
-            for (p, _) in versioned_all::<CustomPolicy>(m, &records::policy_prefix(&tenant))? {
+            for (p, _) in versioned_all::<CustomPolicy>(m, &records::policy_prefix(&tenant)).await?
+            {
                 println!("{}\t{}", p.name, serde_json::to_string(&p.document)?);
             }
         }
         IamCommand::PolicyDelete { tenant, name } => {
-            if m.get(&records::policy(&tenant, &name))?.is_none() {
+            if m.get(&records::policy(&tenant, &name)).await?.is_none() {
                 bail!("no custom policy {name} in {tenant}");
             }
-            let users = versioned_all::<User>(m, &records::user_prefix(&tenant))?;
-            let groups = versioned_all::<Group>(m, &records::group_prefix(&tenant))?;
+            let users = versioned_all::<User>(m, &records::user_prefix(&tenant)).await?;
+            let groups = versioned_all::<Group>(m, &records::group_prefix(&tenant)).await?;
             apply(
                 m,
                 admin::delete_policy_writes(&tenant, &name, &users, &groups),
@@ -393,7 +401,7 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             name,
             policies,
         } => {
-            check_references(m, &tenant, &policies, &[])?;
+            check_references(m, &tenant, &policies, &[]).await?;
             let g = admin::new_group(&name, policies, now())?;
             apply(
                 m,
@@ -438,8 +446,8 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             println!("ak {ak}\nsk {sk}");
         }
         IamCommand::KeyList { tenant, user } => {
-            for ak in access_keys(m, &tenant, &user)? {
-                if let Some(k) = get_json::<AccessKey>(m, &records::access_key(&ak))? {
+            for ak in access_keys(m, &tenant, &user).await? {
+                if let Some(k) = get_json::<AccessKey>(m, &records::access_key(&ak)).await? {
                     println!(
                         "{}\t{}\t{}",
                         k.ak,
@@ -452,7 +460,8 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
         IamCommand::KeySet { ak, active } => {
             let key = records::access_key(&ak);
             let entry = m
-                .get(&key)?
+                .get(&key)
+                .await?
                 .with_context(|| format!("no access key {ak}"))?;
             let mut k: AccessKey = serde_json::from_slice(&entry.value)?;
             k.active = active;
@@ -461,7 +470,8 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
             println!("{ak} {}", if active { "active" } else { "inactive" });
         }
         IamCommand::KeyDelete { ak } => {
-            let k: AccessKey = get_json(m, &records::access_key(&ak))?
+            let k: AccessKey = get_json(m, &records::access_key(&ak))
+                .await?
                 .with_context(|| format!("no access key {ak}"))?;
             apply(m, admin::delete_access_key_writes(&k), "access key").await?;
             println!("deleted {ak}");
@@ -471,20 +481,22 @@ pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
 }
 
 /// Every record under `prefix` with the version it was read at.
-fn versioned_all<T: serde::de::DeserializeOwned>(
+async fn versioned_all<T: serde::de::DeserializeOwned>(
     m: &Metadata,
     prefix: &str,
 ) -> Result<Vec<(T, u64)>> {
-    m.scan(prefix, None, 100_000)?
+    m.scan(prefix, None, 100_000)
+        .await?
         .into_iter()
         .map(|e| Ok((serde_json::from_slice(&e.value)?, e.version)))
         .collect()
 }
 
 /// The ids of a user's access keys.
-fn access_keys(m: &Metadata, tenant: &str, user: &str) -> Result<Vec<String>> {
+async fn access_keys(m: &Metadata, tenant: &str, user: &str) -> Result<Vec<String>> {
     let prefix = records::user_access_key_prefix(tenant, user);
-    Ok(m.scan(&prefix, None, 10_000)?
+    Ok(m.scan(&prefix, None, 10_000)
+        .await?
         .into_iter()
         .map(|e| e.key[prefix.len()..].to_string())
         .collect())
@@ -499,7 +511,7 @@ pub async fn create_key(
     user: &str,
     description: &str,
 ) -> Result<(String, String)> {
-    if m.get(&records::user(tenant, user))?.is_none() {
+    if m.get(&records::user(tenant, user)).await?.is_none() {
         bail!("no user {user} in tenant {tenant}");
     }
     let ak = random_string(admin::AK_LEN, admin::AK_ALPHABET)?;
@@ -510,7 +522,7 @@ pub async fn create_key(
         ak.clone(),
         hex::encode(c.seal(sk.as_bytes())),
         description.into(),
-        access_keys(m, tenant, user)?.len(),
+        access_keys(m, tenant, user).await?.len(),
         now(),
     )?;
     apply(m, writes, "access key").await?;

@@ -1,12 +1,14 @@
 //! `berth`: the local host. `berth serve` runs the application described by
-//! `spin.toml` on wasmtime with Berth's capabilities provided natively
-//! (SQLite metadata, filesystem blobs).
+//! `spin.toml` on wasmtime with Berth's capabilities provided natively:
+//! SQLite metadata and filesystem blobs by default, or the backends a
+//! runtime config names (`runtime_config`: PostgreSQL metadata).
 
 mod capabilities;
 mod iam;
 mod manifest;
 mod outbound;
 mod runtime;
+mod runtime_config;
 mod schedule;
 mod server;
 mod transport;
@@ -41,6 +43,9 @@ enum Command {
             global = true
         )]
         data_dir: PathBuf,
+        /// The runtime config (as given to `serve`).
+        #[arg(long, env = "BERTH_RUNTIME_CONFIG_FILE", global = true)]
+        runtime_config_file: Option<PathBuf>,
         #[command(subcommand)]
         command: iam::IamCommand,
     },
@@ -51,9 +56,15 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:5000")]
     listen: SocketAddr,
-    /// Where metadata (SQLite) and blobs live.
+    /// Where metadata (SQLite, by default) and blobs live, and this host's
+    /// keys and identity.
     #[arg(long, env = "BERTH_DATA_DIR", default_value = "./berth-data")]
     data_dir: PathBuf,
+    /// Which backends serve metadata (a TOML file in the shape of Spin's
+    /// runtime-config.toml, e.g. `[metadata_store.default] type =
+    /// "postgres"`); without it, SQLite in the data directory.
+    #[arg(long, env = "BERTH_RUNTIME_CONFIG_FILE")]
+    runtime_config_file: Option<PathBuf>,
     /// The application manifest.
     #[arg(long, env = "BERTH_MANIFEST", default_value = "spin.toml")]
     manifest: PathBuf,
@@ -146,12 +157,17 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?
             .block_on(serve(args)),
-        Command::Iam { data_dir, command } => tokio::runtime::Builder::new_multi_thread()
+        Command::Iam {
+            data_dir,
+            runtime_config_file,
+            command,
+        } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
             .block_on(async {
-                let meta = capabilities::metadata::Metadata::open(&data_dir.join("metadata.db"))?;
-                let creds = capabilities::credentials::Credentials::open(&data_dir.join("keys"))?;
+                let stores = runtime_config::load(runtime_config_file.as_deref(), &data_dir)?;
+                let meta = capabilities::metadata::Metadata::open(&stores.metadata).await?;
+                let creds = capabilities::credentials::Credentials::open(&stores.keys_dir)?;
                 iam::run(&meta, &creds, command).await
             }),
     }
@@ -240,10 +256,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     restrict_permissions(&args.data_dir)?;
+    let stores = runtime_config::load(args.runtime_config_file.as_deref(), &args.data_dir)?;
+    tracing::info!(stores = %stores.describe(), "opening the stores");
     let backends = Arc::new(Backends {
-        metadata: capabilities::metadata::Metadata::open(&args.data_dir.join("metadata.db"))?,
-        blobs: capabilities::blobs::BlobStore::open(&args.data_dir)?,
-        credentials: capabilities::credentials::Credentials::open(&args.data_dir.join("keys"))?,
+        metadata: capabilities::metadata::Metadata::open(&stores.metadata).await?,
+        blobs: if stores.blobs_shared {
+            capabilities::blobs::BlobStore::open_shared(&stores.blobs_root)?
+        } else {
+            capabilities::blobs::BlobStore::open(&stores.blobs_root)?
+        },
+        credentials: capabilities::credentials::Credentials::open(&stores.keys_dir)?,
     });
     iam::bootstrap(&backends.metadata, &backends.credentials).await?;
     let mut overrides: HashMap<String, String> = args.vars.iter().cloned().collect();
@@ -284,11 +306,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         app,
         handlers,
         health: Box::new(move || {
-            health_backends
-                .metadata
-                .get("health")
-                .map(|_| ())
-                .map_err(|e| anyhow::anyhow!("{e}"))
+            let backends = health_backends.clone();
+            Box::pin(async move {
+                backends
+                    .metadata
+                    .get("health")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            })
         }),
         verify_token: Box::new(move |t| token_backends.credentials.verify_token(t)),
         tls: args.tls_cert.is_some(),

@@ -38,7 +38,7 @@ pub async fn release_leases(
 ) -> anyhow::Result<()> {
     use crate::capabilities::metadata::{Precondition, WriteOp};
     let mut ops = Vec::new();
-    for e in metadata.scan("job/", None, 10_000)? {
+    for e in metadata.scan("job/", None, 10_000).await? {
         let Some(job) = e
             .key
             .strip_prefix("job/")
@@ -82,16 +82,19 @@ pub fn spawn(server: Arc<Server>, backends: Arc<Backends>) {
             // When the last run asked to be run again (a retry due). Work
             // left waiting when the host stopped (a request a crash cut
             // off) runs at once, not at the next scheduled time.
-            let mut again: Option<tokio::time::Instant> = job
-                .wake_on
-                .iter()
-                .any(|p| {
-                    backends
-                        .metadata
-                        .scan(p, None, 1)
-                        .is_ok_and(|found| !found.is_empty())
-                })
-                .then(tokio::time::Instant::now);
+            let mut waiting = false;
+            for p in &job.wake_on {
+                if backends
+                    .metadata
+                    .scan(p, None, 1)
+                    .await
+                    .is_ok_and(|found| !found.is_empty())
+                {
+                    waiting = true;
+                    break;
+                }
+            }
+            let mut again: Option<tokio::time::Instant> = waiting.then(tokio::time::Instant::now);
             loop {
                 let Some(next) = job.schedule.upcoming(chrono::Utc).next() else {
                     tracing::warn!(job = %job.component, "the schedule has no further times");

@@ -27,7 +27,8 @@ use wasmtime_wasi_http::WasiBody;
 pub struct Server {
     pub app: App,
     pub handlers: HashMap<String, Handler>,
-    pub health: Box<dyn Fn() -> Result<()> + Send + Sync>,
+    /// `/healthz`: whether the stores answer.
+    pub health: Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<()>> + Send + Sync>,
     /// The claims of a token this host signed (for the access log).
     pub verify_token: TokenVerifier,
     /// Whether requests arrive over TLS (the scheme components see).
@@ -83,7 +84,7 @@ impl Server {
         let limits = &self.limits;
         let req = req.map(|b| RequestBody::new(b, limits, http1, expect_continue).boxed());
         let resp = if path == "/healthz" {
-            match (self.health)() {
+            match (self.health)().await {
                 Ok(()) => plain(200, "ok\n"),
                 Err(e) => {
                     tracing::error!(error = %e, "health check failed");

@@ -2,7 +2,8 @@
 //!
 //! Layout under the data directory:
 //! - `blobs/<alg>/<2 hex>/<hex>`: published, immutable blobs;
-//! - `tmp/`: monolithic uploads being written;
+//! - `tmp/<process>/`: monolithic uploads being written, in a directory
+//!   of each process's own (several hosts may share the root);
 //! - `uploads/<id>`: resumable uploads.
 //!
 //! A blob is written to a temporary file, fsynced, verified, then renamed
@@ -83,9 +84,15 @@ struct RunningHash {
 
 pub struct BlobStore {
     root: PathBuf,
+    /// This process's directory under `tmp/`.
+    tmp: PathBuf,
     /// Upload id → lock serialising appends, and the running hash if known.
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<RunningHash>>>>>,
 }
+
+/// A temporary file of a shared store untouched this long was left by a
+/// host that stopped.
+const STALE_TMP: Duration = Duration::from_secs(24 * 3600);
 
 /// Size of the chunks moved between the component stream and the disk.
 pub const CHUNK: usize = 256 * 1024;
@@ -95,16 +102,51 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 impl BlobStore {
+    /// The store under `root`, this process's alone (the data directory):
+    /// temporary files left by an earlier process are removed at once.
     pub fn open(root: &Path) -> Result<BlobStore> {
+        Self::open_at(root, Duration::ZERO)
+    }
+
+    /// The store under `root`, shared with other hosts: only temporary
+    /// files untouched for [`STALE_TMP`] are removed (a live host's are
+    /// written to as it goes).
+    pub fn open_shared(root: &Path) -> Result<BlobStore> {
+        Self::open_at(root, STALE_TMP)
+    }
+
+    fn open_at(root: &Path, stale: Duration) -> Result<BlobStore> {
         for d in ["blobs/sha256", "blobs/sha512", "tmp", "uploads"] {
             fs::create_dir_all(root.join(d))?;
         }
-        // Temporary files are never valid after a restart.
-        for entry in fs::read_dir(root.join("tmp"))? {
-            let _ = fs::remove_file(entry?.path());
+        // Temporary files are never valid after their process ended.
+        let now = SystemTime::now();
+        let old = |p: &Path| {
+            fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= stale)
+        };
+        for entry in fs::read_dir(root.join("tmp"))?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                for f in fs::read_dir(&path)?.flatten() {
+                    if old(&f.path()) {
+                        let _ = fs::remove_file(f.path());
+                    }
+                }
+                // Gone once empty (fails while a live host writes in it).
+                if old(&path) {
+                    let _ = fs::remove_dir(&path);
+                }
+            } else if old(&path) {
+                let _ = fs::remove_file(&path);
+            }
         }
+        let tmp = root.join("tmp").join(random_id());
+        fs::create_dir_all(&tmp)?;
         Ok(BlobStore {
             root: root.to_path_buf(),
+            tmp,
             uploads: Mutex::new(HashMap::new()),
         })
     }
@@ -184,7 +226,7 @@ impl BlobStore {
     ) -> Result<BlobInfo, BlobError> {
         let expected = expected.map(|e| Self::parse(&e)).transpose()?;
         let alg = expected.as_ref().map_or(alg, Digest::algorithm);
-        let tmp = self.root.join("tmp").join(random_id());
+        let tmp = self.tmp.join(random_id());
         let file = File::create(&tmp)?;
         let (file, size, hasher) = match ingest(rx, file, 0, Some(Hasher::new(alg)), max).await {
             Ok(r) => r,
@@ -571,7 +613,7 @@ mod tests {
             Err(BlobError::TooLarge(4))
         ));
         // Nothing half-written is left behind.
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(&s.tmp).unwrap().count(), 0);
     }
 
     #[tokio::test]

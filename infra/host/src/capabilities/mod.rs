@@ -173,7 +173,7 @@ impl<T: Send> wit_meta::HostWithStore<T> for Caps {
         a: &Accessor<T, Self>,
         key: String,
     ) -> Result<Option<wit_meta::Entry>, StoreError> {
-        Ok(backends(a).metadata.get(&key)?.map(to_wit))
+        Ok(backends(a).metadata.get(&key).await?.map(to_wit))
     }
 
     async fn get_many(
@@ -182,7 +182,8 @@ impl<T: Send> wit_meta::HostWithStore<T> for Caps {
     ) -> Result<Vec<Option<wit_meta::Entry>>, StoreError> {
         Ok(backends(a)
             .metadata
-            .get_many(&keys)?
+            .get_many(&keys)
+            .await?
             .into_iter()
             .map(|e| e.map(to_wit))
             .collect())
@@ -209,7 +210,7 @@ impl<T: Send> wit_meta::HostWithStore<T> for Caps {
     }
 
     async fn counters(a: &Accessor<T, Self>, keys: Vec<String>) -> Result<Vec<i64>, StoreError> {
-        Ok(backends(a).metadata.counters(&keys)?)
+        Ok(backends(a).metadata.counters(&keys).await?)
     }
 
     async fn scan(
@@ -220,7 +221,8 @@ impl<T: Send> wit_meta::HostWithStore<T> for Caps {
     ) -> Result<Vec<wit_meta::Entry>, StoreError> {
         Ok(backends(a)
             .metadata
-            .scan(&prefix, after.as_deref(), limit)?
+            .scan(&prefix, after.as_deref(), limit)
+            .await?
             .into_iter()
             .map(to_wit)
             .collect())

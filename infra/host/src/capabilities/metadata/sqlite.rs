@@ -1,4 +1,5 @@
-//! Metadata on SQLite: one ordered table of versioned values.
+//! Metadata on SQLite (the embedded default): one ordered table of
+//! versioned values in one file.
 //!
 //! Reads run inline on a per-thread connection (WAL lets them proceed while
 //! a write commits). Writes go to one writer thread that group-commits: the
@@ -8,6 +9,10 @@
 //! acknowledged. Versions come from one global sequence, so a key deleted and
 //! written again never reuses a version (no ABA for CAS).
 
+use super::{
+    COUNT_FLUSH, Entry, GROUP_MAX, MetaError, Pending, Precondition, Stat, Watchers, WriteOp,
+    nth_log_key,
+};
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::cell::RefCell;
@@ -17,103 +22,21 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// Most commits folded into one transaction (one fsync).
-const GROUP_MAX: usize = 256;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub key: String,
-    pub value: Vec<u8>,
-    pub version: u64,
-}
-
-#[derive(Debug, Clone)]
-pub enum Precondition {
-    None,
-    Absent,
-    Version(u64),
-}
-
-#[derive(Debug, Clone)]
-pub enum WriteOp {
-    Put(String, Vec<u8>, Precondition),
-    Delete(String, Precondition),
-    /// Put under `prefix` + the commit's version as 20 digits ([`log_key`]).
-    Append(String, Vec<u8>),
-    /// Writes nothing: the key must meet the precondition.
-    Check(String, Precondition),
-}
-
-/// The key an [`WriteOp::Append`] under `prefix` takes in the commit of
-/// `version`: keys sort in commit order.
-pub fn log_key(prefix: &str, version: u64) -> String {
-    format!("{prefix}{version:020}")
-}
-
-/// A statistic written later ([`Metadata::note`]).
-#[derive(Debug, Clone)]
-pub enum Stat {
-    /// Adds to a counter.
-    Add(String, i64),
-    /// Raises a value to at least this one.
-    Raise(String, i64),
-}
-
-/// Statistics noted and not yet written.
-#[derive(Default)]
-struct Pending {
-    add: HashMap<String, i64>,
-    raise: HashMap<String, i64>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.raise.is_empty()
-    }
-
-    /// Folds `other` (taken earlier, not written) back in.
-    fn merge(&mut self, other: Pending) {
-        for (k, v) in other.add {
-            *self.add.entry(k).or_insert(0) += v;
-        }
-        for (k, v) in other.raise {
-            let e = self.raise.entry(k).or_insert(v);
-            *e = (*e).max(v);
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MetaError {
-    #[error("precondition failed")]
-    Conflict,
-    #[error(transparent)]
-    Backend(#[from] anyhow::Error),
-}
-
 impl From<rusqlite::Error> for MetaError {
     fn from(e: rusqlite::Error) -> Self {
         MetaError::Backend(e.into())
     }
 }
 
-pub struct Metadata {
+pub struct Sqlite {
     path: PathBuf,
     /// Identifies this store for the per-thread reader cache.
     id: usize,
     writer: mpsc::Sender<Job>,
-    /// Statistics not yet written ([`Metadata::note`]).
+    /// Statistics not yet written ([`super::Metadata::note`]).
     pending: Arc<Mutex<Pending>>,
-    /// Who to signal after a commit that appends under a prefix
-    /// ([`Metadata::watch`]).
-    watchers: Arc<Mutex<Vec<Watcher>>>,
+    watchers: Watchers,
 }
-
-/// A metadata prefix and who to signal when a commit appends under it.
-type Watcher = (String, Arc<tokio::sync::Notify>);
-
-/// How long statistics counts wait in memory before they are written.
-const COUNT_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A write waiting for the writer thread.
 enum Job {
@@ -133,8 +56,8 @@ fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-impl Metadata {
-    pub fn open(path: &Path) -> Result<Metadata> {
+impl Sqlite {
+    pub fn open(path: &Path) -> Result<Sqlite> {
         let conn = open(path)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID;
@@ -149,12 +72,12 @@ impl Metadata {
         std::thread::Builder::new()
             .name("metadata-writer".into())
             .spawn(move || write_loop(conn, queue, counts))?;
-        Ok(Metadata {
+        Ok(Sqlite {
             path: path.to_path_buf(),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             writer,
             pending,
-            watchers: Arc::new(Mutex::new(Vec::new())),
+            watchers: Watchers::default(),
         })
     }
 
@@ -201,7 +124,6 @@ impl Metadata {
         })
     }
 
-    /// Statistics (missing = 0), including those not yet written.
     pub fn counters(&self, keys: &[String]) -> Result<Vec<i64>, MetaError> {
         let stored: Vec<i64> = self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT value FROM counters WHERE key = ?1")?;
@@ -209,37 +131,11 @@ impl Metadata {
                 .map(|k| Ok(stmt.query_row([k], |r| r.get(0)).optional()?.unwrap_or(0)))
                 .collect::<rusqlite::Result<Vec<i64>>>()
         })?;
-        let pending = self.pending.lock().unwrap();
-        Ok(keys
-            .iter()
-            .zip(stored)
-            .map(|(k, v)| {
-                let v = v + pending.add.get(k).copied().unwrap_or(0);
-                pending.raise.get(k).map_or(v, |r| v.max(*r))
-            })
-            .collect())
+        Ok(self.pending.lock().unwrap().apply_to(keys, stored))
     }
 
-    /// Records statistics without waiting: they are merged in memory and
-    /// written with the next commit, at the latest within half a second (a
-    /// crash may lose that last half second). Downloads and last-pull
-    /// times are noted this way so a pull never waits for a write.
     pub fn note(&self, stats: impl IntoIterator<Item = Stat>) {
-        let mut pending = self.pending.lock().unwrap();
-        for stat in stats {
-            match stat {
-                Stat::Add(k, v) => *pending.add.entry(k).or_insert(0) += v,
-                Stat::Raise(k, v) => {
-                    let e = pending.raise.entry(k).or_insert(v);
-                    *e = (*e).max(v);
-                }
-            }
-        }
-    }
-
-    /// Writes every pending count now (at shutdown).
-    pub async fn flush(&self) -> Result<(), MetaError> {
-        self.commit(Vec::new()).await.map(|_| ())
+        self.pending.lock().unwrap().note(stats);
     }
 
     /// Keys under `prefix` in byte order, after `after`, at most `limit`.
@@ -277,22 +173,8 @@ impl Metadata {
         })
     }
 
-    /// Applies `ops` atomically; returns the version of each put once durable.
     pub async fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, MetaError> {
-        let mut woken: Vec<Arc<tokio::sync::Notify>> = Vec::new();
-        if ops.iter().any(|op| matches!(op, WriteOp::Append(..))) {
-            let watchers = self.watchers.lock().expect("watchers lock");
-            for op in &ops {
-                if let WriteOp::Append(prefix, _) = op {
-                    woken.extend(
-                        watchers
-                            .iter()
-                            .filter(|(p, _)| p == prefix)
-                            .map(|(_, n)| n.clone()),
-                    );
-                }
-            }
-        }
+        let woken = self.watchers.of_appends(&ops);
         let (tx, rx) = oneshot::channel();
         self.send(Job::Commit(ops, tx))?;
         let result = rx.await.map_err(|_| writer_gone())?;
@@ -304,16 +186,8 @@ impl Metadata {
         result
     }
 
-    /// A signal given after each commit that appends under one of
-    /// `prefixes` (the event log wakes its consumers; a GC task request
-    /// wakes the gc job).
     pub fn watch(&self, prefixes: &[String]) -> Arc<tokio::sync::Notify> {
-        let notify = Arc::new(tokio::sync::Notify::new());
-        let mut watchers = self.watchers.lock().expect("watchers lock");
-        for p in prefixes {
-            watchers.push((p.clone(), notify.clone()));
-        }
-        notify
+        self.watchers.add(prefixes)
     }
 
     pub async fn increment(&self, key: String, delta: i64) -> Result<i64, MetaError> {
@@ -483,10 +357,7 @@ fn apply(tx: &Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaError> {
                 // Versions are unique, so the key is new; further appends
                 // under the prefix in this commit follow it (`.1`, `.2`…).
                 let earlier = appended.entry(prefix.as_str()).or_insert(0u32);
-                let mut key = log_key(prefix, version as u64);
-                if *earlier > 0 {
-                    key.push_str(&format!(".{earlier:05}"));
-                }
+                let key = nth_log_key(prefix, version as u64, *earlier);
                 *earlier += 1;
                 tx.prepare_cached("INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3)")?
                     .execute(params![key, value, version])?;
@@ -500,210 +371,46 @@ fn apply(tx: &Connection, ops: &[WriteOp]) -> Result<Vec<u64>, MetaError> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::{Metadata, contract};
+    use std::sync::Arc;
 
     fn store() -> (tempfile::TempDir, Metadata) {
         let dir = tempfile::tempdir().unwrap();
-        let m = Metadata::open(&dir.path().join("meta.db")).unwrap();
+        let m = Metadata::Sqlite(super::Sqlite::open(&dir.path().join("meta.db")).unwrap());
         (dir, m)
     }
 
     #[tokio::test]
     async fn versioned_writes_and_scans() {
-        let (_d, m) = store();
-        let put = |k: &str, v: &str, p| WriteOp::Put(k.into(), v.as_bytes().to_vec(), p);
-        let v = m
-            .commit(vec![
-                put("tag/a:1", "x", Precondition::Absent),
-                put("tag/a:2", "y", Precondition::None),
-                put("tag/ab:1", "z", Precondition::None),
-            ])
-            .await
-            .unwrap();
-        assert_eq!(v.len(), 3);
-        // Absent fails when present; the whole commit is refused.
-        assert!(matches!(
-            m.commit(vec![
-                put("new", "n", Precondition::None),
-                put("tag/a:1", "x", Precondition::Absent)
-            ])
-            .await,
-            Err(MetaError::Conflict)
-        ));
-        assert!(m.get("new").unwrap().is_none());
-        let e = m.get("tag/a:1").unwrap().unwrap();
-        assert!(matches!(
-            m.commit(vec![put(
-                "tag/a:1",
-                "w",
-                Precondition::Version(e.version + 1)
-            )])
-            .await,
-            Err(MetaError::Conflict)
-        ));
-        m.commit(vec![put("tag/a:1", "w", Precondition::Version(e.version))])
-            .await
-            .unwrap();
-        let s = m.scan("tag/a:", None, 10).unwrap();
-        assert_eq!(
-            s.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
-            ["tag/a:1", "tag/a:2"]
-        );
-        let s = m.scan("tag/a:", Some("tag/a:1"), 10).unwrap();
-        assert_eq!(s.len(), 1);
-        assert_eq!(m.scan("tag/", None, 2).unwrap().len(), 2);
-        // Delete then recreate never reuses a version.
-        m.commit(vec![WriteOp::Delete("tag/a:2".into(), Precondition::None)])
-            .await
-            .unwrap();
-        let again = m
-            .commit(vec![put("tag/a:2", "y", Precondition::Absent)])
-            .await
-            .unwrap()[0];
-        assert!(again > v[1]);
+        contract::versioned_writes_and_scans(&store().1).await;
     }
 
     #[tokio::test]
     async fn counters() {
-        let (_d, m) = store();
-        assert_eq!(m.increment("c".into(), 5).await.unwrap(), 5);
-        assert_eq!(m.increment("c".into(), -2).await.unwrap(), 3);
-        assert_eq!(m.increment("c".into(), 0).await.unwrap(), 3);
-        assert_eq!(m.counters(&["c".into(), "none".into()]).unwrap(), [3, 0]);
-        // Buffered statistics are visible at once and written within the
-        // flush period: sums for counters, maxima for raised values.
-        let add = |k: &str, v| Stat::Add(k.into(), v);
-        let raise = |k: &str, v| Stat::Raise(k.into(), v);
-        m.note([add("c", 4), add("d", 1), raise("t", 20), raise("t", 10)]);
-        assert_eq!(
-            m.counters(&["c".into(), "d".into(), "t".into()]).unwrap(),
-            [7, 1, 20]
-        );
-        tokio::time::sleep(COUNT_FLUSH * 3).await;
-        assert!(m.pending.lock().unwrap().is_empty());
-        assert_eq!(
-            m.counters(&["c".into(), "d".into(), "t".into()]).unwrap(),
-            [7, 1, 20]
-        );
-        m.note([add("d", 1), raise("t", 15)]);
-        assert_eq!(m.counters(&["t".into()]).unwrap(), [20]);
-        m.flush().await.unwrap();
-        assert!(m.pending.lock().unwrap().is_empty());
-        assert_eq!(m.increment("d".into(), 0).await.unwrap(), 2);
-        assert_eq!(m.counters(&["t".into()]).unwrap(), [20]);
-        m.note([raise("t", 30)]);
-        m.flush().await.unwrap();
-        assert_eq!(m.counters(&["t".into()]).unwrap(), [30]);
+        contract::counters(&store().1).await;
     }
 
     #[tokio::test]
     async fn appends_form_a_log_in_commit_order() {
-        let (_d, m) = store();
-        let append = |v: &[u8]| WriteOp::Append("event/".into(), v.to_vec());
-        let first = m.commit(vec![append(b"a")]).await.unwrap()[0];
-        m.commit(vec![WriteOp::Put("x".into(), vec![], Precondition::None)])
-            .await
-            .unwrap();
-        let second = m.commit(vec![append(b"b")]).await.unwrap()[0];
-        assert!(second > first);
-        // A refused commit appends nothing.
-        assert!(matches!(
-            m.commit(vec![
-                append(b"lost"),
-                WriteOp::Put("x".into(), vec![], Precondition::Absent)
-            ])
-            .await,
-            Err(MetaError::Conflict)
-        ));
-        let log = m.scan("event/", None, 10).unwrap();
-        let values: Vec<&[u8]> = log.iter().map(|e| e.value.as_slice()).collect();
-        assert_eq!(values, [b"a", b"b"]);
-        assert_eq!(log[0].key, log_key("event/", first));
-        assert_eq!(log[0].key.len(), "event/".len() + 20);
+        contract::appends_form_a_log_in_commit_order(&store().1).await;
     }
 
     #[tokio::test]
     async fn appends_in_one_commit_follow_each_other_and_checks_write_nothing() {
-        let (_d, m) = store();
-        let append = |v: &[u8]| WriteOp::Append("q/".into(), v.to_vec());
-        m.commit(vec![append(b"a"), append(b"b"), append(b"c")])
-            .await
-            .unwrap();
-        m.commit(vec![append(b"d")]).await.unwrap();
-        let log = m.scan("q/", None, 10).unwrap();
-        let values: Vec<&[u8]> = log.iter().map(|e| e.value.as_slice()).collect();
-        assert_eq!(values, [b"a", b"b", b"c", b"d"]);
-        assert!(log[1].key.ends_with(".00001") && log[2].key.ends_with(".00002"));
-
-        let v = m
-            .commit(vec![WriteOp::Put("k".into(), vec![1], Precondition::None)])
-            .await
-            .unwrap()[0];
-        let check = |key: &str, p| WriteOp::Check(key.into(), p);
-        // Checks that hold let the commit through, and leave the key as it was.
-        m.commit(vec![
-            check("k", Precondition::Version(v)),
-            check("absent", Precondition::Absent),
-            WriteOp::Put("other".into(), vec![2], Precondition::None),
-        ])
-        .await
-        .unwrap();
-        assert_eq!(m.get("k").unwrap().unwrap().version, v);
-        assert!(m.get("absent").unwrap().is_none());
-        // One that fails refuses the whole commit.
-        for failing in [
-            check("k", Precondition::Version(v + 100)),
-            check("k", Precondition::Absent),
-        ] {
-            assert!(matches!(
-                m.commit(vec![
-                    failing,
-                    WriteOp::Put("lost".into(), vec![], Precondition::None)
-                ])
-                .await,
-                Err(MetaError::Conflict)
-            ));
-        }
-        assert!(m.get("lost").unwrap().is_none());
+        contract::appends_in_one_commit_follow_each_other_and_checks_write_nothing(&store().1)
+            .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn grouped_commits_fail_alone() {
         let (_d, m) = store();
-        let m = std::sync::Arc::new(m);
-        m.commit(vec![WriteOp::Put(
-            "taken".into(),
-            vec![1],
-            Precondition::None,
-        )])
-        .await
-        .unwrap();
-        // Many concurrent commits land in shared groups; the ones whose
-        // precondition fails must not take the others down with them.
-        let tasks: Vec<_> = (0..200)
-            .map(|i| {
-                let m = m.clone();
-                tokio::spawn(async move {
-                    let key = if i % 10 == 0 {
-                        "taken".to_string()
-                    } else {
-                        format!("k{i:03}")
-                    };
-                    let r = m
-                        .commit(vec![
-                            WriteOp::Put(format!("side{i:03}"), vec![2], Precondition::None),
-                            WriteOp::Put(key, vec![3], Precondition::Absent),
-                        ])
-                        .await;
-                    (i, r.is_ok())
-                })
-            })
-            .collect();
-        for t in tasks {
-            let (i, ok) = t.await.unwrap();
-            assert_eq!(ok, i % 10 != 0, "commit {i}");
-            assert_eq!(m.get(&format!("side{i:03}")).unwrap().is_some(), ok);
-        }
-        assert_eq!(m.scan("k", None, 1000).unwrap().len(), 180);
+        contract::grouped_commits_fail_alone(Arc::new(m)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_never_fills_in_behind_a_reader() {
+        let (_d, m) = store();
+        let m = Arc::new(m);
+        contract::the_log_never_fills_in_behind_a_reader(m.clone(), m).await;
     }
 }

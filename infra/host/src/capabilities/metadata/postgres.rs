@@ -1,0 +1,675 @@
+//! Metadata on PostgreSQL, shared by several `berth serve` hosts: the
+//! contract of [`super`] on three tables (`berth_kv`, `berth_counters`,
+//! `berth_sequence`, keys in the `C` collation so they sort by their
+//! bytes, as in SQLite).
+//!
+//! - **Reads** go through a connection pool (`deadpool-postgres`),
+//!   statements prepared once per connection.
+//! - **Writes** go to one writer task per host that group-commits: the
+//!   commits waiting in its queue run in one transaction, each in its own
+//!   savepoint (a failed precondition rolls back that commit only), and
+//!   are acknowledged after the transaction commits. Each commit takes its
+//!   version by updating the one row of `berth_sequence`; that row lock is
+//!   held to the end of the transaction, so commits of all hosts are
+//!   applied one after another in version order — the event log's readers
+//!   can never see a later entry before an earlier one is committed (a
+//!   plain `SEQUENCE` would allow that).
+//! - **Wake-ups**: a commit that appends under a prefix sends
+//!   `NOTIFY berth_appends, '<prefix>'`; every host listens on a connection
+//!   of its own and wakes its watchers, so another host's push wakes this
+//!   host's webhook and replication jobs at once.
+//! - **Migrations** run at start in one transaction under an advisory lock
+//!   (`berth_migrations` records which have run), so hosts starting
+//!   together apply each once.
+
+use super::{
+    COUNT_FLUSH, Entry, GROUP_MAX, MetaError, Pending, Precondition, Stat, Watchers, WriteOp,
+    nth_log_key,
+};
+use anyhow::{Context, Result, anyhow};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+
+/// The schema, in order; each entry runs once, in one transaction.
+const MIGRATIONS: &[&str] = &[
+    // 1: the versioned table, counters and the commit sequence.
+    r#"CREATE TABLE berth_kv (
+           key TEXT COLLATE "C" PRIMARY KEY,
+           value BYTEA NOT NULL,
+           version BIGINT NOT NULL);
+       CREATE TABLE berth_counters (
+           key TEXT COLLATE "C" PRIMARY KEY,
+           value BIGINT NOT NULL);
+       CREATE TABLE berth_sequence (
+           id INT PRIMARY KEY CHECK (id = 0),
+           next BIGINT NOT NULL);
+       INSERT INTO berth_sequence (id, next) VALUES (0, 1);"#,
+];
+
+/// The advisory lock migrations run under (any fixed number).
+const MIGRATION_LOCK: i64 = 0x6265_7274_6800;
+
+/// The channel commits that append notify on.
+const CHANNEL: &str = "berth_appends";
+
+pub struct Postgres {
+    pool: Pool,
+    writer: mpsc::UnboundedSender<Job>,
+    pending: Arc<Mutex<Pending>>,
+    watchers: Watchers,
+}
+
+/// A write waiting for the writer task.
+enum Job {
+    Commit(Vec<WriteOp>, oneshot::Sender<Result<Vec<u64>, MetaError>>),
+    Increment(String, i64, oneshot::Sender<Result<i64, MetaError>>),
+}
+
+fn backend(e: tokio_postgres::Error) -> MetaError {
+    MetaError::Backend(anyhow::Error::new(e).context("PostgreSQL"))
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> MetaError {
+    MetaError::Backend(anyhow!("PostgreSQL connection pool: {e}"))
+}
+
+impl Postgres {
+    /// Connects to `url` (`postgres://user:password@host:port/database`),
+    /// migrates the schema, and starts the writer and listener tasks.
+    pub async fn open(url: &str, pool_size: usize) -> Result<Postgres> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .context("the PostgreSQL url (postgres://user:password@host:port/database)")?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .build()
+            .context("building the PostgreSQL pool")?;
+        {
+            let mut client = pool
+                .get()
+                .await
+                .map_err(|e| anyhow!("connecting to PostgreSQL: {e}"))?;
+            migrate(&mut client).await?;
+        }
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let watchers = Watchers::default();
+        let (writer, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(pool.clone(), queue, pending.clone()));
+        tokio::spawn(listen(config, watchers.clone()));
+        Ok(Postgres {
+            pool,
+            writer,
+            pending,
+            watchers,
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, MetaError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Entry>, MetaError> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached("SELECT value, version FROM berth_kv WHERE key = $1")
+            .await
+            .map_err(backend)?;
+        let row = c.query_opt(&stmt, &[&key]).await.map_err(backend)?;
+        Ok(row.map(|r| Entry {
+            key: key.to_string(),
+            value: r.get(0),
+            version: r.get::<_, i64>(1) as u64,
+        }))
+    }
+
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, MetaError> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached("SELECT key, value, version FROM berth_kv WHERE key = ANY($1)")
+            .await
+            .map_err(backend)?;
+        let found: HashMap<String, Entry> = c
+            .query(&stmt, &[&keys])
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .map(|r| {
+                let key: String = r.get(0);
+                let e = Entry {
+                    key: key.clone(),
+                    value: r.get(1),
+                    version: r.get::<_, i64>(2) as u64,
+                };
+                (key, e)
+            })
+            .collect();
+        // In the order asked.
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    pub async fn counters(&self, keys: &[String]) -> Result<Vec<i64>, MetaError> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached("SELECT key, value FROM berth_counters WHERE key = ANY($1)")
+            .await
+            .map_err(backend)?;
+        let found: HashMap<String, i64> = c
+            .query(&stmt, &[&keys])
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let stored = keys
+            .iter()
+            .map(|k| found.get(k).copied().unwrap_or(0))
+            .collect();
+        Ok(self.pending.lock().unwrap().apply_to(keys, stored))
+    }
+
+    pub fn note(&self, stats: impl IntoIterator<Item = Stat>) {
+        self.pending.lock().unwrap().note(stats);
+    }
+
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Entry>, MetaError> {
+        // [prefix, prefix + U+10FFFF) covers every key starting with
+        // prefix (the largest code point sorts last in the C collation).
+        let upper = format!("{prefix}\u{10FFFF}");
+        let (sql, lower) = match after {
+            Some(a) if a.as_bytes() >= prefix.as_bytes() => (
+                "SELECT key, value, version FROM berth_kv WHERE key > $1 AND key < $2 ORDER BY key LIMIT $3",
+                a,
+            ),
+            _ => (
+                "SELECT key, value, version FROM berth_kv WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
+                prefix,
+            ),
+        };
+        let c = self.client().await?;
+        let stmt = c.prepare_cached(sql).await.map_err(backend)?;
+        let rows = c
+            .query(&stmt, &[&lower, &upper, &i64::from(limit)])
+            .await
+            .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Entry {
+                key: r.get(0),
+                value: r.get(1),
+                version: r.get::<_, i64>(2) as u64,
+            })
+            .collect())
+    }
+
+    pub async fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, MetaError> {
+        let woken = self.watchers.of_appends(&ops);
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Commit(ops, tx))?;
+        let result = rx.await.map_err(|_| writer_gone())?;
+        if result.is_ok() {
+            for n in woken {
+                n.notify_waiters();
+            }
+        }
+        result
+    }
+
+    pub fn watch(&self, prefixes: &[String]) -> Arc<tokio::sync::Notify> {
+        self.watchers.add(prefixes)
+    }
+
+    pub async fn increment(&self, key: String, delta: i64) -> Result<i64, MetaError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Increment(key, delta, tx))?;
+        rx.await.map_err(|_| writer_gone())?
+    }
+
+    fn send(&self, job: Job) -> Result<(), MetaError> {
+        self.writer.send(job).map_err(|_| writer_gone())
+    }
+}
+
+fn writer_gone() -> MetaError {
+    MetaError::Backend(anyhow!("the metadata writer has stopped"))
+}
+
+/// Applies the migrations not yet applied, under the advisory lock.
+async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS berth_migrations (
+             version INT PRIMARY KEY,
+             applied TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let done: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM berth_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i32 + 1;
+        if version <= done {
+            continue;
+        }
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("PostgreSQL migration {version}"))?;
+        tx.execute(
+            "INSERT INTO berth_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
+        tracing::info!(version, "PostgreSQL metadata schema migrated");
+    }
+    if done as usize > MIGRATIONS.len() {
+        anyhow::bail!(
+            "the PostgreSQL schema is at version {done}, newer than this berth knows ({}): upgrade berth",
+            MIGRATIONS.len()
+        );
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The writer task: takes every queued job, runs them in one transaction
+/// (a savepoint each), commits once, then answers each job. Pending
+/// statistics ride along, at the latest every [`COUNT_FLUSH`].
+async fn write_loop(
+    pool: Pool,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    pending: Arc<Mutex<Pending>>,
+) {
+    loop {
+        let mut jobs = match tokio::time::timeout(COUNT_FLUSH, queue.recv()).await {
+            Ok(Some(first)) => vec![first],
+            Ok(None) => break,
+            Err(_) => Vec::new(),
+        };
+        while jobs.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let counts = std::mem::take(&mut *pending.lock().unwrap());
+        if jobs.is_empty() && counts.is_empty() {
+            continue;
+        }
+        let outcome = match pool.get().await {
+            Ok(mut client) => run_group(&mut client, &jobs, &counts).await,
+            Err(e) => Err(pool_error(e).to_string()),
+        };
+        let results = match outcome {
+            Ok(results) => results,
+            Err(msg) => {
+                // Nothing of the group was applied: statistics wait for
+                // the next try, every job fails.
+                tracing::warn!(error = %msg, "metadata commit failed");
+                pending.lock().unwrap().merge(counts);
+                jobs.iter()
+                    .map(|_| Err(MetaError::Backend(anyhow!("metadata commit failed: {msg}"))))
+                    .collect()
+            }
+        };
+        for (job, result) in jobs.into_iter().zip(results) {
+            // A caller that went away no longer needs its answer.
+            match (job, result) {
+                (Job::Commit(_, tx), Ok(Done::Versions(v))) => drop(tx.send(Ok(v))),
+                (Job::Increment(_, _, tx), Ok(Done::Counter(v))) => drop(tx.send(Ok(v))),
+                (Job::Commit(_, tx), Err(e)) => drop(tx.send(Err(e))),
+                (Job::Increment(_, _, tx), Err(e)) => drop(tx.send(Err(e))),
+                _ => unreachable!("each job gets the result of its own kind"),
+            }
+        }
+    }
+}
+
+enum Done {
+    Versions(Vec<u64>),
+    Counter(i64),
+}
+
+/// Runs `jobs` (and the statistics `counts`) in one transaction; one
+/// result per job, or why the whole group failed (none of it applied).
+async fn run_group(
+    client: &mut deadpool_postgres::Object,
+    jobs: &[Job],
+    counts: &Pending,
+) -> Result<Vec<Result<Done, MetaError>>, String> {
+    let mut tx = client.transaction().await.map_err(|e| e.to_string())?;
+    write_counts(&tx, counts).await.map_err(|e| e.to_string())?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut sp = tx.savepoint("job").await.map_err(|e| e.to_string())?;
+        let result = match job {
+            Job::Commit(ops, _) => apply(&mut sp, ops).await.map(Done::Versions),
+            Job::Increment(key, delta, _) => sp
+                .query_one(
+                    "INSERT INTO berth_counters (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = berth_counters.value + excluded.value
+                     RETURNING value",
+                    &[key, delta],
+                )
+                .await
+                .map(|r| Done::Counter(r.get(0)))
+                .map_err(backend),
+        };
+        match (&result, sp) {
+            (Ok(_), sp) => sp.commit().await.map_err(|e| e.to_string())?,
+            (Err(_), sp) => sp.rollback().await.map_err(|e| e.to_string())?,
+        }
+        results.push(result);
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(results)
+}
+
+async fn write_counts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    counts: &Pending,
+) -> Result<(), tokio_postgres::Error> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let add = tx
+        .prepare_cached(
+            "INSERT INTO berth_counters (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = berth_counters.value + excluded.value",
+        )
+        .await?;
+    for (k, v) in &counts.add {
+        tx.execute(&add, &[k, v]).await?;
+    }
+    let raise = tx
+        .prepare_cached(
+            "INSERT INTO berth_counters (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = GREATEST(berth_counters.value, excluded.value)",
+        )
+        .await?;
+    for (k, v) in &counts.raise {
+        tx.execute(&raise, &[k, v]).await?;
+    }
+    Ok(())
+}
+
+async fn check(
+    tx: &deadpool_postgres::Transaction<'_>,
+    key: &str,
+    pre: &Precondition,
+) -> Result<(), MetaError> {
+    let current: Option<i64> = match pre {
+        Precondition::None => return Ok(()),
+        _ => tx
+            .query_opt("SELECT version FROM berth_kv WHERE key = $1", &[&key])
+            .await
+            .map_err(backend)?
+            .map(|r| r.get(0)),
+    };
+    let ok = match (pre, current) {
+        (Precondition::Absent, None) => true,
+        (Precondition::Version(v), Some(c)) => *v == c as u64,
+        _ => false,
+    };
+    if ok { Ok(()) } else { Err(MetaError::Conflict) }
+}
+
+/// One commit, inside its savepoint: takes the next version (and with it
+/// the sequence row's lock, to the end of the transaction), checks each
+/// precondition and applies each write.
+async fn apply(
+    tx: &mut deadpool_postgres::Transaction<'_>,
+    ops: &[WriteOp],
+) -> Result<Vec<u64>, MetaError> {
+    let version: i64 = tx
+        .query_one(
+            "UPDATE berth_sequence SET next = next + 1 WHERE id = 0 RETURNING next - 1",
+            &[],
+        )
+        .await
+        .map_err(backend)?
+        .get(0);
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO berth_kv (key, value, version) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version",
+        )
+        .await
+        .map_err(backend)?;
+    let mut versions = Vec::new();
+    let mut appended: HashMap<&str, u32> = HashMap::new();
+    for op in ops {
+        match op {
+            WriteOp::Put(key, value, pre) => {
+                check(tx, key, pre).await?;
+                tx.execute(&upsert, &[key, value, &version])
+                    .await
+                    .map_err(backend)?;
+                versions.push(version as u64);
+            }
+            WriteOp::Delete(key, pre) => {
+                check(tx, key, pre).await?;
+                tx.execute("DELETE FROM berth_kv WHERE key = $1", &[key])
+                    .await
+                    .map_err(backend)?;
+            }
+            WriteOp::Append(prefix, value) => {
+                let n = appended.entry(prefix.as_str()).or_insert(0);
+                let key = nth_log_key(prefix, version as u64, *n);
+                if *n == 0 {
+                    // Delivered at commit, to every host listening.
+                    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, prefix])
+                        .await
+                        .map_err(backend)?;
+                }
+                *n += 1;
+                tx.execute(
+                    "INSERT INTO berth_kv (key, value, version) VALUES ($1, $2, $3)",
+                    &[&key, value, &version],
+                )
+                .await
+                .map_err(backend)?;
+                versions.push(version as u64);
+            }
+            WriteOp::Check(key, pre) => check(tx, key, pre).await?,
+        }
+    }
+    Ok(versions)
+}
+
+/// Listens for other hosts' appends and wakes this host's watchers;
+/// reconnects (after a pause) when the connection drops.
+async fn listen(config: tokio_postgres::Config, watchers: Watchers) {
+    use futures::StreamExt;
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let pump = tokio::spawn(async move {
+                    let mut messages = std::pin::pin!(messages);
+                    while let Some(m) = messages.next().await {
+                        match m {
+                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                let _ = tx.send(n.payload().to_string());
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "PostgreSQL listener connection failed");
+                                break;
+                            }
+                        }
+                    }
+                });
+                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    tracing::warn!(error = %e, "PostgreSQL LISTEN failed");
+                } else {
+                    while let Some(prefix) = rx.recv().await {
+                        watchers.wake(&prefix);
+                    }
+                }
+                pump.abort();
+            }
+            Err(e) => tracing::warn!(error = %e, "PostgreSQL listener could not connect"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The contract on a real PostgreSQL: `BERTH_TEST_POSTGRES_URL` names
+    //! a server where the test may create databases (`make test` starts
+    //! one: `scripts/install-test-deps`). Each test gets a database of its
+    //! own.
+    use super::super::{Metadata, contract};
+    use std::sync::Arc;
+
+    /// A fresh database on the test server; the url to reach it.
+    async fn database() -> String {
+        let base = std::env::var("BERTH_TEST_POSTGRES_URL").expect(
+            "BERTH_TEST_POSTGRES_URL: a PostgreSQL server for these tests (make test starts one)",
+        );
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to the test PostgreSQL");
+        tokio::spawn(connection);
+        let name = format!("berth_test_{}", crate::capabilities::blobs::random_id());
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mut config: tokio_postgres::Config = base.parse().unwrap();
+        config.dbname(&name);
+        // Back to a url: user, password, host and port of the base one.
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or("postgres");
+        let password = config
+            .get_password()
+            .map(|p| format!(":{}", String::from_utf8_lossy(p)))
+            .unwrap_or_default();
+        format!("postgres://{user}{password}@{host}:{port}/{name}")
+    }
+
+    async fn store() -> Metadata {
+        Metadata::Postgres(super::Postgres::open(&database().await, 4).await.unwrap())
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (BERTH_TEST_POSTGRES_URL); make test runs it"]
+    async fn versioned_writes_and_scans() {
+        contract::versioned_writes_and_scans(&store().await).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (BERTH_TEST_POSTGRES_URL); make test runs it"]
+    async fn counters() {
+        contract::counters(&store().await).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (BERTH_TEST_POSTGRES_URL); make test runs it"]
+    async fn appends_form_a_log_in_commit_order() {
+        contract::appends_form_a_log_in_commit_order(&store().await).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (BERTH_TEST_POSTGRES_URL); make test runs it"]
+    async fn appends_in_one_commit_follow_each_other_and_checks_write_nothing() {
+        contract::appends_in_one_commit_follow_each_other_and_checks_write_nothing(&store().await)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL (BERTH_TEST_POSTGRES_URL); make test runs it"]
+    async fn grouped_commits_fail_alone() {
+        contract::grouped_commits_fail_alone(Arc::new(store().await)).await;
+    }
+
+    /// Two stores on one database, as two hosts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL (BERTH_TEST_POSTGRES_URL); make test runs it"]
+    async fn the_log_never_fills_in_behind_a_reader_across_hosts() {
+        let url = database().await;
+        let a = Metadata::Postgres(super::Postgres::open(&url, 4).await.unwrap());
+        let b = Metadata::Postgres(super::Postgres::open(&url, 4).await.unwrap());
+        contract::the_log_never_fills_in_behind_a_reader(Arc::new(a), Arc::new(b)).await;
+    }
+
+    /// An append by one host wakes the watchers of another.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL (BERTH_TEST_POSTGRES_URL); make test runs it"]
+    async fn appends_wake_other_hosts() {
+        let url = database().await;
+        let a = Metadata::Postgres(super::Postgres::open(&url, 4).await.unwrap());
+        let b = Metadata::Postgres(super::Postgres::open(&url, 4).await.unwrap());
+        let woken = b.watch(&["event/".to_string()]);
+        // The listener connects in the background: retry until it hears.
+        let heard = async {
+            loop {
+                let notified = woken.notified();
+                a.commit(vec![super::WriteOp::Append("event/".into(), b"e".to_vec())])
+                    .await
+                    .unwrap();
+                if tokio::time::timeout(std::time::Duration::from_millis(500), notified)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), heard)
+            .await
+            .expect("host b never heard host a's append");
+    }
+
+    /// Hosts starting at once migrate once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL (BERTH_TEST_POSTGRES_URL); make test runs it"]
+    async fn hosts_starting_together_migrate_once() {
+        let url = database().await;
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { super::Postgres::open(&url, 2).await.map(|_| ()) })
+            })
+            .collect();
+        for o in opens {
+            o.await.unwrap().unwrap();
+        }
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM berth_migrations", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n as usize, super::MIGRATIONS.len());
+    }
+}
