@@ -33,14 +33,17 @@ assert BACKEND in ("embedded", "postgres"), f"BERTH_TEST_BACKEND={BACKEND}: embe
 POSTGRES_URL = os.environ.get("BERTH_TEST_POSTGRES_URL", "")
 
 
-def postgres_database(data_dir: Path) -> str:
-    """The url of the test database of a data directory (made once, so a
-    registry restarted on the same directory finds its metadata)."""
+def postgres_database(data_dir: Path, fresh: bool) -> str:
+    """The url of the test database of a data directory: made empty when
+    `fresh` (a new data directory), else the one made before (a registry
+    restarted on the same directory finds its metadata)."""
     import psycopg
     from urllib.parse import urlsplit, urlunsplit
     assert POSTGRES_URL, "BERTH_TEST_POSTGRES_URL: the PostgreSQL server of the tests (make test sets it)"
     name = "berth_t_" + hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:24]
     with psycopg.connect(POSTGRES_URL, autocommit=True) as c:
+        if fresh:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             c.execute(f'CREATE DATABASE "{name}"')
     u = urlsplit(POSTGRES_URL)
@@ -103,7 +106,7 @@ class Registry:
         # Given: stores shared with other hosts (test_scale_out.py).
         self.runtime_config = runtime_config
         if runtime_config is None and BACKEND == "postgres":
-            self.postgres_url = postgres_database(self.data_dir)
+            self.postgres_url = postgres_database(self.data_dir, fresh=not self.data_dir.exists())
             self.runtime_config = self.data_dir.parent / f"{self.data_dir.name}-runtime-config.toml"
             self.runtime_config.write_text(
                 f'[metadata_store.default]\ntype = "postgres"\nurl = "{self.postgres_url}"\npool_size = 8\n')

@@ -27,7 +27,7 @@ def hosts(tmp_path_factory):
     config = base / "runtime-config.toml"
     config.write_text(
         "[metadata_store.default]\n"
-        f'type = "postgres"\nurl = "{postgres_database(base / "shared")}"\npool_size = 8\n'
+        f'type = "postgres"\nurl = "{postgres_database(base / "shared", fresh=True)}"\npool_size = 8\n'
         "[blob_store.default]\n"
         f'type = "fs"\npath = "{base / "blobs"}"\n'
         "[credentials]\n"

@@ -90,8 +90,27 @@ impl Stores {
         let metadata = match &self.metadata {
             MetadataConfig::Sqlite { path } => format!("metadata: sqlite {}", path.display()),
             MetadataConfig::Postgres { url, .. } => {
-                let at = url.rsplit_once('@').map_or(url.as_str(), |(_, h)| h);
-                format!("metadata: postgres {at}")
+                // Hosts, ports and database only: never the password,
+                // wherever the url puts it.
+                match url.parse::<tokio_postgres::Config>() {
+                    Ok(c) => {
+                        let hosts: Vec<String> = c
+                            .get_hosts()
+                            .iter()
+                            .zip(c.get_ports().iter().chain(std::iter::repeat(&5432)))
+                            .map(|(h, p)| match h {
+                                tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+                                tokio_postgres::config::Host::Unix(d) => d.display().to_string(),
+                            })
+                            .collect();
+                        format!(
+                            "metadata: postgres {}/{}",
+                            hosts.join(","),
+                            c.get_dbname().unwrap_or_default()
+                        )
+                    }
+                    Err(_) => "metadata: postgres (unparsable url)".to_string(),
+                }
             }
         };
         format!(
@@ -186,6 +205,11 @@ mod tests {
                 .starts_with("metadata: postgres db:5432/b; blobs: fs /data;")
         );
         assert!(!s.describe().contains("secret"));
+        let s = parse(
+            "[metadata_store.default]\ntype = \"postgres\"\nurl = \"postgres://db/b?password=secret\"\n",
+        )
+        .unwrap();
+        assert!(!s.describe().contains("secret"), "{}", s.describe());
         let s = parse("[blob_store.default]\ntype = \"fs\"\npath = \"/shared/b\"\n[credentials]\nkeys_dir = \"k\"\n")
             .unwrap();
         assert_eq!(s.blobs_root, Path::new("/shared/b"));

@@ -226,6 +226,8 @@ impl BlobStore {
     ) -> Result<BlobInfo, BlobError> {
         let expected = expected.map(|e| Self::parse(&e)).transpose()?;
         let alg = expected.as_ref().map_or(alg, Digest::algorithm);
+        // Made again if another host found it idle and removed it.
+        fs::create_dir_all(&self.tmp)?;
         let tmp = self.tmp.join(random_id());
         let file = File::create(&tmp)?;
         let (file, size, hasher) = match ingest(rx, file, 0, Some(Hasher::new(alg)), max).await {

@@ -169,6 +169,13 @@ impl Watchers {
             .collect()
     }
 
+    /// Signals every watcher.
+    fn wake_all(&self) {
+        for (_, n) in self.0.lock().expect("watchers lock").iter() {
+            n.notify_waiters();
+        }
+    }
+
     /// Signals the watchers of `prefix` (an append another host made).
     fn wake(&self, prefix: &str) {
         for (p, n) in self.0.lock().expect("watchers lock").iter() {

@@ -80,9 +80,18 @@ impl Postgres {
     /// Connects to `url` (`postgres://user:password@host:port/database`),
     /// migrates the schema, and starts the writer and listener tasks.
     pub async fn open(url: &str, pool_size: usize) -> Result<Postgres> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .context("the PostgreSQL url (postgres://user:password@host:port/database)")?;
+        // A server gone silent (a partition, a failover without a reset)
+        // fails requests in seconds instead of hanging them for the two
+        // hours of TCP keep-alive; and a host that stalls while holding the
+        // sequence lock loses it after a minute, so the others write on.
+        config
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .keepalives_idle(std::time::Duration::from_secs(30))
+            .tcp_user_timeout(std::time::Duration::from_secs(60))
+            .options("-c idle_in_transaction_session_timeout=60000");
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -92,6 +101,9 @@ impl Postgres {
         );
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(std::time::Duration::from_secs(30)))
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
             .build()
             .context("building the PostgreSQL pool")?;
         {
@@ -99,6 +111,14 @@ impl Postgres {
                 .get()
                 .await
                 .map_err(|e| anyhow!("connecting to PostgreSQL: {e}"))?;
+            // Keys sort by their bytes only in a UTF-8 database (the scan
+            // bound U+10FFFF must be representable).
+            let encoding: String = client.query_one("SHOW server_encoding", &[]).await?.get(0);
+            if encoding != "UTF8" {
+                anyhow::bail!(
+                    "the PostgreSQL database is encoded {encoding}: Berth needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')"
+                );
+            }
             migrate(&mut client).await?;
         }
         let pending = Arc::new(Mutex::new(Pending::default()));
@@ -119,6 +139,9 @@ impl Postgres {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Entry>, MetaError> {
+        if key.contains('\0') {
+            return Ok(None);
+        }
         let c = self.client().await?;
         let stmt = c
             .prepare_cached("SELECT value, version FROM berth_kv WHERE key = $1")
@@ -133,13 +156,15 @@ impl Postgres {
     }
 
     pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Entry>>, MetaError> {
+        // Keys with NUL are never stored: asked for, they are not found.
+        let asked: Vec<&String> = keys.iter().filter(|k| !k.contains('\0')).collect();
         let c = self.client().await?;
         let stmt = c
             .prepare_cached("SELECT key, value, version FROM berth_kv WHERE key = ANY($1)")
             .await
             .map_err(backend)?;
         let found: HashMap<String, Entry> = c
-            .query(&stmt, &[&keys])
+            .query(&stmt, &[&asked])
             .await
             .map_err(backend)?
             .into_iter()
@@ -158,13 +183,14 @@ impl Postgres {
     }
 
     pub async fn counters(&self, keys: &[String]) -> Result<Vec<i64>, MetaError> {
+        let asked: Vec<&String> = keys.iter().filter(|k| !k.contains('\0')).collect();
         let c = self.client().await?;
         let stmt = c
             .prepare_cached("SELECT key, value FROM berth_counters WHERE key = ANY($1)")
             .await
             .map_err(backend)?;
         let found: HashMap<String, i64> = c
-            .query(&stmt, &[&keys])
+            .query(&stmt, &[&asked])
             .await
             .map_err(backend)?
             .into_iter()
@@ -189,7 +215,12 @@ impl Postgres {
     ) -> Result<Vec<Entry>, MetaError> {
         // [prefix, prefix + U+10FFFF) covers every key starting with
         // prefix (the largest code point sorts last in the C collation).
+        if prefix.contains('\0') {
+            return Ok(Vec::new());
+        }
         let upper = format!("{prefix}\u{10FFFF}");
+        // No key holds NUL: keys after `x\0…` are the keys after `x`.
+        let after = after.map(|a| a.split('\0').next().unwrap_or_default());
         let (sql, lower) = match after {
             Some(a) if a.as_bytes() >= prefix.as_bytes() => (
                 "SELECT key, value, version FROM berth_kv WHERE key > $1 AND key < $2 ORDER BY key LIMIT $3",
@@ -305,7 +336,8 @@ async fn write_loop(
             Ok(None) => break,
             Err(_) => Vec::new(),
         };
-        while jobs.len() < GROUP_MAX {
+        // Fewer than PostgreSQL's 64 cached subtransactions per transaction.
+        while jobs.len() < GROUP_MAX.min(60) {
             match queue.try_recv() {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
@@ -320,7 +352,13 @@ async fn write_loop(
             Err(e) => Err(pool_error(e).to_string()),
         };
         let results = match outcome {
-            Ok(results) => results,
+            Ok((results, true)) => results,
+            Ok((results, false)) => {
+                // Kept for the next group; only these counts are late.
+                tracing::warn!("statistics not written; kept for the next try");
+                pending.lock().unwrap().merge(counts);
+                results
+            }
             Err(msg) => {
                 // Nothing of the group was applied: statistics wait for
                 // the next try, every job fails.
@@ -350,40 +388,93 @@ enum Done {
 }
 
 /// Runs `jobs` (and the statistics `counts`) in one transaction; one
-/// result per job, or why the whole group failed (none of it applied).
+/// result per job, or why the whole group failed (none of it applied), and
+/// whether the statistics were written.
+///
+/// The group first takes the sequence row's lock, so every row lock it
+/// takes after (counters included) is taken under it: groups of different
+/// hosts never wait on each other in opposite orders (no deadlocks). Each
+/// job runs in a savepoint released at once (a failed one is rolled back
+/// to and released), so savepoints never nest.
 async fn run_group(
     client: &mut deadpool_postgres::Object,
     jobs: &[Job],
     counts: &Pending,
-) -> Result<Vec<Result<Done, MetaError>>, String> {
-    let mut tx = client.transaction().await.map_err(|e| e.to_string())?;
-    write_counts(&tx, counts).await.map_err(|e| e.to_string())?;
+) -> Result<(Vec<Result<Done, MetaError>>, bool), String> {
+    let tx = client.transaction().await.map_err(|e| e.to_string())?;
+    let lock = tx
+        .prepare_cached("SELECT 1 FROM berth_sequence WHERE id = 0 FOR UPDATE")
+        .await
+        .map_err(|e| e.to_string())?;
+    tx.execute(&lock, &[]).await.map_err(|e| e.to_string())?;
+    // Statistics in a savepoint of their own: a count that cannot be
+    // written (an overflow) never holds back the commits.
+    tx.batch_execute("SAVEPOINT job")
+        .await
+        .map_err(|e| e.to_string())?;
+    let written = write_counts(&tx, counts).await.map_err(backend);
+    let counted = in_savepoint(&tx, written).await?.is_ok();
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let mut sp = tx.savepoint("job").await.map_err(|e| e.to_string())?;
+        tx.batch_execute("SAVEPOINT job")
+            .await
+            .map_err(|e| e.to_string())?;
         let result = match job {
-            Job::Commit(ops, _) => apply(&mut sp, ops).await.map(Done::Versions),
-            Job::Increment(key, delta, _) => sp
-                .query_one(
-                    "INSERT INTO berth_counters (key, value) VALUES ($1, $2)
-                     ON CONFLICT (key) DO UPDATE SET value = berth_counters.value + excluded.value
-                     RETURNING value",
-                    &[key, delta],
-                )
-                .await
-                .map(|r| Done::Counter(r.get(0)))
-                .map_err(backend),
+            Job::Commit(ops, _) => apply(&tx, ops).await.map(Done::Versions),
+            Job::Increment(key, delta, _) => increment(&tx, key, *delta).await.map(Done::Counter),
         };
-        match (&result, sp) {
-            (Ok(_), sp) => sp.commit().await.map_err(|e| e.to_string())?,
-            (Err(_), sp) => sp.rollback().await.map_err(|e| e.to_string())?,
-        }
-        results.push(result);
+        results.push(in_savepoint(&tx, result).await?);
     }
     tx.commit().await.map_err(|e| e.to_string())?;
-    Ok(results)
+    Ok((results, counted))
 }
 
+/// Ends the savepoint `job` opened before `result` was worked out: released
+/// when it holds, rolled back to and released when not.
+async fn in_savepoint<T>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    result: Result<T, MetaError>,
+) -> Result<Result<T, MetaError>, String> {
+    let end = if result.is_ok() {
+        "RELEASE SAVEPOINT job"
+    } else {
+        "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job"
+    };
+    tx.batch_execute(end).await.map_err(|e| e.to_string())?;
+    Ok(result)
+}
+
+async fn increment(
+    tx: &deadpool_postgres::Transaction<'_>,
+    key: &str,
+    delta: i64,
+) -> Result<i64, MetaError> {
+    if key.contains('\0') {
+        return Err(no_nul());
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO berth_counters (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = berth_counters.value + excluded.value
+             RETURNING value",
+        )
+        .await
+        .map_err(backend)?;
+    Ok(tx
+        .query_one(&stmt, &[&key, &delta])
+        .await
+        .map_err(backend)?
+        .get(0))
+}
+
+/// Keys are text, which cannot hold NUL in PostgreSQL; no key Berth
+/// writes has one, so none is stored, found or written.
+fn no_nul() -> MetaError {
+    MetaError::Backend(anyhow!("a metadata key with a NUL byte"))
+}
+
+/// Writes the statistics, each counter once, in key order (row locks in
+/// one order on every host).
 async fn write_counts(
     tx: &deadpool_postgres::Transaction<'_>,
     counts: &Pending,
@@ -397,7 +488,13 @@ async fn write_counts(
              ON CONFLICT (key) DO UPDATE SET value = berth_counters.value + excluded.value",
         )
         .await?;
-    for (k, v) in &counts.add {
+    let mut adds: Vec<_> = counts
+        .add
+        .iter()
+        .filter(|(k, _)| !k.contains('\0'))
+        .collect();
+    adds.sort();
+    for (k, v) in adds {
         tx.execute(&add, &[k, v]).await?;
     }
     let raise = tx
@@ -406,7 +503,13 @@ async fn write_counts(
              ON CONFLICT (key) DO UPDATE SET value = GREATEST(berth_counters.value, excluded.value)",
         )
         .await?;
-    for (k, v) in &counts.raise {
+    let mut raises: Vec<_> = counts
+        .raise
+        .iter()
+        .filter(|(k, _)| !k.contains('\0'))
+        .collect();
+    raises.sort();
+    for (k, v) in raises {
         tx.execute(&raise, &[k, v]).await?;
     }
     Ok(())
@@ -419,11 +522,16 @@ async fn check(
 ) -> Result<(), MetaError> {
     let current: Option<i64> = match pre {
         Precondition::None => return Ok(()),
-        _ => tx
-            .query_opt("SELECT version FROM berth_kv WHERE key = $1", &[&key])
-            .await
-            .map_err(backend)?
-            .map(|r| r.get(0)),
+        _ => {
+            let stmt = tx
+                .prepare_cached("SELECT version FROM berth_kv WHERE key = $1")
+                .await
+                .map_err(backend)?;
+            tx.query_opt(&stmt, &[&key])
+                .await
+                .map_err(backend)?
+                .map(|r| r.get(0))
+        }
     };
     let ok = match (pre, current) {
         (Precondition::Absent, None) => true,
@@ -437,17 +545,35 @@ async fn check(
 /// the sequence row's lock, to the end of the transaction), checks each
 /// precondition and applies each write.
 async fn apply(
-    tx: &mut deadpool_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     ops: &[WriteOp],
 ) -> Result<Vec<u64>, MetaError> {
-    let version: i64 = tx
-        .query_one(
-            "UPDATE berth_sequence SET next = next + 1 WHERE id = 0 RETURNING next - 1",
-            &[],
-        )
+    let with_nul = |op: &WriteOp| match op {
+        WriteOp::Put(k, ..)
+        | WriteOp::Delete(k, _)
+        | WriteOp::Append(k, _)
+        | WriteOp::Check(k, _) => k.contains('\0'),
+    };
+    if ops.iter().any(with_nul) {
+        return Err(no_nul());
+    }
+    let next = tx
+        .prepare_cached("UPDATE berth_sequence SET next = next + 1 WHERE id = 0 RETURNING next - 1")
         .await
-        .map_err(backend)?
-        .get(0);
+        .map_err(backend)?;
+    let version: i64 = tx.query_one(&next, &[]).await.map_err(backend)?.get(0);
+    let delete = tx
+        .prepare_cached("DELETE FROM berth_kv WHERE key = $1")
+        .await
+        .map_err(backend)?;
+    let insert = tx
+        .prepare_cached("INSERT INTO berth_kv (key, value, version) VALUES ($1, $2, $3)")
+        .await
+        .map_err(backend)?;
+    let notify = tx
+        .prepare_cached("SELECT pg_notify($1, $2)")
+        .await
+        .map_err(backend)?;
     let upsert = tx
         .prepare_cached(
             "INSERT INTO berth_kv (key, value, version) VALUES ($1, $2, $3)
@@ -468,26 +594,21 @@ async fn apply(
             }
             WriteOp::Delete(key, pre) => {
                 check(tx, key, pre).await?;
-                tx.execute("DELETE FROM berth_kv WHERE key = $1", &[key])
-                    .await
-                    .map_err(backend)?;
+                tx.execute(&delete, &[key]).await.map_err(backend)?;
             }
             WriteOp::Append(prefix, value) => {
                 let n = appended.entry(prefix.as_str()).or_insert(0);
                 let key = nth_log_key(prefix, version as u64, *n);
                 if *n == 0 {
                     // Delivered at commit, to every host listening.
-                    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, prefix])
+                    tx.execute(&notify, &[&CHANNEL, prefix])
                         .await
                         .map_err(backend)?;
                 }
                 *n += 1;
-                tx.execute(
-                    "INSERT INTO berth_kv (key, value, version) VALUES ($1, $2, $3)",
-                    &[&key, value, &version],
-                )
-                .await
-                .map_err(backend)?;
+                tx.execute(&insert, &[&key, value, &version])
+                    .await
+                    .map_err(backend)?;
                 versions.push(version as u64);
             }
             WriteOp::Check(key, pre) => check(tx, key, pre).await?,
@@ -523,6 +644,10 @@ async fn listen(config: tokio_postgres::Config, watchers: Watchers) {
                 if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                     tracing::warn!(error = %e, "PostgreSQL LISTEN failed");
                 } else {
+                    // Appends made while this host was not listening
+                    // (its first connection, or a reconnect): every
+                    // watcher looks once.
+                    watchers.wake_all();
                     while let Some(prefix) = rx.recv().await {
                         watchers.wake(&prefix);
                     }
