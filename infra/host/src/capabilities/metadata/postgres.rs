@@ -69,11 +69,28 @@ enum Job {
 }
 
 fn backend(e: tokio_postgres::Error) -> MetaError {
-    MetaError::Backend(anyhow::Error::new(e).context("PostgreSQL"))
+    MetaError::Backend(anyhow!("PostgreSQL: {}", causes(&e)))
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> MetaError {
-    MetaError::Backend(anyhow!("PostgreSQL connection pool: {e}"))
+    MetaError::Backend(anyhow!("PostgreSQL connection pool: {}", causes(&e)))
+}
+
+/// `e` and its causes, `: `-separated: the server's own reason
+/// (`password authentication failed for user "berth"`, `database "x"
+/// does not exist`, `Connection refused`), never the url or password.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 impl Postgres {
@@ -110,7 +127,7 @@ impl Postgres {
             let mut client = pool
                 .get()
                 .await
-                .map_err(|e| anyhow!("connecting to PostgreSQL: {e}"))?;
+                .map_err(|e| anyhow!("connecting to PostgreSQL: {}", causes(&e)))?;
             // Keys sort by their bytes only in a UTF-8 database (the scan
             // bound U+10FFFF must be representable).
             let encoding: String = client.query_one("SHOW server_encoding", &[]).await?.get(0);
@@ -635,14 +652,14 @@ async fn listen(config: tokio_postgres::Config, watchers: Watchers) {
                             }
                             Ok(_) => {}
                             Err(e) => {
-                                tracing::warn!(error = %e, "PostgreSQL listener connection failed");
+                                tracing::warn!(error = %causes(&e), "PostgreSQL listener connection failed");
                                 break;
                             }
                         }
                     }
                 });
                 if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-                    tracing::warn!(error = %e, "PostgreSQL LISTEN failed");
+                    tracing::warn!(error = %causes(&e), "PostgreSQL LISTEN failed");
                 } else {
                     // Appends made while this host was not listening
                     // (its first connection, or a reconnect): every
@@ -654,7 +671,7 @@ async fn listen(config: tokio_postgres::Config, watchers: Watchers) {
                 }
                 pump.abort();
             }
-            Err(e) => tracing::warn!(error = %e, "PostgreSQL listener could not connect"),
+            Err(e) => tracing::warn!(error = %causes(&e), "PostgreSQL listener could not connect"),
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
