@@ -21,6 +21,7 @@ pub mod sqlite;
 use anyhow::Result;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -186,6 +187,69 @@ impl Watchers {
     }
 }
 
+/// A write waiting for a backend's writer (thread or task).
+enum Job {
+    Commit(Vec<WriteOp>, oneshot::Sender<Result<Vec<u64>, MetaError>>),
+    Increment(String, i64, oneshot::Sender<Result<i64, MetaError>>),
+}
+
+/// What a job came to.
+enum Done {
+    Versions(Vec<u64>),
+    Counter(i64),
+}
+
+/// Answers each job with its result (a caller that went away no longer
+/// needs its answer).
+fn answer(jobs: Vec<Job>, results: Vec<Result<Done, MetaError>>) {
+    for (job, result) in jobs.into_iter().zip(results) {
+        match (job, result) {
+            (Job::Commit(_, tx), Ok(Done::Versions(v))) => drop(tx.send(Ok(v))),
+            (Job::Increment(_, _, tx), Ok(Done::Counter(v))) => drop(tx.send(Ok(v))),
+            (Job::Commit(_, tx), Err(e)) => drop(tx.send(Err(e))),
+            (Job::Increment(_, _, tx), Err(e)) => drop(tx.send(Err(e))),
+            _ => unreachable!("each job gets the result of its own kind"),
+        }
+    }
+}
+
+fn writer_gone() -> MetaError {
+    MetaError::Backend(anyhow::anyhow!("the metadata writer has stopped"))
+}
+
+/// The callers' side of a backend's writer: queues commits and
+/// increments, and wakes the watchers of what a commit appended.
+struct Writer {
+    /// Hands a job to the writer; `false` once it has stopped.
+    send: Box<dyn Fn(Job) -> bool + Send + Sync>,
+    watchers: Watchers,
+}
+
+impl Writer {
+    async fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, MetaError> {
+        let woken = self.watchers.of_appends(&ops);
+        let (tx, rx) = oneshot::channel();
+        if !(self.send)(Job::Commit(ops, tx)) {
+            return Err(writer_gone());
+        }
+        let result = rx.await.map_err(|_| writer_gone())?;
+        if result.is_ok() {
+            for n in woken {
+                n.notify_waiters();
+            }
+        }
+        result
+    }
+
+    async fn increment(&self, key: String, delta: i64) -> Result<i64, MetaError> {
+        let (tx, rx) = oneshot::channel();
+        if !(self.send)(Job::Increment(key, delta, tx)) {
+            return Err(writer_gone());
+        }
+        rx.await.map_err(|_| writer_gone())?
+    }
+}
+
 /// Which backend serves metadata (`[metadata_store.default]` in the
 /// runtime config).
 #[derive(Debug, Clone)]
@@ -268,9 +332,13 @@ impl Metadata {
     /// Applies `ops` atomically; returns the version of each put and
     /// append once durable.
     pub async fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, MetaError> {
+        self.writer().commit(ops).await
+    }
+
+    fn writer(&self) -> &Writer {
         match self {
-            Metadata::Sqlite(s) => s.commit(ops).await,
-            Metadata::Postgres(p) => p.commit(ops).await,
+            Metadata::Sqlite(s) => &s.writer,
+            Metadata::Postgres(p) => &p.writer,
         }
     }
 
@@ -278,17 +346,11 @@ impl Metadata {
     /// `prefixes` (the event log wakes its consumers; a GC task request
     /// wakes the gc job), on PostgreSQL also for other hosts' commits.
     pub fn watch(&self, prefixes: &[String]) -> Arc<tokio::sync::Notify> {
-        match self {
-            Metadata::Sqlite(s) => s.watch(prefixes),
-            Metadata::Postgres(p) => p.watch(prefixes),
-        }
+        self.writer().watchers.add(prefixes)
     }
 
     pub async fn increment(&self, key: String, delta: i64) -> Result<i64, MetaError> {
-        match self {
-            Metadata::Sqlite(s) => s.increment(key, delta).await,
-            Metadata::Postgres(p) => p.increment(key, delta).await,
-        }
+        self.writer().increment(key, delta).await
     }
 }
 

@@ -23,14 +23,14 @@
 //!   together apply each once.
 
 use super::{
-    COUNT_FLUSH, Entry, GROUP_MAX, MetaError, Pending, Precondition, Stat, Watchers, WriteOp,
-    nth_log_key,
+    COUNT_FLUSH, Done, Entry, GROUP_MAX, Job, MetaError, Pending, Precondition, Stat, Watchers,
+    WriteOp, Writer, answer, nth_log_key,
 };
 use anyhow::{Context, Result, anyhow};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 
 /// The schema, in order; each entry runs once, in one transaction.
@@ -57,15 +57,8 @@ const CHANNEL: &str = "berth_appends";
 
 pub struct Postgres {
     pool: Pool,
-    writer: mpsc::UnboundedSender<Job>,
+    pub(super) writer: Writer,
     pending: Arc<Mutex<Pending>>,
-    watchers: Watchers,
-}
-
-/// A write waiting for the writer task.
-enum Job {
-    Commit(Vec<WriteOp>, oneshot::Sender<Result<Vec<u64>, MetaError>>),
-    Increment(String, i64, oneshot::Sender<Result<i64, MetaError>>),
 }
 
 fn backend(e: tokio_postgres::Error) -> MetaError {
@@ -145,9 +138,11 @@ impl Postgres {
         tokio::spawn(listen(config, watchers.clone()));
         Ok(Postgres {
             pool,
-            writer,
+            writer: Writer {
+                send: Box::new(move |job| writer.send(job).is_ok()),
+                watchers,
+            },
             pending,
-            watchers,
         })
     }
 
@@ -263,37 +258,6 @@ impl Postgres {
             })
             .collect())
     }
-
-    pub async fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, MetaError> {
-        let woken = self.watchers.of_appends(&ops);
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Commit(ops, tx))?;
-        let result = rx.await.map_err(|_| writer_gone())?;
-        if result.is_ok() {
-            for n in woken {
-                n.notify_waiters();
-            }
-        }
-        result
-    }
-
-    pub fn watch(&self, prefixes: &[String]) -> Arc<tokio::sync::Notify> {
-        self.watchers.add(prefixes)
-    }
-
-    pub async fn increment(&self, key: String, delta: i64) -> Result<i64, MetaError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Increment(key, delta, tx))?;
-        rx.await.map_err(|_| writer_gone())?
-    }
-
-    fn send(&self, job: Job) -> Result<(), MetaError> {
-        self.writer.send(job).map_err(|_| writer_gone())
-    }
-}
-
-fn writer_gone() -> MetaError {
-    MetaError::Backend(anyhow!("the metadata writer has stopped"))
 }
 
 /// Applies the migrations not yet applied, under the advisory lock.
@@ -386,22 +350,8 @@ async fn write_loop(
                     .collect()
             }
         };
-        for (job, result) in jobs.into_iter().zip(results) {
-            // A caller that went away no longer needs its answer.
-            match (job, result) {
-                (Job::Commit(_, tx), Ok(Done::Versions(v))) => drop(tx.send(Ok(v))),
-                (Job::Increment(_, _, tx), Ok(Done::Counter(v))) => drop(tx.send(Ok(v))),
-                (Job::Commit(_, tx), Err(e)) => drop(tx.send(Err(e))),
-                (Job::Increment(_, _, tx), Err(e)) => drop(tx.send(Err(e))),
-                _ => unreachable!("each job gets the result of its own kind"),
-            }
-        }
+        answer(jobs, results);
     }
-}
-
-enum Done {
-    Versions(Vec<u64>),
-    Counter(i64),
 }
 
 /// Runs `jobs` (and the statistics `counts`) in one transaction; one

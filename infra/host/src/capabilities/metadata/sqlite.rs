@@ -10,8 +10,8 @@
 //! written again never reuses a version (no ABA for CAS).
 
 use super::{
-    COUNT_FLUSH, Entry, GROUP_MAX, MetaError, Pending, Precondition, Stat, Watchers, WriteOp,
-    nth_log_key,
+    COUNT_FLUSH, Done, Entry, GROUP_MAX, Job, MetaError, Pending, Precondition, Stat, Watchers,
+    WriteOp, Writer, answer, nth_log_key,
 };
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 
 impl From<rusqlite::Error> for MetaError {
     fn from(e: rusqlite::Error) -> Self {
@@ -32,16 +31,9 @@ pub struct Sqlite {
     path: PathBuf,
     /// Identifies this store for the per-thread reader cache.
     id: usize,
-    writer: mpsc::Sender<Job>,
+    pub(super) writer: Writer,
     /// Statistics not yet written ([`super::Metadata::note`]).
     pending: Arc<Mutex<Pending>>,
-    watchers: Watchers,
-}
-
-/// A write waiting for the writer thread.
-enum Job {
-    Commit(Vec<WriteOp>, oneshot::Sender<Result<Vec<u64>, MetaError>>),
-    Increment(String, i64, oneshot::Sender<Result<i64, MetaError>>),
 }
 
 thread_local! {
@@ -75,9 +67,11 @@ impl Sqlite {
         Ok(Sqlite {
             path: path.to_path_buf(),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            writer,
+            writer: Writer {
+                send: Box::new(move |job| writer.send(job).is_ok()),
+                watchers: Watchers::default(),
+            },
             pending,
-            watchers: Watchers::default(),
         })
     }
 
@@ -172,37 +166,6 @@ impl Sqlite {
             rows.collect()
         })
     }
-
-    pub async fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<u64>, MetaError> {
-        let woken = self.watchers.of_appends(&ops);
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Commit(ops, tx))?;
-        let result = rx.await.map_err(|_| writer_gone())?;
-        if result.is_ok() {
-            for n in woken {
-                n.notify_waiters();
-            }
-        }
-        result
-    }
-
-    pub fn watch(&self, prefixes: &[String]) -> Arc<tokio::sync::Notify> {
-        self.watchers.add(prefixes)
-    }
-
-    pub async fn increment(&self, key: String, delta: i64) -> Result<i64, MetaError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Increment(key, delta, tx))?;
-        rx.await.map_err(|_| writer_gone())?
-    }
-
-    fn send(&self, job: Job) -> Result<(), MetaError> {
-        self.writer.send(job).map_err(|_| writer_gone())
-    }
-}
-
-fn writer_gone() -> MetaError {
-    MetaError::Backend(anyhow::anyhow!("the metadata writer has stopped"))
 }
 
 /// The writer thread: takes every queued job, runs them in one transaction
@@ -230,16 +193,7 @@ fn write_loop(mut conn: Connection, queue: mpsc::Receiver<Job>, pending: Arc<Mut
             pending.lock().unwrap().merge(counts);
         }
         let outcome = run_group(&mut conn, &jobs);
-        for (job, result) in jobs.into_iter().zip(outcome) {
-            // A caller that went away no longer needs its answer.
-            match (job, result) {
-                (Job::Commit(_, tx), Ok(Done::Versions(v))) => drop(tx.send(Ok(v))),
-                (Job::Increment(_, _, tx), Ok(Done::Counter(v))) => drop(tx.send(Ok(v))),
-                (Job::Commit(_, tx), Err(e)) => drop(tx.send(Err(e))),
-                (Job::Increment(_, _, tx), Err(e)) => drop(tx.send(Err(e))),
-                _ => unreachable!("each job gets the result of its own kind"),
-            }
-        }
+        answer(jobs, outcome);
     }
 }
 
@@ -263,11 +217,6 @@ fn write_counts(conn: &mut Connection, counts: &Pending) -> rusqlite::Result<()>
         .execute(params![k, v])?;
     }
     tx.commit()
-}
-
-enum Done {
-    Versions(Vec<u64>),
-    Counter(i64),
 }
 
 /// Runs `jobs` in one transaction; one result per job. If the final commit
