@@ -440,6 +440,25 @@ impl Transfer<'_, '_> {
         }
     }
 
+    /// Counts the outcomes of blobs copied at once (`digest, size, how`):
+    /// every blob that arrived counts (and, for a push, is recorded for
+    /// mounts) even when another failed; then the first failure.
+    fn counted_all(
+        &mut self,
+        done: Vec<Result<(String, u64, Placed), Failure>>,
+    ) -> Result<(), Failure> {
+        let mut failure = None;
+        for outcome in done {
+            match outcome {
+                Ok((d, size, how)) => self.counted(&d, how, size),
+                Err(f) => {
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
     /// Fails with `stopped` once the execution was asked to stop.
     async fn check_stop(&self) -> Result<(), Failure> {
         if stopped(&self.item).await {

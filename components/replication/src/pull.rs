@@ -320,20 +320,7 @@ impl Transfer<'_, '_> {
             .buffer_unordered(crate::PARALLEL)
             .collect()
             .await;
-        // Every blob that arrived counts (and, for a push, is recorded
-        // for mounts) even when another failed.
-        let mut failure = None;
-        for outcome in done {
-            match outcome {
-                Ok((d, size, how)) => self.counted(&d, how, size),
-                Err(f) => {
-                    failure.get_or_insert(f);
-                }
-            }
-        }
-        if let Some(f) = failure {
-            return Err(f);
-        }
+        self.counted_all(done)?;
         for (d, size) in large {
             let how = self.pull_large_blob(&d, size).await?;
             self.counted(&d, how, 0);

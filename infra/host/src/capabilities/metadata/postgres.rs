@@ -739,6 +739,35 @@ mod tests {
             .expect("host b never heard host a's append");
     }
 
+    /// Keys with NUL (which PostgreSQL text cannot hold) are never found
+    /// nor written, and a page bound holding one pages as without it.
+    #[tokio::test]
+    #[ignore = "needs PostgreSQL (BERTH_TEST_POSTGRES_URL); make test runs it"]
+    async fn nul_keys_are_refused_not_failed() {
+        let m = store().await;
+        let put = |k: &str| super::WriteOp::Put(k.into(), vec![1], super::Precondition::None);
+        m.commit(vec![put("t/a"), put("t/b")]).await.unwrap();
+        assert!(m.get("t/a\0x").await.unwrap().is_none());
+        assert_eq!(
+            m.get_many(&["t/a".into(), "t/\0".into()]).await.unwrap()[1],
+            None
+        );
+        let keys: Vec<String> = m
+            .scan("t/", Some("t/a\0zz"), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        assert_eq!(keys, ["t/b"]);
+        assert!(m.scan("t/\0", None, 10).await.unwrap().is_empty());
+        assert!(matches!(
+            m.commit(vec![put("t/\0c")]).await,
+            Err(super::MetaError::Backend(_))
+        ));
+        assert_eq!(m.scan("t/", None, 10).await.unwrap().len(), 2);
+    }
+
     /// Hosts starting at once migrate once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs PostgreSQL (BERTH_TEST_POSTGRES_URL); make test runs it"]
