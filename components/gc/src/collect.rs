@@ -34,6 +34,14 @@ fn later(due: u64, candidate: &Candidate) -> WriteOp {
     )
 }
 
+/// One candidate's writes, deferred to the next [`Collector::flush`].
+struct Group {
+    ops: Vec<WriteOp>,
+    /// The marked candidate, when the group marks a blob: it is put back
+    /// for when the fence has passed, timed at the commit (see `flush`).
+    marked: Option<Candidate>,
+}
+
 /// What a run did, reported as its result and in GC task records.
 #[derive(Default, serde::Serialize)]
 pub struct Outcome {
@@ -76,9 +84,7 @@ pub struct Collector<'a> {
     seen: std::collections::HashSet<String>,
     /// Writes of the candidates looked at, one group per candidate,
     /// committed together (see [`Collector::flush`]).
-    deferred: Vec<Vec<WriteOp>>,
-    /// How many of the deferred groups mark a blob.
-    deferred_marks: u64,
+    deferred: Vec<Group>,
     /// Marked blobs due for deletion, collected in one batch per page.
     dooms: Vec<(Candidate, WriteOp, u64)>,
     /// Organizations' owning tenants, as looked up in this pass.
@@ -95,7 +101,6 @@ impl<'a> Collector<'a> {
             policies: HashMap::new(),
             seen: Default::default(),
             deferred: Vec::new(),
-            deferred_marks: 0,
             dooms: Vec::new(),
             owners: HashMap::new(),
             now: store::now(),
@@ -212,21 +217,33 @@ impl<'a> Collector<'a> {
     /// Commits the deferred groups in one commit; if a precondition fails
     /// (a link changed meanwhile), each group alone, so one busy blob does
     /// not hold back the rest.
+    ///
+    /// A marked candidate is due a fence after this commit, not after it
+    /// was looked at: a client that read the blob before the mark landed
+    /// has the whole fence to push its manifest, however long the batch
+    /// took to fill. (Its mark time stays the time of the look, so a link
+    /// made since then still cancels the collection.)
     async fn flush(&mut self) -> Result<(), SwrError> {
-        let groups = std::mem::take(&mut self.deferred);
-        let marks = std::mem::take(&mut self.deferred_marks);
+        let mut groups = std::mem::take(&mut self.deferred);
         if groups.is_empty() {
             return Ok(());
         }
-        if self.commit(groups.concat()).await? {
+        // A second more keeps the fence after the commit itself.
+        let due = store::now() + self.settings.fence + 1;
+        for g in &mut groups {
+            if let Some(next) = &g.marked {
+                let again = self.later(due, next);
+                g.ops.push(again);
+            }
+        }
+        let marks = groups.iter().filter(|g| g.marked.is_some()).count() as u64;
+        let all: Vec<WriteOp> = groups.iter().flat_map(|g| g.ops.iter().cloned()).collect();
+        if self.commit(all).await? {
             self.outcome.blobs_marked += marks;
             return Ok(());
         }
-        for group in groups {
-            let marking = group
-                .iter()
-                .any(|op| matches!(op, WriteOp::Put((k, _, Precondition::Version(_))) if k.starts_with("blob/")));
-            if self.commit(group).await? && marking {
+        for g in groups {
+            if self.commit(g.ops).await? && g.marked.is_some() {
                 self.outcome.blobs_marked += 1;
             }
         }
@@ -381,9 +398,6 @@ impl<'a> Collector<'a> {
                         since: self.now,
                         marked: Some(self.now),
                     };
-                    // The mark commits with its batch, a moment after this
-                    // time: a second more keeps the whole fence after it.
-                    ops.push(self.later(self.now + self.settings.fence + 1, &next));
                     if self.settings.dry_run {
                         // The plan: this blob goes once the fence passes.
                         if self.in_scope(&repositories).await? {
@@ -395,8 +409,11 @@ impl<'a> Collector<'a> {
                         }
                         return Ok(());
                     }
-                    self.deferred_marks += 1;
-                    self.write(ops).await?;
+                    self.defer(Group {
+                        ops,
+                        marked: Some(next),
+                    })
+                    .await?;
                 }
             }
         }
@@ -725,8 +742,12 @@ impl<'a> Collector<'a> {
 
     /// Defers `ops` (one candidate's writes) to the next [`Collector::flush`].
     async fn write(&mut self, ops: Vec<WriteOp>) -> Result<(), SwrError> {
+        self.defer(Group { ops, marked: None }).await
+    }
+
+    async fn defer(&mut self, group: Group) -> Result<(), SwrError> {
         if !self.settings.dry_run {
-            self.deferred.push(ops);
+            self.deferred.push(group);
             if self.deferred.len() >= BATCH {
                 self.flush().await?;
             }
