@@ -4,23 +4,30 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 COMPONENTS := registry blobs uploads manifests listings referrers token manage namespaces repositories account admin gc enterprise webhooks aging retention replication
 
-.PHONY: serve test bench build components host deps fmt lint
+.PHONY: serve scale-out test bench build components host deps fmt lint
 
 ## Start the registry on embedded defaults (SQLite + filesystem in ./berth-data) on 127.0.0.1:5000.
 serve: build
 	./target/release/berth serve $(ARGS)
 
-# The PostgreSQL server `make deps` starts for the tests (scripts/install-test-deps).
+## One registry on two hosts (:5000, :5001) sharing PostgreSQL and an S3 bucket (Garage),
+## both started locally: the scale-out deployment on one machine (scripts/scale-out).
+scale-out: build
+	scripts/scale-out $(ARGS)
+
+# The PostgreSQL and S3 (Garage) servers `make deps` starts for the tests
+# (scripts/install-test-deps, scripts/garage-test).
 BERTH_TEST_POSTGRES_URL ?= postgres://berth:berth@127.0.0.1:55432/postgres
-export BERTH_TEST_POSTGRES_URL
+BERTH_TEST_S3 ?= http://GK0000000000000000be57e500:0000000000000000000000000000000000000000000000000000000000be57e5@127.0.0.1:3900/berth-test
+export BERTH_TEST_POSTGRES_URL BERTH_TEST_S3
 
 ## Run the whole test suite (installs what the tests need first): the Rust tests (those
-## on PostgreSQL included), then the integration suite on the embedded defaults and again
-## with metadata on PostgreSQL, then a quick benchmark.
+## on PostgreSQL and S3 included), then the integration suite on the embedded defaults and
+## again scaled out (metadata on PostgreSQL, blobs on S3), then a quick benchmark.
 test: deps build
 	$(CARGO) test --release -- --include-ignored
 	python3 -m pytest -q tests/integration
-	BERTH_TEST_BACKEND=postgres python3 -m pytest -q tests/integration
+	BERTH_TEST_BACKEND=scale-out python3 -m pytest -q tests/integration
 	./target/release/berth-bench --quick --json target/bench-quick.json
 
 ## Benchmark Berth against CNCF Distribution side by side (~15 min); see bench/.

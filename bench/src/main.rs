@@ -3,6 +3,7 @@
 //! reported with the ratio Berth/Distribution, next to the machine's own
 //! ceilings. `--quick` only checks that everything still runs (CI).
 
+mod backends;
 mod ceilings;
 mod client;
 mod gc;
@@ -56,6 +57,13 @@ struct Args {
     /// into Distribution takes over an hour on 2 cores.
     #[arg(long)]
     gc_berth_only: bool,
+    /// The stores under test: `postgres,s3` puts Berth on PostgreSQL and S3
+    /// (BERTH_TEST_POSTGRES_URL, BERTH_TEST_S3: make test's servers) and
+    /// Distribution on its S3 driver on the same bucket, adds a second Berth
+    /// host on the same stores (the `scaling` workload), and makes the
+    /// metadata scale 10000 tags by default. Default: embedded.
+    #[arg(long, value_delimiter = ',')]
+    backend: Vec<String>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench/results.json")]
     json: std::path::PathBuf,
@@ -175,16 +183,32 @@ async fn main() -> Result<()> {
         }
     };
     let rounds = args.rounds.unwrap_or(plan.rounds);
+    let backends = backends::Backends::from_args(&args.backend)?;
     let plan = Plan {
-        tags: args.tags.unwrap_or(plan.tags),
+        tags: args.tags.unwrap_or(if backends.scaled() {
+            plan.tags.min(10_000)
+        } else {
+            plan.tags
+        }),
         repos: args.repos.unwrap_or(plan.repos),
         ..plan
     };
     let started = Instant::now();
     let root = registry::workspace_root();
-    let mut regs = vec![Registry::berth(&root)?, Registry::distribution()?];
+    eprintln!("stores: {}", backends.describe());
+    let stores = tempfile::tempdir()?;
+    let runtime_config = backends.berth_runtime_config(stores.path()).await?;
+    let mut regs = vec![
+        Registry::berth(&root, runtime_config.as_deref())?,
+        Registry::distribution(backends.distribution_storage())?,
+    ];
+    // A second host serving the same registry from the same stores.
+    let second = match &runtime_config {
+        Some(c) => Some(Registry::berth_named(&root, "berth-2", Some(c))?),
+        None => None,
+    };
     if let Some(dir) = &args.baseline {
-        regs.push(Registry::berth_named(dir, "baseline")?);
+        regs.push(Registry::berth_named(dir, "baseline", None)?);
     }
     if let Some(url) = &args.third {
         regs.push(Registry::external(url)?);
@@ -299,6 +323,60 @@ async fn main() -> Result<()> {
                 res.add("blob HEAD, c=32", "req/s", true, &r.name, h.rps);
                 res.add("blob HEAD p50, c=32", "ms", false, &r.name, h.p50_ms);
                 res.add("blob HEAD p99, c=32", "ms", false, &r.name, h.p99_ms);
+            }
+        }
+        if let (Some(two), Some(berth)) = (&second, regs.iter().find(|r| r.name == "berth")) {
+            eprintln!("two hosts…");
+            for _ in 0..rounds {
+                let path = "/v2/bench/forty/manifests/v1";
+                let one = workloads::load(
+                    &berth.host,
+                    Method::GET,
+                    path,
+                    Some(workloads::OCI_MANIFEST),
+                    32,
+                    plan.load_secs,
+                )
+                .await?;
+                let (a, b) = tokio::try_join!(
+                    workloads::load(
+                        &berth.host,
+                        Method::GET,
+                        path,
+                        Some(workloads::OCI_MANIFEST),
+                        16,
+                        plan.load_secs
+                    ),
+                    workloads::load(
+                        &two.host,
+                        Method::GET,
+                        path,
+                        Some(workloads::OCI_MANIFEST),
+                        16,
+                        plan.load_secs
+                    ),
+                )?;
+                res.add(
+                    "manifest GET, one host, c=32",
+                    "req/s",
+                    true,
+                    "berth",
+                    one.rps,
+                );
+                res.add(
+                    "manifest GET, two hosts on the same stores, c=16 each",
+                    "req/s",
+                    true,
+                    "berth",
+                    a.rps + b.rps,
+                );
+                res.add(
+                    "two hosts / one host (manifest GET)",
+                    "ratio",
+                    true,
+                    "berth",
+                    (a.rps + b.rps) / one.rps,
+                );
             }
         }
         for (name, (cpu, n)) in &cpu_load {
@@ -494,9 +572,22 @@ async fn main() -> Result<()> {
                 (tags + repos) as f64 / t.elapsed().as_secs_f64(),
             );
             if tags < plan.tags || repos < plan.repos {
-                let root = r.storage_root().context("no storage root to seed")?;
                 let t = Instant::now();
-                workloads::seed_distribution(&root, tags..plan.tags, repos..plan.repos)?;
+                match &backends.s3 {
+                    Some(s3) => {
+                        backends::seed_distribution_s3(
+                            s3,
+                            &backends.run,
+                            tags..plan.tags,
+                            repos..plan.repos,
+                        )
+                        .await?
+                    }
+                    None => {
+                        let root = r.storage_root().context("no storage root to seed")?;
+                        workloads::seed_distribution(&root, tags..plan.tags, repos..plan.repos)?
+                    }
+                }
                 eprintln!(
                     "  seeded {} on disk in {:.0} s",
                     r.name,
@@ -566,12 +657,23 @@ async fn main() -> Result<()> {
         }
     }
 
+    for r in second.iter() {
+        if let Some(rss) = r.peak_rss_mib() {
+            res.add("peak RSS over the run", "MiB", false, &r.name, rss);
+        }
+    }
+    let names: Vec<String> = regs.iter().map(|r| r.name.clone()).collect();
+    // Stopped before their stores are removed.
+    drop(second);
+    drop(regs);
+    backends.clean().await;
     let rows = res.rows();
-    print_table(&rows, &regs, &ceilings);
+    print_table(&rows, &names, &ceilings);
     let doc = serde_json::json!({
         "date": std::process::Command::new("date").arg("-u").arg("+%Y-%m-%dT%H:%M:%SZ").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
         "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
         "quick": args.quick,
+        "stores": backends.describe(),
         "rounds": rounds,
         "seconds": started.elapsed().as_secs_f64(),
         "results": rows,
@@ -589,9 +691,9 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-fn print_table(rows: &[Row], regs: &[Registry], ceilings: &BTreeMap<String, f64>) {
+fn print_table(rows: &[Row], registries: &[String], ceilings: &BTreeMap<String, f64>) {
     // The registries, then other references some figures have (skopeo).
-    let mut names: Vec<&str> = regs.iter().map(|r| r.name.as_str()).collect();
+    let mut names: Vec<&str> = registries.iter().map(String::as_str).collect();
     for row in rows {
         for n in row.values.keys() {
             if !names.contains(&n.as_str()) {

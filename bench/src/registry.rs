@@ -25,25 +25,32 @@ fn free_port() -> Result<u16> {
 }
 
 impl Registry {
-    pub fn berth(root: &Path) -> Result<Registry> {
-        Self::berth_named(root, "berth")
+    /// Berth built here, on the stores `runtime_config` names (the
+    /// embedded defaults without one).
+    pub fn berth(root: &Path, runtime_config: Option<&Path>) -> Result<Registry> {
+        Self::berth_named(root, "berth", runtime_config)
     }
 
     /// Berth built in another checkout `root` (its `target/release/berth`
     /// and `spin.toml`), e.g. the commit before a change, measured in the
     /// same run under `name`.
-    pub fn berth_named(root: &Path, name: &str) -> Result<Registry> {
+    pub fn berth_named(root: &Path, name: &str, runtime_config: Option<&Path>) -> Result<Registry> {
         let bin = root.join("target/release/berth");
         if !bin.exists() {
             bail!("{} is missing: run `make build` first", bin.display());
         }
         // A first start fills the compiled-component cache, as the first start
         // of any deployment does; the measured instance starts warm.
-        drop(Self::berth_once(root, &bin, name)?);
-        Self::berth_once(root, &bin, name)
+        drop(Self::berth_once(root, &bin, name, runtime_config)?);
+        Self::berth_once(root, &bin, name, runtime_config)
     }
 
-    fn berth_once(root: &Path, bin: &Path, name: &str) -> Result<Registry> {
+    fn berth_once(
+        root: &Path,
+        bin: &Path,
+        name: &str,
+        runtime_config: Option<&Path>,
+    ) -> Result<Registry> {
         use base64::Engine;
         let dir = tempfile::tempdir()?;
         let host = format!("127.0.0.1:{}", free_port()?);
@@ -59,10 +66,16 @@ impl Registry {
             .arg(root.join("spin.toml"))
             .arg("--data-dir")
             .arg(dir.path())
+            .args(
+                runtime_config
+                    .map(|c| ["--runtime-config-file".as_ref(), c.as_os_str()])
+                    .into_iter()
+                    .flatten(),
+            )
             // Every workload pushes to its own organizations.
             .args(["--var", "namespace_quota=100000"])
             // The gc workload collects on its own ticks, without grace.
-            .args(if name == "berth" {
+            .args(if name.starts_with("berth") {
                 &[
                     "--var",
                     "gc_grace_seconds=0",
@@ -76,7 +89,7 @@ impl Registry {
             })
             // The webhook workload's receiver listens on 127.0.0.1 (the
             // baseline, an older Berth, may not know the option).
-            .args(if name == "berth" {
+            .args(if name.starts_with("berth") {
                 &["--outbound-allow", "127.0.0.1"][..]
             } else {
                 &[]
@@ -91,16 +104,21 @@ impl Registry {
         Self::ready(name, host, Some(child), Some(dir))
     }
 
-    /// CNCF Distribution 2.8 (Debian's `docker-registry`), filesystem driver, delete enabled.
-    pub fn distribution() -> Result<Registry> {
+    /// CNCF Distribution 2.8 (Debian's `docker-registry`), delete enabled:
+    /// its filesystem driver, or the `storage:` section given (its S3
+    /// driver, `Backends::distribution_storage`).
+    pub fn distribution(storage: Option<String>) -> Result<Registry> {
         let dir = tempfile::tempdir()?;
         let host = format!("127.0.0.1:{}", free_port()?);
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: {host}}}\n",
-                dir.path().join("data").display()
+                "version: 0.1\nlog: {{level: error}}\n{}\nhttp: {{addr: {host}}}\n",
+                storage.unwrap_or_else(|| format!(
+                    "storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}",
+                    dir.path().join("data").display()
+                ))
             ),
         )?;
         let child = Command::new("docker-registry")

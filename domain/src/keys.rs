@@ -130,6 +130,11 @@ pub fn decode_manifest(value: &[u8]) -> Option<(ManifestRecord, &[u8])> {
     Some((record, &value[nl + 1..]))
 }
 
+/// The component setting that turns blob GETs into `307` redirects to the
+/// blob store (presigned URLs valid this many seconds): the host sets it
+/// from the runtime config's `redirect_seconds`, absent otherwise.
+pub const BLOB_REDIRECT_SECONDS: &str = "blob_redirect_seconds";
+
 #[cfg(test)]
 mod tests {
     use super::*;

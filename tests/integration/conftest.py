@@ -2,11 +2,17 @@
 loopback port with an empty data directory, and helpers to build images.
 
 `BERTH_TEST_BACKEND` chooses the stores every test registry uses:
-`embedded` (the default: SQLite and the filesystem in the data directory)
-or `postgres` (metadata in a database of its own on the PostgreSQL server
-at `BERTH_TEST_POSTGRES_URL`, through a runtime config). `make test` runs
-the whole suite both ways. Tests that look at stored metadata directly go
-through `Registry.db()`, which speaks to either."""
+- `embedded` (the default): SQLite and the filesystem in the data
+  directory;
+- `postgres`: metadata in a database of its own on the PostgreSQL server
+  at `BERTH_TEST_POSTGRES_URL`, blobs in the data directory;
+- `scale-out`: that database, and blobs and uploads under a prefix of
+  their own in the S3 bucket at `BERTH_TEST_S3`
+  (`http://<key id>:<secret>@<host>:<port>/<bucket>`, the Garage server
+  that `make test` starts), through a runtime config.
+`make test` runs the whole suite embedded and scale-out. Tests that look
+at stored metadata go through `Registry.db()`, and at stored blobs and
+uploads through `Registry.storage`, which speak to either."""
 
 import gzip
 import hashlib
@@ -29,8 +35,146 @@ BERTH = ROOT / "target" / "release" / "berth"
 # The bootstrap administrator of every test registry (account "admin").
 ADMIN = ("admin", "berth-test-admin")
 BACKEND = os.environ.get("BERTH_TEST_BACKEND", "embedded")
-assert BACKEND in ("embedded", "postgres"), f"BERTH_TEST_BACKEND={BACKEND}: embedded or postgres"
+assert BACKEND in ("embedded", "postgres", "scale-out"), \
+    f"BERTH_TEST_BACKEND={BACKEND}: embedded, postgres or scale-out"
+ON_POSTGRES = BACKEND in ("postgres", "scale-out")
+ON_S3 = BACKEND == "scale-out"
 POSTGRES_URL = os.environ.get("BERTH_TEST_POSTGRES_URL", "")
+S3_URL = os.environ.get("BERTH_TEST_S3", "")
+
+
+def s3_settings():
+    """(endpoint, key id, secret, bucket) of `BERTH_TEST_S3`."""
+    from urllib.parse import urlsplit
+    assert S3_URL, "BERTH_TEST_S3: the S3 server of the tests (make test sets it)"
+    u = urlsplit(S3_URL)
+    return f"{u.scheme}://{u.hostname}:{u.port}", u.username, u.password, u.path.strip("/")
+
+
+class FsStorage:
+    """A registry's blobs and uploads in a directory (`blobs/<alg>/<2 hex>/<hex>`,
+    `uploads/<id>`, `tmp/<process>/`)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _blob(self, digest):
+        alg, hexd = digest.split(":")
+        return self.root / "blobs" / alg / hexd[:2] / hexd
+
+    def digests(self):
+        """Every stored sha256 blob, as `sha256:<hex>`."""
+        return {"sha256:" + p.name for p in (self.root / "blobs" / "sha256").glob("*/*")}
+
+    def exists(self, digest):
+        return self._blob(digest).exists()
+
+    def read(self, digest):
+        return self._blob(digest).read_bytes()
+
+    def write(self, digest, data):
+        """Replaces what is stored under `digest` (bit rot, a stray file)."""
+        self._blob(digest).parent.mkdir(parents=True, exist_ok=True)
+        self._blob(digest).write_bytes(data)
+
+    def delete(self, digest):
+        self._blob(digest).unlink()
+
+    def size(self, digest):
+        return self._blob(digest).stat().st_size
+
+    def upload_ids(self):
+        d = self.root / "uploads"
+        return {p.name for p in d.iterdir()} if d.exists() else set()
+
+    def delete_upload(self, upload_id):
+        (self.root / "uploads" / upload_id).unlink()
+
+    def upload_bytes(self):
+        """Bytes held by uploads under way."""
+        d = self.root / "uploads"
+        return sum(p.stat().st_size for p in d.iterdir() if p.is_file()) if d.exists() else 0
+
+    def leftovers(self):
+        """Temporary files (a process's own empty directory aside)."""
+        return [p for p in (self.root / "tmp").rglob("*") if not p.is_dir()]
+
+
+class S3Storage:
+    """A registry's blobs and uploads under `prefix` in the tests' bucket
+    (`blobs/<alg>/<hex>`, `uploads/<id>/…`, `tmp/<id>`)."""
+
+    def __init__(self, prefix):
+        import boto3
+        from botocore.config import Config
+        endpoint, key, secret, self.bucket = s3_settings()
+        self.s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key,
+                               aws_secret_access_key=secret, region_name="garage",
+                               config=Config(s3={"addressing_style": "path"}))
+        self.prefix = prefix
+
+    def objects(self, under):
+        out = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + under):
+            for o in page.get("Contents", []):
+                out[o["Key"][len(self.prefix):]] = o["Size"]
+        return out
+
+    def clear(self):
+        keys = list(self.objects(""))
+        for i in range(0, len(keys), 1000):
+            self.s3.delete_objects(Bucket=self.bucket, Delete={
+                "Objects": [{"Key": self.prefix + k} for k in keys[i:i + 1000]], "Quiet": True})
+
+    def _key(self, digest):
+        alg, hexd = digest.split(":")
+        return f"{self.prefix}blobs/{alg}/{hexd}"
+
+    def digests(self):
+        return {"sha256:" + k.rsplit("/", 1)[1] for k in self.objects("blobs/sha256/")}
+
+    def exists(self, digest):
+        import botocore.exceptions
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self._key(digest))
+            return True
+        except botocore.exceptions.ClientError:
+            return False
+
+    def read(self, digest):
+        return self.s3.get_object(Bucket=self.bucket, Key=self._key(digest))["Body"].read()
+
+    def write(self, digest, data):
+        self.s3.put_object(Bucket=self.bucket, Key=self._key(digest), Body=data)
+
+    def delete(self, digest):
+        self.s3.delete_object(Bucket=self.bucket, Key=self._key(digest))
+
+    def size(self, digest):
+        return self.s3.head_object(Bucket=self.bucket, Key=self._key(digest))["ContentLength"]
+
+    def upload_ids(self):
+        return {k.split("/")[1] for k in self.objects("uploads/")}
+
+    def delete_upload(self, upload_id):
+        for k in self.objects(f"uploads/{upload_id}/"):
+            self.s3.delete_object(Bucket=self.bucket, Key=self.prefix + k)
+
+    def upload_bytes(self):
+        return sum(self.objects("uploads/").values())
+
+    def leftovers(self):
+        return list(self.objects("tmp/"))
+
+
+def s3_prefix(data_dir: Path, fresh: bool) -> str:
+    """The bucket prefix of a data directory's test registry: emptied when
+    `fresh`, else kept (a registry restarted on the same directory finds
+    its blobs)."""
+    prefix = "t-" + hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:24] + "/"
+    if fresh:
+        S3Storage(prefix).clear()
+    return prefix
 
 
 def postgres_database(data_dir: Path, fresh: bool) -> str:
@@ -105,11 +249,20 @@ class Registry:
         self.log = self.data_dir.parent / f"berth-{self.port}.log"
         # Given: stores shared with other hosts (test_scale_out.py).
         self.runtime_config = runtime_config
-        if runtime_config is None and BACKEND == "postgres":
-            self.postgres_url = postgres_database(self.data_dir, fresh=not self.data_dir.exists())
+        self.storage = FsStorage(self.data_dir)
+        if runtime_config is None and ON_POSTGRES:
+            fresh = not self.data_dir.exists()
+            self.postgres_url = postgres_database(self.data_dir, fresh=fresh)
             self.runtime_config = self.data_dir.parent / f"{self.data_dir.name}-runtime-config.toml"
-            self.runtime_config.write_text(
-                f'[metadata_store.default]\ntype = "postgres"\nurl = "{self.postgres_url}"\npool_size = 8\n')
+            text = f'[metadata_store.default]\ntype = "postgres"\nurl = "{self.postgres_url}"\npool_size = 8\n'
+            if ON_S3:
+                prefix = s3_prefix(self.data_dir, fresh=fresh)
+                self.storage = S3Storage(prefix)
+                endpoint, key, secret, bucket = s3_settings()
+                text += (f'[blob_store.default]\ntype = "s3"\nendpoint = "{endpoint}"\nregion = "garage"\n'
+                         f'bucket = "{bucket}"\naccess_key_id = "{key}"\nsecret_access_key = "{secret}"\n'
+                         f'prefix = "{prefix}"\n')
+            self.runtime_config.write_text(text)
 
     @property
     def store_args(self):
@@ -119,7 +272,7 @@ class Registry:
 
     def db(self):
         """The registry's stored metadata, for SQL over `kv` and `counters`."""
-        if BACKEND == "postgres":
+        if ON_POSTGRES:
             return PostgresMetadata(self.postgres_url)
         import sqlite3
         return sqlite3.connect(self.data_dir / "metadata.db", timeout=30)
@@ -127,7 +280,7 @@ class Registry:
     def stored_bytes(self) -> bytes:
         """Everything the registry's metadata store holds, as bytes (to look
         for what must never be stored in clear)."""
-        if BACKEND == "postgres":
+        if ON_POSTGRES:
             with self.db() as db:
                 rows = db.execute("SELECT key, value FROM kv").fetchall()
                 rows += [(k, str(v).encode()) for k, v in db.execute("SELECT key, value FROM counters")]
@@ -367,9 +520,9 @@ def skopeo_push(host, creds, ref, tmp_path, content=b"pushed by skopeo"):
 
 def pytest_collection_modifyitems(config, items):
     """Scale-out tests need PostgreSQL whatever the backend: they run in the
-    PostgreSQL pass of `make test` (BERTH_TEST_BACKEND=postgres) and are
+    passes on PostgreSQL (BERTH_TEST_BACKEND=postgres or scale-out) and are
     left out of the embedded one (deselected, not skipped)."""
-    if BACKEND == "postgres":
+    if ON_POSTGRES:
         return
     keep = [i for i in items if "test_scale_out.py" not in str(i.fspath)]
     if len(keep) != len(items):

@@ -43,13 +43,8 @@ def tick(reg):
     return r.json()["result"]["collection"]
 
 
-def blob_file(reg, digest):
-    hexd = digest.split(":")[1]
-    return reg.data_dir / "blobs" / "sha256" / hexd[:2] / hexd
-
-
 def stored_blobs(reg):
-    return {"sha256:" + p.name for p in (reg.data_dir / "blobs" / "sha256").glob("*/*")}
+    return reg.storage.digests()
 
 
 def collect_until_quiet(reg, rounds=8):
@@ -97,7 +92,7 @@ def test_gc_frees_exactly_the_unreferenced_blobs_after_the_grace_window(reg):
     assert total["bytes_freed"] == sum(sizes.values())
     for d in gone:
         assert requests.head(f"{url}/v2/gc/app/blobs/{d}").status_code == 404
-        assert not blob_file(reg, d).exists()
+        assert not reg.storage.exists(d)
     assert requests.get(f"{url}/v2/gc/app/manifests/{da}").status_code == 404
     # Everything b and gc/other use is intact and hashes to its digest.
     for repo, m in (("gc/app", mb), ("gc/other", None)):
@@ -137,7 +132,7 @@ def test_a_blob_reused_after_marking_is_kept(reg):
     assert r.status_code == 201, r.text
     collect_until_quiet(reg)
     assert sha256(requests.get(f"{url}/v2/gc/back/blobs/{ld}").content) == ld
-    assert blob_file(reg, ld).exists()
+    assert reg.storage.exists(ld)
 
 
 def wait_task(client, project, task_id, timeout=60):
@@ -294,7 +289,7 @@ def test_usage_matches_what_storage_holds_before_and_after_gc(tmp_path):
                     continue
                 for d in [m["config"]["digest"]] + [l["digest"] for l in m["layers"]]:
                     per_org.setdefault(repo.split("/")[0], set()).add(d)
-            return sum(blob_file(reg, d).stat().st_size for ds in per_org.values() for d in ds)
+            return sum(reg.storage.size(d) for ds in per_org.values() for d in ds)
 
         overview = lambda: client.show_domain_overview(ShowDomainOverviewRequest()).store_space
         assert overview() == on_disk() > 0
@@ -309,7 +304,7 @@ def test_usage_matches_what_storage_holds_before_and_after_gc(tmp_path):
         collect_until_quiet(reg)
         del pushed[("shop/a", "2")]
         assert overview() == on_disk() == before - m2["config"]["size"] - m2["layers"][1]["size"]
-        assert not blob_file(reg, m2["layers"][1]["digest"]).exists()
+        assert not reg.storage.exists(m2["layers"][1]["digest"])
     finally:
         reg.stop()
 
@@ -318,13 +313,11 @@ def test_scrub_finds_orphans_corrupt_and_missing_blobs_and_repairs_what_it_safel
     url = reg.url
     m, d = image(url, "scrub/app", layers=(b"good layer " * 20, b"to corrupt " * 20, b"to lose " * 20), tag="v1")
     good, corrupt, lost = (l["digest"] for l in m["layers"])
-    blob_file(reg, corrupt).write_bytes(b"bit rot " * 20)
-    blob_file(reg, lost).unlink()
+    reg.storage.write(corrupt, b"bit rot " * 20)
+    reg.storage.delete(lost)
     # Bytes nobody links (left by a crash, or copied in by hand).
     stray = b"stray bytes"
-    path = blob_file(reg, sha256(stray))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(stray)
+    reg.storage.write(sha256(stray), stray)
 
     scrub = lambda: requests.post(f"http://{reg.host}/berth/jobs/scrub/tick", auth=ADMIN)
     assert requests.post(f"http://{reg.host}/berth/jobs/scrub/tick").status_code == 401
@@ -340,7 +333,7 @@ def test_scrub_finds_orphans_corrupt_and_missing_blobs_and_repairs_what_it_safel
         "repository": "scrub/app", "digest": lost, "referenced_by": [f"scrub/app@{d}"]}
     # Repaired: bad bytes are never served; clients see the two blobs
     # missing and upload them again, which makes the image whole.
-    assert not blob_file(reg, corrupt).exists()
+    assert not reg.storage.exists(corrupt)
     for dg in (corrupt, lost):
         assert requests.head(f"{url}/v2/scrub/app/blobs/{dg}").status_code == 404
     assert sha256(requests.get(f"{url}/v2/scrub/app/blobs/{good}").content) == good
@@ -353,7 +346,7 @@ def test_scrub_finds_orphans_corrupt_and_missing_blobs_and_repairs_what_it_safel
     rep = scrub().json()["result"]
     assert rep["corrupt_total"] == 0 and rep["missing_total"] == 0
     collect_until_quiet(reg)
-    assert not path.exists()
+    assert not reg.storage.exists(sha256(stray))
     assert requests.get(f"http://{reg.host}/berth/jobs/scrub", auth=ADMIN).json()["last_run"]["outcome"] == "succeeded"
 
 

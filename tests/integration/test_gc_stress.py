@@ -102,7 +102,7 @@ def test_pushes_and_pulls_never_fail_while_gc_runs_every_second(tmp_path):
                     c.expect(c.s.delete(f"{reg.url}/v2/{c.repo}/manifests/{digest}"), 202, what="delete")
                 i += 1
 
-        stored = lambda: {"sha256:" + p.name for p in (reg.data_dir / "blobs" / "sha256").glob("*/*")}
+        stored = reg.storage.digests
         seen, vanished, returned = set(), set(), set()
 
         def watch():

@@ -455,19 +455,15 @@ def big_image(url, repo, tag, size=GIB, seed=b"big"):
     return digest, layer
 
 
-def bytes_under(root):
-    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.exists() else 0
-
-
 def kill_when(watched, host_to_kill, threshold, timeout=120):
-    """kill -9s `host_to_kill` once more than `threshold` bytes arrived
-    under `watched`; the bytes there then."""
+    """kill -9s `host_to_kill` once more than `threshold` bytes arrived in
+    the uploads of `watched` (a registry's storage); the bytes there then."""
     deadline = time.time() + timeout
-    while bytes_under(watched) <= threshold:
+    while watched.upload_bytes() <= threshold:
         assert time.time() < deadline, "the copy never got that far"
         time.sleep(0.005)
     host_to_kill.kill()
-    return bytes_under(watched)
+    return watched.upload_bytes()
 
 
 def raw_jobs(s, repo):
@@ -501,7 +497,7 @@ def copy_killed_half_way(s, tmp_path, region, watched, victim, restart, repo, se
 def test_a_1gib_layer_copy_resumes_after_the_source_host_is_killed(sites, tmp_path):
     s = sites
     src, dst = s["src"], s["dst"]
-    digest, layer = copy_killed_half_way(s, tmp_path, "dr-berth", dst.data_dir / "uploads", src, src.start,
+    digest, layer = copy_killed_half_way(s, tmp_path, "dr-berth", dst.storage, src, src.start,
                                          repo="big-source", seed=b"source kill")
     assert digest_of(raw_manifest(dst.host, "mirror/big-source:v1", "dr:dr-pw", tmp_path)) == digest
     r = requests.head(f"http://{dst.host}/v2/mirror/big-source/blobs/{layer}", auth=("dr", "dr-pw"))
@@ -514,7 +510,7 @@ def test_a_1gib_layer_copy_resumes_after_the_target_is_killed(sites, tmp_path):
     # (after any broken chunk), so a copy to it restarts that blob.
     s = sites
     dst = s["dst"]
-    digest, layer = copy_killed_half_way(s, tmp_path, "dr-berth", dst.data_dir / "uploads", dst, dst.start,
+    digest, layer = copy_killed_half_way(s, tmp_path, "dr-berth", dst.storage, dst, dst.start,
                                          repo="big-target", seed=b"target kill")
     assert digest_of(raw_manifest(dst.host, "mirror/big-target:v1", "dr:dr-pw", tmp_path)) == digest
     r = requests.head(f"http://{dst.host}/v2/mirror/big-target/blobs/{layer}", auth=("dr", "dr-pw"))

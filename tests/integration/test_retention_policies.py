@@ -142,16 +142,13 @@ def subtasks(client, project, ns, pid, eid):
 
 
 def snapshot(reg):
-    """Every row of the metadata store, and every file of the blob tree
-    with its SHA-256."""
+    """Every row of the metadata store, and every stored blob with the
+    SHA-256 of its bytes."""
     db = reg.db()
     kv = {k: (v, ver) for k, v, ver in db.execute("SELECT key, value, version FROM kv")}
     counters = dict(db.execute("SELECT key, value FROM counters"))
     db.close()
-    files = {}
-    for p in sorted((reg.data_dir / "blobs").rglob("*")):
-        if p.is_file():
-            files[str(p.relative_to(reg.data_dir))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    files = {d: hashlib.sha256(reg.storage.read(d)).hexdigest() for d in reg.storage.digests()}
     return kv, counters, files
 
 

@@ -69,18 +69,32 @@ pub async fn get(
     if !with_body {
         return Ok(reply);
     }
+    // Bytes served, per organization (SWR's "downflow"), buffered by the
+    // provider.
+    let served = || {
+        let today = berth_domain::reports::date(store::now());
+        store::metadata::note(&[
+            store::Stat::Add((keys::downflow(name), length as i64)),
+            store::Stat::Add((keys::downflow_day(name, &today), length as i64)),
+        ]);
+    };
+    // A deployment whose blob store serves clients directly: send them
+    // there (the Range header goes along with the redirected request).
+    if let Some(ttl) =
+        store::config::get(keys::BLOB_REDIRECT_SECONDS).and_then(|s| s.parse::<u32>().ok())
+        && let Some(url) = blobs::direct_url(digest.to_string(), ttl)
+            .await
+            .map_err(fault)?
+    {
+        served();
+        return Ok(Reply::new(307)
+            .header("location", url)
+            .header("docker-content-digest", digest.as_str())
+            .header("content-length", "0"));
+    }
     match blobs::read(digest.to_string(), offset, Some(length)).await {
         Ok(stream) => {
-            // Bytes served, per organization (SWR's "downflow"), buffered
-            // by the provider.
-            let today = berth_domain::reports::date(store::now());
-            store::metadata::note(&[
-                store::Stat::Add((berth_domain::keys::downflow(name), length as i64)),
-                store::Stat::Add((
-                    berth_domain::keys::downflow_day(name, &today),
-                    length as i64,
-                )),
-            ]);
+            served();
             Ok(reply.stream(stream))
         }
         Err(store::StoreError::NotFound) => Err(OciError::blob_unknown(digest.as_str())),

@@ -214,7 +214,12 @@ pub async fn bootstrap(m: &Metadata, c: &Credentials) -> Result<()> {
         .ok()
         .filter(|p| !p.is_empty());
     let printed = given.is_none();
-    let (tenant, password) = create_tenant(m, c, admin::SYSTEM_TENANT, given).await?;
+    let (tenant, password) = match create_tenant(m, c, admin::SYSTEM_TENANT, given).await {
+        Ok(created) => created,
+        // Another host sharing the metadata bootstrapped it meanwhile.
+        Err(_) if !m.scan("iam/tenant/", None, 1).await?.is_empty() => return Ok(()),
+        Err(e) => return Err(e),
+    };
     if printed {
         eprintln!(
             "\nCreated the administrator account. Log in as user \"admin\" with password:\n\n    {password}\n\n(shown once; set BERTH_ADMIN_PASSWORD to choose it). Project id: {}\n",

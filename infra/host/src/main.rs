@@ -260,11 +260,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!(stores = %stores.describe(), "opening the stores");
     let backends = Arc::new(Backends {
         metadata: capabilities::metadata::Metadata::open(&stores.metadata).await?,
-        blobs: if stores.blobs_shared {
-            capabilities::blobs::BlobStore::open_shared(&stores.blobs_root)?
-        } else {
-            capabilities::blobs::BlobStore::open(&stores.blobs_root)?
-        },
+        blobs: capabilities::blobs::Blobs::open(&stores.blobs).await?,
         credentials: capabilities::credentials::Credentials::open(&stores.keys_dir)?,
     });
     iam::bootstrap(&backends.metadata, &backends.credentials).await?;
@@ -279,6 +275,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     for c in &mut app.components {
         c.config
             .insert(berth_domain::jobs::HOST_ID.into(), host_id.clone());
+        if let capabilities::blobs::BlobsConfig::S3(s3) = &stores.blobs
+            && let Some(ttl) = s3.redirect
+        {
+            c.config.insert(
+                berth_domain::keys::BLOB_REDIRECT_SECONDS.into(),
+                ttl.as_secs().to_string(),
+            );
+        }
     }
     schedule::release_leases(&backends.metadata, &host_id).await?;
     let engine = runtime::engine()?;

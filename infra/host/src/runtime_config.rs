@@ -12,6 +12,18 @@
 //! type = "fs"                        # blobs/, uploads/, tmp/ under path
 //! path = "/shared/berth"
 //!
+//! # or an S3-compatible bucket (object_store's S3 client):
+//! [blob_store.default]
+//! type = "s3"
+//! endpoint = "http://garage.internal:3900"   # none: AWS
+//! region = "garage"
+//! bucket = "berth"
+//! access_key_id = "GK..."
+//! secret_access_key = "..."
+//! prefix = "registry/"               # optional: keys under it
+//! redirect_seconds = 1200            # optional: blob GETs answer 307 to
+//!                                    # presigned URLs valid this long
+//!
 //! [credentials]
 //! keys_dir = "/shared/berth-keys"    # token.key and seal.key
 //! ```
@@ -24,6 +36,7 @@
 //! are relative to the file. The file holds credentials: keep it readable
 //! by Berth only.
 
+use crate::capabilities::blobs::{BlobsConfig, s3::S3Config};
 use crate::capabilities::metadata::MetadataConfig;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -44,7 +57,19 @@ struct RuntimeConfig {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum BlobStore {
-    Fs { path: PathBuf },
+    Fs {
+        path: PathBuf,
+    },
+    S3 {
+        endpoint: Option<String>,
+        region: String,
+        bucket: String,
+        access_key_id: String,
+        secret_access_key: String,
+        #[serde(default)]
+        prefix: String,
+        redirect_seconds: Option<u64>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,12 +99,7 @@ fn default_pool() -> usize {
 #[derive(Debug, Clone)]
 pub struct Stores {
     pub metadata: MetadataConfig,
-    /// Where blobs, uploads and temporary files live (`blobs/`,
-    /// `uploads/`, `tmp/` below it).
-    pub blobs_root: PathBuf,
-    /// Whether other hosts may share `blobs_root` (named in the runtime
-    /// config rather than the data directory).
-    pub blobs_shared: bool,
+    pub blobs: BlobsConfig,
     /// Where the token signing and sealing keys live.
     pub keys_dir: PathBuf,
 }
@@ -113,9 +133,17 @@ impl Stores {
                 }
             }
         };
+        let blobs = match &self.blobs {
+            BlobsConfig::Fs { root, .. } => format!("fs {}", root.display()),
+            BlobsConfig::S3(c) => format!(
+                "s3 {}/{}/{}",
+                c.endpoint.as_deref().unwrap_or("aws"),
+                c.bucket,
+                c.prefix
+            ),
+        };
         format!(
-            "{metadata}; blobs: fs {}; keys: {}",
-            self.blobs_root.display(),
+            "{metadata}; blobs: {blobs}; keys: {}",
             self.keys_dir.display()
         )
     }
@@ -143,9 +171,46 @@ pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<Stores> {
     if let Some(label) = config.blob_store.keys().find(|l| *l != "default") {
         bail!("[blob_store.{label}]: Berth has one blob store, `default`");
     }
-    let blobs_root = match config.blob_store.get("default") {
-        None => data_dir.to_path_buf(),
-        Some(BlobStore::Fs { path }) => base.join(path),
+    let blobs = match config.blob_store.get("default") {
+        None => BlobsConfig::Fs {
+            root: data_dir.to_path_buf(),
+            shared: false,
+        },
+        Some(BlobStore::Fs { path }) => BlobsConfig::Fs {
+            root: base.join(path),
+            shared: base.join(path) != data_dir,
+        },
+        Some(BlobStore::S3 {
+            endpoint,
+            region,
+            bucket,
+            access_key_id,
+            secret_access_key,
+            prefix,
+            redirect_seconds,
+        }) => {
+            if let Some(e) = endpoint
+                && !e.starts_with("http://")
+                && !e.starts_with("https://")
+            {
+                bail!("[blob_store.default] endpoint: http(s)://host:port");
+            }
+            if !prefix.is_empty() && !prefix.ends_with('/') || prefix.starts_with('/') {
+                bail!("[blob_store.default] prefix: empty, or a path ending in / (\"registry/\")");
+            }
+            if redirect_seconds.is_some_and(|s| !(1..=7 * 24 * 3600).contains(&s)) {
+                bail!("[blob_store.default] redirect_seconds: 1 to 604800 (S3's limit)");
+            }
+            BlobsConfig::S3(S3Config {
+                endpoint: endpoint.clone(),
+                region: region.clone(),
+                bucket: bucket.clone(),
+                access_key_id: access_key_id.clone(),
+                secret_access_key: secret_access_key.clone(),
+                prefix: prefix.clone(),
+                redirect: redirect_seconds.map(std::time::Duration::from_secs),
+            })
+        }
     };
     let keys_dir = match &config.credentials {
         None => data_dir.join("keys"),
@@ -170,8 +235,7 @@ pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<Stores> {
     };
     Ok(Stores {
         metadata,
-        blobs_shared: blobs_root != data_dir,
-        blobs_root,
+        blobs,
         keys_dir,
     })
 }
@@ -212,8 +276,22 @@ mod tests {
         assert!(!s.describe().contains("secret"), "{}", s.describe());
         let s = parse("[blob_store.default]\ntype = \"fs\"\npath = \"/shared/b\"\n[credentials]\nkeys_dir = \"k\"\n")
             .unwrap();
-        assert_eq!(s.blobs_root, Path::new("/shared/b"));
+        assert!(
+            matches!(s.blobs, BlobsConfig::Fs { ref root, shared: true } if root == Path::new("/shared/b"))
+        );
         assert!(s.keys_dir.ends_with("k") && s.keys_dir != Path::new("k"));
+        let s = parse(
+            "[blob_store.default]\ntype = \"s3\"\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\nbucket = \"b\"\naccess_key_id = \"GK1\"\nsecret_access_key = \"s3cret\"\nprefix = \"r/\"\nredirect_seconds = 60\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(s.blobs, BlobsConfig::S3(ref c) if c.bucket == "b" && c.prefix == "r/" && c.redirect == Some(std::time::Duration::from_secs(60)))
+        );
+        assert!(
+            s.describe()
+                .contains("blobs: s3 http://127.0.0.1:3900/b/r/")
+        );
+        assert!(!s.describe().contains("s3cret") && !s.describe().contains("GK1"));
         for bad in [
             "[metadata_store.other]\ntype = \"sqlite\"\n",
             "[metadata_store.default]\ntype = \"redis\"\n",
@@ -221,6 +299,9 @@ mod tests {
             "[metadata_store.default]\ntype = \"postgres\"\nurl = \"postgres://x/y\"\npool = 3\n",
             "[key_value_store.default]\ntype = \"spin\"\n",
             "[blob_store.default]\ntype = \"s4\"\npath = \"x\"\n",
+            "[blob_store.default]\ntype = \"s3\"\nregion = \"r\"\nbucket = \"b\"\naccess_key_id = \"a\"\nsecret_access_key = \"s\"\nprefix = \"/x\"\n",
+            "[blob_store.default]\ntype = \"s3\"\nendpoint = \"ftp://x\"\nregion = \"r\"\nbucket = \"b\"\naccess_key_id = \"a\"\nsecret_access_key = \"s\"\n",
+            "[blob_store.default]\ntype = \"s3\"\nregion = \"r\"\nbucket = \"b\"\naccess_key_id = \"a\"\n",
             "[credentials]\nkeys = \"x\"\n",
         ] {
             assert!(parse(bad).is_err(), "{bad}");

@@ -30,7 +30,10 @@ fn key_file(dir: &Path, name: &str) -> Result<[u8; 32]> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
+    // Hosts sharing the directory may start together: each writes a file
+    // of its own, and the first link under the key's name wins; the others
+    // read the winner's key.
+    let tmp = path.with_extension(format!("tmp.{}", crate::capabilities::blobs::random_id()));
     {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -43,8 +46,15 @@ fn key_file(dir: &Path, name: &str) -> Result<[u8; 32]> {
         f.write_all(&key)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, &path)?;
-    Ok(key)
+    let linked = std::fs::hard_link(&tmp, &path);
+    std::fs::remove_file(&tmp)?;
+    match linked {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(&path)?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Credentials {

@@ -7,7 +7,7 @@ pub mod credentials;
 pub mod metadata;
 mod streams;
 
-use crate::capabilities::blobs::{BlobError, BlobStore};
+use crate::capabilities::blobs::{BlobError, Blobs};
 use crate::capabilities::metadata::{MetaError, Metadata};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use berth::registry::{
 /// The backends every component instance shares.
 pub struct Backends {
     pub metadata: Metadata,
-    pub blobs: BlobStore,
+    pub blobs: Blobs,
     pub credentials: credentials::Credentials,
 }
 
@@ -252,7 +252,7 @@ fn algorithm(a: wit_blobs::DigestAlgorithm) -> berth_domain::Algorithm {
 
 impl<T: Send> wit_blobs::HostWithStore<T> for Caps {
     async fn stat(a: &Accessor<T, Self>, digest: String) -> Result<Option<u64>, StoreError> {
-        Ok(backends(a).blobs.stat(&digest)?)
+        Ok(backends(a).blobs.stat(&digest).await?)
     }
 
     async fn read(
@@ -261,9 +261,20 @@ impl<T: Send> wit_blobs::HostWithStore<T> for Caps {
         offset: u64,
         length: Option<u64>,
     ) -> Result<StreamReader<u8>, StoreError> {
-        let rx = backends(a).blobs.read(&digest, offset, length)?;
+        let rx = backends(a).blobs.read(&digest, offset, length).await?;
         a.with(|mut s| StreamReader::new(&mut s, ChannelProducer::new(rx)))
             .map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
+    async fn direct_url(
+        a: &Accessor<T, Self>,
+        digest: String,
+        ttl_seconds: u32,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(backends(a)
+            .blobs
+            .direct_url(&digest, Duration::from_secs(ttl_seconds.into()))
+            .await?)
     }
 
     async fn put(
@@ -283,7 +294,7 @@ impl<T: Send> wit_blobs::HostWithStore<T> for Caps {
     }
 
     async fn delete(a: &Accessor<T, Self>, digest: String) -> Result<bool, StoreError> {
-        Ok(backends(a).blobs.delete(&digest)?)
+        Ok(backends(a).blobs.delete(&digest).await?)
     }
 
     async fn list(
@@ -293,7 +304,7 @@ impl<T: Send> wit_blobs::HostWithStore<T> for Caps {
     ) -> Result<Vec<wit_blobs::BlobInfo>, StoreError> {
         let b = backends(a);
         // A few directory reads: scrubs are rare and page by page.
-        let found = b.blobs.list(after.as_deref(), limit as usize)?;
+        let found = b.blobs.list(after.as_deref(), limit as usize).await?;
         Ok(found
             .into_iter()
             .map(|i| wit_blobs::BlobInfo {
@@ -310,7 +321,7 @@ impl<T: Send> wit_blobs::HostWithStore<T> for Caps {
 
 impl<T: Send> uploads::HostWithStore<T> for Caps {
     async fn create(a: &Accessor<T, Self>) -> Result<String, StoreError> {
-        Ok(backends(a).blobs.create_upload()?)
+        Ok(backends(a).blobs.create_upload().await?)
     }
 
     async fn append(
@@ -326,7 +337,7 @@ impl<T: Send> uploads::HostWithStore<T> for Caps {
     }
 
     async fn size(a: &Accessor<T, Self>, id: String) -> Result<u64, StoreError> {
-        Ok(backends(a).blobs.upload_size(&id)?)
+        Ok(backends(a).blobs.upload_size(&id).await?)
     }
 
     async fn finish(
@@ -342,13 +353,14 @@ impl<T: Send> uploads::HostWithStore<T> for Caps {
     }
 
     async fn abort(a: &Accessor<T, Self>, id: String) -> Result<(), StoreError> {
-        Ok(backends(a).blobs.abort(&id)?)
+        Ok(backends(a).blobs.abort(&id).await?)
     }
 
     async fn expire(a: &Accessor<T, Self>, idle_seconds: u64) -> Result<u32, StoreError> {
         Ok(backends(a)
             .blobs
-            .expire(Duration::from_secs(idle_seconds))?
+            .expire(Duration::from_secs(idle_seconds))
+            .await?
             .len() as u32)
     }
 }

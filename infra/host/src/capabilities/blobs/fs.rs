@@ -1,4 +1,5 @@
-//! Blobs and resumable uploads on the local filesystem.
+//! Blobs and resumable uploads on a filesystem: the embedded default, or
+//! a directory several hosts share.
 //!
 //! Layout under the data directory:
 //! - `blobs/<alg>/<2 hex>/<hex>`: published, immutable blobs;
@@ -11,10 +12,10 @@
 //! no blob or a complete one, never a partial one under a blob's name.
 //! Hashing runs natively while bytes are written.
 
+use super::{BlobError, BlobInfo, CHUNK, Hasher, random_id};
 use anyhow::Result;
 use berth_domain::{Algorithm, Digest};
 use bytes::Bytes;
-use sha2::Digest as _;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -24,56 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    #[error("not found")]
-    NotFound,
-    #[error("invalid: {0}")]
-    Invalid(String),
-    #[error("larger than {0} bytes")]
-    TooLarge(u64),
-    #[error("content hashes to {0}")]
-    DigestMismatch(String),
-    #[error("upload is at offset {0}")]
-    BadOffset(u64),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobInfo {
-    pub digest: String,
-    pub size: u64,
-}
-
-/// A running hash, in either supported algorithm.
-#[derive(Clone)]
-pub enum Hasher {
-    Sha256(sha2::Sha256),
-    Sha512(sha2::Sha512),
-}
-
-impl Hasher {
-    pub fn new(alg: Algorithm) -> Self {
-        match alg {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
-        }
-    }
-    fn update(&mut self, b: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(b),
-            Hasher::Sha512(h) => h.update(b),
-        }
-    }
-    fn finish(self) -> String {
-        match self {
-            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
-            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
-        }
-    }
-}
-
 /// The sha256 state of an upload whose bytes all went through this process,
 /// so finishing it needs no second read. Lost on restart: then the file is
 /// re-read and hashed at finish.
@@ -82,7 +33,7 @@ struct RunningHash {
     hasher: Hasher,
 }
 
-pub struct BlobStore {
+pub struct FsStore {
     root: PathBuf,
     /// This process's directory under `tmp/`.
     tmp: PathBuf,
@@ -94,28 +45,25 @@ pub struct BlobStore {
 /// host that stopped.
 const STALE_TMP: Duration = Duration::from_secs(24 * 3600);
 
-/// Size of the chunks moved between the component stream and the disk.
-pub const CHUNK: usize = 256 * 1024;
-
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-impl BlobStore {
+impl FsStore {
     /// The store under `root`, this process's alone (the data directory):
     /// temporary files left by an earlier process are removed at once.
-    pub fn open(root: &Path) -> Result<BlobStore> {
+    pub fn open(root: &Path) -> Result<FsStore> {
         Self::open_at(root, Duration::ZERO)
     }
 
     /// The store under `root`, shared with other hosts: only temporary
     /// files untouched for [`STALE_TMP`] are removed (a live host's are
     /// written to as it goes).
-    pub fn open_shared(root: &Path) -> Result<BlobStore> {
+    pub fn open_shared(root: &Path) -> Result<FsStore> {
         Self::open_at(root, STALE_TMP)
     }
 
-    fn open_at(root: &Path, stale: Duration) -> Result<BlobStore> {
+    fn open_at(root: &Path, stale: Duration) -> Result<FsStore> {
         for d in ["blobs/sha256", "blobs/sha512", "tmp", "uploads"] {
             fs::create_dir_all(root.join(d))?;
         }
@@ -144,7 +92,7 @@ impl BlobStore {
         }
         let tmp = root.join("tmp").join(random_id());
         fs::create_dir_all(&tmp)?;
-        Ok(BlobStore {
+        Ok(FsStore {
             root: root.to_path_buf(),
             tmp,
             uploads: Mutex::new(HashMap::new()),
@@ -168,7 +116,7 @@ impl BlobStore {
         Ok(self.root.join("uploads").join(id))
     }
 
-    fn parse(digest: &str) -> Result<Digest, BlobError> {
+    pub(super) fn parse(digest: &str) -> Result<Digest, BlobError> {
         Digest::parse(digest).map_err(|_| BlobError::Invalid(format!("invalid digest {digest:?}")))
     }
 
@@ -522,15 +470,27 @@ async fn ingest(
     .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
 }
 
-pub fn random_id() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("system randomness");
-    hex::encode(b)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::{Blobs, contract};
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn contract_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Blobs::Fs(FsStore::open(dir.path()).unwrap());
+        contract::blobs_are_published_whole_and_verified(&s).await;
+        let dir = tempfile::tempdir().unwrap();
+        contract::list_pages_in_digest_order(&Blobs::Fs(FsStore::open(dir.path()).unwrap())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn contract_uploads_across_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Blobs::Fs(FsStore::open_shared(dir.path()).unwrap());
+        let b = Blobs::Fs(FsStore::open_shared(dir.path()).unwrap());
+        contract::uploads_resume_across_hosts(&a, &b).await;
+    }
 
     async fn feed(chunks: Vec<&'static [u8]>) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(chunks.len().max(1));
@@ -545,7 +505,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn list_pages_in_digest_order_and_verify_rehashes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(dir.path()).unwrap();
+        let s = FsStore::open(dir.path()).unwrap();
         let mut digests = Vec::new();
         for data in [&b"one"[..], b"two", b"three", b"four"] {
             let info = s
@@ -581,7 +541,7 @@ mod tests {
     #[tokio::test]
     async fn put_verifies_and_publishes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(dir.path()).unwrap();
+        let s = FsStore::open(dir.path()).unwrap();
         let bad = s
             .put(
                 feed(vec![b"hello"]).await,
@@ -621,7 +581,7 @@ mod tests {
     #[tokio::test]
     async fn uploads_resume_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(dir.path()).unwrap();
+        let s = FsStore::open(dir.path()).unwrap();
         let id = s.create_upload().unwrap();
         assert_eq!(
             s.append(&id, 0, feed(vec![b"he"]).await, 100)
@@ -641,7 +601,7 @@ mod tests {
         ));
         assert_eq!(s.upload_size(&id).unwrap(), 2);
         // A new process has no running hash and re-reads the file.
-        let s = BlobStore::open(dir.path()).unwrap();
+        let s = FsStore::open(dir.path()).unwrap();
         assert_eq!(s.upload_size(&id).unwrap(), 2);
         assert_eq!(
             s.append(&id, 2, feed(vec![b"llo"]).await, 100)
@@ -658,7 +618,7 @@ mod tests {
     #[tokio::test]
     async fn expire_removes_idle_uploads() {
         let dir = tempfile::tempdir().unwrap();
-        let s = BlobStore::open(dir.path()).unwrap();
+        let s = FsStore::open(dir.path()).unwrap();
         let id = s.create_upload().unwrap();
         assert!(s.expire(Duration::from_secs(3600)).unwrap().is_empty());
         assert_eq!(s.expire(Duration::ZERO).unwrap(), vec![id.clone()]);

@@ -1,0 +1,789 @@
+//! Blobs and resumable uploads in an S3-compatible bucket, through the
+//! `object_store` crate (any S3 API: AWS, Garage, Ceph RGW, MinIO…).
+//!
+//! Keys, under the configured `prefix`:
+//! - `blobs/<alg>/<hex>`: published, immutable blobs;
+//! - `uploads/<id>/open`: an upload exists (written at its creation);
+//! - `uploads/<id>/<offset, 20 digits>`: one segment per append, the bytes
+//!   from that offset; an upload's size is where its last segment ends;
+//! - `tmp/<id>`: a blob of unknown digest being written.
+//!
+//! An object becomes visible only whole (a single PUT, or a multipart
+//! upload's completion), so a crash at any moment leaves either no segment
+//! or blob or a complete one. A blob is completed under its digest only
+//! after its bytes hashed to it, natively, as they streamed through.
+//! Multipart uploads a crash left incomplete hold parts that no key shows:
+//! give the bucket a lifecycle rule that aborts incomplete multipart
+//! uploads after a day (S3's `AbortIncompleteMultipartUpload`).
+//!
+//! Memory: each write buffers one part ([`PART`]) and has at most
+//! [`PARTS_IN_FLIGHT`] parts in flight.
+
+use super::{BlobError, BlobInfo, CHUNK, Hasher, random_id};
+use berth_domain::{Algorithm, Digest};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, PutResult,
+    RetryConfig, WriteMultipart,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Size of one part of a multipart write (S3 wants at least 5 MiB for all
+/// parts but the last); smaller objects go in one PUT.
+pub const PART: usize = 16 * 1024 * 1024;
+/// Parts of one write sent at once.
+pub const PARTS_IN_FLIGHT: usize = 2;
+
+/// `[blob_store.default]` with `type = "s3"` in the runtime config.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// `http(s)://host:port` of an S3-compatible server; AWS when none.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Keys go under it (`""`, or ending in `/`), so one bucket can hold
+    /// several registries.
+    pub prefix: String,
+    /// Blob GETs answer `307` to a presigned URL of the bucket valid this
+    /// long (what Distribution's redirect middleware does), for clients
+    /// that reach the bucket; none: bytes go through Berth.
+    pub redirect: Option<Duration>,
+}
+
+/// The sha256 state of an upload whose segments this process wrote, with
+/// their ETags: finishing trusts it only if the bucket still holds exactly
+/// those segments (another host may have appended or rewritten one).
+struct RunningHash {
+    size: u64,
+    hasher: Hasher,
+    etags: Vec<Option<String>>,
+}
+
+pub struct S3Store {
+    store: Arc<AmazonS3>,
+    prefix: String,
+    redirect: Option<Duration>,
+    /// Upload id → lock serialising this process's appends, and the
+    /// running hash if known.
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<RunningHash>>>>>,
+}
+
+fn backend(e: object_store::Error) -> BlobError {
+    match e {
+        object_store::Error::NotFound { .. } => BlobError::NotFound,
+        e => BlobError::Io(std::io::Error::other(e)),
+    }
+}
+
+/// One segment of an upload, as listed.
+struct Segment {
+    offset: u64,
+    size: u64,
+    path: Path,
+    etag: Option<String>,
+}
+
+impl S3Store {
+    /// Connects and checks that the bucket answers with these credentials.
+    pub async fn open(c: &S3Config) -> anyhow::Result<S3Store> {
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&c.bucket)
+            .with_region(&c.region)
+            .with_access_key_id(&c.access_key_id)
+            .with_secret_access_key(&c.secret_access_key)
+            .with_retry(RetryConfig {
+                max_retries: 5,
+                retry_timeout: Duration::from_secs(60),
+                ..Default::default()
+            })
+            // A read streams for as long as the client takes: no overall
+            // deadline, but connecting must be quick.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout_disabled()
+                    .with_connect_timeout(Duration::from_secs(5)),
+            );
+        if let Some(e) = &c.endpoint {
+            b = b
+                .with_endpoint(e)
+                .with_allow_http(e.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let store = b
+            .build()
+            .map_err(|e| anyhow::anyhow!("[blob_store.default]: {e}"))?;
+        let s = S3Store {
+            store: Arc::new(store),
+            prefix: c.prefix.clone(),
+            redirect: c.redirect,
+            uploads: Mutex::new(HashMap::new()),
+        };
+        s.store
+            .list_with_delimiter(Some(&s.path("blobs")))
+            .await
+            .map_err(|e| anyhow::anyhow!("bucket {} does not answer: {e}", c.bucket))?;
+        Ok(s)
+    }
+
+    fn path(&self, rest: &str) -> Path {
+        Path::from(format!("{}{rest}", self.prefix))
+    }
+
+    fn blob_path(&self, digest: &Digest) -> Path {
+        self.path(&format!(
+            "blobs/{}/{}",
+            digest.algorithm().name(),
+            digest.hex()
+        ))
+    }
+
+    fn upload_dir(&self, id: &str) -> Result<Path, BlobError> {
+        // Ids are ours (hex); anything else names no upload.
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BlobError::NotFound);
+        }
+        Ok(self.path(&format!("uploads/{id}")))
+    }
+
+    pub async fn stat(&self, digest: &str) -> Result<Option<u64>, BlobError> {
+        let path = self.blob_path(&super::fs::FsStore::parse(digest)?);
+        match self.store.head(&path).await {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    pub async fn read(
+        &self,
+        digest: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<mpsc::Receiver<std::io::Result<Bytes>>, BlobError> {
+        let path = self.blob_path(&super::fs::FsStore::parse(digest)?);
+        let range = match length {
+            Some(0) => Some(GetRange::Bounded(offset..offset)),
+            Some(l) => Some(GetRange::Bounded(offset..offset.saturating_add(l))),
+            None if offset > 0 => Some(GetRange::Offset(offset)),
+            None => None,
+        };
+        let (tx, rx) = mpsc::channel(2);
+        let empty = matches!(range, Some(GetRange::Bounded(ref r)) if r.is_empty());
+        let got = if empty {
+            None
+        } else {
+            let opts = GetOptions {
+                range: range.clone(),
+                ..Default::default()
+            };
+            match self.store.get_opts(&path, opts).await {
+                Ok(g) => Some(g),
+                Err(object_store::Error::NotFound { .. }) => return Err(BlobError::NotFound),
+                // A range past the end: nothing to send, as from a file.
+                Err(e) if range.is_some() => match self.store.head(&path).await {
+                    Ok(m) if m.size <= offset => None,
+                    Ok(_) => return Err(backend(e)),
+                    Err(e) => return Err(backend(e)),
+                },
+                Err(e) => return Err(backend(e)),
+            }
+        };
+        if got.is_none() {
+            // Exists, nothing to send.
+            self.store.head(&path).await.map_err(backend)?;
+            return Ok(rx);
+        }
+        let mut stream = got.expect("checked").into_stream();
+        tokio::spawn(async move {
+            // Network reads come in small pieces: pass them on in chunks
+            // of CHUNK, so each crossing into the component carries a lot.
+            let mut buf = BytesMut::new();
+            while let Some(next) = stream.next().await {
+                match next {
+                    Ok(b) => {
+                        buf.extend_from_slice(&b);
+                        if buf.len() >= CHUNK && tx.send(Ok(buf.split().freeze())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e))).await;
+                        return;
+                    }
+                }
+            }
+            if !buf.is_empty() {
+                let _ = tx.send(Ok(buf.freeze())).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    /// A presigned GET of the blob, valid for `ttl`, when redirects are on.
+    pub async fn direct_url(
+        &self,
+        digest: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, BlobError> {
+        if self.redirect.is_none() {
+            return Ok(None);
+        }
+        let path = self.blob_path(&super::fs::FsStore::parse(digest)?);
+        let url = self
+            .store
+            .signed_url(http::Method::GET, &path, ttl)
+            .await
+            .map_err(backend)?;
+        Ok(Some(url.to_string()))
+    }
+
+    pub async fn put(
+        &self,
+        mut rx: mpsc::Receiver<Bytes>,
+        expected: Option<String>,
+        alg: Algorithm,
+        max: u64,
+    ) -> Result<BlobInfo, BlobError> {
+        let expected = expected
+            .map(|e| super::fs::FsStore::parse(&e))
+            .transpose()?;
+        let alg = expected.as_ref().map_or(alg, Digest::algorithm);
+        // A known digest is written under its own key, completed only once
+        // the bytes proved it; an unknown one goes through tmp/.
+        let target = match &expected {
+            Some(d) => self.blob_path(d),
+            None => self.path(&format!("tmp/{}", random_id())),
+        };
+        let mut w = Writer::new(self.store.clone(), target.clone());
+        let mut hasher = Hasher::new(alg);
+        let mut size = 0u64;
+        while let Some(chunk) = rx.recv().await {
+            size += chunk.len() as u64;
+            if size > max {
+                w.abort().await;
+                return Err(BlobError::TooLarge(max));
+            }
+            hasher.update(&chunk);
+            if let Err(e) = w.put(chunk).await {
+                w.abort().await;
+                return Err(backend(e));
+            }
+        }
+        let digest = hasher.finish();
+        if let Some(exp) = &expected
+            && exp.as_str() != digest
+        {
+            w.abort().await;
+            return Err(BlobError::DigestMismatch(digest));
+        }
+        w.finish().await.map_err(backend)?;
+        if expected.is_none() {
+            let to = self.blob_path(&super::fs::FsStore::parse(&digest)?);
+            let copied = self.publish_copy(&target, &to).await;
+            let _ = self.store.delete(&target).await;
+            copied?;
+        }
+        Ok(BlobInfo { digest, size })
+    }
+
+    /// Copies a complete object to a blob's key, unless the blob is there
+    /// already (same digest, same bytes).
+    async fn publish_copy(&self, from: &Path, to: &Path) -> Result<(), BlobError> {
+        match self.store.head(to).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => {
+                self.store.copy(from, to).await.map_err(backend)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    pub async fn delete(&self, digest: &str) -> Result<bool, BlobError> {
+        let path = self.blob_path(&super::fs::FsStore::parse(digest)?);
+        match self.store.head(&path).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(backend(e)),
+        }
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    /// Stored blobs in digest order after `after`: the bucket lists keys
+    /// in byte order, and `blobs/<alg>/<hex>` sorts as `<alg>:<hex>`.
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<BlobInfo>, BlobError> {
+        let root = self.path("blobs");
+        let mut stream = match after {
+            Some(a) => {
+                let offset = self.path(&format!("blobs/{}", a.replacen(':', "/", 1)));
+                self.store.list_with_offset(Some(&root), &offset)
+            }
+            None => self.store.list(Some(&root)),
+        };
+        let mut out = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(backend)?;
+            let parts: Vec<_> = meta.location.parts().collect();
+            let [.., alg, hex] = parts.as_slice() else {
+                continue;
+            };
+            let digest = format!("{}:{}", alg.as_ref(), hex.as_ref());
+            if Digest::parse(&digest).is_err() || after.is_some_and(|a| digest.as_str() <= a) {
+                continue;
+            }
+            out.push(BlobInfo {
+                digest,
+                size: meta.size,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn verify(&self, digest: &str) -> Result<Option<String>, BlobError> {
+        let d = super::fs::FsStore::parse(digest)?;
+        let got = match self.store.get(&self.blob_path(&d)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(backend(e)),
+        };
+        let mut hasher = Hasher::new(d.algorithm());
+        let mut stream = got.into_stream();
+        while let Some(b) = stream.next().await {
+            hasher.update(&b.map_err(backend)?);
+        }
+        Ok(Some(hasher.finish()))
+    }
+
+    pub async fn create_upload(&self) -> Result<String, BlobError> {
+        let id = random_id();
+        let open = Path::from(format!("{}/open", self.upload_dir(&id)?));
+        self.store
+            .put(&open, PutPayload::default())
+            .await
+            .map_err(backend)?;
+        self.uploads.lock().unwrap().insert(
+            id.clone(),
+            Arc::new(tokio::sync::Mutex::new(Some(RunningHash {
+                size: 0,
+                hasher: Hasher::new(Algorithm::Sha256),
+                etags: Vec::new(),
+            }))),
+        );
+        Ok(id)
+    }
+
+    fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<Option<RunningHash>>> {
+        self.uploads
+            .lock()
+            .unwrap()
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
+            .clone()
+    }
+
+    /// An upload's segments in offset order, and its size; `NotFound`
+    /// when it does not exist.
+    async fn segments(&self, id: &str) -> Result<(Vec<Segment>, u64), BlobError> {
+        let dir = self.upload_dir(id)?;
+        let mut listed = self.store.list(Some(&dir));
+        let mut open = false;
+        let mut segments = Vec::new();
+        while let Some(meta) = listed.next().await {
+            let meta = meta.map_err(backend)?;
+            match meta.location.filename().map(|n| n.parse::<u64>()) {
+                Some(Ok(offset)) => segments.push(Segment {
+                    offset,
+                    size: meta.size,
+                    path: meta.location,
+                    etag: meta.e_tag,
+                }),
+                _ if meta.location.filename() == Some("open") => open = true,
+                _ => {}
+            }
+        }
+        if !open && segments.is_empty() {
+            return Err(BlobError::NotFound);
+        }
+        segments.sort_by_key(|s| s.offset);
+        let mut size = 0;
+        for s in &segments {
+            if s.offset != size {
+                return Err(BlobError::Io(std::io::Error::other(format!(
+                    "upload {id} has a gap at offset {size}"
+                ))));
+            }
+            size += s.size;
+        }
+        Ok((segments, size))
+    }
+
+    pub async fn upload_size(&self, id: &str) -> Result<u64, BlobError> {
+        Ok(self.segments(id).await?.1)
+    }
+
+    /// Appends one segment. Durable when it returns (the object is
+    /// complete in the bucket).
+    pub async fn append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut rx: mpsc::Receiver<Bytes>,
+        max: u64,
+    ) -> Result<u64, BlobError> {
+        let dir = self.upload_dir(id)?;
+        let lock = self.upload_lock(id);
+        let mut running = lock.lock().await;
+        let (segments, size) = self.segments(id).await?;
+        if offset != size {
+            return Err(BlobError::BadOffset(size));
+        }
+        let listed: Vec<Option<String>> = segments.iter().map(|s| s.etag.clone()).collect();
+        let mut hash = running
+            .take()
+            .filter(|r| r.size == size && r.etags == listed);
+        let mut w = Writer::new(
+            self.store.clone(),
+            Path::from(format!("{dir}/{offset:020}")),
+        );
+        let mut new_size = size;
+        while let Some(chunk) = rx.recv().await {
+            new_size += chunk.len() as u64;
+            if new_size > max {
+                // No segment: the upload keeps its size.
+                w.abort().await;
+                *running = hash;
+                return Err(BlobError::TooLarge(max));
+            }
+            if let Some(r) = hash.as_mut() {
+                r.hasher.update(&chunk);
+            }
+            if let Err(e) = w.put(chunk).await {
+                w.abort().await;
+                return Err(backend(e));
+            }
+        }
+        if new_size == size {
+            w.abort().await;
+            *running = hash;
+            return Ok(size);
+        }
+        let put = w.finish().await.map_err(backend)?;
+        *running = hash.map(|mut r| {
+            r.size = new_size;
+            r.etags.push(put.e_tag);
+            r
+        });
+        Ok(new_size)
+    }
+
+    /// Verifies an upload against `digest` and publishes it: one segment
+    /// whose hash this host kept is copied inside the bucket; otherwise
+    /// the segments stream through, hashed, into the blob's key, completed
+    /// only if they match.
+    pub async fn finish(&self, id: &str, digest: &str) -> Result<BlobInfo, BlobError> {
+        let expected = super::fs::FsStore::parse(digest)?;
+        let lock = self.upload_lock(id);
+        let mut running = lock.lock().await;
+        let (segments, size) = self.segments(id).await?;
+        let listed: Vec<Option<String>> = segments.iter().map(|s| s.etag.clone()).collect();
+        let known = running
+            .take()
+            .filter(|r| {
+                r.size == size && r.etags == listed && expected.algorithm() == Algorithm::Sha256
+            })
+            .map(|r| r.hasher.finish());
+        let to = self.blob_path(&expected);
+        let result = match known {
+            Some(computed) if computed != expected.as_str() => {
+                Err(BlobError::DigestMismatch(computed))
+            }
+            Some(_) if segments.len() == 1 => self.publish_copy(&segments[0].path, &to).await,
+            _ => self.concatenate(&segments, &expected, &to).await,
+        };
+        let result = result.map(|_| BlobInfo {
+            digest: expected.as_str().to_string(),
+            size,
+        });
+        // Published or refused: the upload is done either way (a backend
+        // failure keeps it, to be finished again).
+        if !matches!(result, Err(BlobError::Io(_))) {
+            self.remove_upload(id).await?;
+        }
+        drop(running);
+        self.uploads.lock().unwrap().remove(id);
+        result
+    }
+
+    /// Streams `segments` in order into `to`, hashing; completes the write
+    /// only if they hash to `expected`. A blob already stored is only
+    /// hashed against.
+    async fn concatenate(
+        &self,
+        segments: &[Segment],
+        expected: &Digest,
+        to: &Path,
+    ) -> Result<(), BlobError> {
+        let exists = match self.store.head(to).await {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(e) => return Err(backend(e)),
+        };
+        let mut w = (!exists).then(|| Writer::new(self.store.clone(), to.clone()));
+        let mut hasher = Hasher::new(expected.algorithm());
+        for s in segments {
+            let mut stream = self
+                .store
+                .get(&s.path)
+                .await
+                .map_err(backend)?
+                .into_stream();
+            while let Some(b) = stream.next().await {
+                let b = b.map_err(backend)?;
+                hasher.update(&b);
+                if let Some(w) = w.as_mut()
+                    && let Err(e) = w.put(b).await
+                {
+                    w.abort().await;
+                    return Err(backend(e));
+                }
+            }
+        }
+        let computed = hasher.finish();
+        if computed != expected.as_str() {
+            if let Some(mut w) = w {
+                w.abort().await;
+            }
+            return Err(BlobError::DigestMismatch(computed));
+        }
+        if let Some(w) = w {
+            w.finish().await.map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    async fn remove_upload(&self, id: &str) -> Result<(), BlobError> {
+        let dir = self.upload_dir(id)?;
+        let mut listed = self.store.list(Some(&dir));
+        while let Some(meta) = listed.next().await {
+            match self.store.delete(&meta.map_err(backend)?.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn abort(&self, id: &str) -> Result<(), BlobError> {
+        self.segments(id).await?;
+        self.uploads.lock().unwrap().remove(id);
+        self.remove_upload(id).await
+    }
+
+    /// Removes uploads whose newest object is older than `idle`.
+    pub async fn expire(&self, idle: Duration) -> Result<Vec<String>, BlobError> {
+        let root = self.path("uploads");
+        let mut newest: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
+        let mut listed = self.store.list(Some(&root));
+        while let Some(meta) = listed.next().await {
+            let meta = meta.map_err(backend)?;
+            let parts: Vec<_> = meta.location.parts().collect();
+            let [.., id, _] = parts.as_slice() else {
+                continue;
+            };
+            let t = newest
+                .entry(id.as_ref().to_string())
+                .or_insert(meta.last_modified);
+            *t = (*t).max(meta.last_modified);
+        }
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(idle).unwrap_or_default();
+        let mut removed = Vec::new();
+        for (id, t) in newest {
+            if t <= cutoff {
+                self.uploads.lock().unwrap().remove(&id);
+                self.remove_upload(&id).await?;
+                removed.push(id);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Writes one object: a single PUT when it fits in one part, a multipart
+/// upload otherwise (at most [`PARTS_IN_FLIGHT`] parts at once). Nothing
+/// is visible under the key until [`Writer::finish`]; [`Writer::abort`]
+/// leaves nothing behind.
+struct Writer {
+    store: Arc<AmazonS3>,
+    path: Path,
+    buffer: Vec<Bytes>,
+    buffered: usize,
+    multipart: Option<WriteMultipart>,
+}
+
+impl Writer {
+    fn new(store: Arc<AmazonS3>, path: Path) -> Writer {
+        Writer {
+            store,
+            path,
+            buffer: Vec::new(),
+            buffered: 0,
+            multipart: None,
+        }
+    }
+
+    async fn put(&mut self, bytes: Bytes) -> object_store::Result<()> {
+        if let Some(m) = self.multipart.as_mut() {
+            m.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            m.put(bytes);
+            return Ok(());
+        }
+        self.buffered += bytes.len();
+        self.buffer.push(bytes);
+        if self.buffered >= PART {
+            let upload = self.store.put_multipart(&self.path).await?;
+            let mut m = WriteMultipart::new_with_chunk_size(upload, PART);
+            for b in self.buffer.drain(..) {
+                m.put(b);
+            }
+            self.buffered = 0;
+            self.multipart = Some(m);
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> object_store::Result<PutResult> {
+        match self.multipart {
+            Some(m) => m.finish().await,
+            None => {
+                let payload: PutPayload = self.buffer.into_iter().collect();
+                self.store.put(&self.path, payload).await
+            }
+        }
+    }
+
+    async fn abort(&mut self) {
+        if let Some(m) = self.multipart.take() {
+            // Best effort: a part left behind is what the bucket's
+            // lifecycle rule removes.
+            let _ = m.abort().await;
+        }
+        self.buffer.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The contract on a real S3-compatible server: `BERTH_TEST_S3` is
+    //! `http://<key id>:<secret>@<host>:<port>/<bucket>` (make test starts
+    //! Garage and sets it). Each test writes under a prefix of its own.
+    use super::super::{Blobs, contract};
+    use super::*;
+
+    fn config(redirect: Option<Duration>) -> S3Config {
+        let url = std::env::var("BERTH_TEST_S3")
+            .expect("BERTH_TEST_S3: an S3 server for these tests (make test starts Garage)");
+        let (scheme, rest) = url
+            .split_once("://")
+            .expect("http://key:secret@host:port/bucket");
+        let (creds, rest) = rest.rsplit_once('@').expect("key:secret@");
+        let (key, secret) = creds.split_once(':').expect("key:secret");
+        let (host, bucket) = rest.split_once('/').expect("/bucket");
+        S3Config {
+            endpoint: Some(format!("{scheme}://{host}")),
+            region: "garage".into(),
+            bucket: bucket.into(),
+            access_key_id: key.into(),
+            secret_access_key: secret.into(),
+            prefix: format!("contract-{}/", random_id()),
+            redirect,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs an S3 server (BERTH_TEST_S3); make test runs it"]
+    async fn contract_blobs() {
+        let s = Blobs::S3(S3Store::open(&config(None)).await.unwrap());
+        contract::blobs_are_published_whole_and_verified(&s).await;
+        contract::list_pages_in_digest_order(&Blobs::S3(
+            S3Store::open(&config(None)).await.unwrap(),
+        ))
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs an S3 server (BERTH_TEST_S3); make test runs it"]
+    async fn contract_uploads_across_hosts() {
+        let c = config(None);
+        let a = Blobs::S3(S3Store::open(&c).await.unwrap());
+        let b = Blobs::S3(S3Store::open(&c).await.unwrap());
+        contract::uploads_resume_across_hosts(&a, &b).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs an S3 server (BERTH_TEST_S3); make test runs it"]
+    async fn presigned_urls_read_the_blob_and_nothing_else() {
+        let s = Blobs::S3(
+            S3Store::open(&config(Some(Duration::from_secs(60))))
+                .await
+                .unwrap(),
+        );
+        let data = contract::bytes(1000, 9);
+        let info = s
+            .put(
+                contract::feed(vec![data.clone()]).await,
+                None,
+                Algorithm::Sha256,
+                10_000,
+            )
+            .await
+            .unwrap();
+        let url = s
+            .direct_url(&info.digest, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let got = client.get(&url).send().await.unwrap();
+        assert_eq!(got.status(), 200);
+        assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
+        // A range goes along with the redirected request.
+        let got = client
+            .get(&url)
+            .header("range", "bytes=10-19")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 206);
+        assert_eq!(got.bytes().await.unwrap().as_ref(), &data[10..20]);
+        // The signature covers the key: another key is refused.
+        let other = url.replace(&info.digest[7..17], "0000000000");
+        assert_eq!(client.get(&other).send().await.unwrap().status(), 403);
+        // Without redirects configured, none.
+        let plain = Blobs::S3(S3Store::open(&config(None)).await.unwrap());
+        assert_eq!(
+            plain
+                .direct_url(&info.digest, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+}
