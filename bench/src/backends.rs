@@ -114,10 +114,12 @@ impl Backends {
                 .await
                 .context("connecting to BERTH_TEST_POSTGRES_URL")?;
             tokio::spawn(conn);
+            // One statement each: DROP DATABASE refuses a transaction.
             client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-                ))
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await?;
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
                 .await?;
             let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
             text += &format!(

@@ -121,18 +121,21 @@ pub async fn start(req: &Incoming, name: &str) -> Result<Reply, OciError> {
         {
             return Err(OciError::too_large("blob", max));
         }
-        // Received as a one-request upload, so a body that breaks off
-        // publishes nothing, even if what arrived hashed right: the bytes
-        // become a blob only once the body is known whole.
-        let id = uploads::create().await.map_err(fault)?;
-        if let Err(e) = append_body(req, &id, 0, max).await {
-            let _ = uploads::abort(id).await;
-            return Err(e);
-        }
+        // One request, one blob, stored straight under its digest: the
+        // bytes are kept only if they hash to it, so a body that breaks
+        // off publishes nothing. Pinned first, as for a finished upload,
+        // so a collection that starts meanwhile leaves the bytes alone.
         pin(name, digest.as_str()).await?;
-        let info = uploads::finish(id, digest.to_string())
-            .await
-            .map_err(|e| store_error(e, max))?;
+        let (body, end) = req.body_stream();
+        let put = blobs::put(
+            body,
+            Some(digest.to_string()),
+            blobs::DigestAlgorithm::Sha256,
+            max,
+        )
+        .await;
+        end.complete().await?;
+        let info = put.map_err(|e| store_error(e, max))?;
         link(name, &info.digest, info.size).await?;
         return Ok(created(name, &info.digest));
     }

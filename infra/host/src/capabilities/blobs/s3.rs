@@ -263,17 +263,31 @@ impl S3Store {
             Some(d) => self.blob_path(d),
             None => self.path(&format!("tmp/{}", random_id())),
         };
-        let mut w = Writer::new(self.store.clone(), target.clone());
+        // A blob stored already is only hashed against (its bytes are
+        // the same), not written again.
+        let stored = match &expected {
+            Some(_) => match self.store.head(&target).await {
+                Ok(_) => true,
+                Err(object_store::Error::NotFound { .. }) => false,
+                Err(e) => return Err(backend(e)),
+            },
+            None => false,
+        };
+        let mut w = (!stored).then(|| Writer::new(self.store.clone(), target.clone()));
         let mut hasher = Hasher::new(alg);
         let mut size = 0u64;
         while let Some(chunk) = rx.recv().await {
             size += chunk.len() as u64;
             if size > max {
-                w.abort().await;
+                if let Some(w) = w.as_mut() {
+                    w.abort().await;
+                }
                 return Err(BlobError::TooLarge(max));
             }
             hasher.update(&chunk);
-            if let Err(e) = w.put(chunk).await {
+            if let Some(w) = w.as_mut()
+                && let Err(e) = w.put(chunk).await
+            {
                 w.abort().await;
                 return Err(backend(e));
             }
@@ -282,10 +296,14 @@ impl S3Store {
         if let Some(exp) = &expected
             && exp.as_str() != digest
         {
-            w.abort().await;
+            if let Some(mut w) = w {
+                w.abort().await;
+            }
             return Err(BlobError::DigestMismatch(digest));
         }
-        w.finish().await.map_err(backend)?;
+        if let Some(w) = w {
+            w.finish().await.map_err(backend)?;
+        }
         if expected.is_none() {
             let to = self.blob_path(&super::fs::FsStore::parse(&digest)?);
             let copied = self.publish_copy(&target, &to).await;
@@ -523,9 +541,12 @@ impl S3Store {
             size,
         });
         // Published or refused: the upload is done either way (a backend
-        // failure keeps it, to be finished again).
+        // failure keeps it, to be finished again). What was listed goes,
+        // without listing again.
         if !matches!(result, Err(BlobError::Io(_))) {
-            self.remove_upload(id).await?;
+            let mut paths: Vec<Path> = segments.into_iter().map(|s| s.path).collect();
+            paths.push(Path::from(format!("{}/open", self.upload_dir(id)?)));
+            self.delete_all(paths).await?;
         }
         drop(running);
         self.uploads.lock().unwrap().remove(id);
@@ -581,10 +602,21 @@ impl S3Store {
 
     async fn remove_upload(&self, id: &str) -> Result<(), BlobError> {
         let dir = self.upload_dir(id)?;
+        let mut paths = Vec::new();
         let mut listed = self.store.list(Some(&dir));
         while let Some(meta) = listed.next().await {
-            match self.store.delete(&meta.map_err(backend)?.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            paths.push(meta.map_err(backend)?.location);
+        }
+        self.delete_all(paths).await
+    }
+
+    /// Deletes `paths` (in bulk requests where the store has them).
+    async fn delete_all(&self, paths: Vec<Path>) -> Result<(), BlobError> {
+        let locations = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let mut deleted = self.store.delete_stream(locations);
+        while let Some(d) = deleted.next().await {
+            match d {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(backend(e)),
             }
         }
