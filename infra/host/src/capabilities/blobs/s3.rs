@@ -27,8 +27,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, PutResult,
-    RetryConfig, WriteMultipart,
+    ClientConfigKey, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload,
+    PutResult, RetryConfig, WriteMultipart,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +40,11 @@ use tokio::sync::mpsc;
 pub const PART: usize = 16 * 1024 * 1024;
 /// Parts of one write sent at once.
 pub const PARTS_IN_FLIGHT: usize = 2;
+/// The longest any request but a blob read may take (a part, a copy of a
+/// large blob inside the bucket).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest a blob read may wait for its next bytes.
+pub const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `[blob_store.default]` with `type = "s3"` in the runtime config.
 #[derive(Debug, Clone)]
@@ -69,7 +74,13 @@ struct RunningHash {
 }
 
 pub struct S3Store {
+    /// Every request but reads of blob bytes: each must end within
+    /// [`REQUEST_TIMEOUT`], so a server that stops answering fails the
+    /// request rather than holding it for good.
     store: Arc<AmazonS3>,
+    /// Reads of blob bytes, which stream as long as the client takes: no
+    /// overall deadline, but [`READ_IDLE_TIMEOUT`] without a byte fails.
+    reader: AmazonS3,
     prefix: String,
     redirect: Option<Duration>,
     /// Upload id → lock serialising this process's appends, and the
@@ -95,6 +106,33 @@ struct Segment {
 impl S3Store {
     /// Connects and checks that the bucket answers with these credentials.
     pub async fn open(c: &S3Config) -> anyhow::Result<S3Store> {
+        let options = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(REQUEST_TIMEOUT);
+        let read_options = ClientOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout_disabled()
+            .with_config(
+                ClientConfigKey::ReadTimeout,
+                format!("{}s", READ_IDLE_TIMEOUT.as_secs()),
+            );
+        let store = Self::client(c, options)?;
+        let reader = Self::client(c, read_options)?;
+        let s = S3Store {
+            store: Arc::new(store),
+            reader,
+            prefix: c.prefix.clone(),
+            redirect: c.redirect,
+            uploads: Mutex::new(HashMap::new()),
+        };
+        s.store
+            .list_with_delimiter(Some(&s.path("blobs")))
+            .await
+            .map_err(|e| anyhow::anyhow!("bucket {} does not answer: {e}", c.bucket))?;
+        Ok(s)
+    }
+
+    fn client(c: &S3Config, options: ClientOptions) -> anyhow::Result<AmazonS3> {
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&c.bucket)
             .with_region(&c.region)
@@ -105,33 +143,15 @@ impl S3Store {
                 retry_timeout: Duration::from_secs(60),
                 ..Default::default()
             })
-            // A read streams for as long as the client takes: no overall
-            // deadline, but connecting must be quick.
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout_disabled()
-                    .with_connect_timeout(Duration::from_secs(5)),
-            );
+            .with_client_options(options);
         if let Some(e) = &c.endpoint {
             b = b
                 .with_endpoint(e)
                 .with_allow_http(e.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
         }
-        let store = b
-            .build()
-            .map_err(|e| anyhow::anyhow!("[blob_store.default]: {e}"))?;
-        let s = S3Store {
-            store: Arc::new(store),
-            prefix: c.prefix.clone(),
-            redirect: c.redirect,
-            uploads: Mutex::new(HashMap::new()),
-        };
-        s.store
-            .list_with_delimiter(Some(&s.path("blobs")))
-            .await
-            .map_err(|e| anyhow::anyhow!("bucket {} does not answer: {e}", c.bucket))?;
-        Ok(s)
+        b.build()
+            .map_err(|e| anyhow::anyhow!("[blob_store.default]: {e}"))
     }
 
     fn path(&self, rest: &str) -> Path {
@@ -185,7 +205,7 @@ impl S3Store {
                 range: range.clone(),
                 ..Default::default()
             };
-            match self.store.get_opts(&path, opts).await {
+            match self.reader.get_opts(&path, opts).await {
                 Ok(g) => Some(g),
                 Err(object_store::Error::NotFound { .. }) => return Err(BlobError::NotFound),
                 // A range past the end: nothing to send, as from a file.
@@ -377,7 +397,7 @@ impl S3Store {
 
     pub async fn verify(&self, digest: &str) -> Result<Option<String>, BlobError> {
         let d = super::fs::FsStore::parse(digest)?;
-        let got = match self.store.get(&self.blob_path(&d)).await {
+        let got = match self.reader.get(&self.blob_path(&d)).await {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(backend(e)),
@@ -571,7 +591,7 @@ impl S3Store {
         let mut hasher = Hasher::new(expected.algorithm());
         for s in segments {
             let mut stream = self
-                .store
+                .reader
                 .get(&s.path)
                 .await
                 .map_err(backend)?
