@@ -84,8 +84,10 @@ impl From<BlobError> for StoreError {
             BlobError::DigestMismatch(d) => StoreError::DigestMismatch(d),
             BlobError::BadOffset(n) => StoreError::BadOffset(n),
             BlobError::Io(e) => {
+                // The detail (a path, an S3 endpoint and its answer) is for
+                // the log; clients learn only that storage failed.
                 tracing::error!(error = %e, "blob backend failure");
-                StoreError::Backend(e.to_string())
+                StoreError::Backend("blob storage failed; see the registry's log".into())
             }
         }
     }

@@ -423,6 +423,18 @@ pub(crate) mod contract {
                 .await,
             Err(BlobError::TooLarge(_))
         ));
+        // Refused on the host that took the rest: nothing of it counts
+        // either (its first chunk fitted, the second did not).
+        assert!(matches!(
+            a.append(
+                &id,
+                n,
+                feed(vec![b"ab".to_vec(), part2.clone()]).await,
+                n + 3
+            )
+            .await,
+            Err(BlobError::TooLarge(_))
+        ));
         assert_eq!(a.upload_size(&id).await.unwrap(), n);
         // Nothing to append: nothing changes.
         assert_eq!(
@@ -451,11 +463,17 @@ pub(crate) mod contract {
         );
         assert_eq!(read_all(b, &digest, 0, None).await, whole);
         assert!(matches!(a.upload_size(&id).await, Err(BlobError::NotFound)));
-        // One host throughout: its running hash decides.
+        // One host throughout (the filesystem keeps a running hash), with
+        // a refused append in between that must leave no trace.
         let id = a.create_upload().await.unwrap();
         a.append(&id, 0, feed(vec![b"he".to_vec()]).await, 100)
             .await
             .unwrap();
+        assert!(matches!(
+            a.append(&id, 2, feed(vec![b"x".to_vec(), b"yyyy".to_vec()]).await, 4)
+                .await,
+            Err(BlobError::TooLarge(_))
+        ));
         a.append(&id, 2, feed(vec![b"llo".to_vec()]).await, 100)
             .await
             .unwrap();

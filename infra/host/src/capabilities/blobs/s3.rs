@@ -64,15 +64,6 @@ pub struct S3Config {
     pub redirect: Option<Duration>,
 }
 
-/// The sha256 state of an upload whose segments this process wrote, with
-/// their ETags: finishing trusts it only if the bucket still holds exactly
-/// those segments (another host may have appended or rewritten one).
-struct RunningHash {
-    size: u64,
-    hasher: Hasher,
-    etags: Vec<Option<String>>,
-}
-
 pub struct S3Store {
     /// Every request but reads of blob bytes: each must end within
     /// [`REQUEST_TIMEOUT`], so a server that stops answering fails the
@@ -83,9 +74,8 @@ pub struct S3Store {
     reader: AmazonS3,
     prefix: String,
     redirect: Option<Duration>,
-    /// Upload id → lock serialising this process's appends, and the
-    /// running hash if known.
-    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<RunningHash>>>>>,
+    /// Upload id → lock serialising this process's appends to it.
+    uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn backend(e: object_store::Error) -> BlobError {
@@ -100,7 +90,6 @@ struct Segment {
     offset: u64,
     size: u64,
     path: Path,
-    etag: Option<String>,
 }
 
 impl S3Store {
@@ -417,23 +406,15 @@ impl S3Store {
             .put(&open, PutPayload::default())
             .await
             .map_err(backend)?;
-        self.uploads.lock().unwrap().insert(
-            id.clone(),
-            Arc::new(tokio::sync::Mutex::new(Some(RunningHash {
-                size: 0,
-                hasher: Hasher::new(Algorithm::Sha256),
-                etags: Vec::new(),
-            }))),
-        );
         Ok(id)
     }
 
-    fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<Option<RunningHash>>> {
+    fn upload_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.uploads
             .lock()
             .unwrap()
             .entry(id.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
+            .or_default()
             .clone()
     }
 
@@ -451,7 +432,6 @@ impl S3Store {
                     offset,
                     size: meta.size,
                     path: meta.location,
-                    etag: meta.e_tag,
                 }),
                 _ if meta.location.filename() == Some("open") => open = true,
                 _ => {}
@@ -488,15 +468,17 @@ impl S3Store {
     ) -> Result<u64, BlobError> {
         let dir = self.upload_dir(id)?;
         let lock = self.upload_lock(id);
-        let mut running = lock.lock().await;
-        let (segments, size) = self.segments(id).await?;
+        let _serial = lock.lock().await;
+        let (_, size) = match self.segments(id).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.uploads.lock().unwrap().remove(id);
+                return Err(e);
+            }
+        };
         if offset != size {
             return Err(BlobError::BadOffset(size));
         }
-        let listed: Vec<Option<String>> = segments.iter().map(|s| s.etag.clone()).collect();
-        let mut hash = running
-            .take()
-            .filter(|r| r.size == size && r.etags == listed);
         let mut w = Writer::new(
             self.store.clone(),
             Path::from(format!("{dir}/{offset:020}")),
@@ -507,11 +489,7 @@ impl S3Store {
             if new_size > max {
                 // No segment: the upload keeps its size.
                 w.abort().await;
-                *running = hash;
                 return Err(BlobError::TooLarge(max));
-            }
-            if let Some(r) = hash.as_mut() {
-                r.hasher.update(&chunk);
             }
             if let Err(e) = w.put(chunk).await {
                 w.abort().await;
@@ -520,42 +498,26 @@ impl S3Store {
         }
         if new_size == size {
             w.abort().await;
-            *running = hash;
             return Ok(size);
         }
-        let put = w.finish().await.map_err(backend)?;
-        *running = hash.map(|mut r| {
-            r.size = new_size;
-            r.etags.push(put.e_tag);
-            r
-        });
+        w.finish().await.map_err(backend)?;
         Ok(new_size)
     }
 
-    /// Verifies an upload against `digest` and publishes it: one segment
-    /// whose hash this host kept is copied inside the bucket; otherwise
-    /// the segments stream through, hashed, into the blob's key, completed
-    /// only if they match.
+    /// Verifies an upload against `digest` and publishes it: the segments
+    /// stream through once, hashed, into the blob's key, completed only if
+    /// they match. What is published is always what was hashed: a segment
+    /// another host rewrote meanwhile can make the digest fail, never make
+    /// a blob hold other bytes than its digest says. (A copy inside the
+    /// bucket would spare the bytes the trip, but could copy a segment
+    /// rewritten after it was hashed.)
     pub async fn finish(&self, id: &str, digest: &str) -> Result<BlobInfo, BlobError> {
         let expected = super::fs::FsStore::parse(digest)?;
         let lock = self.upload_lock(id);
-        let mut running = lock.lock().await;
+        let serial = lock.lock().await;
         let (segments, size) = self.segments(id).await?;
-        let listed: Vec<Option<String>> = segments.iter().map(|s| s.etag.clone()).collect();
-        let known = running
-            .take()
-            .filter(|r| {
-                r.size == size && r.etags == listed && expected.algorithm() == Algorithm::Sha256
-            })
-            .map(|r| r.hasher.finish());
         let to = self.blob_path(&expected);
-        let result = match known {
-            Some(computed) if computed != expected.as_str() => {
-                Err(BlobError::DigestMismatch(computed))
-            }
-            Some(_) if segments.len() == 1 => self.publish_copy(&segments[0].path, &to).await,
-            _ => self.concatenate(&segments, &expected, &to).await,
-        };
+        let result = self.concatenate(&segments, &expected, &to).await;
         let result = result.map(|_| BlobInfo {
             digest: expected.as_str().to_string(),
             size,
@@ -568,7 +530,7 @@ impl S3Store {
             paths.push(Path::from(format!("{}/open", self.upload_dir(id)?)));
             self.delete_all(paths).await?;
         }
-        drop(running);
+        drop(serial);
         self.uploads.lock().unwrap().remove(id);
         result
     }
