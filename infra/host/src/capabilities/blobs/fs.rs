@@ -539,7 +539,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn put_verifies_and_publishes() {
+    async fn refused_puts_leave_no_temporary_files() {
+        // (What a put publishes is the contract's; this is the directory's.)
         let dir = tempfile::tempdir().unwrap();
         let s = FsStore::open(dir.path()).unwrap();
         let bad = s
@@ -551,68 +552,12 @@ mod tests {
             )
             .await;
         assert!(matches!(bad, Err(BlobError::DigestMismatch(d)) if d == HELLO));
-        assert_eq!(s.stat(HELLO).unwrap(), None);
-        let info = s
-            .put(
-                feed(vec![b"hel", b"lo"]).await,
-                Some(HELLO.into()),
-                Algorithm::Sha256,
-                100,
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            info,
-            BlobInfo {
-                digest: HELLO.into(),
-                size: 5
-            }
-        );
-        assert_eq!(s.stat(HELLO).unwrap(), Some(5));
         assert!(matches!(
             s.put(feed(vec![b"hello"]).await, None, Algorithm::Sha256, 4)
                 .await,
             Err(BlobError::TooLarge(4))
         ));
-        // Nothing half-written is left behind.
         assert_eq!(fs::read_dir(&s.tmp).unwrap().count(), 0);
-    }
-
-    #[tokio::test]
-    async fn uploads_resume_across_restarts() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = FsStore::open(dir.path()).unwrap();
-        let id = s.create_upload().unwrap();
-        assert_eq!(
-            s.append(&id, 0, feed(vec![b"he"]).await, 100)
-                .await
-                .unwrap(),
-            2
-        );
-        assert!(matches!(
-            s.append(&id, 0, feed(vec![b"xx"]).await, 100).await,
-            Err(BlobError::BadOffset(2))
-        ));
-        // Past the limit: refused, and the upload keeps its size.
-        assert!(matches!(
-            s.append(&id, 2, feed(vec![b"llo", b"world"]).await, 6)
-                .await,
-            Err(BlobError::TooLarge(6))
-        ));
-        assert_eq!(s.upload_size(&id).unwrap(), 2);
-        // A new process has no running hash and re-reads the file.
-        let s = FsStore::open(dir.path()).unwrap();
-        assert_eq!(s.upload_size(&id).unwrap(), 2);
-        assert_eq!(
-            s.append(&id, 2, feed(vec![b"llo"]).await, 100)
-                .await
-                .unwrap(),
-            5
-        );
-        let info = s.finish(&id, HELLO).await.unwrap();
-        assert_eq!(info.size, 5);
-        assert!(matches!(s.upload_size(&id), Err(BlobError::NotFound)));
-        assert!(matches!(s.upload_size("../x"), Err(BlobError::NotFound)));
     }
 
     #[tokio::test]
