@@ -366,3 +366,26 @@ impl<T: Send> uploads::HostWithStore<T> for Caps {
             .len() as u32)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_backend_failures_reach_components_without_their_detail() {
+        let detail = "PUT http://garage.internal:3900/berth/x: InvalidAccessKeyId GK123";
+        let e: StoreError = BlobError::Io(std::io::Error::other(detail)).into();
+        let StoreError::Backend(message) = e else {
+            panic!("a backend failure")
+        };
+        assert!(
+            !message.contains("garage") && !message.contains("GK123"),
+            "{message}"
+        );
+        // Errors that are the client's keep their meaning.
+        assert!(matches!(
+            StoreError::from(BlobError::BadOffset(7)),
+            StoreError::BadOffset(7)
+        ));
+    }
+}

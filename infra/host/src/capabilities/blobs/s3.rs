@@ -163,13 +163,18 @@ impl S3Store {
         Ok(self.path(&format!("uploads/{id}")))
     }
 
-    pub async fn stat(&self, digest: &str) -> Result<Option<u64>, BlobError> {
-        let path = self.blob_path(&super::fs::FsStore::parse(digest)?);
-        match self.store.head(&path).await {
+    /// The size of the object at `path`, none when there is none.
+    async fn size_of(&self, path: &Path) -> Result<Option<u64>, BlobError> {
+        match self.store.head(path).await {
             Ok(m) => Ok(Some(m.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(backend(e)),
         }
+    }
+
+    pub async fn stat(&self, digest: &str) -> Result<Option<u64>, BlobError> {
+        self.size_of(&self.blob_path(&super::fs::FsStore::parse(digest)?))
+            .await
     }
 
     pub async fn read(
@@ -275,11 +280,7 @@ impl S3Store {
         // A blob stored already is only hashed against (its bytes are
         // the same), not written again.
         let stored = match &expected {
-            Some(_) => match self.store.head(&target).await {
-                Ok(_) => true,
-                Err(object_store::Error::NotFound { .. }) => false,
-                Err(e) => return Err(backend(e)),
-            },
+            Some(_) => self.size_of(&target).await?.is_some(),
             None => false,
         };
         let mut w = (!stored).then(|| Writer::new(self.store.clone(), target.clone()));
@@ -325,21 +326,16 @@ impl S3Store {
     /// Copies a complete object to a blob's key, unless the blob is there
     /// already (same digest, same bytes).
     async fn publish_copy(&self, from: &Path, to: &Path) -> Result<(), BlobError> {
-        match self.store.head(to).await {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::NotFound { .. }) => {
-                self.store.copy(from, to).await.map_err(backend)
-            }
-            Err(e) => Err(backend(e)),
+        if self.size_of(to).await?.is_some() {
+            return Ok(());
         }
+        self.store.copy(from, to).await.map_err(backend)
     }
 
     pub async fn delete(&self, digest: &str) -> Result<bool, BlobError> {
         let path = self.blob_path(&super::fs::FsStore::parse(digest)?);
-        match self.store.head(&path).await {
-            Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(backend(e)),
+        if self.size_of(&path).await?.is_none() {
+            return Ok(false);
         }
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
@@ -544,11 +540,7 @@ impl S3Store {
         expected: &Digest,
         to: &Path,
     ) -> Result<(), BlobError> {
-        let exists = match self.store.head(to).await {
-            Ok(_) => true,
-            Err(object_store::Error::NotFound { .. }) => false,
-            Err(e) => return Err(backend(e)),
-        };
+        let exists = self.size_of(to).await?.is_some();
         let mut w = (!exists).then(|| Writer::new(self.store.clone(), to.clone()));
         let mut hasher = Hasher::new(expected.algorithm());
         for s in segments {
