@@ -11,6 +11,11 @@ use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum IamCommand {
+    /// Create the administrator ("admin", password from
+    /// BERTH_ADMIN_PASSWORD or printed) when the stores have no tenant yet,
+    /// as `berth serve` does at start: run it once against the stores of a
+    /// Spin build, which has no start of its own.
+    Bootstrap,
     /// Create a tenant (an account) and its account user, named like it.
     TenantCreate {
         name: String,
@@ -232,6 +237,7 @@ pub async fn bootstrap(m: &Metadata, c: &Credentials) -> Result<()> {
 
 pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
     match cmd {
+        IamCommand::Bootstrap => bootstrap(m, c).await?,
         IamCommand::TenantCreate { name, password } => {
             let given = password.is_some();
             let (t, password) = create_tenant(m, c, &name, password).await?;

@@ -26,6 +26,10 @@
 //!
 //! [credentials]
 //! keys_dir = "/shared/berth-keys"    # token.key and seal.key
+//! # or the keys themselves, 32 bytes as 64 hex digits each (what the Spin
+//! # build's variables token_signing_key and sealing_key hold):
+//! token_signing_key = "9f0c…"
+//! sealing_key = "41d2…"
 //! ```
 //!
 //! Without the file, or without a table, the embedded defaults serve:
@@ -37,6 +41,7 @@
 //! by Berth only.
 
 use crate::capabilities::blobs::{BlobsConfig, s3::S3Config};
+use crate::capabilities::credentials::KeySource;
 use crate::capabilities::metadata::MetadataConfig;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -75,7 +80,9 @@ enum BlobStore {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CredentialsConfig {
-    keys_dir: PathBuf,
+    keys_dir: Option<PathBuf>,
+    token_signing_key: Option<String>,
+    sealing_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,8 +107,8 @@ fn default_pool() -> usize {
 pub struct Stores {
     pub metadata: MetadataConfig,
     pub blobs: BlobsConfig,
-    /// Where the token signing and sealing keys live.
-    pub keys_dir: PathBuf,
+    /// Where the token signing and sealing keys come from.
+    pub keys: KeySource,
 }
 
 impl Stores {
@@ -142,10 +149,11 @@ impl Stores {
                 c.prefix
             ),
         };
-        format!(
-            "{metadata}; blobs: {blobs}; keys: {}",
-            self.keys_dir.display()
-        )
+        let keys = match &self.keys {
+            KeySource::Dir(dir) => dir.display().to_string(),
+            KeySource::Given { .. } => "given in the runtime config".into(),
+        };
+        format!("{metadata}; blobs: {blobs}; keys: {keys}")
     }
 }
 
@@ -212,9 +220,25 @@ pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<Stores> {
             })
         }
     };
-    let keys_dir = match &config.credentials {
-        None => data_dir.join("keys"),
-        Some(c) => base.join(&c.keys_dir),
+    let keys = match &config.credentials {
+        None => KeySource::Dir(data_dir.join("keys")),
+        Some(CredentialsConfig {
+            keys_dir: Some(dir),
+            token_signing_key: None,
+            sealing_key: None,
+        }) => KeySource::Dir(base.join(dir)),
+        Some(CredentialsConfig {
+            keys_dir: None,
+            token_signing_key: Some(token),
+            sealing_key: Some(seal),
+        }) => KeySource::Given {
+            token: berth_credentials::key_from_hex(token)
+                .context("[credentials] token_signing_key")?,
+            seal: berth_credentials::key_from_hex(seal).context("[credentials] sealing_key")?,
+        },
+        Some(_) => {
+            bail!("[credentials]: either keys_dir, or both token_signing_key and sealing_key")
+        }
     };
     let metadata = match config.metadata_store.get("default") {
         None | Some(MetadataStore::Sqlite { path: None }) => MetadataConfig::Sqlite {
@@ -236,7 +260,7 @@ pub fn load(file: Option<&Path>, data_dir: &Path) -> Result<Stores> {
     Ok(Stores {
         metadata,
         blobs,
-        keys_dir,
+        keys,
     })
 }
 
@@ -279,7 +303,17 @@ mod tests {
         assert!(
             matches!(s.blobs, BlobsConfig::Fs { ref root, shared: true } if root == Path::new("/shared/b"))
         );
-        assert!(s.keys_dir.ends_with("k") && s.keys_dir != Path::new("k"));
+        assert!(matches!(s.keys, KeySource::Dir(ref d) if d.ends_with("k") && d != Path::new("k")));
+        let given = format!(
+            "[credentials]\ntoken_signing_key = \"{}\"\nsealing_key = \"{}\"\n",
+            "0a".repeat(32),
+            "0b".repeat(32)
+        );
+        let s = parse(&given).unwrap();
+        assert!(
+            matches!(s.keys, KeySource::Given { token, seal } if token == [10; 32] && seal == [11; 32])
+        );
+        assert!(!s.describe().contains("0a0a"));
         let s = parse(
             "[blob_store.default]\ntype = \"s3\"\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\nbucket = \"b\"\naccess_key_id = \"GK1\"\nsecret_access_key = \"s3cret\"\nprefix = \"r/\"\nredirect_seconds = 60\n",
         )
@@ -303,6 +337,8 @@ mod tests {
             "[blob_store.default]\ntype = \"s3\"\nendpoint = \"ftp://x\"\nregion = \"r\"\nbucket = \"b\"\naccess_key_id = \"a\"\nsecret_access_key = \"s\"\n",
             "[blob_store.default]\ntype = \"s3\"\nregion = \"r\"\nbucket = \"b\"\naccess_key_id = \"a\"\n",
             "[credentials]\nkeys = \"x\"\n",
+            "[credentials]\ntoken_signing_key = \"00\"\nsealing_key = \"00\"\n",
+            "[credentials]\nkeys_dir = \"k\"\nsealing_key = \"00\"\n",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

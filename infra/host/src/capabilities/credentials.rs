@@ -1,10 +1,10 @@
-//! The `credentials` capability: argon2id password hashes, HS256 tokens
-//! and AES-256-GCM sealing, with keys that live only in the host
-//! (`<data-dir>/keys/`, created on first start, mode 0600).
+//! The `credentials` capability with keys that live only in the host
+//! (`<data-dir>/keys/`, created on first start, mode 0600, or given in the
+//! runtime config's `[credentials]`). The formats (argon2id, HS256 tokens,
+//! AES-256-GCM) are `berth_credentials`', shared with the Spin build.
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use anyhow::{Context, Result};
+use berth_credentials::Keys;
 use sha2::Digest;
 use std::collections::HashSet;
 use std::path::Path;
@@ -15,9 +15,18 @@ use std::sync::Mutex;
 const VERIFIED_MAX: usize = 10_000;
 
 pub struct Credentials {
-    token_key: [u8; 32],
-    seal: Aes256Gcm,
+    keys: Keys,
     verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// Where the host's keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// `token.key` and `seal.key` in this directory, made on first start.
+    Dir(std::path::PathBuf),
+    /// Given (the runtime config's `[credentials]`), as the Spin build's
+    /// variables give them: a host and a Spin app sharing stores share keys.
+    Given { token: [u8; 32], seal: [u8; 32] },
 }
 
 fn key_file(dir: &Path, name: &str) -> Result<[u8; 32]> {
@@ -27,8 +36,7 @@ fn key_file(dir: &Path, name: &str) -> Result<[u8; 32]> {
             .try_into()
             .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
     }
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let key = berth_credentials::random::<32>()?;
     std::fs::create_dir_all(dir)?;
     // Hosts sharing the directory may start together: each writes a file
     // of its own, and the first link under the key's name wins; the others
@@ -58,28 +66,25 @@ fn key_file(dir: &Path, name: &str) -> Result<[u8; 32]> {
 }
 
 impl Credentials {
-    pub fn open(dir: &Path) -> Result<Credentials> {
-        let token_key = key_file(dir, "token.key").context("token signing key")?;
-        let seal_key = key_file(dir, "seal.key").context("sealing key")?;
+    pub fn open(source: &KeySource) -> Result<Credentials> {
+        let keys = match source {
+            KeySource::Dir(dir) => Keys::new(
+                key_file(dir, "token.key").context("token signing key")?,
+                key_file(dir, "seal.key").context("sealing key")?,
+            )?,
+            KeySource::Given { token, seal } => Keys::new(*token, *seal)?,
+        };
         Ok(Credentials {
-            token_key,
-            seal: Aes256Gcm::new(&seal_key.into()),
+            keys,
             verified: Mutex::new(HashSet::new()),
         })
     }
 
     pub async fn hash_password(&self, password: String) -> Result<String> {
-        tokio::task::spawn_blocking(move || {
-            use argon2::password_hash::{PasswordHasher, SaltString};
-            let mut salt = [0u8; 16];
-            getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-            let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("{e}"))?;
-            Ok(argon2::Argon2::default()
-                .hash_password(password.as_bytes(), &salt)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .to_string())
-        })
-        .await?
+        Ok(
+            tokio::task::spawn_blocking(move || berth_credentials::hash_password(&password))
+                .await??,
+        )
     }
 
     pub async fn verify_password(&self, password: String, hash: String) -> bool {
@@ -92,12 +97,7 @@ impl Credentials {
             return true;
         }
         let ok = tokio::task::spawn_blocking(move || {
-            use argon2::password_hash::{PasswordHash, PasswordVerifier};
-            PasswordHash::new(&hash).is_ok_and(|parsed| {
-                argon2::Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
+            berth_credentials::verify_password(&password, &hash)
         })
         .await
         .unwrap_or(false);
@@ -112,56 +112,25 @@ impl Credentials {
     }
 
     pub fn issue_token(&self, claims: &str, ttl_seconds: u32) -> Result<String> {
-        let mut claims: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(claims).context("token claims must be a JSON object")?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs();
-        let mut jti = [0u8; 12];
-        getrandom::fill(&mut jti).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        claims.insert("iss".into(), "berth".into());
-        claims.insert("iat".into(), now.into());
-        claims.insert("exp".into(), (now + u64::from(ttl_seconds)).into());
-        claims.insert("jti".into(), hex::encode(jti).into());
-        Ok(jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(&self.token_key),
-        )?)
+        Ok(self.keys.issue_token(claims, ttl_seconds, now)?)
     }
 
     pub fn verify_token(&self, token: &str) -> Option<String> {
-        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-        v.leeway = 5;
-        v.set_issuer(&["berth"]);
-        let data = jsonwebtoken::decode::<serde_json::Value>(
-            token,
-            &jsonwebtoken::DecodingKey::from_secret(&self.token_key),
-            &v,
-        )
-        .ok()?;
-        Some(data.claims.to_string())
+        self.keys.verify_token(token)
     }
 
     /// 12-byte random nonce, then the ciphertext with its tag.
     pub fn seal(&self, secret: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).expect("the OS provides randomness");
-        let mut out = nonce.to_vec();
-        out.extend(
-            self.seal
-                .encrypt(Nonce::from_slice(&nonce), secret)
-                .expect("AES-GCM encryption of a small secret cannot fail"),
-        );
-        out
+        self.keys
+            .seal(secret)
+            .expect("the OS provides randomness and AES-GCM seals small secrets")
     }
 
     pub fn unseal(&self, sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < 12 {
-            return None;
-        }
-        let (nonce, ct) = sealed.split_at(12);
-        self.seal.decrypt(Nonce::from_slice(nonce), ct).ok()
+        self.keys.unseal(sealed)
     }
 }
 
@@ -172,7 +141,7 @@ mod tests {
     #[tokio::test]
     async fn passwords_tokens_and_sealing() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Credentials::open(dir.path()).unwrap();
+        let c = Credentials::open(&KeySource::Dir(dir.path().into())).unwrap();
         let h = c.hash_password("s3cret".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$") && !h.contains("s3cret"));
         assert!(c.verify_password("s3cret".into(), h.clone()).await);
@@ -192,7 +161,7 @@ mod tests {
         bad[20] ^= 1;
         assert!(c.unseal(&bad).is_none());
         // Keys persist: a second open reads the same keys.
-        let again = Credentials::open(dir.path()).unwrap();
+        let again = Credentials::open(&KeySource::Dir(dir.path().into())).unwrap();
         assert_eq!(again.unseal(&sealed).unwrap(), b"secret key");
         assert!(again.verify_token(&t).is_some());
     }
