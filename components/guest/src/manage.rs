@@ -336,7 +336,7 @@ macro_rules! manage_endpoint {
             async fn handle(
                 request: ::spin_sdk::wasip3::http::types::Request,
                 body: Vec<u8>,
-                caller: berth::registry::management_types::Caller,
+                caller: exports::berth::registry::management_types::Caller,
             ) -> Result<
                 ::spin_sdk::wasip3::http::types::Response,
                 ::spin_sdk::wasip3::http::types::ErrorCode,

@@ -9,7 +9,7 @@ use spin_sdk::wasip3::http::types::{ErrorCode, Method, Request, Response};
 
 berth_guest::world_bindings!("berth:registry/manifests-endpoint");
 
-use berth::registry::registry_types::AccountUser;
+use exports::berth::registry::registry_types::AccountUser;
 
 impl exports::berth::registry::manifests_api::Guest for Endpoint {
     async fn handle(request: Request, caller: Option<AccountUser>) -> Result<Response, ErrorCode> {
