@@ -33,27 +33,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 
-/// The schema, in order; each entry runs once, in one transaction.
-const MIGRATIONS: &[&str] = &[
-    // 1: the versioned table, counters and the commit sequence.
-    r#"CREATE TABLE berth_kv (
-           key TEXT COLLATE "C" PRIMARY KEY,
-           value BYTEA NOT NULL,
-           version BIGINT NOT NULL);
-       CREATE TABLE berth_counters (
-           key TEXT COLLATE "C" PRIMARY KEY,
-           value BIGINT NOT NULL);
-       CREATE TABLE berth_sequence (
-           id INT PRIMARY KEY CHECK (id = 0),
-           next BIGINT NOT NULL);
-       INSERT INTO berth_sequence (id, next) VALUES (0, 1);"#,
-];
-
-/// The advisory lock migrations run under (any fixed number).
-const MIGRATION_LOCK: i64 = 0x6265_7274_6800;
-
-/// The channel commits that append notify on.
-const CHANNEL: &str = "berth_appends";
+// The schema and every statement, shared with the Spin build's adapter
+// (infra/spin/adapters/metadata-postgres) so the two cannot drift.
+use berth_postgres_schema::{self as sql, CHANNEL, MIGRATION_LOCK, MIGRATIONS};
 
 pub struct Postgres {
     pool: Pool,
@@ -72,7 +54,7 @@ fn pool_error(e: deadpool_postgres::PoolError) -> MetaError {
 /// `e` and its causes, `: `-separated: the server's own reason
 /// (`password authentication failed for user "berth"`, `database "x"
 /// does not exist`, `Connection refused`), never the url or password.
-fn causes(e: &dyn std::error::Error) -> String {
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -123,7 +105,7 @@ impl Postgres {
                 .map_err(|e| anyhow!("connecting to PostgreSQL: {}", causes(&e)))?;
             // Keys sort by their bytes only in a UTF-8 database (the scan
             // bound U+10FFFF must be representable).
-            let encoding: String = client.query_one("SHOW server_encoding", &[]).await?.get(0);
+            let encoding: String = client.query_one(sql::SERVER_ENCODING, &[]).await?.get(0);
             if encoding != "UTF8" {
                 anyhow::bail!(
                     "the PostgreSQL database is encoded {encoding}: Berth needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')"
@@ -155,10 +137,7 @@ impl Postgres {
             return Ok(None);
         }
         let c = self.client().await?;
-        let stmt = c
-            .prepare_cached("SELECT value, version FROM berth_kv WHERE key = $1")
-            .await
-            .map_err(backend)?;
+        let stmt = c.prepare_cached(sql::GET).await.map_err(backend)?;
         let row = c.query_opt(&stmt, &[&key]).await.map_err(backend)?;
         Ok(row.map(|r| Entry {
             key: key.to_string(),
@@ -171,10 +150,7 @@ impl Postgres {
         // Keys with NUL are never stored: asked for, they are not found.
         let asked: Vec<&String> = keys.iter().filter(|k| !k.contains('\0')).collect();
         let c = self.client().await?;
-        let stmt = c
-            .prepare_cached("SELECT key, value, version FROM berth_kv WHERE key = ANY($1)")
-            .await
-            .map_err(backend)?;
+        let stmt = c.prepare_cached(sql::GET_MANY).await.map_err(backend)?;
         let found: HashMap<String, Entry> = c
             .query(&stmt, &[&asked])
             .await
@@ -197,10 +173,7 @@ impl Postgres {
     pub async fn counters(&self, keys: &[String]) -> Result<Vec<i64>, MetaError> {
         let asked: Vec<&String> = keys.iter().filter(|k| !k.contains('\0')).collect();
         let c = self.client().await?;
-        let stmt = c
-            .prepare_cached("SELECT key, value FROM berth_counters WHERE key = ANY($1)")
-            .await
-            .map_err(backend)?;
+        let stmt = c.prepare_cached(sql::COUNTERS).await.map_err(backend)?;
         let found: HashMap<String, i64> = c
             .query(&stmt, &[&asked])
             .await
@@ -230,18 +203,12 @@ impl Postgres {
         if prefix.contains('\0') {
             return Ok(Vec::new());
         }
-        let upper = format!("{prefix}\u{10FFFF}");
+        let upper = format!("{prefix}{}", sql::SCAN_BOUND);
         // No key holds NUL: keys after `x\0…` are the keys after `x`.
         let after = after.map(|a| a.split('\0').next().unwrap_or_default());
         let (sql, lower) = match after {
-            Some(a) if a.as_bytes() >= prefix.as_bytes() => (
-                "SELECT key, value, version FROM berth_kv WHERE key > $1 AND key < $2 ORDER BY key LIMIT $3",
-                a,
-            ),
-            _ => (
-                "SELECT key, value, version FROM berth_kv WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
-                prefix,
-            ),
+            Some(a) if a.as_bytes() >= prefix.as_bytes() => (sql::SCAN_AFTER, a),
+            _ => (sql::SCAN_FROM, prefix),
         };
         let c = self.client().await?;
         let stmt = c.prepare_cached(sql).await.map_err(backend)?;
@@ -263,34 +230,18 @@ impl Postgres {
 /// Applies the migrations not yet applied, under the advisory lock.
 async fn migrate(client: &mut deadpool_postgres::Object) -> Result<()> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS berth_migrations (
-             version INT PRIMARY KEY,
-             applied TIMESTAMPTZ NOT NULL DEFAULT now())",
-    )
-    .await?;
-    let done: i32 = tx
-        .query_one(
-            "SELECT COALESCE(MAX(version), 0) FROM berth_migrations",
-            &[],
-        )
-        .await?
-        .get(0);
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
+    tx.execute(sql::LOCK_MIGRATIONS, &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute(sql::CREATE_MIGRATIONS).await?;
+    let done: i32 = tx.query_one(sql::MIGRATED, &[]).await?.get(0);
+    for (i, statements) in MIGRATIONS.iter().enumerate() {
         let version = i as i32 + 1;
         if version <= done {
             continue;
         }
-        tx.batch_execute(sql)
+        tx.batch_execute(&statements.join(";\n"))
             .await
             .with_context(|| format!("PostgreSQL migration {version}"))?;
-        tx.execute(
-            "INSERT INTO berth_migrations (version) VALUES ($1)",
-            &[&version],
-        )
-        .await?;
+        tx.execute(sql::RECORD_MIGRATION, &[&version]).await?;
         tracing::info!(version, "PostgreSQL metadata schema migrated");
     }
     if done as usize > MIGRATIONS.len() {
@@ -370,7 +321,7 @@ async fn run_group(
 ) -> Result<(Vec<Result<Done, MetaError>>, bool), String> {
     let tx = client.transaction().await.map_err(|e| e.to_string())?;
     let lock = tx
-        .prepare_cached("SELECT 1 FROM berth_sequence WHERE id = 0 FOR UPDATE")
+        .prepare_cached(sql::LOCK_SEQUENCE)
         .await
         .map_err(|e| e.to_string())?;
     tx.execute(&lock, &[]).await.map_err(|e| e.to_string())?;
@@ -419,14 +370,7 @@ async fn increment(
     if key.contains('\0') {
         return Err(no_nul());
     }
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO berth_counters (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = berth_counters.value + excluded.value
-             RETURNING value",
-        )
-        .await
-        .map_err(backend)?;
+    let stmt = tx.prepare_cached(sql::INCREMENT).await.map_err(backend)?;
     Ok(tx
         .query_one(&stmt, &[&key, &delta])
         .await
@@ -449,12 +393,7 @@ async fn write_counts(
     if counts.is_empty() {
         return Ok(());
     }
-    let add = tx
-        .prepare_cached(
-            "INSERT INTO berth_counters (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = berth_counters.value + excluded.value",
-        )
-        .await?;
+    let add = tx.prepare_cached(sql::ADD).await?;
     let mut adds: Vec<_> = counts
         .add
         .iter()
@@ -464,12 +403,7 @@ async fn write_counts(
     for (k, v) in adds {
         tx.execute(&add, &[k, v]).await?;
     }
-    let raise = tx
-        .prepare_cached(
-            "INSERT INTO berth_counters (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = GREATEST(berth_counters.value, excluded.value)",
-        )
-        .await?;
+    let raise = tx.prepare_cached(sql::RAISE).await?;
     let mut raises: Vec<_> = counts
         .raise
         .iter()
@@ -490,10 +424,7 @@ async fn check(
     let current: Option<i64> = match pre {
         Precondition::None => return Ok(()),
         _ => {
-            let stmt = tx
-                .prepare_cached("SELECT version FROM berth_kv WHERE key = $1")
-                .await
-                .map_err(backend)?;
+            let stmt = tx.prepare_cached(sql::VERSION_OF).await.map_err(backend)?;
             tx.query_opt(&stmt, &[&key])
                 .await
                 .map_err(backend)?
@@ -525,29 +456,14 @@ async fn apply(
         return Err(no_nul());
     }
     let next = tx
-        .prepare_cached("UPDATE berth_sequence SET next = next + 1 WHERE id = 0 RETURNING next - 1")
+        .prepare_cached(sql::NEXT_VERSION)
         .await
         .map_err(backend)?;
     let version: i64 = tx.query_one(&next, &[]).await.map_err(backend)?.get(0);
-    let delete = tx
-        .prepare_cached("DELETE FROM berth_kv WHERE key = $1")
-        .await
-        .map_err(backend)?;
-    let insert = tx
-        .prepare_cached("INSERT INTO berth_kv (key, value, version) VALUES ($1, $2, $3)")
-        .await
-        .map_err(backend)?;
-    let notify = tx
-        .prepare_cached("SELECT pg_notify($1, $2)")
-        .await
-        .map_err(backend)?;
-    let upsert = tx
-        .prepare_cached(
-            "INSERT INTO berth_kv (key, value, version) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version",
-        )
-        .await
-        .map_err(backend)?;
+    let delete = tx.prepare_cached(sql::DELETE).await.map_err(backend)?;
+    let insert = tx.prepare_cached(sql::INSERT).await.map_err(backend)?;
+    let notify = tx.prepare_cached(sql::NOTIFY).await.map_err(backend)?;
+    let upsert = tx.prepare_cached(sql::UPSERT).await.map_err(backend)?;
     let mut versions = Vec::new();
     let mut appended: HashMap<&str, u32> = HashMap::new();
     for op in ops {
