@@ -4,6 +4,7 @@
 //! runtime config names (`runtime_config`: PostgreSQL metadata).
 
 mod capabilities;
+mod compose;
 mod iam;
 mod manifest;
 mod outbound;
@@ -11,6 +12,7 @@ mod runtime;
 mod runtime_config;
 mod schedule;
 mod server;
+mod spin;
 mod transport;
 
 use anyhow::{Context, Result};
@@ -48,6 +50,21 @@ enum Command {
         runtime_config_file: Option<PathBuf>,
         #[command(subcommand)]
         command: iam::IamCommand,
+    },
+    /// Composes the Spin build: each component of --manifest with its
+    /// dependencies and the Spin adapters (wit/adapters.wit), written to
+    /// --out as <component id>.wasm, importing only what Spin's platform
+    /// exports (`make spin`; infra/spin/spin.toml runs them).
+    BuildSpin {
+        /// The application whose components are composed.
+        #[arg(long, default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// Where the adapters were built (config_variables.wasm, …).
+        #[arg(long, default_value = "target/wasm32-wasip2/release")]
+        adapters: PathBuf,
+        /// Where the composed components go.
+        #[arg(long, default_value = "target/spin")]
+        out: PathBuf,
     },
 }
 
@@ -167,10 +184,35 @@ fn main() -> Result<()> {
             .block_on(async {
                 let stores = runtime_config::load(runtime_config_file.as_deref(), &data_dir)?;
                 let meta = capabilities::metadata::Metadata::open(&stores.metadata).await?;
-                let creds = capabilities::credentials::Credentials::open(&stores.keys_dir)?;
+                let creds = capabilities::credentials::Credentials::open(&stores.keys)?;
                 iam::run(&meta, &creds, command).await
             }),
+        Command::BuildSpin {
+            manifest,
+            adapters,
+            out,
+        } => build_spin(&manifest, &adapters, &out),
     }
+}
+
+/// `berth build-spin`: one composed file per component of `manifest`.
+fn build_spin(
+    manifest: &std::path::Path,
+    adapters: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<()> {
+    let app = manifest::App::load(manifest, &HashMap::new())?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for c in &app.components {
+        let bytes = compose::for_spin(c, adapters)
+            .with_context(|| format!("composing component {} for Spin", c.id))?;
+        let file = out.join(format!("{}.wasm", c.id));
+        let tmp = file.with_extension("wasm.tmp");
+        std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &file)?;
+        println!("{} ({} KiB)", file.display(), bytes.len() / 1024);
+    }
+    Ok(())
 }
 
 /// The log filter for `--log-level`: a bare level applies to Berth's own
@@ -261,7 +303,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let backends = Arc::new(Backends {
         metadata: capabilities::metadata::Metadata::open(&stores.metadata).await?,
         blobs: capabilities::blobs::Blobs::open(&stores.blobs).await?,
-        credentials: capabilities::credentials::Credentials::open(&stores.keys_dir)?,
+        credentials: capabilities::credentials::Credentials::open(&stores.keys)?,
     });
     iam::bootstrap(&backends.metadata, &backends.credentials).await?;
     let mut overrides: HashMap<String, String> = args.vars.iter().cloned().collect();
@@ -296,10 +338,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ca_file: args.outbound_ca_file.clone(),
         max_response_bytes: args.outbound_max_response_bytes,
     })?);
+    let postgres = Arc::new(spin::postgres::Pools::default());
     let mut handlers = HashMap::new();
     for c in &app.components {
         let t = std::time::Instant::now();
-        let handler = runtime::load(&engine, c, backends.clone(), outbound.clone(), Some(&cache))?;
+        let handler = runtime::load(
+            &engine,
+            c,
+            backends.clone(),
+            outbound.clone(),
+            postgres.clone(),
+            Some(&cache),
+        )?;
         handlers.insert(c.id.clone(), handler);
         tracing::info!(component = %c.id, ms = t.elapsed().as_millis() as u64, "component ready");
     }

@@ -6,6 +6,7 @@
 use crate::capabilities::{self, Backends, CapState};
 use crate::manifest;
 use crate::outbound::{AllowedHosts, ComponentHooks, Outbound};
+use crate::spin;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub struct HostData {
     http: WasiHttpCtx,
     hooks: ComponentHooks,
     caps: CapState,
+    spin: spin::SpinState,
 }
 
 impl WasiView for HostData {
@@ -86,31 +88,10 @@ pub struct ComponentState {
     config: Arc<HashMap<String, String>>,
     outbound: Arc<Outbound>,
     allowed_hosts: Arc<AllowedHosts>,
+    spin: spin::SpinState,
 }
 
 pub type Handler = ProxyHandler<ComponentState>;
-
-/// Plugs each dependency's export into the main component's import of the
-/// same name, as Spin does for `[component.<id>.dependencies]`. Imports the
-/// parts share (WASI, capabilities) become single imports of the whole.
-fn compose(c: &manifest::Component) -> Result<Vec<u8>> {
-    use wac_graph::{CompositionGraph, EncodeOptions, types::Package};
-    let mut graph = CompositionGraph::new();
-    let main = Package::from_file("berth:main", None, &c.source, graph.types_mut())?;
-    let main = graph.register_package(main)?;
-    let mut plugs = Vec::new();
-    for (i, (import, path)) in c.dependencies.iter().enumerate() {
-        let package =
-            Package::from_file(&format!("berth:dep{i}"), None, path, graph.types_mut())
-                .with_context(|| format!("loading dependency {import} from {}", path.display()))?;
-        if !graph.types()[package.ty()].exports.contains_key(import) {
-            anyhow::bail!("{} does not export {import}", path.display());
-        }
-        plugs.push(graph.register_package(package)?);
-    }
-    wac_graph::plug(&mut graph, plugs, main)?;
-    Ok(graph.encode(EncodeOptions::default())?)
-}
 
 /// Where compiled components are kept between runs.
 pub fn default_cache_dir() -> Option<PathBuf> {
@@ -154,7 +135,8 @@ fn compiled(engine: &Engine, c: &manifest::Component, cache: Option<&Path>) -> R
     let bytes = if c.dependencies.is_empty() {
         std::fs::read(&c.source)?
     } else {
-        compose(c).with_context(|| format!("composing component {}", c.id))?
+        crate::compose::with_dependencies(c)
+            .with_context(|| format!("composing component {}", c.id))?
     };
     let compiled = engine.precompile_component(&bytes)?;
     drop(bytes);
@@ -197,6 +179,7 @@ pub fn load(
     c: &manifest::Component,
     backends: Arc<Backends>,
     outbound: Arc<Outbound>,
+    postgres: Arc<spin::postgres::Pools>,
     cache: Option<&Path>,
 ) -> Result<Handler> {
     let component = compiled(engine, c, cache)
@@ -206,6 +189,10 @@ pub fn load(
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     capabilities::add_to_linker(&mut linker, |d: &mut HostData| &mut d.caps)?;
+    spin::add_to_linker(&mut linker, |d: &mut HostData| spin::SpinView {
+        table: &mut d.table,
+        state: &d.spin,
+    })?;
     let pre = linker
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)
@@ -217,13 +204,21 @@ pub fn load(
                 format!("component {} does not export wasi:http/handler@0.3.0", c.id)
             })?,
     );
+    let config = Arc::new(c.config.clone());
+    let allowed_hosts = Arc::new(c.allowed_outbound_hosts.clone());
     Ok(ProxyHandler::new(ComponentState {
         engine: engine.clone(),
         pre,
         backends,
-        config: Arc::new(c.config.clone()),
+        config: config.clone(),
         outbound,
-        allowed_hosts: Arc::new(c.allowed_outbound_hosts.clone()),
+        allowed_hosts: allowed_hosts.clone(),
+        spin: spin::SpinState {
+            // Spin variables are the component's config, as on Spin.
+            variables: config,
+            postgres,
+            allowed_hosts,
+        },
     }))
 }
 
@@ -309,6 +304,7 @@ impl HandlerState for ComponentState {
                 backends: self.backends.clone(),
                 config: self.config.clone(),
             },
+            spin: self.spin.clone(),
         };
         let mut store = Store::new(&self.engine, data);
         let proxy = self.pre.instantiate_async(&mut store).await?;
