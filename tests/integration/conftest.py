@@ -10,7 +10,12 @@ loopback port with an empty data directory, and helpers to build images.
   their own in the S3 bucket at `BERTH_TEST_S3`
   (`http://<key id>:<secret>@<host>:<port>/<bucket>`, the Garage server
   that `make test` starts), through a runtime config.
-`make test` runs the whole suite embedded and scale-out. Tests that look
+- `spin`: the stores of `scale-out`, served by the Spin build
+  (`make spin`, infra/spin/spin.toml) on `berth serve`: the components
+  reach them through the adapters (PostgreSQL through `spin:postgres`,
+  the bucket through outbound HTTP), given as Spin variables.
+`make test` runs the whole suite embedded and scale-out, and the
+conformance and skopeo tests on the Spin build. Tests that look
 at stored metadata go through `Registry.db()`, and at stored blobs and
 uploads through `Registry.storage`, which speak to either."""
 
@@ -35,10 +40,11 @@ BERTH = ROOT / "target" / "release" / "berth"
 # The bootstrap administrator of every test registry (account "admin").
 ADMIN = ("admin", "berth-test-admin")
 BACKEND = os.environ.get("BERTH_TEST_BACKEND", "embedded")
-assert BACKEND in ("embedded", "postgres", "scale-out"), \
-    f"BERTH_TEST_BACKEND={BACKEND}: embedded, postgres or scale-out"
-ON_POSTGRES = BACKEND in ("postgres", "scale-out")
-ON_S3 = BACKEND == "scale-out"
+assert BACKEND in ("embedded", "postgres", "scale-out", "spin"), \
+    f"BERTH_TEST_BACKEND={BACKEND}: embedded, postgres, scale-out or spin"
+ON_POSTGRES = BACKEND in ("postgres", "scale-out", "spin")
+ON_S3 = BACKEND in ("scale-out", "spin")
+ON_SPIN = BACKEND == "spin"
 POSTGRES_URL = os.environ.get("BERTH_TEST_POSTGRES_URL", "")
 S3_URL = os.environ.get("BERTH_TEST_S3", "")
 
@@ -262,6 +268,16 @@ class Registry:
                 text += (f'[blob_store.default]\ntype = "s3"\nendpoint = "{endpoint}"\nregion = "garage"\n'
                          f'bucket = "{bucket}"\naccess_key_id = "{key}"\nsecret_access_key = "{secret}"\n'
                          f'prefix = "{prefix}"\n')
+            if ON_SPIN:
+                # The host (bootstrap, `berth iam`) and the Spin build's
+                # adapters share the keys, as a deployment would.
+                self.keys = {name: hashlib.sha256(f"{name}:{self.data_dir.resolve()}".encode()).hexdigest()
+                             for name in ("token_signing_key", "sealing_key")}
+                text += "[credentials]\n" + "".join(f'{k} = "{v}"\n' for k, v in self.keys.items())
+                self.spin_variables = dict(self.keys, metadata_postgres_url=self.postgres_url,
+                                           metadata_postgres_host=POSTGRES_URL.split("@")[-1].split("/")[0],
+                                           s3_endpoint=endpoint, s3_region="garage", s3_bucket=bucket,
+                                           s3_prefix=prefix, s3_access_key_id=key, s3_secret_access_key=secret)
             self.runtime_config.write_text(text)
 
     @property
@@ -313,10 +329,17 @@ class Registry:
 
     def start(self):
         # Tests push to many organizations; SWR's default quota is 5 per user.
+        manifest = ROOT / "infra" / "spin" / "spin.toml" if ON_SPIN else ROOT / "spin.toml"
         cmd = [str(BERTH), "serve", "--listen", self.host, "--data-dir", str(self.data_dir),
-               "--manifest", str(ROOT / "spin.toml"), "--var", "namespace_quota=1000", *self.store_args,
+               "--manifest", str(manifest), "--var", "namespace_quota=1000", *self.store_args,
                *self.extra_args]
         env = dict(os.environ, BERTH_ADMIN_PASSWORD=ADMIN[1])
+        if ON_SPIN:
+            # Variables as Spin takes them from the environment; the
+            # adapters reach the bucket on loopback, which the host's
+            # outbound guard refuses unless allowed, and read whole blobs.
+            env.update({f"SPIN_VARIABLE_{k.upper()}": v for k, v in self.spin_variables.items()})
+            cmd += ["--outbound-allow", "127.0.0.1/32", "--outbound-max-response-bytes", str(1 << 40)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"), env=env)
         deadline = time.time() + 60
         while time.time() < deadline:

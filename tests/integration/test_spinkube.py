@@ -82,6 +82,16 @@ def test_every_secret_named_is_in_the_secret():
         assert name == secret["metadata"]["name"] and key in keys, (name, key)
 
 
+def test_the_spinapp_gives_every_variable_the_spin_build_requires():
+    build = tomllib.loads((ROOT / "infra" / "spin" / "spin.toml").read_text())
+    [app] = of_kind("SpinApp")
+    given = {v["name"] for v in app["spec"]["variables"]}
+    required = {name for name, v in build["variables"].items() if v.get("required")}
+    assert required <= given, required - given
+    # Nothing Spin would refuse as undeclared.
+    assert given <= set(build["variables"]), given - set(build["variables"])
+
+
 def test_a_schedule_with_seconds_becomes_kubernetes_five_fields():
     assert kubernetes_schedule("0 0 * * * *") == "0 * * * *"
     assert kubernetes_schedule("*/30 * * * * *") == "* * * * *"

@@ -1,0 +1,131 @@
+"""The Spin build (`make spin`, infra/spin/spin.toml): every composed
+component imports only what Spin's platform exports, checked with
+`wasm-tools` against the WIT the spin-sdk crate ships; its manifest names
+the components, routes and variables of ../../spin.toml; and (in the
+`spin` pass, `BERTH_TEST_BACKEND=spin`, where the conformance tests of
+test_protocol.py and skopeo's run on it too) it serves a registry on
+PostgreSQL and S3 through its adapters."""
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import ON_SPIN, ROOT
+
+SPIN_BUILD = ROOT / "target" / "spin"
+ADAPTER_VARIABLES = {"metadata_postgres_url", "s3_endpoint", "s3_region", "s3_bucket", "s3_prefix",
+                     "s3_access_key_id", "s3_secret_access_key", "token_signing_key", "sealing_key"}
+# WASI 0.2, which Spin provides to every component (its platform world
+# includes wasi:cli/imports@0.2 and wasi:http@0.2); Rust's wasm32-wasip2
+# standard library imports from it. spin-sdk 7's WIT holds only 0.3 of most.
+WASI_P2 = {"wasi:io", "wasi:clocks", "wasi:random", "wasi:cli", "wasi:filesystem", "wasi:sockets", "wasi:http"}
+
+
+def spin_sdk_wit() -> Path:
+    """The wit/ directory of the spin-sdk crate the components build with."""
+    meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--locked"], cwd=ROOT,
+                                     capture_output=True, text=True, check=True).stdout)
+    [sdk] = [p for p in meta["packages"] if p["name"] == "spin-sdk"]
+    return Path(sdk["manifest_path"]).parent / "wit"
+
+
+def spin_interfaces():
+    """{(package, interface): [versions]} of everything spin-sdk's WIT defines."""
+    found = {}
+    for f in spin_sdk_wit().rglob("*.wit"):
+        text = f.read_text()
+        m = re.search(r"^package\s+([\w-]+:[\w-]+)@([\w.+-]+)\s*;", text, re.M)
+        if not m:
+            continue
+        for iface in re.findall(r"^\s*interface\s+([\w-]+)\s*\{", text, re.M):
+            found.setdefault((m.group(1), iface), []).append(m.group(2))
+    return found
+
+
+def compatible(wanted: str, offered: str) -> bool:
+    """Semver compatibility as wasmtime's linker applies it to imports:
+    same major, and for 0.x the same minor."""
+    w, o = wanted.split("-")[0].split("."), offered.split("-")[0].split(".")
+    if w[0] != o[0]:
+        return False
+    return w[0] != "0" or w[1] == o[1]
+
+
+def imports_of(wasm: Path):
+    wit = subprocess.run(["wasm-tools", "component", "wit", str(wasm)], capture_output=True, text=True,
+                         check=True).stdout
+    return re.findall(r"^\s*import\s+([\w-]+:[\w-]+)/([\w-]+)@([\w.+-]+)\s*;", wit, re.M), wit
+
+
+def test_composed_components_import_only_spins_platform():
+    manifest = tomllib.loads((ROOT / "spin.toml").read_text())
+    offered = spin_interfaces()
+    assert ("spin:postgres", "postgres") in offered and ("spin:variables", "variables") in offered
+    for component in manifest["component"]:
+        wasm = SPIN_BUILD / f"{component}.wasm"
+        assert wasm.exists(), f"{wasm} missing: run `make spin`"
+        imports, wit = imports_of(wasm)
+        assert imports, wit
+        # No import left unnamed (an inline instance would hide one).
+        assert not re.search(r"^\s*import\s+[\w-]+\s*:\s*(interface|func)", wit, re.M), wit
+        bad = []
+        for package, iface, version in imports:
+            ok = any(compatible(version, v) for v in offered.get((package, iface), []))
+            ok = ok or (package in WASI_P2 and version.startswith("0.2."))
+            if not ok:
+                bad.append(f"{package}/{iface}@{version}")
+        assert not bad, f"{component} imports what Spin does not export: {bad}"
+        # Berth's capabilities are all provided inside.
+        assert not any(p.startswith("berth:") for p, _, _ in imports), component
+        assert re.search(r"^\s*export\s+wasi:http/handler@0\.3\.\d+;", wit, re.M), wit
+
+
+def test_manifest_matches_the_application():
+    app = tomllib.loads((ROOT / "spin.toml").read_text())
+    spin = tomllib.loads((ROOT / "infra" / "spin" / "spin.toml").read_text())
+    assert set(spin["component"]) == set(app["component"])
+    routes = lambda m: sorted((t["route"], t["component"]) for t in m["trigger"]["http"])
+    assert routes(spin) == routes(app)
+    # Spin runs no cron trigger here: jobs are ticked over HTTP.
+    assert "cron" not in spin["trigger"]
+    for job in {t["component"] for t in app["trigger"]["cron"]}:
+        assert (f"/berth/jobs/{job}/...", job) in routes(spin)
+    for cid, c in spin["component"].items():
+        assert c["source"] == f"../../target/spin/{cid}.wasm"
+        assert "dependencies" not in c, cid
+        variables = c.get("variables", {})
+        assert ADAPTER_VARIABLES <= set(variables), (cid, ADAPTER_VARIABLES - set(variables))
+        # Everything the component had, it still has.
+        assert app["component"][cid].get("variables", {}).items() <= variables.items(), cid
+        for name in variables:
+            assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
+        assert "{{ s3_endpoint }}" in c["allowed_outbound_hosts"]
+        assert "postgres://{{ metadata_postgres_host }}" in c["allowed_outbound_hosts"]
+    for name in ADAPTER_VARIABLES | {"metadata_postgres_host"}:
+        assert name in spin["variables"], name
+
+
+@pytest.mark.skipif(not ON_SPIN, reason="runs in the spin pass (BERTH_TEST_BACKEND=spin)")
+def test_spin_build_keeps_state_in_postgres_and_the_bucket(fresh_registry):
+    """A push through the Spin build lands where the adapters put it: the
+    manifest in PostgreSQL's berth_kv, the layer in the bucket under the
+    host's key layout; both survive a restart."""
+    import hashlib
+    reg = fresh_registry
+    layer = b"spin build layer " * 1000
+    digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    r = requests.post(f"{reg.url}/v2/spin/app/blobs/uploads/?digest={digest}", data=layer)
+    assert r.status_code == 201, r.text
+    assert reg.storage.exists(digest) and reg.storage.read(digest) == layer
+    with reg.db() as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM kv").fetchall()]
+    assert any(k.startswith("blob/") or "spin/app" in k for k in keys), keys[:20]
+    reg.stop()
+    reg.start()
+    r = requests.get(f"{reg.url}/v2/spin/app/blobs/{digest}")
+    assert r.status_code == 200 and r.content == layer
