@@ -109,22 +109,8 @@ impl Backends {
         }
         let mut text = String::new();
         if let Some(url) = &self.postgres {
-            let name = format!("berth_bench_{}", self.run);
-            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-                .await
-                .context("connecting to BERTH_TEST_POSTGRES_URL")?;
-            tokio::spawn(conn);
-            // One statement each: DROP DATABASE refuses a transaction.
-            client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await?;
-            client
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await?;
-            let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-            text += &format!(
-                "[metadata_store.default]\ntype = \"postgres\"\nurl = \"{base}/{name}\"\n"
-            );
+            let db = fresh_database(url, &format!("berth_bench_{}", self.run)).await?;
+            text += &format!("[metadata_store.default]\ntype = \"postgres\"\nurl = \"{db}\"\n");
         }
         if let Some(s3) = &self.s3 {
             text += &format!(
@@ -139,6 +125,45 @@ impl Backends {
         let path = dir.join("runtime-config.toml");
         std::fs::write(&path, text)?;
         Ok(Some(path))
+    }
+
+    /// The Spin build's stores (`--spin`): a runtime config for its host
+    /// (the administrator's bootstrap, keys given) and the Spin variables
+    /// of its adapters, on a database and prefix of its own so its
+    /// catalog and blobs are its alone.
+    pub async fn spin_stores(&self, dir: &Path) -> Result<(PathBuf, Vec<(String, String)>)> {
+        let (Some(url), Some(s3)) = (&self.postgres, &self.s3) else {
+            bail!("--spin needs --backend postgres,s3 (the Spin build's stores)");
+        };
+        use sha2::Digest;
+        let db_url = fresh_database(url, &format!("berth_bench_{}_spin", self.run)).await?;
+        let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+        let key = |label: &str| hex::encode(sha2::Sha256::digest(format!("{label}{}", self.run)));
+        let (token, seal) = (key("token"), key("seal"));
+        let config = dir.join("spin-runtime-config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[metadata_store.default]\ntype = \"postgres\"\nurl = \"{db_url}\"\n[credentials]\ntoken_signing_key = \"{token}\"\nsealing_key = \"{seal}\"\n"
+            ),
+        )?;
+        let pg_host = base.rsplit_once('@').map_or(base, |(_, h)| h).trim_start_matches("postgres://");
+        let variables = [
+            ("metadata_postgres_url", db_url.as_str()),
+            ("metadata_postgres_host", pg_host),
+            ("s3_endpoint", &s3.endpoint),
+            ("s3_region", "garage"),
+            ("s3_bucket", &s3.bucket),
+            ("s3_prefix", &format!("bench-spin-{}/", self.run)),
+            ("s3_access_key_id", &s3.key),
+            ("s3_secret_access_key", &s3.secret),
+            ("token_signing_key", &token),
+            ("sealing_key", &seal),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Ok((config, variables))
     }
 
     /// Distribution's `storage:` section for its S3 driver, if on S3.
@@ -160,6 +185,7 @@ impl Backends {
             for prefix in [
                 format!("bench-berth-{}", self.run),
                 format!("bench-dist-{}", self.run),
+                format!("bench-spin-{}", self.run),
             ] {
                 let p = ObjectPath::from(prefix);
                 let locations = store
@@ -174,14 +200,30 @@ impl Backends {
             && let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await
         {
             tokio::spawn(conn);
-            let _ = client
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS berth_bench_{} WITH (FORCE)",
-                    self.run
-                ))
-                .await;
+            for db in [format!("berth_bench_{}", self.run), format!("berth_bench_{}_spin", self.run)] {
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                    .await;
+            }
         }
     }
+}
+
+/// The url of database `name` on the server of `url`, made empty.
+async fn fresh_database(url: &str, name: &str) -> Result<String> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to BERTH_TEST_POSTGRES_URL")?;
+    tokio::spawn(conn);
+    // One statement each: DROP DATABASE refuses a transaction.
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+    Ok(format!("{base}/{name}"))
 }
 
 /// Distribution's metadata-scale seeding on S3: the template tag's and

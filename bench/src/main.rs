@@ -64,6 +64,13 @@ struct Args {
     /// metadata scale 10000 tags by default. Default: embedded.
     #[arg(long, value_delimiter = ',')]
     backend: Vec<String>,
+    /// Also measure the Spin build (`make spin`, infra/spin/spin.toml) on
+    /// `berth serve`, as "spin", on a database and bucket prefix of its own
+    /// (needs `--backend postgres,s3`): its adapters reach the stores
+    /// through spin:postgres and outbound HTTP, so layer bytes pass through
+    /// the guest. In the image, layer, pull and rate workloads.
+    #[arg(long)]
+    spin: bool,
     /// Where to write the JSON results.
     #[arg(long, default_value = "bench/results.json")]
     json: std::path::PathBuf,
@@ -209,6 +216,10 @@ async fn main() -> Result<()> {
     };
     if let Some(dir) = &args.baseline {
         regs.push(Registry::berth_named(dir, "baseline", None)?);
+    }
+    if args.spin {
+        let (config, variables) = backends.spin_stores(stores.path()).await?;
+        regs.push(Registry::spin(&root, &config, &variables)?);
     }
     if let Some(url) = &args.third {
         regs.push(Registry::external(url)?);
@@ -533,7 +544,7 @@ async fn main() -> Result<()> {
 
     eprintln!("mixed pull/push…");
     for _ in 0..rounds * want("mixed") as usize {
-        for r in &regs {
+        for r in regs.iter().filter(|r| r.name != "spin") {
             let ops =
                 workloads::mixed(&r.host, next(), &plan.mixed_sizes, 10, plan.mixed_ops).await?;
             res.add(
@@ -551,7 +562,7 @@ async fn main() -> Result<()> {
             "metadata scale ({} tags, {} repositories)…",
             plan.tags, plan.repos
         );
-        for r in &regs {
+        for r in regs.iter().filter(|r| r.name != "spin") {
             // Distribution is filled over HTTP up to a cap, the rest on disk; the
             // fill rate is measured on the HTTP part only.
             let cap = |n: usize| {

@@ -41,15 +41,29 @@ impl Registry {
         }
         // A first start fills the compiled-component cache, as the first start
         // of any deployment does; the measured instance starts warm.
-        drop(Self::berth_once(root, &bin, name, runtime_config)?);
-        Self::berth_once(root, &bin, name, runtime_config)
+        drop(Self::berth_once(root, &bin, name, runtime_config, None)?);
+        Self::berth_once(root, &bin, name, runtime_config, None)
     }
 
+    /// The Spin build (`make spin`) on `berth serve` as "spin": its host on
+    /// the stores of `runtime_config`, its adapters given `variables`.
+    pub fn spin(root: &Path, runtime_config: &Path, variables: &[(String, String)]) -> Result<Registry> {
+        let bin = root.join("target/release/berth");
+        if !root.join("target/spin/registry.wasm").exists() {
+            bail!("the Spin build is missing: run `make spin` first");
+        }
+        let launch = |()| Self::berth_once(root, &bin, "spin", Some(runtime_config), Some(variables));
+        drop(launch(())?);
+        launch(())
+    }
+
+    /// Starts `berth serve`; with `spin` (its variables), the Spin build.
     fn berth_once(
         root: &Path,
         bin: &Path,
         name: &str,
         runtime_config: Option<&Path>,
+        spin: Option<&[(String, String)]>,
     ) -> Result<Registry> {
         use base64::Engine;
         let dir = tempfile::tempdir()?;
@@ -63,7 +77,10 @@ impl Registry {
                 "warn",
                 "--manifest",
             ])
-            .arg(root.join("spin.toml"))
+            .arg(match spin {
+                Some(_) => root.join("infra/spin/spin.toml"),
+                None => root.join("spin.toml"),
+            })
             .arg("--data-dir")
             .arg(dir.path())
             .args(
@@ -87,13 +104,19 @@ impl Registry {
             } else {
                 &[]
             })
-            // The webhook workload's receiver listens on 127.0.0.1 (the
-            // baseline, an older Berth, may not know the option).
-            .args(if name.starts_with("berth") {
+            // The webhook workload's receiver, and the Spin build's bucket,
+            // listen on 127.0.0.1 (the baseline, an older Berth, may not
+            // know the option).
+            .args(if name.starts_with("berth") || spin.is_some() {
                 &["--outbound-allow", "127.0.0.1"][..]
             } else {
                 &[]
             })
+            .envs(
+                spin.unwrap_or_default()
+                    .iter()
+                    .map(|(k, v)| (format!("SPIN_VARIABLE_{}", k.to_uppercase()), v)),
+            )
             .env("BERTH_ADMIN_PASSWORD", BERTH_PASSWORD)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -108,6 +108,12 @@ def test_manifest_matches_the_application():
         assert "postgres://{{ metadata_postgres_host }}" in c["allowed_outbound_hosts"]
     for name in ADAPTER_VARIABLES | {"metadata_postgres_host"}:
         assert name in spin["variables"], name
+    # The config adapter refuses exactly the secrets: no component reads a
+    # store's password or a key as a setting.
+    source = (ROOT / "infra/spin/adapters/config-variables/src/lib.rs").read_text()
+    refused = set(re.findall(r'"([a-z0-9_]+)"', source.split("pub const SECRETS", 1)[1].split("];", 1)[0]))
+    secrets = {n for n, v in spin["variables"].items() if v.get("secret")}
+    assert refused == secrets, (refused, secrets)
 
 
 @pytest.mark.skipif(not ON_SPIN, reason="runs in the spin pass (BERTH_TEST_BACKEND=spin)")

@@ -68,11 +68,15 @@ pub fn engine() -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model_async(true);
     let mut pool = PoolingAllocationConfig::default();
+    // A component instance of the Spin build holds ~50 core instances
+    // (11 composed parts, each with its module, WASI adapter and shims)
+    // and ~25 memories; of `berth serve`'s own build ~30 and ~15. These
+    // slots are address space reserved up front, not memory in use.
     pool.total_component_instances(1000)
-        .total_memories(1000)
-        .total_tables(1000)
+        .total_memories(4000)
+        .total_tables(4000)
         .total_stacks(1000)
-        .total_core_instances(1000)
+        .total_core_instances(8000)
         .max_memory_size(256 << 20)
         // Batched decommit: measured +40% req/s for fresh instances here.
         .decommit_batch_size(64);

@@ -1,9 +1,11 @@
 //! `spin:postgres/postgres@4.2.0` on tokio-postgres: a connection is a
 //! client taken from a pool kept per address (so the Spin build's
-//! metadata adapter, which opens one per instance, does not pay a
-//! PostgreSQL login each time), returned to it when the guest drops the
-//! connection, after a `ROLLBACK` so a transaction a trapped guest left
-//! open never reaches the next user.
+//! metadata adapter does not pay a PostgreSQL login each time it opens
+//! one), returned to it when the connection is dropped — by the guest, or
+//! with its instance when that traps or ends. A connection left inside a
+//! transaction (a `BEGIN` without its `COMMIT`) is rolled back first, or
+//! closed if that fails: what a guest half wrote never reaches the next
+//! user of the client.
 //!
 //! Provided: `open`, `query`, `execute` and their builder and `-async`
 //! forms, except `query-async`, whose row stream the adapters do not use
@@ -13,6 +15,10 @@
 //! Connections are made without TLS, as the host's own PostgreSQL
 //! backend's are.
 
+// The error is spin:postgres's own WIT variant: its size is not ours to
+// choose, and the trait methods return it as it is.
+#![allow(clippy::result_large_err)]
+
 use super::spin::postgres::postgres::{
     Column, DbDataType, DbError, DbValue, Error, Host, HostConnection, HostConnectionBuilder,
     HostConnectionBuilderWithStore, HostConnectionWithStore, ParameterValue, QueryError, Row,
@@ -20,7 +26,7 @@ use super::spin::postgres::postgres::{
 };
 use super::{Spin, SpinView};
 use crate::outbound::AllowedHosts;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{Object, Pool};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -29,9 +35,50 @@ use wasmtime::component::{Accessor, FutureReader, Resource, StreamReader};
 /// Connections most held at once per address.
 const POOL_SIZE: usize = 16;
 
-/// A guest's connection: the pooled client while it is open.
+/// A guest's connection: the pooled client while it is open, and whether
+/// the statements run on it left a transaction open.
 pub struct Connection {
     client: Option<Object>,
+    in_transaction: bool,
+}
+
+impl Connection {
+    /// Notes what `statement`, which succeeded, did to the transaction.
+    fn ran(&mut self, statement: &str) {
+        let words: Vec<String> = statement
+            .split_whitespace()
+            .take(2)
+            .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+            .collect();
+        match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["BEGIN", ..] | ["START", "TRANSACTION"] => self.in_transaction = true,
+            ["ROLLBACK", "TO"] => {}
+            ["COMMIT" | "ROLLBACK" | "END" | "ABORT", ..] => self.in_transaction = false,
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        if !self.in_transaction {
+            return; // back to the pool as it is
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if client.batch_execute("ROLLBACK").await.is_err() {
+                        // Never back to the pool in an unknown state.
+                        drop(Object::take(client));
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(client)),
+        }
+    }
 }
 
 /// `connection-builder`: the address, until `build`.
@@ -50,29 +97,12 @@ impl Pools {
         if let Some(pool) = self.pools.lock().unwrap().get(address) {
             return Ok(pool.clone());
         }
+        use crate::capabilities::metadata::postgres::{deadlines, pool};
         let mut config: tokio_postgres::Config = address
             .parse()
             .map_err(|e| Error::ConnectionFailed(format!("the address: {e}")))?;
-        // As the host's own backend: a silent server fails requests in
-        // seconds, a stalled transaction loses its locks after a minute.
-        config
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .keepalives_idle(std::time::Duration::from_secs(30))
-            .tcp_user_timeout(std::time::Duration::from_secs(60))
-            .options("-c idle_in_transaction_session_timeout=60000");
-        let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(std::time::Duration::from_secs(30)))
-            .create_timeout(Some(std::time::Duration::from_secs(10)))
-            .build()
+        deadlines(&mut config);
+        let pool = pool(config, POOL_SIZE)
             .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
         Ok(self
             .pools
@@ -89,8 +119,13 @@ impl Pools {
         let config: tokio_postgres::Config = address
             .parse()
             .map_err(|e| Error::ConnectionFailed(format!("the address: {e}")))?;
-        let ports = config.get_ports().iter().chain(std::iter::repeat(&5432));
-        for (host, port) in config.get_hosts().iter().zip(ports) {
+        // tokio-postgres: one port given serves every host; none is 5432.
+        let ports = config.get_ports();
+        for (i, host) in config.get_hosts().iter().enumerate() {
+            let port = match ports {
+                [one] => one,
+                _ => ports.get(i).unwrap_or(&5432),
+            };
             let name = match host {
                 tokio_postgres::config::Host::Tcp(h) => h.as_str(),
                 tokio_postgres::config::Host::Unix(_) => "localhost",
@@ -106,6 +141,7 @@ impl Pools {
         })?;
         Ok(Connection {
             client: Some(client),
+            in_transaction: false,
         })
     }
 }
@@ -306,9 +342,11 @@ impl HostConnection for SpinView<'_> {
     ) -> Result<RowSet, Error> {
         let c = self
             .table
-            .get(&conn)
+            .get_mut(&conn)
             .map_err(|e| Error::Other(e.to_string()))?;
-        query(c.client.as_ref().ok_or_else(closed)?, &statement, params).await
+        let rows = query(c.client.as_ref().ok_or_else(closed)?, &statement, params).await?;
+        c.ran(&statement);
+        Ok(rows)
     }
 
     async fn execute(
@@ -319,41 +357,44 @@ impl HostConnection for SpinView<'_> {
     ) -> Result<u64, Error> {
         let c = self
             .table
-            .get(&conn)
+            .get_mut(&conn)
             .map_err(|e| Error::Other(e.to_string()))?;
-        execute(c.client.as_ref().ok_or_else(closed)?, &statement, params).await
+        let n = execute(c.client.as_ref().ok_or_else(closed)?, &statement, params).await?;
+        c.ran(&statement);
+        Ok(n)
     }
 
     async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
-        if let Some(client) = self.table.delete(conn)?.client {
-            // Back to the pool outside any transaction ("no transaction in
-            // progress" is only a warning), without holding up the guest.
-            tokio::spawn(async move {
-                let _ = client.batch_execute("ROLLBACK").await;
-            });
-        }
+        // `Connection`'s drop returns the client (see the module's doc).
+        self.table.delete(conn)?;
         Ok(())
     }
 }
 
 /// Takes the client out of `conn` for an `-async` call (the table cannot
 /// be borrowed across it) — the guest cannot use the connection meanwhile.
-fn take<T>(a: &Accessor<T, Spin>, conn: &Resource<Connection>) -> Result<Object, Error> {
+fn take<T>(a: &Accessor<T, Spin>, conn: &Resource<Connection>) -> Result<Connection, Error> {
     a.with(|mut v| {
-        v.get()
+        let c = v
+            .get()
             .table
             .get_mut(conn)
-            .map_err(|e| Error::Other(e.to_string()))?
-            .client
-            .take()
-            .ok_or_else(closed)
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let client = c.client.take().ok_or_else(closed)?;
+        Ok(Connection {
+            client: Some(client),
+            in_transaction: std::mem::take(&mut c.in_transaction),
+        })
     })
 }
 
-fn put_back<T>(a: &Accessor<T, Spin>, conn: &Resource<Connection>, client: Object) {
+/// Puts `taken` back in `conn`; if the guest dropped `conn` meanwhile,
+/// `taken` is dropped as a connection is (rolled back if need be).
+fn put_back<T>(a: &Accessor<T, Spin>, conn: &Resource<Connection>, mut taken: Connection) {
     a.with(|mut v| {
         if let Ok(c) = v.get().table.get_mut(conn) {
-            c.client = Some(client);
+            c.client = taken.client.take();
+            c.in_transaction = taken.in_transaction;
         }
     })
 }
@@ -404,9 +445,13 @@ impl<T: Send> HostConnectionWithStore<T> for Spin {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> Result<u64, Error> {
-        let client = take(a, &conn)?;
-        let result = execute(&client, &statement, params).await;
-        put_back(a, &conn, client);
+        let mut taken = take(a, &conn)?;
+        let client = taken.client.as_ref().ok_or_else(closed)?;
+        let result = execute(client, &statement, params).await;
+        if result.is_ok() {
+            taken.ran(&statement);
+        }
+        put_back(a, &conn, taken);
         result
     }
 }
@@ -462,5 +507,31 @@ impl<T: Send> HostConnectionBuilderWithStore<T> for Spin {
             .connect(&address, &state.allowed_hosts)
             .await?;
         push(a, c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Connection;
+
+    #[test]
+    fn transactions_are_followed_by_their_statements() {
+        let mut c = Connection {
+            client: None,
+            in_transaction: false,
+        };
+        for (statement, open) in [
+            ("begin", true),
+            ("SELECT 1", true),
+            ("ROLLBACK TO SAVEPOINT a", true),
+            ("COMMIT;", false),
+            ("START TRANSACTION ISOLATION LEVEL SERIALIZABLE", true),
+            ("rollback", false),
+            ("BEGIN;", true),
+            ("END", false),
+        ] {
+            c.ran(statement);
+            assert_eq!(c.in_transaction, open, "{statement}");
+        }
     }
 }

@@ -75,29 +75,8 @@ impl Postgres {
         let mut config: tokio_postgres::Config = url
             .parse()
             .context("the PostgreSQL url (postgres://user:password@host:port/database)")?;
-        // A server gone silent (a partition, a failover without a reset)
-        // fails requests in seconds instead of hanging them for the two
-        // hours of TCP keep-alive; and a host that stalls while holding the
-        // sequence lock loses it after a minute, so the others write on.
-        config
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .keepalives_idle(std::time::Duration::from_secs(30))
-            .tcp_user_timeout(std::time::Duration::from_secs(60))
-            .options("-c idle_in_transaction_session_timeout=60000");
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(2))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(std::time::Duration::from_secs(30)))
-            .create_timeout(Some(std::time::Duration::from_secs(10)))
-            .build()
-            .context("building the PostgreSQL pool")?;
+        deadlines(&mut config);
+        let pool = pool(config.clone(), pool_size.max(2)).context("building the PostgreSQL pool")?;
         {
             let mut client = pool
                 .get()
@@ -225,6 +204,42 @@ impl Postgres {
             })
             .collect())
     }
+}
+
+/// The deadlines every PostgreSQL client of Berth keeps (this backend's
+/// pool and listener, and the Spin platform's `spin:postgres` in
+/// `crate::spin`): a server gone silent (a partition, a failover without a
+/// reset) fails requests in seconds instead of hanging them for the two
+/// hours of TCP keep-alive, and a client that stalls inside a transaction
+/// loses its locks (the sequence row's) after a minute, so the others
+/// write on.
+pub(crate) fn deadlines(config: &mut tokio_postgres::Config) {
+    config
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .keepalives_idle(std::time::Duration::from_secs(30))
+        .tcp_user_timeout(std::time::Duration::from_secs(60))
+        .options("-c idle_in_transaction_session_timeout=60000");
+}
+
+/// A pool of at most `size` connections to `config` (without TLS), which
+/// waits at most 30 s for a free connection and 10 s to make one.
+pub(crate) fn pool(
+    config: tokio_postgres::Config,
+    size: usize,
+) -> Result<Pool, deadpool_postgres::BuildError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(std::time::Duration::from_secs(30)))
+        .create_timeout(Some(std::time::Duration::from_secs(10)))
+        .build()
 }
 
 /// Applies the migrations not yet applied, under the advisory lock.

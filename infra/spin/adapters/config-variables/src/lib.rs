@@ -3,6 +3,10 @@
 //! `spin.toml`'s `[component.<id>.variables]` declare them. A variable the
 //! component does not declare, or a name Spin cannot hold, is no setting
 //! (`none`), as a missing key is on the host.
+//!
+//! The variables that hold the adapters' secrets ([`SECRETS`]) are never
+//! settings: components reach the stores and keys only through the
+//! capabilities, as on the host, where they never see them either.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -17,14 +21,28 @@ spin_sdk::wit_bindgen::generate!({
 struct Adapter;
 export!(Adapter);
 
+/// The variables no component may read as settings: what the metadata,
+/// blob and credentials adapters hold (`secret = true` in
+/// infra/spin/spin.toml; tests/integration/test_spin_build.py checks the
+/// two agree).
+pub const SECRETS: &[&str] = &[
+    "metadata_postgres_url",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "token_signing_key",
+    "sealing_key",
+];
+
 thread_local! {
-    /// Settings read in this instance (Spin instantiates per request, so
-    /// this lives one request).
+    /// Settings read in this instance (it lives for many requests).
     static READ: RefCell<HashMap<String, Option<String>>> = RefCell::new(HashMap::new());
 }
 
 impl exports::berth::registry::config::Guest for Adapter {
     fn get(key: String) -> Option<String> {
+        if SECRETS.contains(&key.as_str()) {
+            return None;
+        }
         if let Some(v) = READ.with(|r| r.borrow().get(&key).cloned()) {
             return v;
         }

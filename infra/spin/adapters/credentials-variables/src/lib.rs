@@ -4,15 +4,19 @@
 //! `berth-credentials`, which the host uses too: a host and a Spin app
 //! given the same keys accept each other's tokens and sealed secrets.
 //!
-//! Unlike the host, this runs argon2 inside the guest (one run per
-//! password check: the instance lives one request, so nothing is
-//! remembered between requests), and a missing or malformed key makes
-//! every operation that needs it fail loudly (a trap: the request fails
-//! with a 500 and the reason is in Spin's log) rather than fall back to a
-//! weak key.
+//! Unlike the host, this runs argon2 inside the guest. As on the host, a
+//! verified (hash, password) pair is remembered for the instance's life
+//! (Spin reuses an instance for many requests), so Basic auth on every
+//! request costs a sha256, not an argon2 run. A missing or malformed key
+//! makes every operation that needs it fail loudly (a trap: the request
+//! fails with a 500 and the reason is in Spin's log) rather than fall back
+//! to a weak key; it is read again on the next call.
 
 use berth_credentials::Keys;
-use std::cell::OnceCell;
+use sha2::Digest;
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
 
 spin_sdk::wit_bindgen::generate!({
     runtime_path: "::spin_sdk::wit_bindgen::rt",
@@ -24,8 +28,14 @@ spin_sdk::wit_bindgen::generate!({
 struct Adapter;
 export!(Adapter);
 
+/// Verified pairs remembered at most; the set is cleared when full.
+const VERIFIED_MAX: usize = 10_000;
+
 thread_local! {
-    static KEYS: OnceCell<Result<Keys, String>> = const { OnceCell::new() };
+    /// The keys, once read.
+    static KEYS: RefCell<Option<Rc<Keys>>> = const { RefCell::new(None) };
+    /// sha256(hash ‖ 0 ‖ password) of the pairs verified.
+    static VERIFIED: RefCell<HashSet<[u8; 32]>> = RefCell::new(HashSet::new());
 }
 
 /// One key variable, decoded.
@@ -36,19 +46,30 @@ async fn key(name: &'static str) -> Result<[u8; 32], String> {
     berth_credentials::key_from_hex(&text).map_err(|e| format!("Spin variable {name}: {e}"))
 }
 
-/// Runs `f` with this instance's keys, read from the variables once.
+/// Runs `f` with this instance's keys, read from the variables the first
+/// time (and again after a failed read).
 fn with_keys<T>(f: impl FnOnce(&Keys) -> T) -> Result<T, String> {
-    KEYS.with(|cell| {
-        let keys = cell.get_or_init(|| {
-            // The functions using keys are synchronous, `variables.get` is
-            // not: wait here.
-            spin_sdk::wit_bindgen::block_on(async {
-                Keys::new(key("token_signing_key").await?, key("sealing_key").await?)
-                    .map_err(|e| e.to_string())
-            })
-        });
-        keys.as_ref().map(f).map_err(Clone::clone)
-    })
+    if let Some(keys) = KEYS.with(|k| k.borrow().clone()) {
+        return Ok(f(&keys));
+    }
+    // The functions using keys are synchronous, `variables.get` is not:
+    // wait here (Spin's providers of static and environment variables
+    // answer at once).
+    let keys = spin_sdk::wit_bindgen::block_on(async {
+        Keys::new(key("token_signing_key").await?, key("sealing_key").await?)
+            .map_err(|e| e.to_string())
+    })?;
+    let keys = Rc::new(keys);
+    KEYS.with(|k| *k.borrow_mut() = Some(keys.clone()));
+    Ok(f(&keys))
+}
+
+fn memo(password: &str, hash: &str) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    h.update(hash.as_bytes());
+    h.update([0]);
+    h.update(password.as_bytes());
+    h.finalize().into()
 }
 
 fn now() -> u64 {
@@ -64,7 +85,21 @@ impl exports::berth::registry::credentials::Guest for Adapter {
     }
 
     async fn verify_password(password: String, hash: String) -> bool {
-        berth_credentials::verify_password(&password, &hash)
+        let memo = memo(&password, &hash);
+        if VERIFIED.with(|v| v.borrow().contains(&memo)) {
+            return true;
+        }
+        let ok = berth_credentials::verify_password(&password, &hash);
+        if ok {
+            VERIFIED.with(|v| {
+                let mut v = v.borrow_mut();
+                if v.len() >= VERIFIED_MAX {
+                    v.clear();
+                }
+                v.insert(memo);
+            });
+        }
+        ok
     }
 
     fn issue_token(claims: String, ttl_seconds: u32) -> String {

@@ -1,5 +1,7 @@
-//! The connection to PostgreSQL: opened lazily, once per instance, from
-//! the Spin variable `metadata_postgres_url`; statements through the
+//! The connections to PostgreSQL: one per operation (a commit, a read),
+//! opened from the Spin variable `metadata_postgres_url` and dropped at its
+//! end, so no instance holds a connection of the platform's pool between
+//! requests (an instance lives for many); statements through the
 //! synchronous functions of `spin:postgres/postgres@4.2.0`; transactions;
 //! the schema's migrations when it is missing; and how PostgreSQL's
 //! failures become `store-error`s.
@@ -9,10 +11,10 @@
 //! the synchronous ones (it provides no row streams), and a metadata
 //! operation runs one statement at a time on one connection anyway — a
 //! commit is a sequence of statements each waiting for the previous one.
-//! A side effect this module relies on: a synchronous call blocks the
-//! whole instance, so no other task of the instance can run between two
-//! statements of a transaction; the transaction's statements never mix
-//! with another task's on the shared connection.
+//! The cost: a synchronous call blocks the instance (on `berth serve`, the
+//! whole store: every request the instance serves at once) for the
+//! statement's round trip. An operation's connection is its own, so the
+//! statements of two operations never mix on one.
 
 use crate::StoreError;
 use berth_postgres_schema as sql;
@@ -39,8 +41,8 @@ pub enum Failure {
     /// message is for logs.
     Backend(String),
     /// The connection may be unusable (it failed, or a failure came
-    /// without PostgreSQL's structured answer): it is dropped, and the
-    /// next operation of this instance opens another.
+    /// without PostgreSQL's structured answer); it ends with the
+    /// operation, as every connection does.
     Broken(String),
 }
 
@@ -56,91 +58,78 @@ impl From<Failure> for StoreError {
 }
 
 /// An open connection and the address it was opened with (kept to strip
-/// it, and its password, from error messages).
+/// it, and its password, from error messages). Dropping it returns the
+/// connection to the platform.
 pub struct Db {
     connection: Connection,
-    address: String,
+    address: Rc<str>,
 }
 
 thread_local! {
-    /// This instance's connection, once opened. Spin instantiates per
-    /// request, so it lives for one request; it is not shared with any
-    /// other instance.
-    static DB: RefCell<Option<Rc<Db>>> = const { RefCell::new(None) };
+    /// The address, once read (the variable does not change while the
+    /// instance lives).
+    static ADDRESS: RefCell<Option<Rc<str>>> = const { RefCell::new(None) };
 }
 
-/// The instance's connection, if one is open.
-pub fn current() -> Option<Rc<Db>> {
-    DB.with_borrow(|db| db.clone())
-}
-
-/// The instance's connection, opened on first use.
+/// The database's address, from the variable the first time.
 ///
-/// Errors: `backend` when the variable is missing or PostgreSQL cannot be
-/// reached (with its reason, never the address).
-pub async fn connect() -> Result<Rc<Db>, StoreError> {
-    if let Some(db) = current() {
-        return Ok(db);
+/// Errors: `backend` when the variable is missing.
+async fn address() -> Result<Rc<str>, StoreError> {
+    if let Some(a) = ADDRESS.with_borrow(|a| a.clone()) {
+        return Ok(a);
     }
-    let address = spin_sdk::variables::get(URL_VARIABLE).await.map_err(|e| {
-        use spin_sdk::variables::Error as E;
-        let (E::InvalidName(m) | E::Undefined(m) | E::Provider(m) | E::Other(m)) = e;
-        StoreError::Backend(format!("the Spin variable {URL_VARIABLE}: {m}"))
-    })?;
-    // Another task of this instance may have opened one meanwhile.
-    if let Some(db) = current() {
-        return Ok(db);
-    }
+    let address: Rc<str> = spin_sdk::variables::get(URL_VARIABLE)
+        .await
+        .map_err(|e| {
+            use spin_sdk::variables::Error as E;
+            let (E::InvalidName(m) | E::Undefined(m) | E::Provider(m) | E::Other(m)) = e;
+            StoreError::Backend(format!("the Spin variable {URL_VARIABLE}: {m}"))
+        })?
+        .into();
+    ADDRESS.set(Some(address.clone()));
+    Ok(address)
+}
+
+/// A connection of the operation's own.
+///
+/// Errors: `backend` when PostgreSQL cannot be reached (with its reason,
+/// never the address).
+fn open(address: Rc<str>) -> Result<Db, StoreError> {
     let connection =
         Connection::open(&address).map_err(|e| StoreError::from(failure(e, &address)))?;
-    let db = Rc::new(Db {
+    Ok(Db {
         connection,
         address,
-    });
-    DB.set(Some(db.clone()));
-    Ok(db)
+    })
 }
 
-/// Drops `db` as the instance's connection (the next operation opens a
-/// new one).
-fn forget(db: &Rc<Db>) {
-    DB.with_borrow_mut(|current| {
-        if current.as_ref().is_some_and(|c| Rc::ptr_eq(c, db)) {
-            *current = None;
-        }
-    });
-}
-
-/// Runs `op` on the instance's connection. When the schema is missing
+/// Runs `op` on a connection of its own. When the schema is missing
 /// (PostgreSQL answers `undefined_table`), migrates it ([`migrate`]) and
 /// runs `op` once more: no request pays a migration check, and a fresh
 /// database is set up by the first request that needs it.
 pub async fn run<T>(op: impl Fn(&Db) -> Result<T, Failure>) -> Result<T, StoreError> {
-    let db = connect().await?;
+    let db = open(address().await?)?;
     attempt(&db, op)
 }
 
-/// [`run`] for synchronous exports: uses the open connection, or opens one
-/// at once. Opening reads a Spin variable, an async call: `block_on` does
-/// not wait when the host answers at once (as it does for variables it
-/// holds), which a synchronous export needs — one that had to wait would
-/// trap ("cannot block a synchronous task").
+/// [`run`] for synchronous exports. Reading the address the first time is
+/// an async call: `block_on` does not wait when the host answers at once
+/// (as it does for variables it holds), which a synchronous export needs —
+/// one that had to wait would trap ("cannot block a synchronous task").
 pub fn run_now<T>(op: impl Fn(&Db) -> Result<T, Failure>) -> Result<T, StoreError> {
-    let db = match current() {
-        Some(db) => db,
-        None => spin_sdk::wit_bindgen::block_on(connect())?,
+    let address = match ADDRESS.with_borrow(|a| a.clone()) {
+        Some(a) => a,
+        None => spin_sdk::wit_bindgen::block_on(address())?,
     };
+    let db = open(address)?;
     attempt(&db, op)
 }
 
-fn attempt<T>(db: &Rc<Db>, op: impl Fn(&Db) -> Result<T, Failure>) -> Result<T, StoreError> {
+fn attempt<T>(db: &Db, op: impl Fn(&Db) -> Result<T, Failure>) -> Result<T, StoreError> {
     let result = match op(db) {
         Err(Failure::NoSchema(_)) => migrate(db).and_then(|()| op(db)),
         result => result,
     };
-    if let Err(Failure::Broken(_)) = &result {
-        forget(db);
-    }
     result.map_err(StoreError::from)
 }
 

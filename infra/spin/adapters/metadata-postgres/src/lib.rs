@@ -11,7 +11,8 @@
 //! database: versions come from the one `berth_sequence` row, keys sort by
 //! their bytes, appends form one log in commit order.
 //!
-//! What differs, because a Spin instance lives for one request:
+//! What differs, because a Spin instance has no life of its own between
+//! requests (no task runs in it when no request does):
 //!
 //! - **No group commit**: each `commit` is its own transaction (`BEGIN`,
 //!   lock the sequence row, take the version, check and apply, `COMMIT`).
@@ -19,7 +20,8 @@
 //!   of different instances queue on the sequence row's lock instead.
 //! - **`note` writes at once** (the host buffers statistics up to half a
 //!   second): an instance may end right after the call, and nothing of it
-//!   would remain to write them later. So `counters` reads the table only.
+//!   would remain to write them later. So `counters` reads the table only,
+//!   and a pull waits for its statistics' write (one statement).
 //! - **Migrations on demand**: no request checks the schema; a statement
 //!   that finds a table missing (SQLSTATE 42P01) migrates it, as the host
 //!   does at start, and runs again ([`db::run`]).
