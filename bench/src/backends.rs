@@ -147,7 +147,10 @@ impl Backends {
                 "[metadata_store.default]\ntype = \"postgres\"\nurl = \"{db_url}\"\n[credentials]\ntoken_signing_key = \"{token}\"\nsealing_key = \"{seal}\"\n"
             ),
         )?;
-        let pg_host = base.rsplit_once('@').map_or(base, |(_, h)| h).trim_start_matches("postgres://");
+        let pg_host = base
+            .rsplit_once('@')
+            .map_or(base, |(_, h)| h)
+            .trim_start_matches("postgres://");
         let variables = [
             ("metadata_postgres_url", db_url.as_str()),
             ("metadata_postgres_host", pg_host),
@@ -200,7 +203,10 @@ impl Backends {
             && let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await
         {
             tokio::spawn(conn);
-            for db in [format!("berth_bench_{}", self.run), format!("berth_bench_{}_spin", self.run)] {
+            for db in [
+                format!("berth_bench_{}", self.run),
+                format!("berth_bench_{}_spin", self.run),
+            ] {
                 let _ = client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
                     .await;

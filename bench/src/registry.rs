@@ -47,12 +47,17 @@ impl Registry {
 
     /// The Spin build (`make spin`) on `berth serve` as "spin": its host on
     /// the stores of `runtime_config`, its adapters given `variables`.
-    pub fn spin(root: &Path, runtime_config: &Path, variables: &[(String, String)]) -> Result<Registry> {
+    pub fn spin(
+        root: &Path,
+        runtime_config: &Path,
+        variables: &[(String, String)],
+    ) -> Result<Registry> {
         let bin = root.join("target/release/berth");
         if !root.join("target/spin/registry.wasm").exists() {
             bail!("the Spin build is missing: run `make spin` first");
         }
-        let launch = |()| Self::berth_once(root, &bin, "spin", Some(runtime_config), Some(variables));
+        let launch =
+            |()| Self::berth_once(root, &bin, "spin", Some(runtime_config), Some(variables));
         drop(launch(())?);
         launch(())
     }

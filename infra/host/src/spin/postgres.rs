@@ -102,8 +102,7 @@ impl Pools {
             .parse()
             .map_err(|e| Error::ConnectionFailed(format!("the address: {e}")))?;
         deadlines(&mut config);
-        let pool = pool(config, POOL_SIZE)
-            .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+        let pool = pool(config, POOL_SIZE).map_err(|e| Error::ConnectionFailed(e.to_string()))?;
         Ok(self
             .pools
             .lock()

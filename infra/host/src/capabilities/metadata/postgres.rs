@@ -76,7 +76,8 @@ impl Postgres {
             .parse()
             .context("the PostgreSQL url (postgres://user:password@host:port/database)")?;
         deadlines(&mut config);
-        let pool = pool(config.clone(), pool_size.max(2)).context("building the PostgreSQL pool")?;
+        let pool =
+            pool(config.clone(), pool_size.max(2)).context("building the PostgreSQL pool")?;
         {
             let mut client = pool
                 .get()

@@ -214,11 +214,19 @@ impl Bucket {
         }
     }
 
-    /// PutObject of `bytes` (one request; for objects of up to one part).
+    /// PutObject of `bytes` (one request; for objects of up to one part),
+    /// with its Content-MD5, which the bucket checks (`BadDigest` if the
+    /// bytes changed on the way).
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), Error> {
         let action = self.s3.put_object(self.creds(), key);
         let a = self
-            .send(&action, "PutObject", key, Vec::new(), Some(bytes))
+            .send(
+                &action,
+                "PutObject",
+                key,
+                vec![content_md5(&bytes)],
+                Some(bytes),
+            )
             .await?;
         a.success().await.map(drop)
     }
@@ -370,7 +378,13 @@ impl Bucket {
             })?;
         let action = self.s3.upload_part(self.creds(), key, number, upload_id);
         let a = self
-            .send(&action, "UploadPart", key, Vec::new(), Some(bytes))
+            .send(
+                &action,
+                "UploadPart",
+                key,
+                vec![content_md5(&bytes)],
+                Some(bytes),
+            )
             .await?;
         let headers = a.success_headers().await?;
         header(&headers, "etag")
@@ -647,9 +661,27 @@ impl Body {
     }
 }
 
+/// The `Content-MD5` header of a request body (RFC 1864: base64 of the
+/// MD5), which S3 checks against what it received.
+fn content_md5(body: &[u8]) -> (String, String) {
+    use base64::Engine;
+    use md5::Digest;
+    (
+        "content-md5".to_string(),
+        base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_md5_is_base64_of_the_md5() {
+        // RFC 1321's MD5 of "" and of "abc".
+        assert_eq!(content_md5(b"").1, "1B2M2Y8AsgTpgAmY7PhCfg==");
+        assert_eq!(content_md5(b"abc").1, "kAFQmDzST7DWlj99KOF/cg==");
+    }
 
     #[test]
     fn presigns_path_style_urls_without_the_secret() {
