@@ -4,7 +4,7 @@
 //! where S3 allows it.
 
 use crate::bucket::{Body, Fetched};
-use crate::digest::{Algorithm, Digest, Hasher};
+use crate::digest::{self, Algorithm, Digest, Hasher};
 use crate::error::Error;
 use crate::settings::Store;
 use crate::writer::{Meter, Source, Staged, stage};
@@ -20,7 +20,7 @@ pub struct Info {
 /// Size in bytes of the blob `digest`, none when it is not stored
 /// (HeadObject). Errors: `invalid` digest, `backend`.
 pub async fn stat(store: &Store, digest: &str) -> Result<Option<u64>, Error> {
-    let key = store.keys.blob(&Digest::parse(digest)?);
+    let key = store.keys.blob(&digest::parse(digest)?);
     store.bucket.head(&key).await
 }
 
@@ -35,7 +35,7 @@ pub async fn read(
     offset: u64,
     length: Option<u64>,
 ) -> Result<StreamReader<u8>, Error> {
-    let key = store.keys.blob(&Digest::parse(digest)?);
+    let key = store.keys.blob(&digest::parse(digest)?);
     // HTTP cannot ask for no bytes: only check that the blob exists.
     let fetched = match length {
         Some(0) => None,
@@ -99,7 +99,7 @@ async fn pump(mut body: Body, mut tx: StreamWriter<u8>, mut skip: u64, mut limit
 /// A presigned GetObject URL of the blob, valid `ttl_seconds` (clamped to
 /// S3's 1 s … 7 days). Errors: `invalid` digest.
 pub fn direct_url(store: &Store, digest: &str, ttl_seconds: u32) -> Result<String, Error> {
-    let key = store.keys.blob(&Digest::parse(digest)?);
+    let key = store.keys.blob(&digest::parse(digest)?);
     Ok(store.bucket.presigned_get(&key, ttl_seconds))
 }
 
@@ -123,7 +123,7 @@ pub async fn put(
     max_size: u64,
 ) -> Result<Info, Error> {
     let (bucket, keys) = (&store.bucket, &store.keys);
-    let expected = expected.map(Digest::parse).transpose()?;
+    let expected = expected.map(digest::parse).transpose()?;
     let algorithm = expected.as_ref().map_or(algorithm, Digest::algorithm);
     let (spill, stored) = match &expected {
         Some(d) => {
@@ -152,7 +152,7 @@ pub async fn put(
         staged.publish(bucket, &spill).await?;
         return Ok(Info { digest, size });
     }
-    let to = keys.blob(&Digest::parse(&digest)?);
+    let to = keys.blob(&digest::parse(&digest)?);
     match staged {
         Staged::Multipart { .. } => {
             staged.publish(bucket, &spill).await?;
@@ -177,7 +177,7 @@ pub async fn put(
 /// Removes blob `digest` (HeadObject, then DeleteObject); false when it
 /// was not stored. Errors: `invalid` digest, `backend`.
 pub async fn delete(store: &Store, digest: &str) -> Result<bool, Error> {
-    let key = store.keys.blob(&Digest::parse(digest)?);
+    let key = store.keys.blob(&digest::parse(digest)?);
     if store.bucket.head(&key).await?.is_none() {
         return Ok(false);
     }
@@ -230,7 +230,7 @@ pub async fn list(store: &Store, after: Option<&str>, limit: u32) -> Result<Vec<
 /// `invalid` digest, `backend` (a transfer cut short is an error, not
 /// another digest).
 pub async fn verify(store: &Store, digest: &str) -> Result<Option<String>, Error> {
-    let d = Digest::parse(digest)?;
+    let d = digest::parse(digest)?;
     let key = store.keys.blob(&d);
     let mut body = match store.bucket.get(&key, 0, None).await? {
         Fetched::Body { body, .. } => body,

@@ -1,92 +1,24 @@
-//! Digests as the blob interfaces carry them (`algorithm:hex`), and the
-//! running hash every write and `verify` feeds its bytes through. The
-//! grammar is the one `berth_domain::digest::Digest::parse` accepts for
-//! the two supported algorithms, so the host and this adapter refuse the
-//! same strings.
+//! Digests as the blob interfaces carry them (`algorithm:hex`, parsed by
+//! `berth_domain`, so the host and this adapter refuse the same strings),
+//! and the running hash every write and `verify` feeds its bytes through.
 
 use crate::error::Error;
 use sha2::Digest as _;
 
-/// A supported digest algorithm (`digest-algorithm` in `wit/store.wit`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Algorithm {
-    Sha256,
-    Sha512,
+pub use berth_domain::digest::{Algorithm, Digest};
+
+/// Parses `algorithm:hex` as the host does (`berth_domain`'s grammar:
+/// lowercase hex of the algorithm's length, sha256 or sha512).
+/// Errors: `invalid("invalid digest …")` for anything else, including
+/// other algorithms, as the host's blob store answers.
+pub fn parse(s: &str) -> Result<Digest, Error> {
+    Digest::parse(s).map_err(|_| Error::Invalid(format!("invalid digest {s:?}")))
 }
 
-impl Algorithm {
-    /// The name before the `:` (and the folder under `blobs/`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Sha256 => "sha256",
-            Algorithm::Sha512 => "sha512",
-        }
-    }
-
-    /// Length of the lowercase hex encoding.
-    fn hex_len(self) -> usize {
-        match self {
-            Algorithm::Sha256 => 64,
-            Algorithm::Sha512 => 128,
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Algorithm> {
-        match name {
-            "sha256" => Some(Algorithm::Sha256),
-            "sha512" => Some(Algorithm::Sha512),
-            _ => None,
-        }
-    }
-}
-
-/// A well-formed digest of a supported algorithm.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Digest {
-    algorithm: Algorithm,
-    /// `algorithm:hex`, lowercase.
-    text: String,
-}
-
-impl Digest {
-    /// Parses `algorithm:hex` (lowercase hex of the algorithm's length).
-    /// Errors: `invalid("invalid digest …")` for anything else, including
-    /// other algorithms, as the host's blob store answers.
-    pub fn parse(s: &str) -> Result<Digest, Error> {
-        Self::from_parts_of(s).ok_or_else(|| Error::Invalid(format!("invalid digest {s:?}")))
-    }
-
-    fn from_parts_of(s: &str) -> Option<Digest> {
-        let (name, hex) = s.split_once(':')?;
-        let algorithm = Algorithm::from_name(name)?;
-        let well_formed = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        well_formed.then(|| Digest {
-            algorithm,
-            text: s.to_string(),
-        })
-    }
-
-    /// The digest a blob key's last two segments (`<alg>/<hex>`) name, if
-    /// they are well formed.
-    pub fn from_key_parts(alg: &str, hex: &str) -> Option<Digest> {
-        Self::from_parts_of(&format!("{alg}:{hex}"))
-    }
-
-    /// The algorithm before the `:`.
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-
-    /// The lowercase hex after the `:`.
-    pub fn hex(&self) -> &str {
-        &self.text[self.algorithm.name().len() + 1..]
-    }
-
-    /// `algorithm:hex`.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
+/// The digest a blob key's last two segments (`<alg>/<hex>`) name, if
+/// they are well formed.
+pub fn from_key_parts(alg: &str, hex: &str) -> Option<Digest> {
+    Digest::parse(&format!("{alg}:{hex}")).ok()
 }
 
 /// A running hash in either supported algorithm.
@@ -130,11 +62,11 @@ mod tests {
 
     #[test]
     fn parses_what_the_host_parses() {
-        let d = Digest::parse(EMPTY_SHA256).unwrap();
+        let d = parse(EMPTY_SHA256).unwrap();
         assert_eq!(d.algorithm(), Algorithm::Sha256);
         assert_eq!(d.hex(), &EMPTY_SHA256[7..]);
         let long = format!("sha512:{}", "a".repeat(128));
-        assert_eq!(Digest::parse(&long).unwrap().algorithm(), Algorithm::Sha512);
+        assert_eq!(parse(&long).unwrap().algorithm(), Algorithm::Sha512);
         for bad in [
             "sha256:zz",
             "sha256",
@@ -144,10 +76,7 @@ mod tests {
             &format!("{EMPTY_SHA256}0"),
             &format!("sha512:{}", "a".repeat(64)),
         ] {
-            assert!(
-                matches!(Digest::parse(bad), Err(Error::Invalid(_))),
-                "{bad}"
-            );
+            assert!(matches!(parse(bad), Err(Error::Invalid(_))), "{bad}");
         }
     }
 

@@ -70,7 +70,7 @@ impl Keys {
     pub fn digest_of(&self, key: &str) -> Option<Digest> {
         let rest = key.strip_prefix(&self.blobs_root())?;
         let (alg, hex) = rest.split_once('/')?;
-        Digest::from_key_parts(alg, hex)
+        crate::digest::from_key_parts(alg, hex)
     }
 
     /// `<prefix>tmp/<id>`.
@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn lays_keys_out_as_the_host_does() {
         let k = Keys::new("r/").unwrap();
-        let d = Digest::parse(&format!("sha256:{HEX}")).unwrap();
+        let d = crate::digest::parse(&format!("sha256:{HEX}")).unwrap();
         assert_eq!(k.blob(&d), format!("r/blobs/sha256/{HEX}"));
         assert_eq!(k.digest_of(&k.blob(&d)), Some(d.clone()));
         assert_eq!(k.digest_of("r/blobs/sha256/zz"), None);

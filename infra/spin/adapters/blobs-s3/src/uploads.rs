@@ -5,7 +5,7 @@
 
 use crate::blobs::Info;
 use crate::bucket::now;
-use crate::digest::{Digest, Hasher};
+use crate::digest::{self, Digest, Hasher};
 use crate::error::Error;
 use crate::keys::{Listed, Segment, open_marker, segment};
 use crate::settings::{Store, random_id};
@@ -96,7 +96,7 @@ pub async fn append(
 /// keeps them, to finish again. Errors: `invalid` digest, `not-found`,
 /// `digest-mismatch(computed)`, `backend`.
 pub async fn finish(store: &Store, id: &str, digest: &str) -> Result<Info, Error> {
-    let expected = Digest::parse(digest)?;
+    let expected = digest::parse(digest)?;
     let upload = listed(store, id).await?;
     let result = concatenate(store, upload.segments, &expected).await;
     if !matches!(result, Err(Error::Backend(_))) {
