@@ -65,6 +65,8 @@ def test_every_secret_named_is_in_the_secret():
     assert app["spec"]["runtimeConfig"]["loadFromSecret"] == secret["metadata"]["name"]
     assert "runtime-config.toml" in keys
     tomllib.loads(secret["stringData"]["runtime-config.toml"])
+    # The Spin build's own runtime config, as `spin up` takes it.
+    assert secret["stringData"]["runtime-config.toml"] == (ROOT / "infra/spin/runtime-config.toml").read_text()
     named = []
 
     def walk(node):
