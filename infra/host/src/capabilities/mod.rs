@@ -68,8 +68,10 @@ impl From<MetaError> for StoreError {
         match e {
             MetaError::Conflict => StoreError::Conflict,
             MetaError::Backend(e) => {
+                // As for blobs: the detail (the server's reason, its user)
+                // is for the log; clients learn only that storage failed.
                 tracing::error!(error = %e, "metadata backend failure");
-                StoreError::Backend(e.to_string())
+                StoreError::Backend("metadata storage failed; see the registry's log".into())
             }
         }
     }
@@ -386,6 +388,17 @@ mod tests {
         assert!(matches!(
             StoreError::from(BlobError::BadOffset(7)),
             StoreError::BadOffset(7)
+        ));
+        // Metadata too: PostgreSQL's reason names its user.
+        let detail = r#"PostgreSQL: password authentication failed for user "berth""#;
+        let StoreError::Backend(message) = MetaError::Backend(anyhow::anyhow!(detail)).into()
+        else {
+            panic!("a backend failure")
+        };
+        assert!(!message.contains("berth\""), "{message}");
+        assert!(matches!(
+            StoreError::from(MetaError::Conflict),
+            StoreError::Conflict
         ));
     }
 }

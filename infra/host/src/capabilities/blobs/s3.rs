@@ -92,6 +92,28 @@ struct Segment {
     path: Path,
 }
 
+/// The segments an upload is made of, in offset order, and its size.
+///
+/// Appends racing at one offset (two hosts, each told the offset was the
+/// upload's size) leave segments that do not follow one another: one
+/// starting inside what an earlier one covers, or past a gap a shorter
+/// rewrite of an earlier offset left. The upload is what follows on from
+/// offset 0 without a gap; the rest is superseded (the documented race:
+/// the later part stays) and removed with the upload, never a reason to
+/// refuse every later request on it.
+fn contiguous(mut segments: Vec<Segment>) -> (Vec<Segment>, u64) {
+    segments.sort_by_key(|s| s.offset);
+    let mut size = 0;
+    segments.retain(|s| {
+        let follows = s.offset == size;
+        if follows {
+            size += s.size;
+        }
+        follows
+    });
+    (segments, size)
+}
+
 impl S3Store {
     /// Connects and checks that the bucket answers with these credentials.
     pub async fn open(c: &S3Config) -> anyhow::Result<S3Store> {
@@ -436,17 +458,7 @@ impl S3Store {
         if !open && segments.is_empty() {
             return Err(BlobError::NotFound);
         }
-        segments.sort_by_key(|s| s.offset);
-        let mut size = 0;
-        for s in &segments {
-            if s.offset != size {
-                return Err(BlobError::Io(std::io::Error::other(format!(
-                    "upload {id} has a gap at offset {size}"
-                ))));
-            }
-            size += s.size;
-        }
-        Ok((segments, size))
+        Ok(contiguous(segments))
     }
 
     pub async fn upload_size(&self, id: &str) -> Result<u64, BlobError> {
@@ -702,6 +714,25 @@ mod tests {
     //! Garage and sets it). Each test writes under a prefix of its own.
     use super::super::{Blobs, contract};
     use super::*;
+
+    #[test]
+    fn an_upload_is_what_follows_on_from_offset_zero() {
+        let seg = |offset, size| Segment {
+            offset,
+            size,
+            path: Path::from(format!("uploads/u/{offset:020}")),
+        };
+        let sizes = |v: Vec<Segment>| v.iter().map(|s| (s.offset, s.size)).collect::<Vec<_>>();
+        let (kept, size) = contiguous(vec![seg(5, 3), seg(0, 5)]);
+        assert_eq!((sizes(kept), size), (vec![(0, 5), (5, 3)], 8));
+        // Racing appends: a 20-byte rewrite of offset 0 supersedes an
+        // append at 10; a 2-byte one leaves the part at 3 past a gap.
+        let (kept, size) = contiguous(vec![seg(0, 20), seg(10, 5)]);
+        assert_eq!((sizes(kept), size), (vec![(0, 20)], 20));
+        let (kept, size) = contiguous(vec![seg(0, 2), seg(3, 2)]);
+        assert_eq!((sizes(kept), size), (vec![(0, 2)], 2));
+        assert_eq!(contiguous(Vec::new()).1, 0);
+    }
 
     fn config(redirect: Option<Duration>) -> S3Config {
         let url = std::env::var("BERTH_TEST_S3")

@@ -136,21 +136,28 @@ impl Listed {
 
     /// The segments in offset order and the upload's size (where the last
     /// ends). `not-found` when neither marker nor segment exists (no such
-    /// upload); `backend` when the segments do not follow one another.
-    pub fn into_segments(mut self, id: &str) -> Result<(Vec<Segment>, u64), Error> {
+    /// upload).
+    ///
+    /// Appends racing at one offset (each told the offset was the upload's
+    /// size) leave segments that do not follow one another: one starting
+    /// inside what an earlier one covers, or past a gap a shorter rewrite
+    /// of an earlier offset left. The upload is what follows on from
+    /// offset 0 without a gap; the rest is superseded (the later part
+    /// stays, as on the host) and removed with the upload — never a reason
+    /// to refuse every later request on it.
+    pub fn into_segments(mut self) -> Result<(Vec<Segment>, u64), Error> {
         if !self.open && self.segments.is_empty() {
             return Err(Error::NotFound);
         }
         self.segments.sort_by_key(|s| s.offset);
         let mut size = 0u64;
-        for s in &self.segments {
-            if s.offset != size {
-                return Err(Error::Backend(format!(
-                    "upload {id} has a gap at offset {size}"
-                )));
+        self.segments.retain(|s| {
+            let follows = s.offset == size;
+            if follows {
+                size += s.size;
             }
-            size += s.size;
-        }
+            follows
+        });
         Ok((self.segments, size))
     }
 }
@@ -218,14 +225,14 @@ mod tests {
         let dir = "uploads/ab/";
         let mut l = Listed::default();
         assert_eq!(
-            Listed::default().into_segments("ab").unwrap_err(),
+            Listed::default().into_segments().unwrap_err(),
             Error::NotFound
         );
         l.add(dir, segment(dir, 5), 3);
         l.add(dir, open_marker(dir), 0);
         l.add(dir, segment(dir, 0), 5);
         l.add(dir, format!("{dir}stray"), 9);
-        let (segments, size) = l.into_segments("ab").unwrap();
+        let (segments, size) = l.into_segments().unwrap();
         assert_eq!(size, 8);
         assert_eq!(
             segments.iter().map(|s| s.offset).collect::<Vec<_>>(),
@@ -234,12 +241,21 @@ mod tests {
         // An upload with its marker and nothing yet: size 0.
         let mut l = Listed::default();
         l.add(dir, open_marker(dir), 0);
-        assert_eq!(l.into_segments("ab").unwrap().1, 0);
-        // A gap is the bucket's fault, not the caller's.
+        assert_eq!(l.into_segments().unwrap().1, 0);
+        // Racing appends: a 20-byte rewrite of offset 0 supersedes an
+        // append at 10 made after the first, 10-byte, one.
+        let mut l = Listed::default();
+        l.add(dir, segment(dir, 0), 20);
+        l.add(dir, segment(dir, 10), 5);
+        let (segments, size) = l.into_segments().unwrap();
+        assert_eq!((segments.len(), size), (1, 20));
+        // A 2-byte rewrite of offset 0 after an append at 3: the upload is
+        // what follows on from 0, the part past the gap is superseded.
         let mut l = Listed::default();
         l.add(dir, segment(dir, 0), 2);
         l.add(dir, segment(dir, 3), 2);
-        assert!(matches!(l.into_segments("ab"), Err(Error::Backend(_))));
+        let (segments, size) = l.into_segments().unwrap();
+        assert_eq!((segments.len(), size), (1, 2));
     }
 
     #[test]

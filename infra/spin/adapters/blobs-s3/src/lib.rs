@@ -50,7 +50,13 @@ impl From<Error> for StoreError {
             Error::TooLarge(n) => StoreError::TooLarge(n),
             Error::DigestMismatch(d) => StoreError::DigestMismatch(d),
             Error::BadOffset(n) => StoreError::BadOffset(n),
-            Error::Backend(m) => StoreError::Backend(m),
+            // As on the host: the detail (a key, the bucket's answer) is
+            // for the log; components, and so clients, learn only that
+            // storage failed.
+            Error::Backend(m) => {
+                eprintln!("berth blob store: {m}");
+                StoreError::Backend("blob storage failed; see the registry's log".into())
+            }
         }
     }
 }

@@ -31,7 +31,7 @@ async fn listed(store: &Store, id: &str) -> Result<Upload, Error> {
         keys.push(object.key.clone());
         listed.add(&dir, object.key, object.size);
     }
-    let (segments, size) = listed.into_segments(id)?;
+    let (segments, size) = listed.into_segments()?;
     Ok(Upload {
         keys,
         segments,

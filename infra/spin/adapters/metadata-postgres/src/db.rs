@@ -50,11 +50,17 @@ impl From<Failure> for StoreError {
     fn from(f: Failure) -> StoreError {
         match f {
             Failure::Conflict => StoreError::Conflict,
-            Failure::NoSchema(m) | Failure::Backend(m) | Failure::Broken(m) => {
-                StoreError::Backend(m)
-            }
+            Failure::NoSchema(m) | Failure::Backend(m) | Failure::Broken(m) => backend(m),
         }
     }
+}
+
+/// A backend failure: the detail (PostgreSQL's reason, its user) goes to
+/// the log; components, and so clients, learn only that storage failed,
+/// as on the host.
+fn backend(detail: String) -> StoreError {
+    eprintln!("berth metadata: {detail}");
+    StoreError::Backend("metadata storage failed; see the registry's log".into())
 }
 
 /// An open connection and the address it was opened with (kept to strip
@@ -83,7 +89,7 @@ async fn address() -> Result<Rc<str>, StoreError> {
         .map_err(|e| {
             use spin_sdk::variables::Error as E;
             let (E::InvalidName(m) | E::Undefined(m) | E::Provider(m) | E::Other(m)) = e;
-            StoreError::Backend(format!("the Spin variable {URL_VARIABLE}: {m}"))
+            backend(format!("the Spin variable {URL_VARIABLE}: {m}"))
         })?
         .into();
     ADDRESS.set(Some(address.clone()));
