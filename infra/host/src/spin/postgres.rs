@@ -511,7 +511,31 @@ impl<T: Send> HostConnectionBuilderWithStore<T> for Spin {
 
 #[cfg(test)]
 mod tests {
-    use super::Connection;
+    use super::{Connection, Error, Pools};
+    use crate::outbound::AllowedHosts;
+
+    #[tokio::test]
+    async fn addresses_outside_allowed_outbound_hosts_are_refused() {
+        let allowed = AllowedHosts::parse(&["postgres://127.0.0.1:55432".into()]).unwrap();
+        let pools = Pools::default();
+        for address in [
+            "postgres://u:secret@10.0.0.1:55432/db",
+            "postgres://u:secret@127.0.0.1/db", // 5432, not 55432
+            "host=127.0.0.1,10.0.0.1 port=55432 user=u",
+        ] {
+            match pools.connect(address, &allowed).await {
+                Err(Error::ConnectionFailed(m)) => {
+                    assert!(
+                        m.contains("allowed_outbound_hosts") && !m.contains("secret"),
+                        "{m}"
+                    )
+                }
+                _ => panic!("{address} was let through"),
+            }
+        }
+        // Nothing was connected to, so no pool was made for them.
+        assert!(pools.pools.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn transactions_are_followed_by_their_statements() {

@@ -165,19 +165,11 @@ impl Listed {
 /// `key` percent-encoded for an `x-amz-copy-source` header: everything
 /// but unreserved characters and `/`.
 pub fn encode_copy_source(bucket: &str, key: &str) -> String {
-    let mut out = String::with_capacity(bucket.len() + key.len() + 1);
-    for b in bucket
-        .bytes()
-        .chain(std::iter::once(b'/'))
-        .chain(key.bytes())
-    {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    std::iter::once(bucket)
+        .chain(key.split('/'))
+        .map(berth_domain::route::percent_encode)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]

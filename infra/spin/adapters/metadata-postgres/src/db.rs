@@ -37,20 +37,16 @@ pub enum Failure {
     Conflict,
     /// The schema is not there yet (SQLSTATE 42P01): migrate, then retry.
     NoSchema(String),
-    /// PostgreSQL (or the adapter) refused; the connection is fine. The
-    /// message is for logs.
+    /// PostgreSQL, the platform or the adapter failed (the connection
+    /// ends with the operation either way). The message is for logs.
     Backend(String),
-    /// The connection may be unusable (it failed, or a failure came
-    /// without PostgreSQL's structured answer); it ends with the
-    /// operation, as every connection does.
-    Broken(String),
 }
 
 impl From<Failure> for StoreError {
     fn from(f: Failure) -> StoreError {
         match f {
             Failure::Conflict => StoreError::Conflict,
-            Failure::NoSchema(m) | Failure::Backend(m) | Failure::Broken(m) => backend(m),
+            Failure::NoSchema(m) | Failure::Backend(m) => backend(m),
         }
     }
 }
@@ -162,7 +158,8 @@ impl Db {
 
     /// Runs `body` in one transaction: committed when it returns `Ok`,
     /// rolled back when it fails (its failure is returned). A rollback
-    /// that fails leaves the connection in doubt: [`Failure::Broken`].
+    /// that fails is a [`Failure::Backend`]: the connection ends with the
+    /// operation, and the platform rolls back what it left open.
     pub fn transaction<T>(
         &self,
         body: impl FnOnce(&Db) -> Result<T, Failure>,
@@ -174,7 +171,7 @@ impl Db {
             // already; the ROLLBACK then only warns, harmlessly.
             return Err(match self.execute("ROLLBACK", &[]) {
                 Ok(_) => failed,
-                Err(e) => Failure::Broken(format!(
+                Err(e) => Failure::Backend(format!(
                     "{}; and the rollback failed: {}",
                     message(&failed),
                     message(&e)
@@ -188,7 +185,7 @@ impl Db {
 fn message(f: &Failure) -> &str {
     match f {
         Failure::Conflict => "precondition failed",
-        Failure::NoSchema(m) | Failure::Backend(m) | Failure::Broken(m) => m,
+        Failure::NoSchema(m) | Failure::Backend(m) => m,
     }
 }
 
@@ -277,9 +274,9 @@ fn failure(e: pg::Error, address: &str) -> Failure {
         {
             (Failure::NoSchema, t)
         }
-        E::QueryFailed(Q::Text(t)) => (Failure::Broken, t),
-        E::ConnectionFailed(m) => (Failure::Broken, format!("connection failed: {m}")),
-        E::Other(m) => (Failure::Broken, m),
+        E::QueryFailed(Q::Text(t)) => (Failure::Backend, t),
+        E::ConnectionFailed(m) => (Failure::Backend, format!("connection failed: {m}")),
+        E::Other(m) => (Failure::Backend, m),
         E::BadParameter(m) => (Failure::Backend, format!("bad parameter: {m}")),
         E::ValueConversionFailed(m) => (Failure::Backend, format!("value conversion failed: {m}")),
     };
