@@ -172,3 +172,26 @@ def test_spin_build_streams_layers_past_one_part(registry):
     assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == digest[7:]
     r = requests.get(f"{registry.url}/v2/spin/big/blobs/{digest}", headers={"Range": "bytes=16777200-16777300"})
     assert r.status_code == 206 and r.content == layer[16777200:16777301]
+
+
+def test_iam_bootstrap_creates_the_administrator_once(tmp_path):
+    """`berth iam bootstrap` (the Spin build's first step) makes the
+    administrator on stores that have none, with the given password, and
+    leaves stores that have tenants alone."""
+    import os
+    from conftest import ADMIN, BERTH, Registry
+    reg = Registry(tmp_path / "data")
+    reg.data_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [str(BERTH), "iam", "--data-dir", str(reg.data_dir), *reg.store_args, "bootstrap"]
+    env = dict(os.environ, BERTH_ADMIN_PASSWORD=ADMIN[1])
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert first.returncode == 0 and 'administrator "admin" created' in first.stdout, first.stderr
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr
+    # The password given is the administrator's.
+    reg.start()
+    try:
+        assert requests.get(f"{reg.url}/v2/").status_code == 200
+        assert requests.get(f"http://admin:wrong@{reg.host}/v2/").status_code == 401
+    finally:
+        reg.stop()

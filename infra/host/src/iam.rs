@@ -237,7 +237,14 @@ pub async fn bootstrap(m: &Metadata, c: &Credentials) -> Result<()> {
 
 pub async fn run(m: &Metadata, c: &Credentials, cmd: IamCommand) -> Result<()> {
     match cmd {
-        IamCommand::Bootstrap => bootstrap(m, c).await?,
+        IamCommand::Bootstrap => {
+            if m.scan("iam/tenant/", None, 1).await?.is_empty() {
+                bootstrap(m, c).await?;
+                println!("administrator \"admin\" created");
+            } else {
+                println!("the stores already have tenants: nothing to do");
+            }
+        }
         IamCommand::TenantCreate { name, password } => {
             let given = password.is_some();
             let (t, password) = create_tenant(m, c, &name, password).await?;
