@@ -4,6 +4,8 @@
 //! protocol answers, how metadata keys are laid out, and who may do what
 //! (`iam`).
 
+pub mod admission;
+pub mod audit;
 pub mod digest;
 pub mod error;
 pub mod events;
@@ -15,6 +17,7 @@ pub mod keys;
 pub mod kubernetes;
 pub mod manifest;
 pub mod name;
+pub mod network;
 pub mod paging;
 pub mod range;
 pub mod replication;

@@ -523,11 +523,15 @@ def signed_call(reg, key, project, method, path, payload):
     from huaweicloudsdkcore.auth.credentials import BasicCredentials
     from huaweicloudsdkcore.sdk_request import SdkRequest
     from huaweicloudsdkcore.signer.signer import Signer
+    from urllib.parse import parse_qsl
     data = json.dumps(payload).encode() if payload is not None else b""
-    req = SdkRequest(method=method, schema="http", host=reg.host, resource_path=path, query_params=[],
+    path, _, query = path.partition("?")
+    params = parse_qsl(query, keep_blank_values=True)
+    req = SdkRequest(method=method, schema="http", host=reg.host, resource_path=path, query_params=params,
                      header_params={"Content-Type": "application/json"}, body=data)
     Signer(BasicCredentials(key["ak"], key["sk"], project)).sign(req)
-    return requests.request(method, f"{reg.anon_url}{path}", data=data, headers=dict(req.header_params))
+    return requests.request(method, f"{reg.anon_url}{path}", params=params, data=data,
+                            headers=dict(req.header_params))
 
 
 def skopeo_push(host, creds, ref, tmp_path, content=b"pushed by skopeo"):

@@ -16,6 +16,12 @@
 //!   Kubernetes clusters for image triggers ([`clusters`])
 //! - `GET /events?after=<id>&limit=<n>` (the event log, oldest first; the
 //!   system tenant's administrators)
+//! - `GET /tenants/<t>/audit?since=&until=&user=&operation=&resource_type=&resource=&status=&limit=&before=`:
+//!   the tenant's audit log, newest first ([`list_audit`])
+//! - `GET|PUT /tenants/<t>/endpoint-policy`: the tenant's network access
+//!   control (`{"status": "Enable"|"Disable", "ip_list": [{"ip", "description"}]}`;
+//!   a PUT of `{"enabled"?, "ip_list"?}`), also for the system tenant's
+//!   administrators, who can open a tenant that locked itself out
 //! - `GET /webhooks/<policy>/deliveries`, `POST …/deliveries/<event>/redeliver`
 //!   (a webhook policy's delivery log, and redelivery: [`webhooks`])
 //!
@@ -51,6 +57,14 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
         (["tenants"], Method::Get) => list_tenants(who).await,
         (["tenants"], Method::Post) => create_tenant(who, body).await,
         (["tenants", t], Method::Get) => show_tenant(who, t).await,
+        (["tenants", t, "audit"], Method::Get) => list_audit(req, who, t).await,
+        (["tenants", t, "endpoint-policy"], Method::Get) => {
+            administered(who, t).await?;
+            ok_json(200, &berth_guest::manage::endpoint_policy(t).await?.view())
+        }
+        (["tenants", t, "endpoint-policy"], Method::Put) => {
+            update_endpoint_policy(who, t, body).await
+        }
         (["tenants", t, "users"], Method::Get) => list_users(who, t).await,
         (["tenants", t, "users"], Method::Post) => create_user(who, t, body).await,
         (["tenants", t, "users", u], m) => user(who, t, u, m, body).await,
@@ -293,6 +307,60 @@ fn password_or_generated(p: Option<String>) -> Result<(String, bool), SwrError> 
 async fn show_tenant(who: &Principal, tenant: &str) -> Result<Reply, SwrError> {
     let t = administered(who, tenant).await?;
     ok_json(200, &tenant_view(&t))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointPolicyChange {
+    enabled: Option<bool>,
+    ip_list: Option<Vec<berth_domain::network::IpInfo>>,
+}
+
+async fn update_endpoint_policy(
+    who: &Principal,
+    tenant: &str,
+    body: &[u8],
+) -> Result<Reply, SwrError> {
+    administered(who, tenant).await?;
+    let b: EndpointPolicyChange = parse_body(body)?;
+    let policy = berth_guest::manage::update_endpoint_policy(tenant, b.enabled, b.ip_list).await?;
+    ok_json(200, &policy.view())
+}
+
+/// The tenant's audit log, newest first, for its administrators:
+/// `{"events": [{id, time, user, operation, kind, resource_type, resource,
+/// status, source}], "total", "next"}`. Filters as
+/// `berth_domain::audit::Query::parse`; `limit` 1–1000 (default 100);
+/// `next`, when more match, is the `before` of the following page (an
+/// event id). Read only: no call edits or deletes a record.
+async fn list_audit(req: &Incoming, who: &Principal, tenant: &str) -> Result<Reply, SwrError> {
+    use berth_domain::audit;
+    administered(who, tenant).await?;
+    let query = audit::Query::parse(|k| req.query(k))?;
+    let limit = berth_guest::manage::limit_param(req, 100, 1000)? as usize;
+    let before = match req.query("before").filter(|b| !b.is_empty()) {
+        None => None,
+        Some(b) => Some(
+            b.parse::<u128>()
+                .map_err(|_| SwrError::bad_request("before must be an event id (a number)"))?,
+        ),
+    };
+    let page = berth_guest::audit::newest(tenant, &query, before, 0, limit)
+        .await
+        .map_err(fault)?;
+    let next = (page.total > limit as u64)
+        .then(|| page.events.last().and_then(|(k, _)| audit::time_ns(k)))
+        .flatten()
+        .map(|ns| ns.to_string());
+    let events: Vec<_> = page
+        .events
+        .iter()
+        .map(|(k, e)| audit::admin_view(k, e))
+        .collect();
+    ok_json(
+        200,
+        &json!({ "events": events, "total": page.total, "next": next }),
+    )
 }
 
 async fn list_users(who: &Principal, tenant: &str) -> Result<Reply, SwrError> {

@@ -4,10 +4,13 @@
 //! webhook policies are [`webhooks`], its immutable-tag rules
 //! [`immutable`], its retention policies [`retention`], its garbage
 //! collection [`gc`], the registries it replicates with [`registries`] and its replication
-//! policies [`replication`]. Calls are AK/SK-signed as for the
+//! policies [`replication`], its audit log [`audit`], its network access control
+//! [`endpoint_policy`]. Calls are AK/SK-signed as for the
 //! shared edition (`berth_guest::manage::authenticate`), errors are SWR's
 //! JSON, and every change is audited.
 
+mod audit;
+mod endpoint_policy;
 mod gc;
 mod immutable;
 mod registries;
@@ -91,7 +94,7 @@ async fn serve(req: &Incoming, authority: Option<&str>) -> Result<Reply, SwrErro
             &call.who.tenant,
             call.who.user.clone(),
             format!("{} {}", method_name(&req.method), req.path),
-            req.path.clone(),
+            berth_domain::audit::resource_of(method_name(&req.method), &req.path, &call.body),
             r.status,
             req.header(store::CLIENT_ADDR).unwrap_or_default(),
         )
@@ -148,6 +151,22 @@ async fn route(call: &Call<'_>, rest: &[&str], authority: Option<&str>) -> Resul
                 Method::Get => webhooks::show(call, ns, policy).await,
                 Method::Put => webhooks::update(call, ns, policy).await,
                 Method::Delete => webhooks::delete(call, ns, policy).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "audit-logs"] => {
+            instance(id)?;
+            match m {
+                Method::Get => audit::list(call).await,
+                _ => Err(SwrError::method_not_allowed()),
+            }
+        }
+        [id, "endpoint-policy"] => {
+            instance(id)?;
+            match m {
+                Method::Get => endpoint_policy::show(call).await,
+                Method::Put => endpoint_policy::update(call).await,
+                Method::Post => endpoint_policy::enable(call).await,
                 _ => Err(SwrError::method_not_allowed()),
             }
         }

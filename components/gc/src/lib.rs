@@ -9,7 +9,8 @@
 //! `upload_expiry_seconds` (their bytes and their records), and records
 //! whose bytes are gone (a crash between the two, a lost disk); and events
 //! older than `event_retention_days` that every consumer has read
-//! (`berth_domain::events::prunable`).
+//! (`berth_domain::events::prunable`); and audit records older than
+//! `audit_retention_days` (at least 7: `berth_domain::audit`).
 //!
 //! - `POST /berth/jobs/gc/tick`: runs now; 200 with what the run did, 409
 //!   while another run holds the lease.
@@ -113,6 +114,7 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         after = page.last().map(|e| e.key.clone());
     }
     let (events_removed, event_retention_days) = prune_events(run).await?;
+    let (audit_removed, audit_retention_days) = prune_audit().await?;
     Ok(serde_json::json!({
         "collection": outcome,
         "gc_grace_seconds": grace,
@@ -126,7 +128,40 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         "upload_expiry_seconds": idle,
         "events_removed": events_removed,
         "event_retention_days": event_retention_days,
+        "audit_records_removed": audit_removed,
+        "audit_retention_days": audit_retention_days,
     }))
+}
+
+/// Audit records removed per run at most (the next run goes on).
+const AUDIT_BUDGET: usize = 100_000;
+
+/// Removes every tenant's audit records past the retention; returns how
+/// many, and the retention in days. A setting below the minimum is
+/// logged and the default kept, so a typo never shortens the log.
+async fn prune_audit() -> Result<(u64, u64), SwrError> {
+    use berth_domain::audit;
+    let retention =
+        audit::retention_seconds(store::config::get(audit::RETENTION_SETTING).as_deref())
+            .unwrap_or_else(|e| {
+                eprintln!(
+                    "{e}; keeping audit records {} days",
+                    audit::DEFAULT_RETENTION_DAYS
+                );
+                audit::DEFAULT_RETENTION_DAYS * 86_400
+            });
+    let cutoff = store::now().saturating_sub(retention);
+    let mut removed = 0u64;
+    for tenant in store::scan_names("iam/tenant/").await.map_err(fault)? {
+        let budget = AUDIT_BUDGET.saturating_sub(removed as usize);
+        if budget == 0 {
+            break;
+        }
+        removed += berth_guest::audit::prune(&tenant, cutoff, budget)
+            .await
+            .map_err(fault)? as u64;
+    }
+    Ok((removed, retention / 86_400))
 }
 
 /// Removes the oldest events that every consumer is done with (the webhook

@@ -7,6 +7,7 @@ use berth_domain::OciError;
 use berth_domain::iam::docker::{self, Login, RegistryClaims};
 use berth_domain::iam::records::{self, AccessKey, Grant, Namespace, RepositoryMeta, Share, User};
 use berth_domain::iam::{self, Action, Basis, Facts, Principal};
+use berth_domain::network::{self, EndpointPolicy};
 
 /// The principal of `tenant`/`user` with every policy its user and groups
 /// carry, or `None` if the user does not exist or is disabled.
@@ -160,6 +161,61 @@ thread_local! {
     static KEYS: std::cell::RefCell<Recent<bool>> = Default::default();
     /// organization → owning tenant.
     static OWNERS: std::cell::RefCell<Recent<String>> = Default::default();
+    /// tenant → its endpoint policy, when it restricts anything.
+    static POLICIES: std::cell::RefCell<Recent<Option<EndpointPolicy>>> = Default::default();
+}
+
+/// [`network_allows`] for a request read into an [`Incoming`](crate::http::Incoming).
+pub async fn request_allowed(
+    tenant: &str,
+    req: &crate::http::Incoming,
+) -> Result<Result<(), String>, OciError> {
+    let peer = req.header(store::CLIENT_ADDR).unwrap_or_default();
+    network_allows(tenant, &peer, req.header("x-forwarded-for").as_deref()).await
+}
+
+/// Whether `tenant`'s endpoint policy (`berth_domain::network`) lets in a
+/// request from `peer` (the `spin-client-addr` header; `forwarded`, its
+/// `X-Forwarded-For`, counts only from a trusted proxy). `Err` with the
+/// refusal's message when it does not. The policy is trusted for a few
+/// seconds per instance; the settings are read only for a policy that
+/// restricts something.
+pub async fn network_allows(
+    tenant: &str,
+    peer: &str,
+    forwarded: Option<&str>,
+) -> Result<Result<(), String>, OciError> {
+    let now = monotonic_now();
+    let cached = POLICIES.with(|p| p.borrow().fresh(tenant, now).cloned());
+    let policy = match cached {
+        Some(p) => p,
+        None => {
+            let p = store::get_json::<EndpointPolicy>(&network::policy_key(tenant))
+                .await?
+                .filter(|p| !p.open());
+            POLICIES.with(|c| c.borrow_mut().remember(tenant, now, p.clone()));
+            p
+        }
+    };
+    let Some(policy) = policy else {
+        return Ok(Ok(()));
+    };
+    let setting = |name: &str| {
+        let value = store::config::get(name).unwrap_or_default();
+        network::parse_nets(&value).unwrap_or_else(|e| {
+            eprintln!("the {name} setting is ignored: {e}");
+            Vec::new()
+        })
+    };
+    let client = network::client_ip(peer, forwarded, &setting(network::TRUSTED_PROXIES));
+    if policy.allows(client, &setting(network::INTERNAL_NETWORKS)) {
+        Ok(Ok(()))
+    } else {
+        let from = client.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
+        Ok(Err(format!(
+            "access from {from} is not allowed by tenant {tenant}'s endpoint policy"
+        )))
+    }
 }
 
 /// [`key_active`], trusted for a few seconds per instance: Bearer tokens

@@ -3,6 +3,7 @@
 //! code (`http`), and the entry point each endpoint family exports
 //! (`serve`). Protocol rules live in `berth-domain`, not here.
 
+pub mod audit;
 pub mod auth;
 pub mod gc;
 pub mod http;

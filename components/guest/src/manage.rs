@@ -8,6 +8,7 @@ use berth_domain::OciError;
 use berth_domain::iam::records::{self, Tenant};
 use berth_domain::iam::signing;
 use berth_domain::iam::{PolicyDocument, Principal};
+use berth_domain::network::{self, EndpointPolicy, IpInfo};
 use berth_domain::swr::SwrError;
 use serde::Serialize;
 use spin_sdk::wasip3::http::types::Method;
@@ -128,7 +129,72 @@ pub async fn authenticate(
         .await
         .map_err(fault)?
         .ok_or_else(|| SwrError::unauthorized("the access key's user is disabled or gone"))?;
+    network_allowed(&p.tenant, req).await?;
     Ok((p, key.ak))
+}
+
+/// 403 unless `tenant`'s endpoint policy lets the request's address in
+/// (`berth_domain::network`).
+pub async fn network_allowed(tenant: &str, req: &Incoming) -> Result<(), SwrError> {
+    auth::request_allowed(tenant, req)
+        .await
+        .map_err(oci_fault)?
+        .map_err(SwrError::forbidden)
+}
+
+/// `tenant`'s endpoint policy (the default, open to all, when none is set).
+pub async fn endpoint_policy(tenant: &str) -> Result<EndpointPolicy, SwrError> {
+    Ok(
+        store::get_json::<EndpointPolicy>(&network::policy_key(tenant))
+            .await
+            .map_err(oci_fault)?
+            .unwrap_or_default(),
+    )
+}
+
+/// Changes `tenant`'s endpoint policy: its status (`enabled`) and/or its
+/// allow list (checked by `berth_domain::network::validate_list`). Instances
+/// apply it within seconds (they trust a policy that long). The policy
+/// after the change.
+pub async fn update_endpoint_policy(
+    tenant: &str,
+    enabled: Option<bool>,
+    ip_list: Option<Vec<IpInfo>>,
+) -> Result<EndpointPolicy, SwrError> {
+    let ip_list = ip_list.map(network::validate_list).transpose()?;
+    let key = network::policy_key(tenant);
+    // Versioned, so a status change and a list change made at once both stay.
+    for _ in 0..5 {
+        let current = store::metadata::get(key.clone()).await.map_err(fault)?;
+        let (mut policy, precondition) = match &current {
+            Some(e) => (
+                serde_json::from_slice::<EndpointPolicy>(&e.value).unwrap_or_default(),
+                store::Precondition::Version(e.version),
+            ),
+            None => (EndpointPolicy::default(), store::Precondition::Absent),
+        };
+        if let Some(e) = enabled {
+            policy.enabled = e;
+        }
+        if let Some(l) = &ip_list {
+            policy.ip_list = l.clone();
+        }
+        let value = serde_json::to_vec(&policy).expect("policies serialize");
+        match store::commit(vec![store::WriteOp::Put((
+            key.clone(),
+            value,
+            precondition,
+        ))])
+        .await
+        {
+            Ok(_) => return Ok(policy),
+            Err(store::StoreError::Conflict) => continue,
+            Err(e) => return Err(fault(e)),
+        }
+    }
+    Err(SwrError::conflict(
+        "the endpoint policy is being changed by another request; try again",
+    ))
 }
 
 /// The replay defence: a signed change is accepted once. Its signature
@@ -178,7 +244,7 @@ pub async fn audit(
     status: u16,
     source: String,
 ) {
-    let event = records::AuditEvent {
+    crate::audit::record(records::AuditEvent {
         time: store::now(),
         tenant: tenant.to_string(),
         user,
@@ -186,11 +252,8 @@ pub async fn audit(
         resource,
         status,
         source,
-    };
-    let key = records::audit(tenant, store::now_ns(), &store::nonce());
-    if let Err(e) = store::commit(vec![store::put_json(key, &event)]).await {
-        eprintln!("audit event not recorded: {e:?}");
-    }
+    })
+    .await;
 }
 
 /// Whether `who` may do `action` on organization `ns` (its policies,

@@ -3,7 +3,8 @@
 //! each taken as a job's lease is ([`berth_domain::jobs::claim`]) and
 //! lapsing after its time to live when its holder died without giving it
 //! back. Used where one caller could otherwise hold many instances and
-//! connections at once (a registry check waits up to 30 s on a remote).
+//! connections at once (a registry check waits up to 30 s on a remote), and
+//! SWR's limit of concurrent layer uploads per tenant (`berth_domain::admission`).
 
 use crate::store::{self, Precondition, StoreError, WriteOp};
 use berth_domain::jobs::{self, Claim, Lease};
@@ -18,9 +19,11 @@ pub struct Slot {
 /// `ttl_seconds`; `None` while all `n` are held.
 pub async fn take(prefix: &str, n: usize, ttl_seconds: u64) -> Result<Option<Slot>, StoreError> {
     let now = store::now();
-    for i in 0..n {
-        let key = format!("{prefix}{i}");
-        let current = store::metadata::get(key.clone()).await?.and_then(|e| {
+    // Every slot's record in one read; then a write for a free one.
+    let keys: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let records = store::metadata::get_many(keys.clone()).await?;
+    for (key, record) in keys.into_iter().zip(records) {
+        let current = record.and_then(|e| {
             serde_json::from_slice::<Lease>(&e.value)
                 .ok()
                 .map(|l| (l, e.version))

@@ -161,7 +161,7 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             .unwrap_or_default();
         let (tenant, user) = (caller.tenant.clone(), caller.user.clone());
         let operation = format!("{} {}", method_name(&req.method), req.path);
-        let resource = req.path.clone();
+        let resource = berth_domain::audit::resource_of(method_name(&req.method), &req.path, &body);
         let forwarded = forward(&req, authority);
         drop(req);
         let response = match group {
@@ -224,6 +224,7 @@ async fn authenticate_basic(req: &Incoming) -> Result<Caller, SwrError> {
         .await
         .map_err(|e| SwrError::internal(e.message))?
         .ok_or_else(|| SwrError::unauthorized("wrong user name or password"))?;
+    berth_guest::manage::network_allowed(&p.tenant, req).await?;
     Ok(caller_of(p, None))
 }
 

@@ -1,6 +1,7 @@
 //! Who is calling `/v2/`, whether they may, and the audit trail of what
 //! they changed.
 
+use berth_domain::admission;
 use berth_domain::iam::docker::{self, RegistryClaims};
 use berth_domain::iam::records::{self, AuditEvent, Namespace};
 use berth_domain::iam::{self, Action, Principal};
@@ -8,6 +9,7 @@ use berth_domain::route::{self, Route};
 use berth_domain::{ErrorCode, OciError};
 use berth_guest::http::Reply;
 use berth_guest::namespaces::{self, CreateError};
+use berth_guest::slots::{self, Slot};
 use berth_guest::{auth, store};
 use spin_sdk::wasip3::http::types::{Method, Request, Scheme};
 
@@ -25,10 +27,38 @@ pub enum Caller {
     Invalid(&'static str),
     /// The store could not be read to check them.
     Fault(OciError),
+    /// Valid credentials, from an address the tenant's endpoint policy
+    /// does not let in (`berth_domain::network`).
+    Denied(String),
 }
 
 impl Caller {
+    /// Who the request's credentials name, held to their tenant's endpoint
+    /// policy.
     pub async fn of(req: &Request) -> Caller {
+        let caller = Self::identify(req).await;
+        let tenant = match &caller {
+            Caller::Token(c) if !c.tenant.is_empty() => &c.tenant,
+            Caller::User(p) => &p.tenant,
+            _ => return caller,
+        };
+        let headers = req.get_headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .into_iter()
+                .next()
+                .and_then(|v| String::from_utf8(v).ok())
+        };
+        let peer = header(CLIENT_ADDR).unwrap_or_default();
+        match auth::network_allows(tenant, &peer, header("x-forwarded-for").as_deref()).await {
+            Ok(Ok(())) => caller,
+            Ok(Err(message)) => Caller::Denied(message),
+            Err(e) => Caller::Fault(e),
+        }
+    }
+
+    async fn identify(req: &Request) -> Caller {
         let headers = req.get_headers();
         let Some(value) = headers
             .get("authorization")
@@ -93,7 +123,7 @@ impl Caller {
             Caller::Anonymous => Ok(!auth::docker_actions(None, repo, &[action])
                 .await?
                 .is_empty()),
-            Caller::Invalid(_) | Caller::Fault(_) => Ok(false),
+            Caller::Invalid(_) | Caller::Fault(_) | Caller::Denied(_) => Ok(false),
         }
     }
 }
@@ -150,6 +180,7 @@ fn refuse(caller: &Caller, req: &Request, scope: &str, what: String) -> Reply {
         Caller::Token(_) => challenge(req, Some(scope), &what, true),
         Caller::User(_) => denied(what),
         Caller::Fault(e) => Reply::error(e),
+        Caller::Denied(m) => denied(m.clone()),
     }
 }
 
@@ -160,8 +191,10 @@ pub async fn check(
     query: &str,
     req: &Request,
 ) -> Result<Check, Reply> {
-    if let Caller::Fault(e) = caller {
-        return Err(Reply::error(e));
+    match caller {
+        Caller::Fault(e) => return Err(Reply::error(e)),
+        Caller::Denied(m) => return Err(denied(m.clone())),
+        _ => {}
     }
     let name = match route {
         Route::Base => {
@@ -346,9 +379,9 @@ pub async fn audit(caller: &Caller, operation: &str, status: u16, source: String
     let Some((tenant, user)) = caller.who() else {
         return;
     };
-    let event = AuditEvent {
+    berth_guest::audit::record(AuditEvent {
         time: store::now(),
-        tenant: tenant.clone(),
+        tenant,
         user,
         operation: operation.to_string(),
         resource: operation
@@ -358,10 +391,52 @@ pub async fn audit(caller: &Caller, operation: &str, status: u16, source: String
             .to_string(),
         status,
         source,
+    })
+    .await;
+}
+
+/// One of the caller's tenant's upload slots for an upload request that
+/// carries layer bytes (`berth_domain::admission`): `None` when it carries
+/// none, names no tenant, or no limit is set; 429 `TOOMANYREQUESTS` with
+/// `Retry-After` while every slot is held.
+pub async fn upload_slot(caller: &Caller, req: &Request) -> Result<Option<Slot>, Reply> {
+    let headers = req.get_headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .into_iter()
+            .next()
+            .and_then(|v| String::from_utf8(v).ok())
     };
-    let key = records::audit(&tenant, store::now_ns(), &store::nonce());
-    if let Err(e) = store::commit(vec![store::put_json(key, &event)]).await {
-        eprintln!("audit event not recorded: {e:?}");
+    let method = berth_guest::manage::method_name(&req.get_method());
+    if !admission::carries_bytes(method, header("content-length").as_deref()) {
+        return Ok(None);
+    }
+    let Some((tenant, _)) = caller.who() else {
+        return Ok(None);
+    };
+    let limit = admission::limit(store::config::get(admission::SETTING).as_deref());
+    if limit == 0 {
+        return Ok(None);
+    }
+    match slots::take(
+        &admission::upload_slots(&tenant),
+        limit,
+        admission::SLOT_TTL_SECONDS,
+    )
+    .await
+    {
+        Ok(Some(slot)) => Ok(Some(slot)),
+        Ok(None) => Err(Reply::error(&OciError::new(
+            ErrorCode::Toomanyrequests,
+            format!(
+                "tenant {tenant} has {limit} layer uploads under way, the most allowed at once"
+            ),
+        ))
+        .header("retry-after", admission::RETRY_AFTER_SECONDS.to_string())),
+        Err(e) => Err(Reply::error(&OciError::internal(format!(
+            "storage failure: {e:?}"
+        )))),
     }
 }
 

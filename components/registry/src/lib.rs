@@ -76,7 +76,18 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Router {
                 manifests_api::handle(request, if change { who() } else { None }).await
             }
             Route::Blob { .. } => blobs_api::handle(request).await,
-            Route::UploadStart { .. } | Route::Upload { .. } => uploads_api::handle(request).await,
+            Route::UploadStart { .. } | Route::Upload { .. } => {
+                match access::upload_slot(&caller, &request).await {
+                    Ok(slot) => {
+                        let response = uploads_api::handle(request).await;
+                        if let Some(slot) = slot {
+                            slot.release().await;
+                        }
+                        response
+                    }
+                    Err(reply) => Ok(berth_guest::respond(request, reply)),
+                }
+            }
             Route::Referrers { .. } => referrers_api::handle(request).await,
         };
         if let (Some(op), Ok(resp)) = (&check.audit, &response) {

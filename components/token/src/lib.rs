@@ -82,6 +82,12 @@ async fn token(req: &Incoming) -> Result<Reply, OciError> {
         ),
         None => None,
     };
+    // docker login from an address the user's tenant does not let in.
+    if let Some(p) = &who
+        && let Err(message) = auth::request_allowed(&p.tenant, req).await?
+    {
+        return Err(OciError::new(ErrorCode::Denied, message));
+    }
 
     let mut access = Vec::new();
     for scope in scopes.iter().filter(|s| !s.is_empty()) {

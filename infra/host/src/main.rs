@@ -7,6 +7,7 @@ mod capabilities;
 mod compose;
 mod iam;
 mod manifest;
+mod metrics;
 mod outbound;
 mod runtime;
 mod runtime_config;
@@ -126,6 +127,15 @@ struct ServeArgs {
     /// non-public addresses are refused otherwise.
     #[arg(long, env = "BERTH_OUTBOUND_ALLOW", value_delimiter = ',', value_parser = parse_net)]
     outbound_allow: Vec<ipnet::IpNet>,
+    /// Addresses that may read `GET /metrics` (comma-separated addresses or
+    /// CIDRs); others need `BERTH_METRICS_TOKEN`.
+    /// Loopback when none is given.
+    #[arg(long, env = "BERTH_METRICS_ALLOW", value_delimiter = ',', value_parser = parse_net)]
+    metrics_allow: Vec<ipnet::IpNet>,
+    /// A Bearer token that lets anyone read `GET /metrics` (from the
+    /// environment only, so it stays out of process listings).
+    #[arg(skip = std::env::var("BERTH_METRICS_TOKEN").ok().filter(|t| !t.is_empty()))]
+    metrics_token: Option<String>,
     /// PEM file of CA certificates trusted for outbound HTTPS, besides the
     /// system's.
     #[arg(long, env = "BERTH_OUTBOUND_CA_FILE")]
@@ -372,6 +382,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }),
         verify_token: Box::new(move |t| token_backends.credentials.verify_token(t)),
         tls: args.tls_cert.is_some(),
+        metrics: metrics::Access {
+            allow: if args.metrics_allow.is_empty() {
+                vec!["127.0.0.0/8".parse()?, "::1/128".parse()?]
+            } else {
+                args.metrics_allow.clone()
+            },
+            token: args.metrics_token.clone(),
+        },
+        backends: backends.clone(),
         limits: transport::Limits {
             header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
             body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),

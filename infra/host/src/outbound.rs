@@ -252,6 +252,8 @@ fn client(allow: &Arc<[IpNet]>, roots: TrustedRoots, insecure: bool) -> Result<r
 pub struct ComponentHooks {
     pub outbound: Arc<Outbound>,
     pub allowed: Arc<AllowedHosts>,
+    /// Who sends (counted in `berth_outbound_requests_total`).
+    pub component: Arc<str>,
 }
 
 type Sent = Result<
@@ -272,8 +274,12 @@ impl WasiHttpHooks for ComponentHooks {
         // Request body errors reach the client through the body itself.
         drop(fut);
         let (outbound, allowed) = (self.outbound.clone(), self.allowed.clone());
+        let component = self.component.clone();
         Box::new(async move {
-            let response = outbound.send(allowed, request, options).await?;
+            let sent = outbound.send(allowed, request, options).await;
+            crate::metrics::METRICS
+                .sent(&component, sent.as_ref().ok().map(|r| r.status().as_u16()));
+            let response = sent?;
             Ok((
                 response,
                 Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,

@@ -93,6 +93,8 @@ pub struct ComponentState {
     outbound: Arc<Outbound>,
     allowed_hosts: Arc<AllowedHosts>,
     spin: spin::SpinState,
+    /// The component's id (`berth_outbound_requests_total{component}`).
+    id: Arc<str>,
 }
 
 pub type Handler = ProxyHandler<ComponentState>;
@@ -217,6 +219,7 @@ pub fn load(
         config: config.clone(),
         outbound,
         allowed_hosts: allowed_hosts.clone(),
+        id: c.id.as_str().into(),
         spin: spin::SpinState {
             // Spin variables are the component's config, as on Spin.
             variables: config,
@@ -303,6 +306,7 @@ impl HandlerState for ComponentState {
             hooks: ComponentHooks {
                 outbound: self.outbound.clone(),
                 allowed: self.allowed_hosts.clone(),
+                component: self.id.clone(),
             },
             caps: CapState {
                 backends: self.backends.clone(),

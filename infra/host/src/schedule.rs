@@ -149,10 +149,12 @@ async fn run(server: &Server, backends: &Backends, job: &str) -> Option<Duration
         )
         .expect("static request");
     let handler = server.handlers.get(job)?;
+    let start = std::time::Instant::now();
     let response = match handler.handle((), request).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(job, error = ?e, "scheduled job failed");
+            crate::metrics::METRICS.job_ran(job, 500, start.elapsed());
             return None;
         }
     };
@@ -164,6 +166,7 @@ async fn run(server: &Server, backends: &Backends, job: &str) -> Option<Duration
             return None;
         }
     };
+    crate::metrics::METRICS.job_ran(job, status, start.elapsed());
     let text = String::from_utf8_lossy(&body);
     match status {
         200 => tracing::info!(job, result = %text, "scheduled job ran"),

@@ -1,13 +1,15 @@
 //! HTTP(S) front: accepts connections (at most `max_connections`, with the
 //! timeouts of [`crate::transport`]), answers `/healthz` natively, routes
+//! `/metrics` natively (`crate::metrics`), routes
 //! everything else to components per `spin.toml`, writes the access log, and
 //! on SIGINT/SIGTERM stops accepting and lets in-flight requests finish.
 
 use crate::manifest::App;
+use crate::metrics::{self, METRICS, MethodLabel, RouteFamily};
 use crate::runtime::Handler;
 use crate::transport::{
-    self, AccessRecord, Exchange, Exchanges, Limits, RejectionIo, RequestBody, ResponseBody,
-    StallIo,
+    self, AccessRecord, Exchange, Exchanges, Limits, Observed, RejectionIo, RequestBody,
+    ResponseBody, StallIo,
 };
 use anyhow::{Context, Result};
 use berth_domain::OciError;
@@ -34,6 +36,10 @@ pub struct Server {
     /// Whether requests arrive over TLS (the scheme components see).
     pub tls: bool,
     pub limits: Limits,
+    /// Who may read `/metrics`.
+    pub metrics: metrics::Access,
+    /// The stores `/metrics` reads figures from.
+    pub backends: Arc<crate::capabilities::Backends>,
 }
 
 type Body = WasiBody;
@@ -81,9 +87,28 @@ impl Server {
             .headers()
             .get(hyper::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let family = RouteFamily::of(&path);
+        METRICS.started(family);
         let limits = &self.limits;
-        let req = req.map(|b| RequestBody::new(b, limits, http1, expect_continue).boxed());
-        let resp = if path == "/healthz" {
+        let req = req.map(|b| RequestBody::new(b, limits, http1, expect_continue, family).boxed());
+        let resp = if path == "/metrics" {
+            if !self.metrics.allows(
+                peer.ip(),
+                req.headers()
+                    .get(hyper::header::AUTHORIZATION)
+                    .map(|v| v.as_bytes()),
+            ) {
+                plain(
+                    403,
+                    "metrics are served to the addresses of --metrics-allow, or with BERTH_METRICS_TOKEN\n",
+                )
+            } else if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+                plain(405, "GET only\n")
+            } else {
+                let text = METRICS.render(&self.backends).await;
+                respond(200, "text/plain; version=0.0.4; charset=utf-8", text)
+            }
+        } else if path == "/healthz" {
             match (self.health)().await {
                 Ok(()) => plain(200, "ok\n"),
                 Err(e) => {
@@ -131,8 +156,22 @@ impl Server {
         } else {
             oci_error(OciError::unsupported("no such endpoint").with_status(404))
         };
+        let status = resp.status().as_u16();
+        let observed = Observed {
+            family,
+            method: MethodLabel::of(&method),
+            head: method == hyper::Method::HEAD,
+            status,
+            start,
+            job: (family == RouteFamily::Jobs)
+                .then(|| {
+                    path.strip_prefix("/berth/jobs/")?
+                        .strip_suffix("/tick")
+                        .map(str::to_string)
+                })
+                .flatten(),
+        };
         let record = logged.then(|| {
-            let status = resp.status().as_u16();
             AccessRecord {
                 method,
                 path,
@@ -143,7 +182,7 @@ impl Server {
                 start,
             }
         });
-        resp.map(|body| ResponseBody::wrap(body, record, exchange))
+        resp.map(|body| ResponseBody::wrap(body, record, observed, exchange))
     }
 }
 

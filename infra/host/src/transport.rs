@@ -12,6 +12,7 @@
 //! - at most `max_connections` are open at once (more wait in the kernel's
 //!   accept queue).
 
+use crate::metrics::{METRICS, MethodLabel, RouteFamily};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -92,6 +93,8 @@ pub struct RequestBody {
     stall: Stall,
     polled: bool,
     drain: Option<u64>,
+    /// Where received bytes are counted (`berth_http_request_bytes_total`).
+    family: RouteFamily,
 }
 
 impl RequestBody {
@@ -100,11 +103,13 @@ impl RequestBody {
         limits: &Limits,
         http1: bool,
         expect_continue: bool,
+        family: RouteFamily,
     ) -> Self {
         RequestBody {
             inner: Some(inner),
             stall: Stall::new(limits.body_timeout),
             polled: false,
+            family,
             // HTTP/2 ends an unread stream on its own (RST_STREAM NO_ERROR).
             drain: (http1 && !expect_continue).then_some(limits.drain_bytes),
         }
@@ -130,6 +135,9 @@ impl Body for RequestBody {
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 self.stall.progress();
+                if let Some(data) = frame.data_ref() {
+                    METRICS.received(self.family, data.len() as u64);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -544,8 +552,21 @@ pub struct ResponseBody {
     /// polling once it is sent, before the body says it ended.
     length: Option<u64>,
     record: Option<AccessRecord>,
+    /// Counted once the answer is over.
+    observed: Option<Observed>,
     /// Dropped with the body, after the log line.
     _exchange: Option<Exchange>,
+}
+
+/// What `/metrics` counts of one exchange (`crate::metrics`).
+pub struct Observed {
+    pub family: RouteFamily,
+    pub method: MethodLabel,
+    pub head: bool,
+    pub status: u16,
+    pub start: Instant,
+    /// The job a tick ran (`/berth/jobs/<job>/tick`).
+    pub job: Option<String>,
 }
 
 impl ResponseBody {
@@ -553,11 +574,10 @@ impl ResponseBody {
     pub fn wrap(
         inner: WasiBody,
         record: Option<AccessRecord>,
+        observed: Observed,
         exchange: Option<Exchange>,
     ) -> ResponseBody {
-        let bodyless = record
-            .as_ref()
-            .is_some_and(|r| r.method == hyper::Method::HEAD || matches!(r.status, 204 | 304));
+        let bodyless = observed.head || matches!(observed.status, 204 | 304);
         let length = inner.size_hint().exact();
         ResponseBody {
             inner,
@@ -565,11 +585,20 @@ impl ResponseBody {
             bodyless,
             length,
             record,
+            observed: Some(observed),
             _exchange: exchange,
         }
     }
 
+    /// The answer is over (`complete` or not): counts it, logs it.
     fn log(&mut self, complete: bool) {
+        if let Some(o) = self.observed.take() {
+            let elapsed = o.start.elapsed();
+            METRICS.finished(o.family, o.method, o.status, self.bytes, elapsed);
+            if let Some(job) = &o.job {
+                METRICS.job_ran(job, o.status, elapsed);
+            }
+        }
         let Some(r) = self.record.take() else {
             return;
         };

@@ -111,6 +111,14 @@ pub const SCAN_FROM: &str =
 pub const SCAN_AFTER: &str =
     "SELECT key, value, version FROM berth_kv WHERE key > $1 AND key < $2 ORDER BY key LIMIT $3";
 
+/// How many keys a range holds (metrics). `$1 TEXT`: the lower bound,
+/// exclusive; `$2 TEXT`: the upper bound, exclusive. Returns one `BIGINT`.
+pub const COUNT_BETWEEN: &str = "SELECT count(*) FROM berth_kv WHERE key > $1 AND key < $2";
+
+/// The bytes the metadata tables take on disk (metrics); no parameters.
+/// Returns one `BIGINT`.
+pub const STORE_BYTES: &str = "SELECT (pg_total_relation_size('berth_kv') + pg_total_relation_size('berth_counters'))::BIGINT";
+
 // --- Commits --------------------------------------------------------------
 
 /// Locks the sequence row to the end of the transaction; no parameters.

@@ -316,6 +316,30 @@ impl Metadata {
         self.commit(Vec::new()).await.map(|_| ())
     }
 
+    /// How many keys start with `prefix` and sort after `after` (all of
+    /// them when none): an indexed count, for metrics.
+    pub async fn count(&self, prefix: &str, after: Option<&str>) -> Result<u64, MetaError> {
+        let upper = format!("{prefix}\u{10FFFF}");
+        // Strictly after the prefix: that misses only a key equal to the
+        // prefix, which none of the prefixes counted (`event/`, `upload/`) is.
+        let lower = match after {
+            Some(a) if a.as_bytes() >= prefix.as_bytes() => a.to_string(),
+            _ => prefix.to_string(),
+        };
+        match self {
+            Metadata::Sqlite(s) => s.count_between(&lower, &upper),
+            Metadata::Postgres(p) => p.count_between(&lower, &upper).await,
+        }
+    }
+
+    /// The bytes the store takes on disk, for metrics.
+    pub async fn store_bytes(&self) -> Result<u64, MetaError> {
+        match self {
+            Metadata::Sqlite(s) => s.store_bytes(),
+            Metadata::Postgres(p) => p.store_bytes().await,
+        }
+    }
+
     /// Keys under `prefix` in byte order, after `after`, at most `limit`.
     pub async fn scan(
         &self,

@@ -172,6 +172,23 @@ impl Postgres {
         self.pending.lock().unwrap().note(stats);
     }
 
+    /// Keys strictly between `lower` and `upper` (metrics).
+    pub async fn count_between(&self, lower: &str, upper: &str) -> Result<u64, MetaError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(sql::COUNT_BETWEEN, &[&lower, &upper])
+            .await
+            .map_err(backend)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    /// The bytes the metadata tables take (metrics).
+    pub async fn store_bytes(&self) -> Result<u64, MetaError> {
+        let c = self.client().await?;
+        let row = c.query_one(sql::STORE_BYTES, &[]).await.map_err(backend)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     pub async fn scan(
         &self,
         prefix: &str,

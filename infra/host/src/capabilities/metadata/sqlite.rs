@@ -133,6 +133,27 @@ impl Sqlite {
     }
 
     /// Keys under `prefix` in byte order, after `after`, at most `limit`.
+    /// Keys strictly between `lower` and `upper` (metrics).
+    pub fn count_between(&self, lower: &str, upper: &str) -> Result<u64, MetaError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT count(*) FROM kv WHERE key > ?1 AND key < ?2")?
+                .query_row(params![lower, upper], |r| r.get::<_, i64>(0))
+        })
+        .map(|n| n as u64)
+    }
+
+    /// The bytes the database file takes (metrics).
+    pub fn store_bytes(&self) -> Result<u64, MetaError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n as u64)
+    }
+
     pub fn scan(
         &self,
         prefix: &str,
