@@ -4,7 +4,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 # The Spin build's adapters (wit/adapters.wit, infra/spin/adapters/).
 ADAPTERS := config-variables credentials-variables metadata-postgres blobs-s3
-COMPONENTS := registry blobs uploads manifests listings referrers token manage namespaces repositories account admin gc enterprise webhooks aging retention replication
+COMPONENTS := registry blobs uploads manifests listings referrers token manage namespaces repositories account admin console gc enterprise webhooks aging retention replication
 
 .PHONY: serve scale-out spin test bench build components host deps fmt lint
 

@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod audit;
+pub mod console;
 pub mod digest;
 pub mod error;
 pub mod events;

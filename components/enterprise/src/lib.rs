@@ -60,7 +60,14 @@ async fn serve(req: &Incoming, authority: Option<&str>) -> Result<Reply, SwrErro
         })
     })?;
     let mutating = !matches!(req.method, Method::Get | Method::Head);
-    let (who, _) = manage::authenticate(req, authority, &body, mutating).await?;
+    let who = match manage::session_principal(req).await? {
+        Some(p) => p,
+        None => {
+            manage::authenticate(req, authority, &body, mutating)
+                .await?
+                .0
+        }
+    };
     let tenant = store::get_json::<Tenant>(&records::tenant(&who.tenant))
         .await
         .map_err(oci_fault)?

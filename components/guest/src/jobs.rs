@@ -31,6 +31,16 @@ impl Trigger {
 /// or an administrator of the system tenant (`Basic user@tenant:password`).
 /// 401 otherwise (403 for a user who is not such an administrator).
 pub async fn authorize(req: &Incoming, job: &str) -> Result<Trigger, SwrError> {
+    // The console's session of a system administrator.
+    if let Some(p) = crate::manage::session_principal(req).await? {
+        return if admin::may_manage_tenants(&p) {
+            Ok(Trigger::Tick)
+        } else {
+            Err(SwrError::forbidden(
+                "only the system tenant's administrators run jobs",
+            ))
+        };
+    }
     let header = req.header("authorization").unwrap_or_default();
     if let Some(token) = header.strip_prefix("Bearer ") {
         return match credentials::verify_token(token.trim()) {

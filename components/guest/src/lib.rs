@@ -13,6 +13,7 @@ pub mod namespaces;
 pub mod remote;
 pub mod replication;
 pub mod retention;
+pub mod session;
 pub mod slots;
 pub mod store;
 

@@ -133,6 +133,24 @@ pub async fn authenticate(
     Ok((p, key.ak))
 }
 
+/// The user a console session cookie names, for a request without
+/// `Authorization` (`crate::session`), held to its tenant's endpoint
+/// policy; `None` without a session cookie. 401 for an ended or expired
+/// session, 403 for a change without its CSRF token.
+pub async fn session_principal(req: &Incoming) -> Result<Option<Principal>, SwrError> {
+    use crate::session::Refusal;
+    match crate::session::of_request(req).await {
+        Ok(Some(p)) => {
+            network_allowed(&p.tenant, req).await?;
+            Ok(Some(p))
+        }
+        Ok(None) => Ok(None),
+        Err(r @ Refusal::Invalid(_)) => Err(SwrError::unauthorized(r.message())),
+        Err(r @ Refusal::Csrf) => Err(SwrError::forbidden(r.message())),
+        Err(Refusal::Fault(e)) => Err(oci_fault(e)),
+    }
+}
+
 /// 403 unless `tenant`'s endpoint policy lets the request's address in
 /// (`berth_domain::network`).
 pub async fn network_allowed(tenant: &str, req: &Incoming) -> Result<(), SwrError> {

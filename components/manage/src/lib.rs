@@ -66,6 +66,7 @@ fn group(path: &str) -> Option<Group> {
             | [_, "repos", _, "triggers", _]
             | [_, "repos", _, "retentions"]
             | [_, "repos", _, "retentions", _]
+            | [_, "repos", _, "retentions", _, "preview"]
             | [_, "repos", _, "sync_repo" | "sync_images" | "sync_job"]
             | [_, "repositories", _, "access-domains"]
             | [_, "repositories", _, "access-domains", _] => Group::Repositories,
@@ -136,12 +137,29 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
         let authenticated = if basic {
             authenticate_basic(&req).await
         } else {
-            authenticate(&req, authority.as_deref(), &body, mutating).await
+            match berth_guest::manage::session_principal(&req).await {
+                // A console session opens the admin API only when signed in
+                // with a password, as `Basic` does.
+                Ok(Some(p)) if p.access_key.is_some() && matches!(group, Group::Admin) => {
+                    Err(SwrError::forbidden(
+                        "a console session signed in with a docker login key does not administer users and keys",
+                    ))
+                }
+                Ok(Some(p)) => Ok(caller_of(p, None)),
+                Ok(None) => authenticate(&req, authority.as_deref(), &body, mutating).await,
+                Err(e) => Err(e),
+            }
         };
         let caller = match authenticated {
             Ok(c) => c,
-            // The admin API takes passwords: tell curl and browsers so.
-            Err(e) if matches!(group, Group::Admin) => {
+            // The admin API takes passwords: tell curl and browsers so
+            // (not the console's pages, which have their own sign-in).
+            Err(e)
+                if matches!(group, Group::Admin)
+                    && !req
+                        .header("cookie")
+                        .is_some_and(|c| berth_domain::console::cookie_id(&c).is_some()) =>
+            {
                 let reply = Reply::json(e.status, e.body())
                     .header("www-authenticate", "Basic realm=\"berth\"");
                 return Ok(reply.into_response(req));

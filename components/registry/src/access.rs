@@ -66,7 +66,7 @@ impl Caller {
             .next()
             .and_then(|v| String::from_utf8(v).ok())
         else {
-            return Caller::Anonymous;
+            return Self::of_session(&headers, &req.get_method()).await;
         };
         if let Some(token) = value.strip_prefix("Bearer ") {
             return match store::credentials::verify_token(token.trim())
@@ -95,6 +95,36 @@ impl Caller {
                 Err(e) => Caller::Fault(e),
             },
             None => Caller::Invalid("unsupported Authorization scheme"),
+        }
+    }
+
+    /// A console session's user (`berth_guest::session`), or anonymous
+    /// without a session cookie.
+    async fn of_session(
+        headers: &spin_sdk::wasip3::http::types::Fields,
+        method: &Method,
+    ) -> Caller {
+        use berth_guest::session::{self, Refusal};
+        let Some(cookie) = headers
+            .get("cookie")
+            .into_iter()
+            .next()
+            .and_then(|v| String::from_utf8(v).ok())
+        else {
+            return Caller::Anonymous;
+        };
+        let csrf = headers
+            .get(berth_domain::console::CSRF_HEADER)
+            .into_iter()
+            .next()
+            .and_then(|v| String::from_utf8(v).ok());
+        let method = berth_guest::manage::method_name(method);
+        match session::principal(Some(&cookie), method, csrf.as_deref()).await {
+            Ok(Some(p)) => Caller::User(p),
+            Ok(None) => Caller::Anonymous,
+            Err(Refusal::Invalid(m)) => Caller::Invalid(m),
+            Err(r @ Refusal::Csrf) => Caller::Denied(r.message()),
+            Err(Refusal::Fault(e)) => Caller::Fault(e),
         }
     }
 

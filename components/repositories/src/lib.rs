@@ -124,7 +124,7 @@ async fn serve(req: &Incoming, body: &[u8], who: &Principal) -> Result<Reply, Sw
         }
         (["v2", "manage", "overview"], Method::Get) => usage::overview(who).await,
         (["v2", "manage", "reports", kind, frequency], Method::Get) => {
-            usage::report(who, kind, frequency).await
+            usage::report(who, kind, frequency, req.query("namespace")).await
         }
         (["v2", "manage", "shared-repositories"], Method::Get) => {
             sharing::shared(req, who, false).await
@@ -553,8 +553,30 @@ async fn list_tags(
         };
         let page: Vec<_> = tags[start..].iter().take(limit).collect();
         let has_more = start + page.len() < tags.len();
+        // Berth adds when each was last pulled (`last_pulled`, RFC 3339; ""
+        // never), from the pull statistics, in one read for the page.
+        let pulled = store::metadata::counters(
+            page.iter()
+                .map(|t| berth_domain::keys::pulled(name, &t.digest))
+                .collect(),
+        )
+        .await
+        .map_err(fault)?;
+        let listed: Vec<_> = page
+            .iter()
+            .zip(pulled)
+            .map(|(t, at)| {
+                let mut v = t.json(name, TagField::Lower);
+                v["last_pulled"] = if at > 0 {
+                    berth_domain::swr::rfc3339(at as u64).into()
+                } else {
+                    "".into()
+                };
+                v
+            })
+            .collect();
         let mut body = serde_json::json!({
-            "tags": page.iter().map(|t| t.json(name, TagField::Lower)).collect::<Vec<_>>(),
+            "tags": listed,
             "has_more": has_more,
         });
         if has_more && let Some(last) = page.last() {

@@ -2,7 +2,7 @@
 //! `create_retention`, `list_retentions`, `show_retention`,
 //! `update_retention`, `delete_retention`, `list_retention_histories`);
 //! `berth_domain::retention` holds the rules, the `aging` job component
-//! applies them. Rules need `swr:repository:retention` on the organization.
+//! applies them; `GET …/retentions/<id>/preview` is its dry run. Rules need `swr:repository:retention` on the organization.
 
 use berth_domain::iam::{Action, Principal};
 use berth_domain::retention::{self as rt, HistoryEntry, Retention, RetentionBody};
@@ -26,6 +26,7 @@ pub async fn serve(
         ([], Method::Get) => list(ns, name, who).await,
         ([], Method::Post) => create(ns, name, body, who).await,
         (["histories"], Method::Get) => histories(req, ns, name, who).await,
+        ([id, "preview"], Method::Get) => preview(ns, name, id, who).await,
         ([id], m) => one(ns, name, id, m, body, who).await,
         _ => Err(SwrError::method_not_allowed()),
     }
@@ -112,6 +113,39 @@ async fn list(ns: &str, name: &str, who: &Principal) -> Result<Reply, SwrError> 
         .map(|(r, _)| view(r))
         .collect();
     ok_json(200, &out)
+}
+
+/// `GET …/retentions/<id>/preview` (Berth's dry run of an aging rule):
+/// what the aging sweep would do to the repository's tags now, changing
+/// nothing: `{"retention_id", "remove": [{tag, digest, reason}], "keep": […]}`.
+async fn preview(ns: &str, name: &str, id: &str, who: &Principal) -> Result<Reply, SwrError> {
+    allowed(ns, name, who).await?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| SwrError::bad_request(format!("retention id {id:?} is not a number")))?;
+    let missing = || SwrError::not_found(format!("aging rule {id} not found on {name}"));
+    let rule = store::get_json::<Retention>(&rt::key(name, id))
+        .await
+        .map_err(oci_fault)?
+        .filter(|r| r.tenant == who.tenant)
+        .ok_or_else(missing)?;
+    let (tags, _) = berth_guest::retention::tags_of(name, false).await?;
+    let (_, immutable) = store::owner_and_rules(name).await.map_err(oci_fault)?;
+    let protection = immutable.protection();
+    let plan = rt::plan(&rule, &tags, store::now(), |t| {
+        protection.protecting(name, t)
+    })
+    .map_err(SwrError::internal)?;
+    let side = |remove: bool| -> Vec<serde_json::Value> {
+        plan.iter()
+            .filter(|d| d.remove == remove)
+            .map(|d| serde_json::json!({"tag": d.tag, "digest": d.digest, "reason": d.reason}))
+            .collect()
+    };
+    ok_json(
+        200,
+        &serde_json::json!({"retention_id": id, "remove": side(true), "keep": side(false)}),
+    )
 }
 
 async fn one(

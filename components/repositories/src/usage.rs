@@ -25,6 +25,8 @@ pub struct Usage {
     pub images: usize,
     pub stored: u64,
     pub served: i64,
+    /// Per organization: (name, bytes stored, bytes served).
+    pub per_namespace: Vec<(String, u64, i64)>,
 }
 
 pub async fn usage(who: &Principal) -> Result<Usage, SwrError> {
@@ -50,11 +52,18 @@ pub async fn usage(who: &Principal) -> Result<Usage, SwrError> {
         }
     }
     let stored: u64 = blobs.values().flat_map(|b| b.values()).sum();
-    let served = metadata::counters(owned.iter().map(|n| keys::downflow(&n.name)).collect())
+    let served_per = metadata::counters(owned.iter().map(|n| keys::downflow(&n.name)).collect())
         .await
-        .map_err(fault)?
+        .map_err(fault)?;
+    let served = served_per.iter().sum();
+    let per_namespace = owned
         .iter()
-        .sum();
+        .zip(&served_per)
+        .map(|(n, s)| {
+            let stored = blobs.get(n.name.as_str()).map_or(0, |b| b.values().sum());
+            (n.name.clone(), stored, *s)
+        })
+        .collect();
     // Today's figure for the reports; written only when it changed.
     let snapshot = records::stored_on(&who.tenant, &reports::date(store::now()));
     let figure = stored.to_string().into_bytes();
@@ -70,6 +79,7 @@ pub async fn usage(who: &Principal) -> Result<Usage, SwrError> {
         images,
         stored,
         served,
+        per_namespace,
     })
 }
 
@@ -86,11 +96,21 @@ pub async fn overview(who: &Principal) -> Result<Reply, SwrError> {
             "image_num": u.images,
             "store_space": u.stored as f64,
             "downflow_size": u.served as f64,
+            // Berth's addition: the figures per organization.
+            "namespaces": u.per_namespace.iter().map(|(name, stored, served)| serde_json::json!({
+                "name": name, "store_space": *stored as f64, "downflow_size": *served as f64,
+            })).collect::<Vec<_>>(),
         }),
     )
 }
 
-pub async fn report(who: &Principal, kind: &str, frequency: &str) -> Result<Reply, SwrError> {
+/// `namespace` (Berth's addition, for `downflow`): one organization's.
+pub async fn report(
+    who: &Principal,
+    kind: &str,
+    frequency: &str,
+    namespace: Option<&str>,
+) -> Result<Reply, SwrError> {
     let frequency = Frequency::parse(frequency).ok_or_else(|| {
         SwrError::bad_request(format!(
             "frequency {frequency:?} is not daily, weekly or monthly"
@@ -116,7 +136,13 @@ pub async fn report(who: &Principal, kind: &str, frequency: &str) -> Result<Repl
             (values, Aggregate::Last)
         }
         "downflow" => {
-            let orgs = namespaces::owned(&who.tenant).await.map_err(fault)?;
+            let mut orgs = namespaces::owned(&who.tenant).await.map_err(fault)?;
+            if let Some(ns) = namespace {
+                orgs.retain(|n| n.name == ns);
+                if orgs.is_empty() {
+                    return Err(SwrError::not_found(format!("organization {ns} not found")));
+                }
+            }
             let keys = days
                 .iter()
                 .flat_map(|d| orgs.iter().map(move |n| keys::downflow_day(&n.name, d)))

@@ -1,0 +1,256 @@
+//! The web console under `/console/`: its pages (static files built into
+//! the component: `assets/`, plain HTML, CSS and JavaScript, no build step)
+//! and its session API. Pages call Berth's own APIs (`/v2/`, SWR's
+//! `/v2/manage/…` and `/v2/<project>/instances/…`, `/berth/v1/…`), which
+//! take the session cookie as the user's credentials
+//! (`berth_domain::console`): the console can do nothing its user could
+//! not do with an access key.
+//!
+//! - `GET /console/…`: the application (`index.html` for any page path),
+//!   `GET /console/assets/<file>`: its files (with an `ETag`);
+//! - `POST /console/api/session` `{"username", "password"}`: signs in
+//!   (a user's password, or `{region}@{AK}` with a login key), sets the
+//!   cookie, answers [`SessionView`]; `GET` answers the current session,
+//!   `DELETE` signs out (with the CSRF header). Errors are SWR's JSON.
+
+use berth_domain::console;
+use berth_domain::iam::records::{self, Tenant};
+use berth_domain::iam::{self, Principal, admin};
+use berth_domain::swr::{SwrError, rfc3339};
+use berth_guest::http::{Incoming, Reply};
+use berth_guest::manage::{oci_fault, ok_json, parse_body};
+use berth_guest::{auth, session, store};
+use serde::Deserialize;
+use spin_sdk::wasip3::http::types::{ErrorCode, Method, Request, Response, Scheme};
+
+struct Console;
+spin_sdk::wasip3::http::service::export!(Console);
+
+/// A file of the application: path under `/console/assets/`, type, bytes.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    bytes: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/app.js"),
+    },
+    Asset {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("../assets/app.css"),
+    },
+    Asset {
+        name: "i18n.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/i18n.js"),
+    },
+    Asset {
+        name: "archive.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../assets/archive.js"),
+    },
+];
+
+const INDEX: &[u8] = include_bytes!("../assets/index.html");
+
+/// What the page may load: only this origin's files, nothing inline, no
+/// framing.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+impl spin_sdk::wasip3::exports::http::handler::Guest for Console {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        let secure = matches!(request.get_scheme(), Some(Scheme::Https));
+        let req = Incoming::new(request);
+        let reply = match serve(&req, secure).await {
+            Ok(r) => r,
+            Err(e) => Reply::json(e.status, e.body()),
+        };
+        Ok(reply
+            .header("x-content-type-options", "nosniff")
+            .header("referrer-policy", "same-origin")
+            .header("x-frame-options", "DENY")
+            .into_response(req))
+    }
+}
+
+async fn serve(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
+    let path = req.path.as_str();
+    if path == "/console/api/session" {
+        return match req.method {
+            Method::Get => current(req).await,
+            Method::Post => sign_in(req, secure).await,
+            Method::Delete => sign_out(req, secure).await,
+            _ => Err(SwrError::method_not_allowed()),
+        };
+    }
+    if path.starts_with("/console/api/") {
+        return Err(SwrError::not_found(format!("no console API at {path}")));
+    }
+    if !matches!(req.method, Method::Get | Method::Head) {
+        return Err(SwrError::method_not_allowed());
+    }
+    if path == "/console" {
+        return Ok(Reply::new(308).header("location", "/console/"));
+    }
+    if let Some(name) = path.strip_prefix("/console/assets/") {
+        let asset = ASSETS
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| SwrError::not_found(format!("no console file {name}")))?;
+        return Ok(file(req, asset.content_type, asset.bytes));
+    }
+    // Every other path is a page of the application.
+    Ok(file(req, "text/html; charset=utf-8", INDEX).header("content-security-policy", CSP))
+}
+
+/// A file, or 304 when the browser's copy (`If-None-Match`) is current.
+fn file(req: &Incoming, content_type: &str, bytes: &'static [u8]) -> Reply {
+    use sha2::Digest;
+    let etag = format!("\"{}\"", &hex::encode(sha2::Sha256::digest(bytes))[..20]);
+    let reply = if req.header("if-none-match").as_deref() == Some(etag.as_str()) {
+        Reply::new(304)
+    } else {
+        Reply::new(200)
+            .header("content-type", content_type)
+            .bytes(bytes.to_vec())
+    };
+    reply
+        .header("etag", etag)
+        .header("cache-control", "no-cache")
+}
+
+/// What the page knows of its session.
+#[derive(serde::Serialize)]
+struct SessionView {
+    user: String,
+    tenant: String,
+    project_id: String,
+    /// Administers its tenant (users, groups, policies, keys, audit log).
+    admin: bool,
+    /// Administers every tenant (and runs jobs).
+    system_admin: bool,
+    /// Signed in with a docker login key (no user administration).
+    access_key_login: bool,
+    /// Its policies let it create organizations (other rights show per
+    /// organization, in each one's `auth` level).
+    can_create_namespace: bool,
+    csrf: String,
+    expires: String,
+}
+
+async fn view(p: &Principal, csrf: String, expires: u64) -> Result<SessionView, SwrError> {
+    let tenant = store::get_json::<Tenant>(&records::tenant(&p.tenant))
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(|| SwrError::unauthorized("the session's tenant is gone"))?;
+    Ok(SessionView {
+        user: p.user.clone(),
+        tenant: p.tenant.clone(),
+        project_id: tenant.project_id,
+        admin: admin::may_administer(p, &p.tenant),
+        system_admin: admin::may_manage_tenants(p),
+        access_key_login: p.access_key.is_some(),
+        can_create_namespace: iam::decide(
+            Some(p),
+            iam::Action::CreateNamespace,
+            &iam::action::namespace_resource("*"),
+            &iam::Facts::default(),
+        ),
+        csrf,
+        expires: rfc3339(expires),
+    })
+}
+
+fn session_id(req: &Incoming) -> Option<String> {
+    req.header("cookie")
+        .as_deref()
+        .and_then(console::cookie_id)
+        .map(str::to_string)
+}
+
+async fn current(req: &Incoming) -> Result<Reply, SwrError> {
+    let signed_out = || SwrError::unauthorized("not signed in");
+    let id = session_id(req).ok_or_else(signed_out)?;
+    let s = session::find(&id)
+        .await
+        .map_err(oci_fault)?
+        .ok_or_else(signed_out)?;
+    let p = berth_guest::manage::session_principal(req)
+        .await?
+        .ok_or_else(signed_out)?;
+    ok_json(200, &view(&p, s.csrf, s.expires).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    username: String,
+    password: String,
+}
+
+async fn sign_in(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
+    let body = req
+        .body_bytes(16 << 10)
+        .await
+        .map_err(|e| SwrError::bad_request(e.message))?;
+    let b: SignIn = parse_body(&body)?;
+    let source = req.header(store::CLIENT_ADDR).unwrap_or_default();
+    let p = auth::login(b.username.trim(), &b.password)
+        .await
+        .map_err(oci_fault)?;
+    let Some(p) = p else {
+        // A failed sign-in is recorded in the tenant it names, if any.
+        if let berth_domain::iam::docker::Login::User { tenant, user } =
+            berth_domain::iam::docker::parse_login(b.username.trim())
+            && records::valid_identity_name(tenant)
+        {
+            berth_guest::manage::audit(
+                tenant,
+                user.to_string(),
+                "POST /console/api/session".into(),
+                "/console/api/session".into(),
+                401,
+                source,
+            )
+            .await;
+        }
+        return Err(SwrError::unauthorized("wrong user name or password"));
+    };
+    berth_guest::manage::network_allowed(&p.tenant, req).await?;
+    let (id, s) = session::create(&p).await.map_err(oci_fault)?;
+    berth_guest::manage::audit(
+        &p.tenant,
+        p.user.clone(),
+        "POST /console/api/session".into(),
+        "/console/api/session".into(),
+        201,
+        source,
+    )
+    .await;
+    let max_age = s.expires.saturating_sub(s.created);
+    let out = view(&p, s.csrf, s.expires).await?;
+    Ok(ok_json(201, &out)?.header("set-cookie", console::set_cookie(&id, max_age, secure)))
+}
+
+async fn sign_out(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
+    if let Some(id) = session_id(req) {
+        // Only the page itself signs out (a CSRF token of the session).
+        if let Some(s) = session::find(&id).await.map_err(oci_fault)? {
+            let csrf = req.header(console::CSRF_HEADER).unwrap_or_default();
+            if !berth_domain::iam::signing::constant_time_eq(csrf.as_bytes(), s.csrf.as_bytes()) {
+                return Err(SwrError::forbidden(format!(
+                    "signing out needs the session's CSRF token in {}",
+                    console::CSRF_HEADER
+                )));
+            }
+            session::end(&id).await.map_err(oci_fault)?;
+        }
+    }
+    Ok(Reply::new(204).header("set-cookie", console::clear_cookie(secure)))
+}
