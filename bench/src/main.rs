@@ -6,6 +6,7 @@
 mod backends;
 mod ceilings;
 mod client;
+mod console;
 mod gc;
 mod registry;
 mod replication;
@@ -42,7 +43,7 @@ struct Args {
     /// the commit before a change: measured in the same run as "baseline".
     #[arg(long)]
     baseline: Option<std::path::PathBuf>,
-    /// Run only these workloads (comma-separated: images, large, pulls, webhooks,
+    /// Run only these workloads (comma-separated: images, large, pulls, webhooks, console,
     /// rates, mixed, metadata, ceilings, gc), e.g. to profile one of them.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -456,6 +457,41 @@ async fn main() -> Result<()> {
         }
     }
 
+    if want("console") {
+        eprintln!("console…");
+        // Berth's own pages (the baseline may predate them).
+        if let Some(berth) = regs.iter().find(|r| r.name == "berth") {
+            let tags = if args.quick { 200 } else { 10_000 };
+            let work = tempfile::tempdir_in(root.join("target"))?;
+            let f = console::run(&root, berth, tags, plan.big, work.path()).await?;
+            let page = |what: &str| format!("console: repository with {tags} tags, {what}");
+            res.add(
+                &page("page first byte"),
+                "ms",
+                false,
+                "berth",
+                f.page_ttfb_ms,
+            );
+            res.add(
+                &page("tag list API first byte"),
+                "ms",
+                false,
+                "berth",
+                f.tags_ttfb_ms,
+            );
+            res.add(
+                &page("100 tags on screen"),
+                "ms",
+                false,
+                "berth",
+                f.rendered_ms,
+            );
+            let figure = format!("{big_label} docker save archive upload (console vs skopeo copy)");
+            res.add(&figure, "MiB/s", true, "berth", f.console_mib_s);
+            res.add(&figure, "MiB/s", true, "skopeo", f.skopeo_mib_s);
+        }
+    }
+
     if want("replication") {
         eprintln!("replication…");
         // Berth's own feature (the baseline may predate it), copying to
@@ -574,7 +610,7 @@ async fn main() -> Result<()> {
             };
             let (tags, repos) = (cap(plan.tags), cap(plan.repos));
             let t = Instant::now();
-            workloads::fill_metadata(&r.host, 0..tags, 0..repos, 16).await?;
+            workloads::fill_metadata(&r.host, "scale/tags", 0..tags, 0..repos, 16).await?;
             res.add(
                 "metadata fill (manifest PUTs/s, c=16)",
                 "req/s",

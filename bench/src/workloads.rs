@@ -308,18 +308,19 @@ pub async fn mixed(
 
 /// Fills one repository with `tags` tags and the registry with `repos`
 /// repositories, `concurrency` requests at a time.
-/// Tags `t000000…` in `scale/tags` and repositories `scale/repo00000…`,
+/// Tags `t000000…` in `tags_repo` and repositories `scale/repo00000…`,
 /// each a manifest PUT (plus its two small blobs for a new repository).
 pub async fn fill_metadata(
     host: &str,
+    tags_repo: &str,
     tags: std::ops::Range<usize>,
     repos: std::ops::Range<usize>,
     concurrency: usize,
 ) -> Result<()> {
     let img = image(424242, 1, 1024);
-    push_image(host, "scale/tags", "seed", &img).await?;
+    push_image(host, tags_repo, "seed", &img).await?;
     let jobs: Vec<(String, String, bool)> = tags
-        .map(|i| ("scale/tags".to_string(), format!("t{i:06}"), false))
+        .map(|i| (tags_repo.to_string(), format!("t{i:06}"), false))
         .chain(repos.map(|i| (format!("scale/repo{i:05}"), "v1".to_string(), true)))
         .collect();
     if jobs.is_empty() {

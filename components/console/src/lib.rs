@@ -33,27 +33,24 @@ struct Asset {
     bytes: &'static [u8],
 }
 
+/// One of `assets/`, built in.
+macro_rules! asset {
+    ($name:literal, $type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $type,
+            bytes: include_bytes!(concat!("../assets/", $name)),
+        }
+    };
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/app.js"),
-    },
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../assets/app.css"),
-    },
-    Asset {
-        name: "i18n.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/i18n.js"),
-    },
-    Asset {
-        name: "archive.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../assets/archive.js"),
-    },
+    asset!("app.js", JS),
+    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("i18n.js", JS),
+    asset!("archive.js", JS),
 ];
 
 const INDEX: &[u8] = include_bytes!("../assets/index.html");

@@ -43,13 +43,7 @@ impl Caller {
             _ => return caller,
         };
         let headers = req.get_headers();
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .into_iter()
-                .next()
-                .and_then(|v| String::from_utf8(v).ok())
-        };
+        let header = |name: &str| header(&headers, name);
         let peer = header(CLIENT_ADDR).unwrap_or_default();
         match auth::network_allows(tenant, &peer, header("x-forwarded-for").as_deref()).await {
             Ok(Ok(())) => caller,
@@ -60,12 +54,7 @@ impl Caller {
 
     async fn identify(req: &Request) -> Caller {
         let headers = req.get_headers();
-        let Some(value) = headers
-            .get("authorization")
-            .into_iter()
-            .next()
-            .and_then(|v| String::from_utf8(v).ok())
-        else {
+        let Some(value) = header(&headers, "authorization") else {
             return Self::of_session(&headers, &req.get_method()).await;
         };
         if let Some(token) = value.strip_prefix("Bearer ") {
@@ -105,19 +94,10 @@ impl Caller {
         method: &Method,
     ) -> Caller {
         use berth_guest::session::{self, Refusal};
-        let Some(cookie) = headers
-            .get("cookie")
-            .into_iter()
-            .next()
-            .and_then(|v| String::from_utf8(v).ok())
-        else {
+        let Some(cookie) = header(headers, "cookie") else {
             return Caller::Anonymous;
         };
-        let csrf = headers
-            .get(berth_domain::console::CSRF_HEADER)
-            .into_iter()
-            .next()
-            .and_then(|v| String::from_utf8(v).ok());
+        let csrf = header(headers, berth_domain::console::CSRF_HEADER);
         let method = berth_guest::manage::method_name(method);
         match session::principal(Some(&cookie), method, csrf.as_deref()).await {
             Ok(Some(p)) => Caller::User(p),
@@ -431,13 +411,7 @@ pub async fn audit(caller: &Caller, operation: &str, status: u16, source: String
 /// `Retry-After` while every slot is held.
 pub async fn upload_slot(caller: &Caller, req: &Request) -> Result<Option<Slot>, Reply> {
     let headers = req.get_headers();
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .into_iter()
-            .next()
-            .and_then(|v| String::from_utf8(v).ok())
-    };
+    let header = |name: &str| header(&headers, name);
     let method = berth_guest::manage::method_name(&req.get_method());
     if !admission::carries_bytes(method, header("content-length").as_deref()) {
         return Ok(None);
@@ -472,10 +446,14 @@ pub async fn upload_slot(caller: &Caller, req: &Request) -> Result<Option<Slot>,
 
 /// The client's address, as the host (like Spin) reports it.
 pub fn client_addr(req: &Request) -> String {
-    req.get_headers()
-        .get(CLIENT_ADDR)
+    header(&req.get_headers(), CLIENT_ADDR).unwrap_or_default()
+}
+
+/// A request header's first value, as text.
+fn header(headers: &spin_sdk::wasip3::http::types::Fields, name: &str) -> Option<String> {
+    headers
+        .get(name)
         .into_iter()
         .next()
         .and_then(|v| String::from_utf8(v).ok())
-        .unwrap_or_default()
 }
