@@ -37,9 +37,18 @@ pub struct Session {
     pub user: String,
     /// The user's id when signed in: a user re-created since is not it.
     pub user_id: String,
-    /// The access key of a `{region}@{AK}` login, whose session ends with it.
+    /// Signed in with a docker login key (`{region}@{AK}`): the session
+    /// does not administer users, keys or the network policy.
+    #[serde(default)]
+    pub login_key: bool,
+    /// The access key behind that login key, if any: the session ends
+    /// with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key: Option<String>,
+    /// For a password sign-in: [`credential`] of the password's hash then.
+    /// A changed password ends the session.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credential: String,
     /// Hex; sent back by the page in [`CSRF_HEADER`].
     pub csrf: String,
     /// Seconds since the epoch.
@@ -52,6 +61,15 @@ impl Session {
         now >= self.expires
     }
 }
+
+/// What a session remembers of a password's stored hash (the argon2id
+/// PHC string): a SHA-256 of it, never the hash itself.
+pub fn credential(password_hash: &str) -> String {
+    hex::encode(Sha256::digest(password_hash.as_bytes()))
+}
+
+/// Where sessions live (the gc job removes expired ones).
+pub const PREFIX: &str = "console/session/";
 
 /// `console/session/<sha256(id) hex>` → [`Session`].
 pub fn key(id: &str) -> String {

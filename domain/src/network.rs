@@ -155,36 +155,44 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The client's address: the peer (`spin-client-addr`, `ip:port` or an
-/// address), or, when the peer is a trusted proxy and `forwarded` (the
-/// `X-Forwarded-For` header) is given, the nearest address in it that is
-/// not a trusted proxy (each proxy appends the address it heard from, so
-/// only the right-hand part is believed).
+/// address), or, when the peer is a trusted proxy and `forwarded` (every
+/// `X-Forwarded-For` line, joined with `,`) is given, the nearest address
+/// in it that is not a trusted proxy (each proxy appends the address it
+/// heard from, so only the right-hand part is believed). A hop that reads
+/// as no address (`unknown`, an obfuscated name) leaves the client unknown
+/// (`None`), which only an open policy lets in. Hops may carry ports
+/// (`192.0.2.1:443`, `[2001:db8::1]:443`).
 pub fn client_ip(peer: &str, forwarded: Option<&str>, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = peer
-        .parse::<SocketAddr>()
-        .map(|a| a.ip())
-        .or_else(|_| peer.parse::<IpAddr>())
-        .ok()
-        .map(canonical)?;
+    let peer = address(peer)?;
     let trusted_ip = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !trusted_ip(&peer) {
         return Some(peer);
     }
-    let Some(forwarded) = forwarded else {
+    let Some(forwarded) = forwarded.filter(|f| !f.trim().is_empty()) else {
         return Some(peer);
     };
-    let mut nearest = peer;
     for hop in forwarded.rsplit(',') {
-        let Some(ip) = hop.trim().parse::<IpAddr>().ok().map(canonical) else {
-            // A hop we cannot read: believe no further.
-            break;
-        };
-        nearest = ip;
+        let ip = address(hop.trim())?;
         if !trusted_ip(&ip) {
-            break;
+            return Some(ip);
         }
     }
-    Some(nearest)
+    // Every hop a trusted proxy: the farthest one is the client.
+    forwarded.split(',').next().and_then(|h| address(h.trim()))
+}
+
+/// An address as peers and forwarding headers write it: bare, with a
+/// port, or bracketed IPv6 with a port; IPv4-mapped IPv6 as IPv4.
+fn address(s: &str) -> Option<IpAddr> {
+    s.parse::<SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| {
+            s.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+        })
+        .ok()
+        .map(canonical)
 }
 
 #[cfg(test)]
@@ -271,10 +279,24 @@ mod tests {
         );
         assert_eq!(client_ip("[::1]:80", None, &[]), ip("::1"));
         assert_eq!(client_ip("junk", None, &[]), None);
-        // An unreadable hop stops the walk at the last one believed.
+        // An unreadable hop leaves the client unknown.
         assert_eq!(
             client_ip("127.0.0.1:1", Some("203.0.113.9, bogus"), &proxies),
-            ip("127.0.0.1")
+            None
+        );
+        // Hops with ports, as some load balancers write them.
+        assert_eq!(
+            client_ip("127.0.0.1:1", Some("203.0.113.9:5555"), &proxies),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip("127.0.0.1:1", Some("[2001:db8::9]:443"), &proxies),
+            ip("2001:db8::9")
+        );
+        // Every hop trusted: the farthest.
+        assert_eq!(
+            client_ip("127.0.0.1:1", Some("10.0.0.2, 10.0.0.3"), &proxies),
+            ip("10.0.0.2")
         );
     }
 }

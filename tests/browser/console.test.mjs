@@ -167,6 +167,19 @@ await step("an aging rule's dry run says what it would remove", async () => {
   await shot(admin, "aging");
 });
 
+await step("an image trigger is set on the repository page, then disabled", async () => {
+  await go(admin, "repo/webui/app");
+  const panel = main(admin).getByRole("region", { name: "Image triggers (Kubernetes)" });
+  await panel.getByLabel("Name", { exact: true }).fill("deploy-web");
+  await panel.getByLabel("Cluster", { exact: true }).selectOption("prod");
+  await panel.getByLabel("Workload", { exact: true }).fill("web");
+  await panel.getByRole("button", { name: "Create", exact: true }).click();
+  await main(admin).getByRole("cell", { name: "deploy-web", exact: true }).waitFor();
+  await main(admin).getByRole("button", { name: "Disable deploy-web" }).click();
+  await main(admin).getByRole("button", { name: "Enable deploy-web" }).waitFor();
+  await shot(admin, "triggers");
+});
+
 await step("immutable rules, sync, garbage collection and usage", async () => {
   await go(admin, "immutable");
   await admin.getByLabel("Organization", { exact: true }).selectOption("webui");

@@ -44,6 +44,11 @@ def stage(tmp_path_factory):
     reg.iam("user-create", "acme", "dev", "--password", "dev-pw")
     reg.iam("user-create", "acme", "nobody", "--password", "nobody-pw")
     admin = f"http://acme:acme-pw@{reg.host}"
+    # A Kubernetes cluster image triggers may name (never reached here).
+    r = requests.post(f"{admin}/berth/v1/tenants/acme/clusters", json={
+        "id": "prod", "name": "prod", "server": "https://127.0.0.1:9", "token": "not-a-real-token",
+        "organizations": ["*"], "namespaces": ["*"]})
+    assert r.status_code == 201, r.text
     # An organization (made by the push) with a multi-arch image and a
     # signature referring to it.
     children = []
@@ -144,7 +149,7 @@ def test_console_in_a_browser(stage):
         f"{reg.anon_url}/berth/v1/tenants/acme/users/acme/keys", auth=auth).json())
     # Every page was photographed.
     shots = {p.name for p in SHOTS.glob("*.png")}
-    for page in ("signin", "orgs", "upload", "repo", "tree", "webhooks", "deliveries", "aging", "immutable", "sync",
+    for page in ("signin", "orgs", "upload", "repo", "tree", "webhooks", "deliveries", "triggers", "aging", "immutable", "sync",
                  "gc", "usage", "audit", "keys", "users", "groups", "policies", "network", "dev-orgs", "nobody-orgs",
                  "zh-orgs", "narrow-repos"):
         assert f"{page}.png" in shots, (page, sorted(shots))
@@ -213,3 +218,54 @@ def test_console_files_and_headers(stage):
     assert missing.status_code == 404 and missing.json()["errorCode"].startswith("SVCSTG.SWR.")
     assert requests.post(f"{reg.anon_url}/console/").status_code == 405
     assert requests.get(f"{reg.anon_url}/console/api/other").status_code == 404
+
+
+def test_sessions_of_login_keys_and_changed_passwords(stage):
+    """A session signed in with a docker login key administers nothing and
+    lasts no longer than the key; a password changed ends the sessions
+    signed in with the old one; sign-in takes JSON only."""
+    import base64
+    from huaweicloudsdkswr.v2 import CreateSecretRequest
+    from conftest import tenant_client
+    reg = stage[0]
+    client, _ = tenant_client(reg, "keyco", "keyco-pw")
+    secret = client.create_secret(CreateSecretRequest(projectname="berth"))
+    user, password = base64.b64decode(secret.auths[reg.host].auth).decode().split(":", 1)
+    s = requests.Session()
+    r = s.post(f"{reg.anon_url}/console/api/session", json={"username": user, "password": password})
+    assert r.status_code == 201, r.text
+    view = r.json()
+    assert view["access_key_login"] is True
+    expires = time.mktime(time.strptime(view["expires"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    at = time.mktime(time.strptime(secret.x_swr_expireat.split(".")[0].rstrip("Z"), "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    assert expires <= at + 1, (view["expires"], secret.x_swr_expireat)
+    csrf = {"X-Berth-CSRF": view["csrf"]}
+    # It reads and pushes as the user...
+    r = s.get(f"{reg.anon_url}/v2/manage/namespaces")
+    assert r.status_code == 200, r.text
+    # ...but administers no users or keys, nor the network policy.
+    r = s.post(f"{reg.anon_url}/berth/v1/tenants/keyco/users", json={"name": "x"}, headers=csrf)
+    assert r.status_code == 403 and "login key" in r.json()["errorMsg"]
+    r = s.get(f"{reg.anon_url}/berth/v1/tenants/keyco/users/keyco/keys", headers=csrf)
+    assert r.status_code == 403
+    project = view["project_id"]
+    r = s.put(f"{reg.anon_url}/v2/{project}/instances/{project}/endpoint-policy", json={"ip_list": []}, headers=csrf)
+    assert r.status_code == 403 and "login key" in r.json()["errorMsg"]
+    # A password change ends a password session.
+    reg.iam("user-create", "keyco", "pat", "--password", "pat-pw-1")
+    pat = requests.Session()
+    r = pat.post(f"{reg.anon_url}/console/api/session", json={"username": "pat@keyco", "password": "pat-pw-1"})
+    assert r.status_code == 201
+    assert pat.get(f"{reg.anon_url}/v2/manage/namespaces").status_code == 200
+    r = requests.patch(f"{reg.anon_url}/berth/v1/tenants/keyco/users/pat", json={"password": "pat-pw-2"},
+                       auth=("keyco", "keyco-pw"))
+    assert r.status_code == 200, r.text
+    r = pat.get(f"{reg.anon_url}/v2/manage/namespaces")
+    assert r.status_code == 401 and "password changed" in r.json()["errorMsg"]
+    # Sign-in is JSON only (no cross-site form can sign a browser in), and
+    # its answers are never cached.
+    r = requests.post(f"{reg.anon_url}/console/api/session", data='{"username":"pat@keyco","password":"pat-pw-2"}',
+                      headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400 and "JSON" in r.json()["errorMsg"]
+    r = requests.post(f"{reg.anon_url}/console/api/session", json={"username": "pat@keyco", "password": "pat-pw-2"})
+    assert r.status_code == 201 and r.headers["Cache-Control"] == "no-store"

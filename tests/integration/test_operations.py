@@ -255,6 +255,27 @@ def test_endpoint_policy_allow_list(ops):
     oci_error(requests.get(manifest, headers={**bearer, **outside}), 403, "DENIED")
     r = requests.get(f"{reg.anon_url}/v2/", auth=("netco", "netco-pw"), headers=outside)
     oci_error(r, 403, "DENIED")
+    # From outside, a wrong password is refused the same way: the address
+    # learns nothing about passwords.
+    r = requests.get(f"{reg.anon_url}/v2/", auth=("netco", "wrong"), headers=outside)
+    oci_error(r, 403, "DENIED")
+    r = requests.get(f"{reg.anon_url}/service/token", auth=("netco", "wrong"), headers=outside)
+    oci_error(r, 403, "DENIED")
+    r = requests.post(f"{reg.anon_url}/console/api/session", json={"username": "netco", "password": "wrong"},
+                      headers=outside)
+    assert "not allowed" in swr_error(r, 403)
+    # Proxies that add X-Forwarded-For lines instead of appending: every
+    # line counts, so a forged first line does not win.
+    import base64
+    import http.client
+    conn = http.client.HTTPConnection(reg.host, timeout=30)
+    conn.putrequest("GET", "/v2/")
+    conn.putheader("Authorization", "Basic " + base64.b64encode(b"netco:netco-pw").decode())
+    conn.putheader("X-Forwarded-For", "198.51.100.77")
+    conn.putheader("X-Forwarded-For", "203.0.113.9")
+    conn.endheaders()
+    assert conn.getresponse().status == 403
+    conn.close()
     path = "/v2/manage/namespaces"
     assert "not allowed" in swr_error(requests.get(f"{reg.anon_url}/berth/v1/whoami",
                                                    auth=("netco", "netco-pw"), headers=outside), 403)
@@ -433,6 +454,13 @@ def test_metrics_count_requests_bytes_jobs_and_stores(ops):
     assert "metco-pw" not in text and ADMIN[1] not in text
 
 
+def test_metrics_through_a_local_proxy_need_the_token(ops):
+    """Behind a proxy on the same host every peer is loopback: a request a
+    proxy forwarded is let in by the token only."""
+    r = requests.get(f"{ops.anon_url}/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert r.status_code == 403
+
+
 def test_metrics_are_protected(tmp_path, monkeypatch):
     monkeypatch.setenv("BERTH_METRICS_TOKEN", "metrics-s3cret")
     reg = Registry(tmp_path / "data", extra_args=["--metrics-allow", "192.0.2.0/24"]).start()
@@ -444,5 +472,10 @@ def test_metrics_are_protected(tmp_path, monkeypatch):
         assert value(samples, "berth_http_requests_total", family="metrics", method="GET", status=403) == 2
         assert requests.post(f"{reg.anon_url}/metrics", headers={"Authorization": "Bearer metrics-s3cret"}).status_code == 405
         assert "metrics-s3cret" not in reg.log.read_text()
+        # Ticks nobody may run, or of jobs that do not exist, add no series.
+        for job in ("nosuchjob", "gc"):
+            assert requests.post(f"{reg.anon_url}/berth/jobs/{job}/tick").status_code in (401, 404)
+        text = requests.get(f"{reg.anon_url}/metrics", headers={"Authorization": "Bearer metrics-s3cret"}).text
+        assert "nosuchjob" not in text and 'job="gc"' not in text
     finally:
         reg.stop()

@@ -171,7 +171,7 @@ const PAGES = [
   ["users", "nav.users", () => session.admin && !session.access_key_login],
   ["groups", "nav.groups", () => session.admin && !session.access_key_login],
   ["policies", "nav.policies", () => session.admin && !session.access_key_login],
-  ["network", "nav.network", () => session.admin],
+  ["network", "nav.network", () => session.admin && !session.access_key_login],
 ];
 
 function renderFrame() {
@@ -207,7 +207,13 @@ async function signOut() {
 
 /// Draws the page the hash names.
 async function route() {
-  const [page, ...args] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const [page, ...args] = location.hash.replace(/^#\/?/, "").split("/").map((x) => {
+    try {
+      return decodeURIComponent(x);
+    } catch {
+      return "";
+    }
+  });
   const main = $("#main");
   if (!main) return;
   if (!session) {
@@ -431,11 +437,56 @@ VIEWS.repo = async (ns, repo, marker = "") => {
     tree));
   if (auth >= 3) out.append(repoSettings(ns, repo, info));
   if (auth >= 7) {
+    out.append(await triggersPanel(ns, repo));
     out.append(await grantsPanel(t("grants.title", { name }), `${manageRepo(ns, repo)}/access`));
     out.append(await sharesPanel(ns, repo));
   }
   return out;
 };
+
+/// A repository's image triggers (SWR's, updating Kubernetes workloads on
+/// a push): list, enable or disable, delete, create.
+async function triggersPanel(ns, repo) {
+  const url = `${manageRepo(ns, repo)}/triggers`;
+  const triggers = (await api("GET", url)) || [];
+  let clusters = [];
+  if (session.admin && !session.access_key_login) {
+    clusters = ((await api("GET", tenantUrl("/clusters")).catch(() => ({}))).clusters || []);
+  }
+  const name = input("name", { required: true });
+  const cluster = clusters.length ? select("cluster_id", clusters.map((c) => [c.id, c.name || c.id])) : input("cluster_id", { required: true });
+  const clusterNs = input("cluster_ns", { value: "default", required: true });
+  const appType = select("app_type", [["deployments", "deployments"], ["statefulsets", "statefulsets"]]);
+  const application = input("application", { required: true });
+  const container = input("container");
+  const kind = select("trigger_type", [["all", "all"], ["tag", "tag"], ["regular", "regular"]]);
+  const condition = input("condition", { value: ".*", required: true });
+  const form = h("form", { class: "inline" },
+    field(t("common.name"), name), field(t("triggers.cluster"), cluster), field(t("triggers.cluster_ns"), clusterNs),
+    field(t("triggers.app_type"), appType), field(t("triggers.application"), application),
+    field(t("triggers.container"), container), field(t("triggers.type"), kind), field(t("triggers.condition"), condition),
+    h("button", { type: "submit" }, t("common.create")));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(() => api("POST", url, {
+      name: name.value.trim(), action: "update", enable: "true", trigger_type: kind.value, condition: condition.value,
+      cluster_id: cluster.value.trim(), cluster_ns: clusterNs.value.trim(), app_type: appType.value,
+      application: application.value.trim(), ...(container.value.trim() ? { container: container.value.trim() } : {}),
+    }));
+  });
+  return section(t("triggers.title"),
+    table(t("triggers.title"), [t("common.name"), t("triggers.cluster"), t("triggers.application"), t("triggers.condition"),
+      t("common.enabled"), t("triggers.history"), t("common.actions")],
+    triggers.map((x) => [x.name, `${x.cluster_name || x.cluster_id}/${x.cluster_ns}`, `${x.app_type}/${x.application}`,
+      `${x.trigger_type}: ${x.condition}`, x.enable, String((x.trigger_history || []).length),
+      h("span", { class: "actions" },
+        button(x.enable === "true" ? t("triggers.disable") : t("triggers.enable"),
+          () => act(() => api("PATCH", `${url}/${encodeURIComponent(x.name)}`, { enable: x.enable === "true" ? "false" : "true" })),
+          { "aria-label": `${x.enable === "true" ? t("triggers.disable") : t("triggers.enable")} ${x.name}` }),
+        button(t("common.delete"), () => act(() => api("DELETE", `${url}/${encodeURIComponent(x.name)}`)),
+          { "aria-label": `${t("common.delete")} ${x.name}` }))])),
+    form);
+}
 
 function repoSettings(ns, repo, info) {
   const visibility = select("is_public", [["false", t("repos.private")], ["true", t("repos.public")]], String(!!info.is_public));
@@ -657,7 +708,7 @@ VIEWS.aging = async (ns, repo, previewId) => {
         button(t("common.delete"), () => act(() => api("DELETE", `${url}/${r.id}`)), { "aria-label": `${t("common.delete")} ${r.id}` })),
     ])));
   if (previewId) {
-    const plan = await api("GET", `${url}/${previewId}/preview`);
+    const plan = await api("GET", `${url}/${encodeURIComponent(previewId)}/preview`);
     const list = (items) => h("ul", {}, items.map((x) => h("li", {}, `${x.tag} `, h("small", {}, x.reason))));
     out.append(section(t("aging.preview"),
       h("h3", {}, t("aging.would_remove")), plan.remove.length ? list(plan.remove) : h("p", {}, t("common.none")),

@@ -79,12 +79,16 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Console {
 async fn serve(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
     let path = req.path.as_str();
     if path == "/console/api/session" {
-        return match req.method {
+        let answer = match req.method {
             Method::Get => current(req).await,
             Method::Post => sign_in(req, secure).await,
             Method::Delete => sign_out(req, secure).await,
             _ => Err(SwrError::method_not_allowed()),
         };
+        // The CSRF token rides in these answers: never cached.
+        return Ok(answer
+            .unwrap_or_else(|e| Reply::json(e.status, e.body()))
+            .header("cache-control", "no-store"));
     }
     if path.starts_with("/console/api/") {
         return Err(SwrError::not_found(format!("no console API at {path}")));
@@ -165,10 +169,7 @@ async fn view(p: &Principal, csrf: String, expires: u64) -> Result<SessionView, 
 }
 
 fn session_id(req: &Incoming) -> Option<String> {
-    req.header("cookie")
-        .as_deref()
-        .and_then(console::cookie_id)
-        .map(str::to_string)
+    console::cookie_id(&req.headers_all("cookie").join("; ")).map(str::to_string)
 }
 
 async fn current(req: &Incoming) -> Result<Reply, SwrError> {
@@ -192,20 +193,41 @@ struct SignIn {
 }
 
 async fn sign_in(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
+    use berth_domain::iam::docker::{Login, parse_login};
+    // JSON only: a form on another site cannot post one (login CSRF).
+    if !req.header("content-type").is_some_and(|t| {
+        t.trim()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    }) {
+        return Err(SwrError::bad_request(
+            "signing in takes a JSON body (Content-Type: application/json)",
+        ));
+    }
     let body = req
         .body_bytes(16 << 10)
         .await
         .map_err(|e| SwrError::bad_request(e.message))?;
     let b: SignIn = parse_body(&body)?;
+    let username = b.username.trim();
     let source = req.header(store::CLIENT_ADDR).unwrap_or_default();
-    let p = auth::login(b.username.trim(), &b.password)
+    // A password is checked only from an address its tenant lets in.
+    auth::login_allowed(username, req)
         .await
-        .map_err(oci_fault)?;
-    let Some(p) = p else {
-        // A failed sign-in is recorded in the tenant it names, if any.
-        if let berth_domain::iam::docker::Login::User { tenant, user } =
-            berth_domain::iam::docker::parse_login(b.username.trim())
+        .map_err(oci_fault)?
+        .map_err(SwrError::forbidden)?;
+    let login = parse_login(username);
+    let Some(p) = auth::login(username, &b.password)
+        .await
+        .map_err(oci_fault)?
+    else {
+        // A failed sign-in is recorded in the tenant it names, if it exists.
+        if let Login::User { tenant, user } = login
             && records::valid_identity_name(tenant)
+            && store::get(&records::tenant(tenant))
+                .await
+                .map_err(oci_fault)?
+                .is_some()
         {
             berth_guest::manage::audit(
                 tenant,
@@ -220,7 +242,25 @@ async fn sign_in(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
         return Err(SwrError::unauthorized("wrong user name or password"));
     };
     berth_guest::manage::network_allowed(&p.tenant, req).await?;
-    let (id, s) = session::create(&p).await.map_err(oci_fault)?;
+    let (login_key, password_hash, until) = match login {
+        // A docker login key: the session ends with the access key behind
+        // it, and a temporary key's session at the key's own expiry.
+        Login::AccessKey { .. } => {
+            let exp = store::credentials::verify_token(&b.password)
+                .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+                .and_then(|c| c["exp"].as_u64());
+            (true, None, exp)
+        }
+        _ => {
+            let user = store::get_json::<records::User>(&records::user(&p.tenant, &p.user))
+                .await
+                .map_err(oci_fault)?;
+            (false, user.and_then(|u| u.password), None)
+        }
+    };
+    let (id, s) = session::create(&p, login_key, password_hash.as_deref(), until)
+        .await
+        .map_err(oci_fault)?;
     berth_guest::manage::audit(
         &p.tenant,
         p.user.clone(),
@@ -231,6 +271,14 @@ async fn sign_in(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
     )
     .await;
     let max_age = s.expires.saturating_sub(s.created);
+    let p = Principal {
+        access_key: if s.login_key {
+            Some(s.access_key.clone().unwrap_or_default())
+        } else {
+            None
+        },
+        ..p
+    };
     let out = view(&p, s.csrf, s.expires).await?;
     Ok(ok_json(201, &out)?.header("set-cookie", console::set_cookie(&id, max_age, secure)))
 }

@@ -41,8 +41,20 @@ struct WhiteList {
     ip_list: Vec<IpInfo>,
 }
 
-pub async fn update(call: &Call<'_>) -> Result<Reply, SwrError> {
+/// Changes, also refused to a console session signed in with a docker
+/// login key (a leaked CI login must not open or close the instance).
+fn may_change(call: &Call<'_>) -> Result<(), SwrError> {
     administrators_only(call)?;
+    if call.login_key_session {
+        return Err(SwrError::forbidden(
+            "a console session signed in with a docker login key does not change the endpoint policy",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn update(call: &Call<'_>) -> Result<Reply, SwrError> {
+    may_change(call)?;
     let body: WhiteList = parse_body(&call.body)?;
     update_endpoint_policy(&call.tenant.name, None, Some(body.ip_list)).await?;
     ok_json(200, &serde_json::json!({}))
@@ -56,7 +68,7 @@ struct Enable {
 }
 
 pub async fn enable(call: &Call<'_>) -> Result<Reply, SwrError> {
-    administrators_only(call)?;
+    may_change(call)?;
     let body: Enable = parse_body(&call.body)?;
     update_endpoint_policy(&call.tenant.name, Some(body.enable), None).await?;
     ok_json(200, &serde_json::json!({}))

@@ -49,6 +49,8 @@ pub(crate) struct Call<'a> {
     pub who: Principal,
     pub tenant: Tenant,
     pub body: Vec<u8>,
+    /// A console session signed in with a docker login key.
+    pub login_key_session: bool,
 }
 
 async fn serve(req: &Incoming, authority: Option<&str>) -> Result<Reply, SwrError> {
@@ -60,13 +62,17 @@ async fn serve(req: &Incoming, authority: Option<&str>) -> Result<Reply, SwrErro
         })
     })?;
     let mutating = !matches!(req.method, Method::Get | Method::Head);
-    let who = match manage::session_principal(req).await? {
-        Some(p) => p,
-        None => {
+    let (who, login_key_session) = match manage::session_principal(req).await? {
+        Some(p) => {
+            let key = p.access_key.is_some();
+            (p, key)
+        }
+        None => (
             manage::authenticate(req, authority, &body, mutating)
                 .await?
-                .0
-        }
+                .0,
+            false,
+        ),
     };
     let tenant = store::get_json::<Tenant>(&records::tenant(&who.tenant))
         .await
@@ -94,6 +100,7 @@ async fn serve(req: &Incoming, authority: Option<&str>) -> Result<Reply, SwrErro
         who,
         tenant,
         body,
+        login_key_session,
     };
     let result = route(&call, rest, authority).await;
     if mutating && let Ok(r) = &result {

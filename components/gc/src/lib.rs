@@ -10,7 +10,8 @@
 //! whose bytes are gone (a crash between the two, a lost disk); and events
 //! older than `event_retention_days` that every consumer has read
 //! (`berth_domain::events::prunable`); and audit records older than
-//! `audit_retention_days` (at least 7: `berth_domain::audit`).
+//! `audit_retention_days` (at least 7: `berth_domain::audit`), and console
+//! sessions past their end.
 //!
 //! - `POST /berth/jobs/gc/tick`: runs now; 200 with what the run did, 409
 //!   while another run holds the lease.
@@ -115,6 +116,7 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
     }
     let (events_removed, event_retention_days) = prune_events(run).await?;
     let (audit_removed, audit_retention_days) = prune_audit().await?;
+    let sessions_removed = prune_sessions().await?;
     Ok(serde_json::json!({
         "collection": outcome,
         "gc_grace_seconds": grace,
@@ -130,7 +132,39 @@ async fn collect(run: &mut jobs::Run) -> Result<serde_json::Value, SwrError> {
         "event_retention_days": event_retention_days,
         "audit_records_removed": audit_removed,
         "audit_retention_days": audit_retention_days,
+        "console_sessions_removed": sessions_removed,
     }))
+}
+
+/// Removes console sessions past their end (`berth_domain::console`).
+async fn prune_sessions() -> Result<u64, SwrError> {
+    use berth_domain::console::{PREFIX, Session};
+    let now = store::now();
+    let mut after: Option<String> = None;
+    let mut removed = 0u64;
+    loop {
+        let page = metadata::scan(PREFIX.to_string(), after.clone(), PAGE)
+            .await
+            .map_err(fault)?;
+        let ops: Vec<WriteOp> = page
+            .iter()
+            .filter(|e| serde_json::from_slice::<Session>(&e.value).is_ok_and(|s| s.expired(now)))
+            .map(|e| WriteOp::Delete((e.key.clone(), Precondition::Version(e.version))))
+            .collect();
+        if !ops.is_empty() {
+            let n = ops.len() as u64;
+            // A session signed out meanwhile: gone anyway.
+            match store::commit(ops).await {
+                Ok(_) => removed += n,
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(fault(e)),
+            }
+        }
+        if page.len() < PAGE as usize {
+            return Ok(removed);
+        }
+        after = page.last().map(|e| e.key.clone());
+    }
 }
 
 /// Audit records removed per run at most (the next run goes on).

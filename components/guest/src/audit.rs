@@ -55,11 +55,12 @@ pub async fn newest(
             if query.past_end(ns) || before.is_some_and(|b| ns >= b) {
                 break 'scan;
             }
+            // The next page starts after this entry, readable or not.
+            after = Some(entry.key.clone());
             let Ok(event) = serde_json::from_slice::<AuditEvent>(&entry.value) else {
                 continue;
             };
             if !query.matches(&event) {
-                after = Some(entry.key);
                 continue;
             }
             total += 1;
@@ -67,9 +68,8 @@ pub async fn newest(
                 if ring.len() == keep {
                     ring.pop_front();
                 }
-                ring.push_back((entry.key.clone(), event));
+                ring.push_back((entry.key, event));
             }
-            after = Some(entry.key);
         }
         if !full {
             break;

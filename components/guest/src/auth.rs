@@ -18,7 +18,7 @@ pub async fn principal(tenant: &str, user: &str) -> Result<Option<Principal>, Oc
     principal_of(u).await
 }
 
-async fn principal_of(u: User) -> Result<Option<Principal>, OciError> {
+pub async fn principal_of(u: User) -> Result<Option<Principal>, OciError> {
     if u.disabled {
         return Ok(None);
     }
@@ -165,25 +165,64 @@ thread_local! {
     static POLICIES: std::cell::RefCell<Recent<Option<EndpointPolicy>>> = Default::default();
 }
 
-/// [`network_allows`] for a request read into an [`Incoming`](crate::http::Incoming).
-pub async fn request_allowed(
-    tenant: &str,
-    req: &crate::http::Incoming,
+/// Where a request comes from, read only when a policy needs it: the
+/// peer (`spin-client-addr`) and every `X-Forwarded-For` line joined.
+pub trait Origin {
+    fn peer(&self) -> String;
+    fn forwarded(&self) -> String;
+}
+
+impl Origin for crate::http::Incoming {
+    fn peer(&self) -> String {
+        self.header(store::CLIENT_ADDR).unwrap_or_default()
+    }
+    fn forwarded(&self) -> String {
+        self.headers_all("x-forwarded-for").join(",")
+    }
+}
+
+impl Origin for spin_sdk::wasip3::http::types::Fields {
+    fn peer(&self) -> String {
+        self.get(store::CLIENT_ADDR)
+            .into_iter()
+            .next()
+            .and_then(|v| String::from_utf8(v).ok())
+            .unwrap_or_default()
+    }
+    fn forwarded(&self) -> String {
+        self.get("x-forwarded-for")
+            .into_iter()
+            .filter_map(|v| String::from_utf8(v).ok())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// [`network_allows`] for the tenant a login name names (`user@tenant`, or
+/// the account's name), before its password is checked: an address the
+/// tenant does not let in learns nothing about passwords. Logins with an
+/// access key are checked once the key names its tenant.
+pub async fn login_allowed(
+    username: &str,
+    origin: &impl Origin,
 ) -> Result<Result<(), String>, OciError> {
-    let peer = req.header(store::CLIENT_ADDR).unwrap_or_default();
-    network_allows(tenant, &peer, req.header("x-forwarded-for").as_deref()).await
+    match docker::parse_login(username) {
+        Login::User { tenant, .. } | Login::Account { tenant } => {
+            network_allows(tenant, origin).await
+        }
+        Login::AccessKey { .. } => Ok(Ok(())),
+    }
 }
 
 /// Whether `tenant`'s endpoint policy (`berth_domain::network`) lets in a
-/// request from `peer` (the `spin-client-addr` header; `forwarded`, its
-/// `X-Forwarded-For`, counts only from a trusted proxy). `Err` with the
-/// refusal's message when it does not. The policy is trusted for a few
-/// seconds per instance; the settings are read only for a policy that
-/// restricts something.
+/// request from `origin` (its `X-Forwarded-For` counts only from a
+/// trusted proxy). `Err` with the refusal's message when it does not. The
+/// policy is trusted for a few seconds per instance; the request's
+/// addresses and the settings are read only for a policy that restricts
+/// something (nothing is allocated for an open one).
 pub async fn network_allows(
     tenant: &str,
-    peer: &str,
-    forwarded: Option<&str>,
+    origin: &impl Origin,
 ) -> Result<Result<(), String>, OciError> {
     let now = monotonic_now();
     let cached = POLICIES.with(|p| p.borrow().fresh(tenant, now).cloned());
@@ -207,7 +246,12 @@ pub async fn network_allows(
             Vec::new()
         })
     };
-    let client = network::client_ip(peer, forwarded, &setting(network::TRUSTED_PROXIES));
+    let forwarded = origin.forwarded();
+    let client = network::client_ip(
+        &origin.peer(),
+        Some(&forwarded),
+        &setting(network::TRUSTED_PROXIES),
+    );
     if policy.allows(client, &setting(network::INTERNAL_NETWORKS)) {
         Ok(Ok(()))
     } else {

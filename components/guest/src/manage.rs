@@ -154,7 +154,7 @@ pub async fn session_principal(req: &Incoming) -> Result<Option<Principal>, SwrE
 /// 403 unless `tenant`'s endpoint policy lets the request's address in
 /// (`berth_domain::network`).
 pub async fn network_allowed(tenant: &str, req: &Incoming) -> Result<(), SwrError> {
-    auth::request_allowed(tenant, req)
+    auth::network_allows(tenant, req)
         .await
         .map_err(oci_fault)?
         .map_err(SwrError::forbidden)

@@ -6,6 +6,7 @@ use crate::{auth, store};
 use berth_domain::OciError;
 use berth_domain::console::{self, Session};
 use berth_domain::iam::Principal;
+use berth_domain::iam::records::{self, User};
 use berth_domain::iam::signing::constant_time_eq;
 
 /// Why a session cookie was not taken.
@@ -37,7 +38,16 @@ fn random_hex() -> String {
 }
 
 /// Signs `p` in: the session's cookie id and the session (its CSRF token).
-pub async fn create(p: &Principal) -> Result<(String, Session), OciError> {
+/// `login_key`: signed in with a docker login key, whose access key
+/// (`p.access_key`) ends the session with it, as does `until` (a temporary
+/// key's expiry) if that is sooner; `password_hash`: the user's stored
+/// hash for a password sign-in, whose change ends the session.
+pub async fn create(
+    p: &Principal,
+    login_key: bool,
+    password_hash: Option<&str>,
+    until: Option<u64>,
+) -> Result<(String, Session), OciError> {
     let now = store::now();
     let lifetime = console::lifetime(store::config::get(console::LIFETIME_SETTING).as_deref());
     let id = random_hex();
@@ -45,10 +55,12 @@ pub async fn create(p: &Principal) -> Result<(String, Session), OciError> {
         tenant: p.tenant.clone(),
         user: p.user.clone(),
         user_id: p.user_id.clone(),
-        access_key: p.access_key.clone(),
+        login_key,
+        access_key: p.access_key.clone().filter(|_| login_key),
+        credential: password_hash.map(console::credential).unwrap_or_default(),
         csrf: random_hex(),
         created: now,
-        expires: now + lifetime,
+        expires: until.map_or(now + lifetime, |u| u.min(now + lifetime)),
     };
     store::commit(vec![store::WriteOp::Put((
         console::key(&id),
@@ -105,15 +117,34 @@ pub async fn principal(
             "the session's access key is disabled or gone",
         ));
     }
-    let p = auth::principal(&session.tenant, &session.user)
+    let gone = Refusal::Invalid("the session's user is disabled or gone");
+    let user = store::get_json::<User>(&records::user(&session.tenant, &session.user))
         .await
         .map_err(Refusal::Fault)?
-        .filter(|p| p.user_id == session.user_id)
+        .filter(|u| u.id == session.user_id)
+        .ok_or(gone)?;
+    // A password changed since signing in ends the session.
+    if !session.credential.is_empty()
+        && user.password.as_deref().map(console::credential).as_deref()
+            != Some(session.credential.as_str())
+    {
+        return Err(Refusal::Invalid(
+            "the password changed since this session began: sign in again",
+        ));
+    }
+    let p = auth::principal_of(user)
+        .await
+        .map_err(Refusal::Fault)?
         .ok_or(Refusal::Invalid("the session's user is disabled or gone"))?;
-    Ok(Some(Principal {
-        access_key: session.access_key,
-        ..p
-    }))
+    // A login-key session always carries an access key (empty when the
+    // login key had none behind it): that keeps it out of user, key and
+    // network administration, and what it asks for stays bound to the key.
+    let access_key = match session.access_key {
+        Some(k) => Some(k),
+        None if session.login_key => Some(String::new()),
+        None => None,
+    };
+    Ok(Some(Principal { access_key, ..p }))
 }
 
 /// [`principal`] for a request read into an [`Incoming`](crate::http::Incoming)
@@ -123,7 +154,7 @@ pub async fn of_request(req: &crate::http::Incoming) -> Result<Option<Principal>
         return Ok(None);
     }
     principal(
-        req.header("cookie").as_deref(),
+        Some(&req.headers_all("cookie").join("; ")),
         crate::manage::method_name(&req.method),
         req.header(console::CSRF_HEADER).as_deref(),
     )

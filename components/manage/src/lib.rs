@@ -145,7 +145,12 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
                         "a console session signed in with a docker login key does not administer users and keys",
                     ))
                 }
-                Ok(Some(p)) => Ok(caller_of(p, None)),
+                // What it asks for (a temporary login key) stays bound to the
+                // access key it signed in with.
+                Ok(Some(p)) => {
+                    let key = p.access_key.clone();
+                    Ok(caller_of(p, key))
+                }
                 Ok(None) => authenticate(&req, authority.as_deref(), &body, mutating).await,
                 Err(e) => Err(e),
             }
@@ -238,6 +243,11 @@ async fn authenticate_basic(req: &Incoming) -> Result<Caller, SwrError> {
             "the admin API takes a user's password or an AK/SK signature, not a docker login key",
         ));
     }
+    // A password is checked only from an address its tenant lets in.
+    auth::login_allowed(&user, req)
+        .await
+        .map_err(|e| SwrError::internal(e.message))?
+        .map_err(SwrError::forbidden)?;
     let p = auth::login(&user, &password)
         .await
         .map_err(|e| SwrError::internal(e.message))?

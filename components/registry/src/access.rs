@@ -36,26 +36,23 @@ impl Caller {
     /// Who the request's credentials name, held to their tenant's endpoint
     /// policy.
     pub async fn of(req: &Request) -> Caller {
-        let caller = Self::identify(req).await;
+        let headers = req.get_headers();
+        let caller = Self::identify(req, &headers).await;
         let tenant = match &caller {
             Caller::Token(c) if !c.tenant.is_empty() => &c.tenant,
             Caller::User(p) => &p.tenant,
             _ => return caller,
         };
-        let headers = req.get_headers();
-        let header = |name: &str| header(&headers, name);
-        let peer = header(CLIENT_ADDR).unwrap_or_default();
-        match auth::network_allows(tenant, &peer, header("x-forwarded-for").as_deref()).await {
+        match auth::network_allows(tenant, &headers).await {
             Ok(Ok(())) => caller,
             Ok(Err(message)) => Caller::Denied(message),
             Err(e) => Caller::Fault(e),
         }
     }
 
-    async fn identify(req: &Request) -> Caller {
-        let headers = req.get_headers();
-        let Some(value) = header(&headers, "authorization") else {
-            return Self::of_session(&headers, &req.get_method()).await;
+    async fn identify(req: &Request, headers: &spin_sdk::wasip3::http::types::Fields) -> Caller {
+        let Some(value) = header(headers, "authorization") else {
+            return Self::of_session(headers, &req.get_method()).await;
         };
         if let Some(token) = value.strip_prefix("Bearer ") {
             return match store::credentials::verify_token(token.trim())
@@ -78,9 +75,14 @@ impl Caller {
             };
         }
         match docker::parse_basic(&value) {
-            Some((user, password)) => match auth::login(&user, &password).await {
-                Ok(Some(p)) => Caller::User(p),
-                Ok(None) => Caller::Invalid("invalid username or password"),
+            // A password is checked only from an address its tenant lets in.
+            Some((user, password)) => match auth::login_allowed(&user, headers).await {
+                Ok(Ok(())) => match auth::login(&user, &password).await {
+                    Ok(Some(p)) => Caller::User(p),
+                    Ok(None) => Caller::Invalid("invalid username or password"),
+                    Err(e) => Caller::Fault(e),
+                },
+                Ok(Err(message)) => Caller::Denied(message),
                 Err(e) => Caller::Fault(e),
             },
             None => Caller::Invalid("unsupported Authorization scheme"),
@@ -94,9 +96,10 @@ impl Caller {
         method: &Method,
     ) -> Caller {
         use berth_guest::session::{self, Refusal};
-        let Some(cookie) = header(headers, "cookie") else {
+        let cookie = joined(headers, "cookie", "; ");
+        if cookie.is_empty() {
             return Caller::Anonymous;
-        };
+        }
         let csrf = header(headers, berth_domain::console::CSRF_HEADER);
         let method = berth_guest::manage::method_name(method);
         match session::principal(Some(&cookie), method, csrf.as_deref()).await {
@@ -447,6 +450,17 @@ pub async fn upload_slot(caller: &Caller, req: &Request) -> Result<Option<Slot>,
 /// The client's address, as the host (like Spin) reports it.
 pub fn client_addr(req: &Request) -> String {
     header(&req.get_headers(), CLIENT_ADDR).unwrap_or_default()
+}
+
+/// Every line of a request header, joined with `sep` (an HTTP/2 client
+/// may split `Cookie`; proxies may add `X-Forwarded-For` lines).
+fn joined(headers: &spin_sdk::wasip3::http::types::Fields, name: &str, sep: &str) -> String {
+    headers
+        .get(name)
+        .into_iter()
+        .filter_map(|v| String::from_utf8(v).ok())
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 /// A request header's first value, as text.

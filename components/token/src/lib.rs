@@ -74,6 +74,12 @@ async fn token(req: &Incoming) -> Result<Reply, OciError> {
         _ => return Err(OciError::method_not_allowed()),
     };
 
+    // A password is checked only from an address its tenant lets in.
+    if let Some((user, _)) = &credentials
+        && let Err(message) = auth::login_allowed(user, req).await?
+    {
+        return Err(OciError::new(ErrorCode::Denied, message));
+    }
     let who: Option<Principal> = match &credentials {
         Some((user, password)) => Some(
             auth::login(user, password)
@@ -84,7 +90,7 @@ async fn token(req: &Incoming) -> Result<Reply, OciError> {
     };
     // docker login from an address the user's tenant does not let in.
     if let Some(p) = &who
-        && let Err(message) = auth::request_allowed(&p.tenant, req).await?
+        && let Err(message) = auth::network_allows(&p.tenant, req).await?
     {
         return Err(OciError::new(ErrorCode::Denied, message));
     }

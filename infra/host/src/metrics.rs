@@ -383,9 +383,11 @@ impl Metrics {
         }
     }
 
-    /// A request has arrived.
-    pub fn started(&self, family: RouteFamily) {
+    /// A request has arrived: in flight until the guard drops (its answer
+    /// is over, or the request was abandoned before one).
+    pub fn started(&'static self, family: RouteFamily) -> InFlight {
         self.in_flight[family as usize].inc();
+        InFlight(family)
     }
 
     /// Request body bytes received.
@@ -403,7 +405,6 @@ impl Metrics {
         elapsed: Duration,
     ) {
         let i = family as usize;
-        self.in_flight[i].dec();
         self.bytes_out[i].inc_by(bytes_out);
         self.duration[i].observe(elapsed.as_secs_f64());
         self.requests
@@ -531,6 +532,15 @@ impl Metrics {
     }
 }
 
+/// A request in flight (`berth_http_requests_in_flight`), until dropped.
+pub struct InFlight(RouteFamily);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        METRICS.in_flight[self.0 as usize].dec();
+    }
+}
+
 /// Who may scrape `/metrics`.
 pub struct Access {
     /// Peers let in without a token.
@@ -540,13 +550,16 @@ pub struct Access {
 }
 
 impl Access {
-    /// Whether a scrape from `peer` with `authorization` is let in.
-    pub fn allows(&self, peer: IpAddr, authorization: Option<&[u8]>) -> bool {
+    /// Whether a scrape from `peer` with `authorization` is let in;
+    /// `forwarded`: it came through a proxy (`X-Forwarded-For` or
+    /// `Forwarded`), whose own address says nothing of the client's, so
+    /// only the token lets it in.
+    pub fn allows(&self, peer: IpAddr, forwarded: bool, authorization: Option<&[u8]>) -> bool {
         let peer = match peer {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
             v4 => v4,
         };
-        if self.allow.iter().any(|n| n.contains(&peer)) {
+        if !forwarded && self.allow.iter().any(|n| n.contains(&peer)) {
             return true;
         }
         match (
@@ -598,23 +611,25 @@ mod tests {
             allow: vec!["127.0.0.0/8".parse().unwrap()],
             token: Some("s3cret".into()),
         };
-        assert!(access.allows("127.0.0.1".parse().unwrap(), None));
-        assert!(access.allows("::ffff:127.0.0.1".parse().unwrap(), None));
+        assert!(access.allows("127.0.0.1".parse().unwrap(), false, None));
+        assert!(access.allows("::ffff:127.0.0.1".parse().unwrap(), false, None));
+        // Through a proxy on the same host: only with the token.
+        assert!(!access.allows("127.0.0.1".parse().unwrap(), true, None));
+        assert!(access.allows("127.0.0.1".parse().unwrap(), true, Some(b"Bearer s3cret")));
         let outside: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(!access.allows(outside, None));
-        assert!(!access.allows(outside, Some(b"Bearer wrong")));
-        assert!(access.allows(outside, Some(b"Bearer s3cret")));
+        assert!(!access.allows(outside, false, None));
+        assert!(!access.allows(outside, false, Some(b"Bearer wrong")));
+        assert!(access.allows(outside, false, Some(b"Bearer s3cret")));
         let no_token = Access {
             allow: vec![],
             token: None,
         };
-        assert!(!no_token.allows(outside, Some(b"Bearer ")));
+        assert!(!no_token.allows(outside, false, Some(b"Bearer ")));
     }
 
     #[test]
     fn requests_show_in_the_text() {
         let m = Metrics::new();
-        m.started(RouteFamily::Manifests);
         m.received(RouteFamily::Manifests, 10);
         m.finished(
             RouteFamily::Manifests,
@@ -631,7 +646,6 @@ mod tests {
             r#"berth_http_requests_total{family="manifests",method="PUT",status="201"} 1"#,
             r#"berth_http_request_bytes_total{family="manifests"} 10"#,
             r#"berth_http_response_bytes_total{family="manifests"} 5"#,
-            r#"berth_http_requests_in_flight{family="manifests"} 0"#,
             r#"berth_job_runs_total{job="gc",result="succeeded"} 1"#,
             r#"berth_outbound_requests_total{component="webhooks",result="5xx"} 1"#,
             r#"berth_http_request_duration_seconds_count{family="manifests"} 1"#,

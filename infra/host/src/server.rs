@@ -88,12 +88,14 @@ impl Server {
             .get(hyper::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let family = RouteFamily::of(&path);
-        METRICS.started(family);
+        let in_flight = METRICS.started(family);
         let limits = &self.limits;
         let req = req.map(|b| RequestBody::new(b, limits, http1, expect_continue, family).boxed());
         let resp = if path == "/metrics" {
             if !self.metrics.allows(
                 peer.ip(),
+                req.headers().contains_key("x-forwarded-for")
+                    || req.headers().contains_key("forwarded"),
                 req.headers()
                     .get(hyper::header::AUTHORIZATION)
                     .map(|v| v.as_bytes()),
@@ -163,13 +165,18 @@ impl Server {
             head: method == hyper::Method::HEAD,
             status,
             start,
-            job: (family == RouteFamily::Jobs)
-                .then(|| {
-                    path.strip_prefix("/berth/jobs/")?
-                        .strip_suffix("/tick")
-                        .map(str::to_string)
-                })
-                .flatten(),
+            // Only runs a job component answered (ran, busy, or failed):
+            // not refusals, nor paths no job serves, so the label stays bounded.
+            job: (family == RouteFamily::Jobs
+                && (matches!(status, 200 | 409) || status >= 500)
+                && self.app.route(&path).is_some_and(|c| c != "manage"))
+            .then(|| {
+                path.strip_prefix("/berth/jobs/")?
+                    .strip_suffix("/tick")
+                    .map(str::to_string)
+            })
+            .flatten(),
+            _in_flight: in_flight,
         };
         let record = logged.then(|| {
             AccessRecord {

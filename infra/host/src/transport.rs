@@ -12,7 +12,7 @@
 //! - at most `max_connections` are open at once (more wait in the kernel's
 //!   accept queue).
 
-use crate::metrics::{METRICS, MethodLabel, RouteFamily};
+use crate::metrics::{InFlight, METRICS, MethodLabel, RouteFamily};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -567,6 +567,8 @@ pub struct Observed {
     pub start: Instant,
     /// The job a tick ran (`/berth/jobs/<job>/tick`).
     pub job: Option<String>,
+    /// Counted in flight until this is dropped.
+    pub _in_flight: InFlight,
 }
 
 impl ResponseBody {

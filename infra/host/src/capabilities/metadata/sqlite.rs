@@ -132,7 +132,6 @@ impl Sqlite {
         self.pending.lock().unwrap().note(stats);
     }
 
-    /// Keys under `prefix` in byte order, after `after`, at most `limit`.
     /// Keys strictly between `lower` and `upper` (metrics).
     pub fn count_between(&self, lower: &str, upper: &str) -> Result<u64, MetaError> {
         self.read(|c| {
@@ -154,6 +153,7 @@ impl Sqlite {
         .map(|n| n as u64)
     }
 
+    /// Keys under `prefix` in byte order, after `after`, at most `limit`.
     pub fn scan(
         &self,
         prefix: &str,
