@@ -161,9 +161,9 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             // (not the console's pages, which have their own sign-in).
             Err(e)
                 if matches!(group, Group::Admin)
-                    && !req
+                    && req
                         .header("cookie")
-                        .is_some_and(|c| berth_domain::console::cookie_id(&c).is_some()) =>
+                        .is_none_or(|c| berth_domain::console::cookie_id(&c).is_none()) =>
             {
                 let reply = Reply::json(e.status, e.body())
                     .header("www-authenticate", "Basic realm=\"berth\"");
