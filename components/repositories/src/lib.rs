@@ -530,29 +530,31 @@ async fn list_tags(
     v3: bool,
 ) -> Result<Reply, SwrError> {
     authorized(name, who, Action::GetRepository).await?;
-    let st = RepoStats::load(name).await?;
     let filter = req.query("tag").map(String::from);
     let limit: usize = req
         .query("limit")
         .and_then(|v| v.parse().ok())
         .unwrap_or(if v3 { 100 } else { usize::MAX })
         .min(1000);
-    let tags: Vec<&stats::TagStats> = st
-        .tags
-        .iter()
-        .filter(|t| filter.as_ref().is_none_or(|f| t.tag.contains(f.as_str())))
-        .collect();
     if v3 {
-        // `marker`: the last tag of the previous page.
-        let start = match req.query("marker") {
-            Some(m) => tags
-                .iter()
-                .position(|t| t.tag.as_str() > m)
-                .unwrap_or(tags.len()),
-            None => 0,
+        // `marker`: the last tag of the previous page. Unfiltered, only the
+        // page is read from the store (a console showing a repository of
+        // 10,000 tags reads 100).
+        let marker = req.query("marker");
+        let (page, has_more) = match &filter {
+            None => stats::tag_page(name, marker, limit).await?,
+            Some(f) => {
+                let st = RepoStats::load(name).await?;
+                let tags: Vec<stats::TagStats> = st
+                    .tags
+                    .into_iter()
+                    .filter(|t| t.tag.contains(f.as_str()))
+                    .filter(|t| marker.is_none_or(|m| t.tag.as_str() > m))
+                    .collect();
+                let more = tags.len() > limit;
+                (tags.into_iter().take(limit).collect(), more)
+            }
         };
-        let page: Vec<_> = tags[start..].iter().take(limit).collect();
-        let has_more = start + page.len() < tags.len();
         // Berth adds when each was last pulled (`last_pulled`, RFC 3339; ""
         // never), from the pull statistics, in one read for the page.
         let pulled = store::metadata::counters(
@@ -584,6 +586,12 @@ async fn list_tags(
         }
         ok_json(200, &body)
     } else {
+        let st = RepoStats::load(name).await?;
+        let tags: Vec<&stats::TagStats> = st
+            .tags
+            .iter()
+            .filter(|t| filter.as_ref().is_none_or(|f| t.tag.contains(f.as_str())))
+            .collect();
         let offset: usize = req
             .query("offset")
             .and_then(|v| v.parse().ok())

@@ -99,9 +99,17 @@ type Tagged = (Vec<(String, String)>, HashMap<String, (String, u64, u64)>);
 
 async fn tagged(name: &str) -> Result<Tagged, SwrError> {
     let prefix = keys::tag_prefix(name);
-    let tags: Vec<(String, String)> = store::scan_all(&prefix)
-        .await
-        .map_err(fault)?
+    let entries = store::scan_all(&prefix).await.map_err(fault)?;
+    with_manifests(name, &prefix, entries).await
+}
+
+/// The `(tag, digest)` of tag entries, and what their manifests say.
+async fn with_manifests(
+    name: &str,
+    prefix: &str,
+    entries: Vec<metadata::Entry>,
+) -> Result<Tagged, SwrError> {
+    let tags: Vec<(String, String)> = entries
         .into_iter()
         .map(|e| {
             (
@@ -125,6 +133,60 @@ async fn tagged(name: &str) -> Result<Tagged, SwrError> {
     Ok((tags, by_digest))
 }
 
+/// Each tag's figures: its manifest's, and when the tag last moved.
+async fn figures(name: &str, (tags, by_digest): &Tagged) -> Result<Vec<TagStats>, SwrError> {
+    let infos = metadata::get_many(
+        tags.iter()
+            .map(|(t, d)| keys::manifest_tag(name, d, t))
+            .collect(),
+    )
+    .await
+    .map_err(fault)?;
+    Ok(tags
+        .iter()
+        .zip(infos)
+        .map(|((tag, digest), info)| {
+            let (media_type, size, mcreated) =
+                by_digest.get(digest.as_str()).cloned().unwrap_or_default();
+            let updated = info
+                .and_then(|e| serde_json::from_slice::<keys::TagInfo>(&e.value).ok())
+                .map(|i| i.updated)
+                .filter(|u| *u > 0)
+                .unwrap_or(mcreated);
+            TagStats {
+                tag: tag.clone(),
+                digest: digest.clone(),
+                media_type,
+                size,
+                created: mcreated,
+                updated,
+            }
+        })
+        .collect())
+}
+
+/// One page of a repository's tags in name order, after tag `after`, at
+/// most `limit`, with their figures, reading only that page from the store;
+/// whether more follow.
+pub async fn tag_page(
+    name: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<TagStats>, bool), SwrError> {
+    let prefix = keys::tag_prefix(name);
+    let mut entries = metadata::scan(
+        prefix.clone(),
+        after.map(|a| format!("{prefix}{a}")),
+        (limit + 1).min(u32::MAX as usize) as u32,
+    )
+    .await
+    .map_err(fault)?;
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let tagged = with_manifests(name, &prefix, entries).await?;
+    Ok((figures(name, &tagged).await?, more))
+}
+
 /// A repository's tag count and bytes stored, without the rest of its
 /// statistics (usage totals add these up over a whole tenant).
 pub async fn footprint(name: &str) -> Result<(usize, u64), SwrError> {
@@ -143,38 +205,15 @@ impl RepoStats {
             .map_err(oci_fault)?
             .map(|r| r.created)
             .unwrap_or(0);
-        let (tags, by_digest) = tagged(name).await?;
-        let infos = metadata::get_many(
-            tags.iter()
-                .map(|(t, d)| keys::manifest_tag(name, d, t))
-                .collect(),
-        )
-        .await
-        .map_err(fault)?;
+        let tagged = tagged(name).await?;
+        let out = figures(name, &tagged).await?;
+        let by_digest = &tagged.1;
         let downloads = metadata::counters(vec![keys::downloads(name)])
             .await
             .map_err(fault)?
             .first()
             .copied()
             .unwrap_or(0);
-        let mut out = Vec::new();
-        for ((tag, digest), info) in tags.into_iter().zip(infos) {
-            let (media_type, size, mcreated) =
-                by_digest.get(digest.as_str()).cloned().unwrap_or_default();
-            let updated = info
-                .and_then(|e| serde_json::from_slice::<keys::TagInfo>(&e.value).ok())
-                .map(|i| i.updated)
-                .filter(|u| *u > 0)
-                .unwrap_or(mcreated);
-            out.push(TagStats {
-                tag,
-                digest,
-                media_type,
-                size,
-                created: mcreated,
-                updated,
-            });
-        }
         let size = by_digest.values().map(|(_, s, _)| s).sum();
         let updated = out
             .iter()
