@@ -113,6 +113,25 @@ pub fn validate_list(list: Vec<IpInfo>) -> Result<Vec<IpInfo>, SwrError> {
                 e.ip
             )));
         }
+        if e.description.chars().any(|c| {
+            c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        }) {
+            return Err(SwrError::bad_request(format!(
+                "the description of {} holds control or direction characters",
+                e.ip
+            )));
+        }
+        // IPv4-mapped IPv6 (`::ffff:192.0.2.7`) as the IPv4 it is, as
+        // client addresses are.
+        let net = match net {
+            IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+                Some(v4) => IpNet::V4(
+                    ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).expect("a prefix of at most 32"),
+                ),
+                None => net,
+            },
+            _ => net,
+        };
         let ip = if net.prefix_len() == net.max_prefix_len() {
             net.addr().to_string()
         } else {
@@ -241,11 +260,20 @@ mod tests {
 
     #[test]
     fn lists_are_checked_and_canonical() {
-        let got = validate_list(list(&["10.9.8.7/8", "10.0.0.0/8", " 127.0.0.2 "])).unwrap();
+        let got = validate_list(list(&[
+            "10.9.8.7/8",
+            "10.0.0.0/8",
+            " 127.0.0.2 ",
+            "::ffff:127.0.0.3",
+        ]))
+        .unwrap();
         assert_eq!(
             got.iter().map(|e| e.ip.as_str()).collect::<Vec<_>>(),
-            ["10.0.0.0/8", "127.0.0.2"]
+            ["10.0.0.0/8", "127.0.0.2", "127.0.0.3"]
         );
+        let mut spoof = list(&["10.0.0.1"]);
+        spoof[0].description = "office\u{202E}".into();
+        assert!(validate_list(spoof).is_err());
         for bad in ["10.0.0.0/33", "example.com", "", "1.2.3"] {
             let e = validate_list(list(&[bad])).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");

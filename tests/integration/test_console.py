@@ -248,6 +248,9 @@ def test_sessions_of_login_keys_and_changed_passwords(stage):
     assert r.status_code == 403 and "login key" in r.json()["errorMsg"]
     r = s.get(f"{reg.anon_url}/berth/v1/tenants/keyco/users/keyco/keys", headers=csrf)
     assert r.status_code == 403
+    # Nor does it mint login keys (a leaked one would renew itself).
+    r = s.post(f"{reg.anon_url}/v2/manage/utils/secret", headers=csrf)
+    assert r.status_code == 403 and "login key" in r.json()["errorMsg"]
     project = view["project_id"]
     r = s.put(f"{reg.anon_url}/v2/{project}/instances/{project}/endpoint-policy", json={"ip_list": []}, headers=csrf)
     assert r.status_code == 403 and "login key" in r.json()["errorMsg"]
@@ -264,8 +267,9 @@ def test_sessions_of_login_keys_and_changed_passwords(stage):
     assert r.status_code == 401 and "password changed" in r.json()["errorMsg"]
     # Sign-in is JSON only (no cross-site form can sign a browser in), and
     # its answers are never cached.
-    r = requests.post(f"{reg.anon_url}/console/api/session", data='{"username":"pat@keyco","password":"pat-pw-2"}',
-                      headers={"Content-Type": "text/plain"})
-    assert r.status_code == 400 and "JSON" in r.json()["errorMsg"]
+    for content_type in ("text/plain", "application/jsonx", "application/x-www-form-urlencoded"):
+        r = requests.post(f"{reg.anon_url}/console/api/session", data='{"username":"pat@keyco","password":"pat-pw-2"}',
+                          headers={"Content-Type": content_type})
+        assert r.status_code == 400 and "JSON" in r.json()["errorMsg"], content_type
     r = requests.post(f"{reg.anon_url}/console/api/session", json={"username": "pat@keyco", "password": "pat-pw-2"})
     assert r.status_code == 201 and r.headers["Cache-Control"] == "no-store"

@@ -235,12 +235,18 @@ def test_endpoint_policy_allow_list(ops):
     assert shown.status == "Enable"
     assert [(i.ip, i.description) for i in shown.ip_list] == [("198.51.100.0/24", "office"), ("2001:db8::7", "")]
 
+    # From outside, a password is not even checked: the answer is a wrong
+    # password's, so the address learns neither whether it was right nor
+    # that the tenant has a list (the log says why).
     def refused():
         r = requests.get(manifest, auth=("netco", "netco-pw"), headers={**accept, **outside})
-        return r.status_code == 403 or r
+        return r.status_code == 401 or r
     assert until(refused) is True
     r = requests.get(manifest, auth=("netco", "netco-pw"), headers={**accept, **outside})
-    assert "203.0.113.9" in oci_error(r, 403, "DENIED")
+    assert oci_error(r, 401, "UNAUTHORIZED") == "invalid username or password"
+    wrong = requests.get(manifest, auth=("netco", "wrong"), headers={**accept, **listed})
+    assert (wrong.status_code, wrong.json()) == (r.status_code, r.json())
+    assert "a sign-in was refused: access from 203.0.113.9" in reg.log.read_text()
     # Listed addresses, and the internal network, still get in.
     assert requests.get(manifest, auth=("netco", "netco-pw"), headers={**accept, **listed}).status_code == 200
     assert requests.get(manifest, auth=("netco", "netco-pw"), headers=accept).status_code == 200
@@ -249,21 +255,16 @@ def test_endpoint_policy_allow_list(ops):
                          auth=("netco", "netco-pw"), headers=listed)
     assert token.status_code == 200, token.text
     r = requests.get(f"{reg.anon_url}/service/token", auth=("netco", "netco-pw"), headers=outside)
-    oci_error(r, 403, "DENIED")
+    oci_error(r, 401, "UNAUTHORIZED")
     bearer = {"Authorization": f"Bearer {token.json()['token']}", **accept}
     assert requests.get(manifest, headers={**bearer, **listed}).status_code == 200
-    oci_error(requests.get(manifest, headers={**bearer, **outside}), 403, "DENIED")
+    # A token (no password in it) used from outside is refused by name.
+    assert "203.0.113.9" in oci_error(requests.get(manifest, headers={**bearer, **outside}), 403, "DENIED")
     r = requests.get(f"{reg.anon_url}/v2/", auth=("netco", "netco-pw"), headers=outside)
-    oci_error(r, 403, "DENIED")
-    # From outside, a wrong password is refused the same way: the address
-    # learns nothing about passwords.
-    r = requests.get(f"{reg.anon_url}/v2/", auth=("netco", "wrong"), headers=outside)
-    oci_error(r, 403, "DENIED")
-    r = requests.get(f"{reg.anon_url}/service/token", auth=("netco", "wrong"), headers=outside)
-    oci_error(r, 403, "DENIED")
-    r = requests.post(f"{reg.anon_url}/console/api/session", json={"username": "netco", "password": "wrong"},
+    oci_error(r, 401, "UNAUTHORIZED")
+    r = requests.post(f"{reg.anon_url}/console/api/session", json={"username": "netco", "password": "netco-pw"},
                       headers=outside)
-    assert "not allowed" in swr_error(r, 403)
+    assert swr_error(r, 401) == "wrong user name or password"
     # Proxies that add X-Forwarded-For lines instead of appending: every
     # line counts, so a forged first line does not win.
     import base64
@@ -274,11 +275,10 @@ def test_endpoint_policy_allow_list(ops):
     conn.putheader("X-Forwarded-For", "198.51.100.77")
     conn.putheader("X-Forwarded-For", "203.0.113.9")
     conn.endheaders()
-    assert conn.getresponse().status == 403
+    assert conn.getresponse().status == 401
     conn.close()
     path = "/v2/manage/namespaces"
-    assert "not allowed" in swr_error(requests.get(f"{reg.anon_url}/berth/v1/whoami",
-                                                   auth=("netco", "netco-pw"), headers=outside), 403)
+    swr_error(requests.get(f"{reg.anon_url}/berth/v1/whoami", auth=("netco", "netco-pw"), headers=outside), 401)
     signed = signed_call(reg, key, project, "GET", path, None)
     assert signed.status_code == 200
     # Other tenants are not bound by it.
@@ -288,7 +288,7 @@ def test_endpoint_policy_allow_list(ops):
     curl = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--interface", "127.0.0.2",
                            "-u", "netco:netco-pw", "-H", "X-Forwarded-For: 198.51.100.77",
                            f"{reg.anon_url}/v2/"], capture_output=True, text=True, timeout=30)
-    assert curl.stdout == "403", curl
+    assert curl.stdout == "401", curl
 
     # Closed to the outside: only the internal network.
     client.create_instance_endpoint_policy(CreateInstanceEndpointPolicyRequest(
@@ -298,7 +298,7 @@ def test_endpoint_policy_allow_list(ops):
 
     def listed_refused():
         r = requests.get(manifest, auth=("netco", "netco-pw"), headers={**accept, **listed})
-        return r.status_code == 403 or r
+        return r.status_code == 401 or r
     assert until(listed_refused) is True
     assert requests.get(manifest, auth=("netco", "netco-pw"), headers=accept).status_code == 200
 
@@ -324,6 +324,7 @@ def test_endpoint_policy_bad_input(ops):
                        ({"ip_list": [{"ip": "10.0.0.0/40"}]}, "10.0.0.0/40"),
                        ({"ip_list": [{"ip": f"10.0.{i // 256}.{i % 256}"} for i in range(201)]}, "at most"),
                        ({"ip_list": [{"ip": "10.0.0.1", "description": "x" * 129}]}, "128"),
+                       ({"ip_list": [{"ip": "10.0.0.1", "description": "office\u202e"}]}, "direction"),
                        ({"ip_list": "10.0.0.1"}, "invalid body"),
                        ({"ip_list": [], "extra": 1}, "invalid body")]:
         assert word in swr_error(signed_call(reg, owner, project, "PUT", path, body), 400)

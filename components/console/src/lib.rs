@@ -69,6 +69,7 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Console {
             Err(e) => Reply::json(e.status, e.body()),
         };
         Ok(reply
+            .header("content-security-policy", CSP)
             .header("x-content-type-options", "nosniff")
             .header("referrer-policy", "same-origin")
             .header("x-frame-options", "DENY")
@@ -107,7 +108,7 @@ async fn serve(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
         return Ok(file(req, asset.content_type, asset.bytes));
     }
     // Every other path is a page of the application.
-    Ok(file(req, "text/html; charset=utf-8", INDEX).header("content-security-policy", CSP))
+    Ok(file(req, "text/html; charset=utf-8", INDEX))
 }
 
 /// A file, or 304 when the browser's copy (`If-None-Match`) is current.
@@ -196,9 +197,11 @@ async fn sign_in(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
     use berth_domain::iam::docker::{Login, parse_login};
     // JSON only: a form on another site cannot post one (login CSRF).
     if !req.header("content-type").is_some_and(|t| {
-        t.trim()
-            .to_ascii_lowercase()
-            .starts_with("application/json")
+        t.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("application/json")
     }) {
         return Err(SwrError::bad_request(
             "signing in takes a JSON body (Content-Type: application/json)",
@@ -212,10 +215,12 @@ async fn sign_in(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
     let username = b.username.trim();
     let source = req.header(store::CLIENT_ADDR).unwrap_or_default();
     // A password is checked only from an address its tenant lets in.
-    auth::login_allowed(username, req)
+    if !auth::login_allowed(username, req)
         .await
         .map_err(oci_fault)?
-        .map_err(SwrError::forbidden)?;
+    {
+        return Err(SwrError::unauthorized("wrong user name or password"));
+    }
     let login = parse_login(username);
     let Some(p) = auth::login(username, &b.password)
         .await

@@ -198,19 +198,25 @@ impl Origin for spin_sdk::wasip3::http::types::Fields {
     }
 }
 
-/// [`network_allows`] for the tenant a login name names (`user@tenant`, or
-/// the account's name), before its password is checked: an address the
-/// tenant does not let in learns nothing about passwords. Logins with an
-/// access key are checked once the key names its tenant.
-pub async fn login_allowed(
-    username: &str,
-    origin: &impl Origin,
-) -> Result<Result<(), String>, OciError> {
+/// Whether a password sign-in as `username` may be checked from `origin`:
+/// false when the tenant the name names (`user@tenant`, or the account's
+/// name) does not let the address in. The caller then answers exactly as
+/// for a wrong password, so an address outside the allow list learns
+/// neither whether a password is right nor which tenants have a list; the
+/// refusal goes to the log. Logins with an access key are checked once
+/// the key names its tenant.
+pub async fn login_allowed(username: &str, origin: &impl Origin) -> Result<bool, OciError> {
     match docker::parse_login(username) {
         Login::User { tenant, .. } | Login::Account { tenant } => {
-            network_allows(tenant, origin).await
+            match network_allows(tenant, origin).await? {
+                Ok(()) => Ok(true),
+                Err(message) => {
+                    eprintln!("a sign-in was refused: {message}");
+                    Ok(false)
+                }
+            }
         }
-        Login::AccessKey { .. } => Ok(Ok(())),
+        Login::AccessKey { .. } => Ok(true),
     }
 }
 

@@ -140,9 +140,15 @@ impl spin_sdk::wasip3::exports::http::handler::Guest for Manage {
             match berth_guest::manage::session_principal(&req).await {
                 // A console session opens the admin API only when signed in
                 // with a password, as `Basic` does.
-                Ok(Some(p)) if p.access_key.is_some() && matches!(group, Group::Admin) => {
+                // Nor does it mint login keys (`…/utils/secret`,
+                // `…/utils/authorizationtoken`): a leaked one would renew itself.
+                Ok(Some(p))
+                    if p.access_key.is_some()
+                        && (matches!(group, Group::Admin)
+                            || req.path.contains("/manage/utils/")) =>
+                {
                     Err(SwrError::forbidden(
-                        "a console session signed in with a docker login key does not administer users and keys",
+                        "a console session signed in with a docker login key does not administer users and keys, nor mint login keys",
                     ))
                 }
                 // What it asks for (a temporary login key) stays bound to the
@@ -244,10 +250,12 @@ async fn authenticate_basic(req: &Incoming) -> Result<Caller, SwrError> {
         ));
     }
     // A password is checked only from an address its tenant lets in.
-    auth::login_allowed(&user, req)
+    if !auth::login_allowed(&user, req)
         .await
         .map_err(|e| SwrError::internal(e.message))?
-        .map_err(SwrError::forbidden)?;
+    {
+        return Err(SwrError::unauthorized("wrong user name or password"));
+    }
     let p = auth::login(&user, &password)
         .await
         .map_err(|e| SwrError::internal(e.message))?

@@ -77,12 +77,13 @@ impl Caller {
         match docker::parse_basic(&value) {
             // A password is checked only from an address its tenant lets in.
             Some((user, password)) => match auth::login_allowed(&user, headers).await {
-                Ok(Ok(())) => match auth::login(&user, &password).await {
+                Ok(true) => match auth::login(&user, &password).await {
                     Ok(Some(p)) => Caller::User(p),
                     Ok(None) => Caller::Invalid("invalid username or password"),
                     Err(e) => Caller::Fault(e),
                 },
-                Ok(Err(message)) => Caller::Denied(message),
+                // Told apart from a wrong password by nothing.
+                Ok(false) => Caller::Invalid("invalid username or password"),
                 Err(e) => Caller::Fault(e),
             },
             None => Caller::Invalid("unsupported Authorization scheme"),

@@ -76,9 +76,9 @@ async fn token(req: &Incoming) -> Result<Reply, OciError> {
 
     // A password is checked only from an address its tenant lets in.
     if let Some((user, _)) = &credentials
-        && let Err(message) = auth::login_allowed(user, req).await?
+        && !auth::login_allowed(user, req).await?
     {
-        return Err(OciError::new(ErrorCode::Denied, message));
+        return Err(unauthorized("invalid username or password"));
     }
     let who: Option<Principal> = match &credentials {
         Some((user, password)) => Some(
