@@ -101,6 +101,7 @@ await step("the repository shows its tags with digests, sizes and pull commands"
   await go(admin, "repo/webui/app");
   const tags = main(admin).locator("table").first();
   await tags.getByRole("cell", { name: "v1", exact: true }).waitFor();
+  await tags.locator("details.pull summary").first().click();
   const text = await tags.innerText();
   assert.match(text, /sha256:/);
   assert.match(text, /application\/vnd\.oci\.image\.manifest\.v1\+json/);
@@ -154,7 +155,7 @@ await step("a webhook set on the page delivers a push made through the console",
 await step("an aging rule's dry run says what it would remove", async () => {
   await go(admin, "aging/webui/app");
   await admin.getByLabel("Rule", { exact: true }).selectOption("tag_rule");
-  await admin.getByLabel("Value").fill("1");
+  await admin.getByLabel("Keep only the newest (tags)").fill("1");
   await admin.getByRole("button", { name: "Create", exact: true }).click();
   await main(admin).getByRole("link", { name: "Dry run" }).first().waitFor();
   await main(admin).getByRole("link", { name: "Dry run" }).first().click();

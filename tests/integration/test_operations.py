@@ -402,11 +402,12 @@ def test_concurrent_layer_uploads_per_tenant_are_limited(ops):
 # --- metrics ---------------------------------------------------------------------
 
 def scrape(reg, **kwargs):
-    """`GET /metrics`, parsed as Prometheus parses it: {(name, labels): value}."""
-    from prometheus_client.parser import text_string_to_metric_families
+    """`GET /metrics`, parsed as OpenMetrics (what its Content-Type says):
+    {(name, labels): value}. The strict parser refuses anything malformed."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
     r = requests.get(f"{reg.anon_url}/metrics", **kwargs)
     assert r.status_code == 200, r.text
-    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert r.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
     samples = {}
     for family in text_string_to_metric_families(r.text):
         for s in family.samples:

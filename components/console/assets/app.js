@@ -48,7 +48,7 @@ function table(caption, headers, rows) {
   if (rows.length === 0) return h("p", { class: "empty" }, t("common.none"));
   return h("div", { class: "table-wrap" },
     h("table", {},
-      h("caption", {}, caption),
+      h("caption", { class: "sr-only" }, caption),
       h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
       h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c)))))));
 }
@@ -269,8 +269,9 @@ function signInPage() {
     session = await r.json();
     renderFrame();
     say(t("signed_in_as", { user: session.user, tenant: session.tenant }));
-    location.hash = "#/orgs";
-    route();
+    // One draw: a changed hash draws through hashchange.
+    if (location.hash === "#/orgs") route();
+    else location.hash = "#/orgs";
   });
   return form;
 }
@@ -411,16 +412,16 @@ VIEWS.repo = async (ns, repo, marker = "") => {
       h("code", { title: x.digest }, x.digest.slice(0, 19) + "…"),
       bytes(x.size),
       x.manifest,
-      when(x.created),
+      when(x.updated),
       x.last_pulled ? when(x.last_pulled) : t("tags.never"),
-      h("div", { class: "pull" },
+      h("details", { class: "pull" }, h("summary", {}, "docker / podman"),
         h("code", {}, `docker pull ${host}/${name}:${x.tag}`),
         h("code", {}, `podman pull ${host}/${name}:${x.tag}`)),
       h("span", { class: "actions" },
-        button(t("tags.tree"), async () => {
+        button(t("tags.show_tree", { tag: x.tag }), async () => {
           tree.replaceChildren(h("h3", {}, `${t("tags.tree")}: ${x.tag}`), h("div"));
           await showTree(name, x.digest, tree.lastChild);
-        }, { "aria-label": t("tags.show_tree", { tag: x.tag }) }),
+        }),
         auth >= 3
           ? button(t("common.delete"), () => {
             if (confirm(t("common.confirm_delete", { name: `${name}:${x.tag}` }))) {
@@ -658,12 +659,17 @@ VIEWS.webhooks = async (ns, policyId) => {
     out.append(section(title,
       button(t("common.refresh"), () => route()),
       table(title, [t("webhooks.event"), t("common.status"), t("webhooks.attempts"), t("common.time"), t("common.actions")],
-        (jobs.jobs || []).map((j) => [
+        (jobs.jobs || []).map((j) => {
+          const attempts = JSON.parse(j.job_detail || "{}").attempts || [];
+          const last = attempts[attempts.length - 1];
+          const outcome = last ? (last.status ? `HTTP ${last.status}` : last.error || "") : "";
+          return [
           `${j.event_type} #${j.id}`, `${j.status}${j.status_text ? ` (${j.status_text})` : ""}`,
-          JSON.parse(j.job_detail || "{}").attempts ?? "", when(j.updated_at),
+          `${attempts.length}${outcome ? ` — ${outcome}` : ""}`, when(j.updated_at),
           button(t("webhooks.redeliver"), () => act(() => api("POST", `/berth/v1/webhooks/${policy.id}/deliveries/${j.id}/redeliver`)),
             { "aria-label": `${t("webhooks.redeliver")} ${j.id}` }),
-        ]))));
+          ];
+        }))));
   }
   return out;
 };
@@ -693,7 +699,11 @@ VIEWS.aging = async (ns, repo, previewId) => {
   const rules = await api("GET", url);
   const kind = select("template", [["date_rule", t("aging.date_rule")], ["tag_rule", t("aging.tag_rule")]]);
   const value = input("value", { type: "number", min: 1, value: 30, required: true });
-  const form = h("form", { class: "inline" }, field(t("aging.kind"), kind), field(t("aging.value"), value),
+  const valueField = field(t("aging.keep_days"), value);
+  kind.addEventListener("change", () => {
+    valueField.querySelector("label").textContent = t(kind.value === "date_rule" ? "aging.keep_days" : "aging.keep_num");
+  });
+  const form = h("form", { class: "inline" }, field(t("aging.kind"), kind), valueField,
     h("button", { type: "submit" }, t("common.create")));
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -702,10 +712,13 @@ VIEWS.aging = async (ns, repo, previewId) => {
   });
   out.append(form, table(t("aging.title"), [t("aging.kind"), t("aging.value"), t("common.actions")],
     (rules || []).map((r) => [
-      t(`aging.${r.rules?.[0]?.template}`), JSON.stringify(r.rules?.[0]?.params || {}),
+      t(`aging.${r.rules?.[0]?.template}`),
+      r.rules?.[0]?.template === "date_rule"
+        ? `${t("aging.keep_days")}: ${r.rules?.[0]?.params?.days}`
+        : `${t("aging.keep_num")}: ${r.rules?.[0]?.params?.num}`,
       h("span", { class: "actions" },
         h("a", { class: "button", href: `#/aging/${encodeURIComponent(ns)}/${encodeURIComponent(repo)}/${r.id}` }, t("aging.preview")),
-        button(t("common.delete"), () => act(() => api("DELETE", `${url}/${r.id}`)), { "aria-label": `${t("common.delete")} ${r.id}` })),
+        button(t("common.delete"), () => act(() => api("DELETE", `${url}/${r.id}`)), { "aria-label": `${t("common.delete")} ${t("aging.kind")} ${r.id}` })),
     ])));
   if (previewId) {
     const plan = await api("GET", `${url}/${encodeURIComponent(previewId)}/preview`);
@@ -795,7 +808,7 @@ VIEWS.gc = async () => {
       schedule: { type: "Manual" }, parameters: { workers: 1, delete_untagged: false, dry_run: false },
     }))));
   const tasks = Array.isArray(runs) ? runs : runs.tasks || runs.jobs || [];
-  out.append(table(t("gc.runs"), ["ID", t("common.status"), "blobs", "manifests", t("repos.size"), t("common.time")],
+  out.append(table(t("gc.runs"), ["ID", t("common.status"), t("gc.blobs"), t("gc.manifests"), t("gc.freed"), t("common.time")],
     tasks.map((x) => [x.id, x.job_status, x.job_parameters?.purged_blobs, x.job_parameters?.purged_manifests,
       bytes(x.job_parameters?.freed_space), when(x.update_time)])));
   if (session.system_admin) {
@@ -850,14 +863,14 @@ VIEWS.usage = async (ns = "") => {
   });
   return h("div", {}, h("h1", {}, t("usage.title")),
     section(t("usage.overview"), h("dl", { class: "figures" },
-      h("dt", {}, t("nav.orgs")), h("dd", {}, overview.namspace_num),
-      h("dt", {}, t("nav.repos")), h("dd", {}, overview.repo_num),
+      h("dt", {}, t("usage.orgs")), h("dd", {}, overview.namspace_num),
+      h("dt", {}, t("usage.repos")), h("dd", {}, overview.repo_num),
       h("dt", {}, t("repos.tags")), h("dd", {}, overview.image_num),
       h("dt", {}, t("usage.stored")), h("dd", {}, bytes(overview.store_space)),
       h("dt", {}, t("usage.served")), h("dd", {}, bytes(overview.downflow_size)))),
     chart(t("usage.chart", { what: t("usage.stored") }), stored || []),
-    field(t("common.organization"), pick),
-    chart(t("usage.chart", { what: t("usage.served") }), served || []),
+    section(t("usage.chart", { what: t("usage.served") }), field(t("common.organization"), pick),
+      chart(t("usage.chart", { what: t("usage.served") }), served || [])),
     section(t("usage.per_org"), table(t("usage.per_org"), [t("common.organization"), t("usage.stored"), t("usage.served")],
       orgs.map((o) => [o.name, bytes(o.store_space), bytes(o.downflow_size)]))));
 };
@@ -889,7 +902,7 @@ VIEWS.audit = async (query = "") => {
   const next = new URLSearchParams(params);
   if (log.next) next.set("before", log.next);
   return h("div", {}, h("h1", {}, t("audit.title")), form,
-    h("p", {}, `${log.total}`),
+    h("p", {}, t("audit.total", { n: log.total })),
     table(t("audit.title"), [t("common.time"), t("audit.user"), t("audit.operation"), t("audit.resource"), t("common.status"), t("audit.source")],
       log.events.map((e) => [when(e.time), e.user, e.operation, e.resource, String(e.status), e.source])),
     log.next ? h("a", { class: "button", href: `#/audit/${encodeURIComponent(next.toString())}` }, t("common.next")) : null);

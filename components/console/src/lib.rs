@@ -227,7 +227,12 @@ async fn sign_in(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
         .map_err(oci_fault)?
     else {
         // A failed sign-in is recorded in the tenant it names, if it exists.
-        if let Login::User { tenant, user } = login
+        let named = match login {
+            Login::User { tenant, user } => Some((tenant, user)),
+            Login::Account { tenant } => Some((tenant, tenant)),
+            Login::AccessKey { .. } => None,
+        };
+        if let Some((tenant, user)) = named
             && records::valid_identity_name(tenant)
             && store::get(&records::tenant(tenant))
                 .await

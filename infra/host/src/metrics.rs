@@ -1,5 +1,6 @@
-//! `GET /metrics`: what this host served and what its stores hold, in the
-//! Prometheus text format (`prometheus-client`, OpenMetrics text 1.0.0).
+//! `GET /metrics`: what this host served and what its stores hold, in
+//! OpenMetrics text 1.0.0 (`prometheus-client`; Prometheus reads it, and
+//! the answer says so in its `Content-Type`).
 //!
 //! Counted as requests pass (atomic additions on handles made at start,
 //! one label lookup per request for its status):

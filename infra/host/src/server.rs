@@ -108,7 +108,11 @@ impl Server {
                 plain(405, "GET only\n")
             } else {
                 let text = METRICS.render(&self.backends).await;
-                respond(200, "text/plain; version=0.0.4; charset=utf-8", text)
+                respond(
+                    200,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    text,
+                )
             }
         } else if path == "/healthz" {
             match (self.health)().await {
