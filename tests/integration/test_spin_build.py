@@ -139,6 +139,27 @@ def test_spin_build_keeps_state_in_postgres_and_the_bucket(fresh_registry):
 
 
 @pytest.mark.skipif(not ON_SPIN, reason="runs in the spin pass (BERTH_TEST_BACKEND=spin)")
+def test_spin_build_serves_the_console(registry):
+    """The console component on the Spin build: its page, a sign-in whose
+    session the Spin build's registry and management API take, and CSRF
+    refusals there too (the browser walk runs on the host build)."""
+    reg = registry
+    page = requests.get(f"{reg.anon_url}/console/")
+    assert page.status_code == 200 and "/console/assets/app.js" in page.text
+    assert requests.get(f"{reg.anon_url}/console/assets/app.js").status_code == 200
+    s = requests.Session()
+    r = s.post(f"{reg.anon_url}/console/api/session", json={"username": "admin", "password": reg.creds.split(":", 1)[1]})
+    assert r.status_code == 201, r.text
+    csrf = {"X-Berth-CSRF": r.json()["csrf"]}
+    assert s.get(f"{reg.anon_url}/v2/manage/namespaces").status_code == 200
+    assert s.post(f"{reg.anon_url}/v2/spin-console/app/blobs/uploads/").status_code == 403
+    r = s.post(f"{reg.anon_url}/v2/spin-console/app/blobs/uploads/", headers=csrf)
+    assert r.status_code == 202, r.text
+    assert s.delete(f"{reg.anon_url}/console/api/session", headers=csrf).status_code == 204
+    assert s.get(f"{reg.anon_url}/v2/manage/namespaces").status_code == 401
+
+
+@pytest.mark.skipif(not ON_SPIN, reason="runs in the spin pass (BERTH_TEST_BACKEND=spin)")
 def test_spin_build_streams_layers_past_one_part(registry):
     """Layers larger than one 16 MiB part go to the bucket as multipart
     uploads from the guest, monolithic and chunked, are published only
