@@ -102,7 +102,7 @@ pub fn set_cookie(id: &str, max_age: u64, secure: bool) -> String {
 
 /// The `Set-Cookie` value that removes the cookie.
 pub fn clear_cookie(secure: bool) -> String {
-    set_cookie("", 0, secure).replacen(&format!("{COOKIE}=;"), &format!("{COOKIE}=deleted;"), 1)
+    set_cookie("deleted", 0, secure)
 }
 
 /// Whether a request with `method` must carry the CSRF token.

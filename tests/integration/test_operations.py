@@ -449,7 +449,7 @@ def test_metrics_count_requests_bytes_jobs_and_stores(ops):
     assert delta("berth_job_run_duration_seconds_count", job="aging") == 1
     assert value(after, "berth_uploads_open") >= 1
     assert value(after, "berth_metadata_store_bytes") > 0
-    assert value(after, "berth_blobs_stored") >= 0
+    assert value(after, "berth_blobs_stored") > 0 and value(after, "berth_blob_store_bytes") > 0
     assert ("berth_events_pending", (("consumer", "webhooks"),)) in after
     # Nothing secret in the text.
     text = requests.get(f"{reg.anon_url}/metrics").text

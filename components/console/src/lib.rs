@@ -26,11 +26,25 @@ use spin_sdk::wasip3::http::types::{ErrorCode, Method, Request, Response, Scheme
 struct Console;
 spin_sdk::wasip3::http::service::export!(Console);
 
-/// A file of the application: path under `/console/assets/`, type, bytes.
+/// A file of the application: path under `/console/assets/`, type, bytes,
+/// and its `ETag`, hashed once per instance (not per request).
 struct Asset {
     name: &'static str,
     content_type: &'static str,
     bytes: &'static [u8],
+    etag: std::sync::OnceLock<String>,
+}
+
+impl Asset {
+    fn etag(&self) -> &str {
+        self.etag.get_or_init(|| {
+            use sha2::Digest;
+            format!(
+                "\"{}\"",
+                &hex::encode(sha2::Sha256::digest(self.bytes))[..20]
+            )
+        })
+    }
 }
 
 /// One of `assets/`, built in.
@@ -40,20 +54,21 @@ macro_rules! asset {
             name: $name,
             content_type: $type,
             bytes: include_bytes!(concat!("../assets/", $name)),
+            etag: std::sync::OnceLock::new(),
         }
     };
 }
 
 const JS: &str = "text/javascript; charset=utf-8";
 
-const ASSETS: &[Asset] = &[
+static ASSETS: [Asset; 4] = [
     asset!("app.js", JS),
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("i18n.js", JS),
     asset!("archive.js", JS),
 ];
 
-const INDEX: &[u8] = include_bytes!("../assets/index.html");
+static INDEX: Asset = asset!("index.html", "text/html; charset=utf-8");
 
 /// What the page may load: only this origin's files, nothing inline, no
 /// framing.
@@ -105,22 +120,21 @@ async fn serve(req: &Incoming, secure: bool) -> Result<Reply, SwrError> {
             .iter()
             .find(|a| a.name == name)
             .ok_or_else(|| SwrError::not_found(format!("no console file {name}")))?;
-        return Ok(file(req, asset.content_type, asset.bytes));
+        return Ok(file(req, asset));
     }
     // Every other path is a page of the application.
-    Ok(file(req, "text/html; charset=utf-8", INDEX))
+    Ok(file(req, &INDEX))
 }
 
 /// A file, or 304 when the browser's copy (`If-None-Match`) is current.
-fn file(req: &Incoming, content_type: &str, bytes: &'static [u8]) -> Reply {
-    use sha2::Digest;
-    let etag = format!("\"{}\"", &hex::encode(sha2::Sha256::digest(bytes))[..20]);
-    let reply = if req.header("if-none-match").as_deref() == Some(etag.as_str()) {
+fn file(req: &Incoming, asset: &Asset) -> Reply {
+    let etag = asset.etag();
+    let reply = if req.header("if-none-match").as_deref() == Some(etag) {
         Reply::new(304)
     } else {
         Reply::new(200)
-            .header("content-type", content_type)
-            .bytes(bytes.to_vec())
+            .header("content-type", asset.content_type)
+            .bytes(asset.bytes.to_vec())
     };
     reply
         .header("etag", etag)
@@ -174,15 +188,15 @@ fn session_id(req: &Incoming) -> Option<String> {
 }
 
 async fn current(req: &Incoming) -> Result<Reply, SwrError> {
-    let signed_out = || SwrError::unauthorized("not signed in");
-    let id = session_id(req).ok_or_else(signed_out)?;
-    let s = session::find(&id)
+    let cookie = req.headers_all("cookie").join("; ");
+    let (p, s) = session::resolve(Some(&cookie), "GET", None)
         .await
-        .map_err(oci_fault)?
-        .ok_or_else(signed_out)?;
-    let p = berth_guest::manage::session_principal(req)
-        .await?
-        .ok_or_else(signed_out)?;
+        .map_err(|r| match r {
+            session::Refusal::Fault(e) => oci_fault(e),
+            r => SwrError::unauthorized(r.message()),
+        })?
+        .ok_or_else(|| SwrError::unauthorized("not signed in"))?;
+    berth_guest::manage::network_allowed(&p.tenant, req).await?;
     ok_json(200, &view(&p, s.csrf, s.expires).await?)
 }
 

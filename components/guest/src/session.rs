@@ -96,6 +96,15 @@ pub async fn principal(
     method: &str,
     csrf: Option<&str>,
 ) -> Result<Option<Principal>, Refusal> {
+    Ok(resolve(cookie, method, csrf).await?.map(|(p, _)| p))
+}
+
+/// [`principal`], with the session it rests on.
+pub async fn resolve(
+    cookie: Option<&str>,
+    method: &str,
+    csrf: Option<&str>,
+) -> Result<Option<(Principal, Session)>, Refusal> {
     let Some(id) = cookie.and_then(console::cookie_id) else {
         return Ok(None);
     };
@@ -139,12 +148,12 @@ pub async fn principal(
     // A login-key session always carries an access key (empty when the
     // login key had none behind it): that keeps it out of user, key and
     // network administration, and what it asks for stays bound to the key.
-    let access_key = match session.access_key {
-        Some(k) => Some(k),
+    let access_key = match &session.access_key {
+        Some(k) => Some(k.clone()),
         None if session.login_key => Some(String::new()),
         None => None,
     };
-    Ok(Some(Principal { access_key, ..p }))
+    Ok(Some((Principal { access_key, ..p }, session)))
 }
 
 /// [`principal`] for a request read into an [`Incoming`](crate::http::Incoming)

@@ -3,7 +3,7 @@
 
 use berth_domain::admission;
 use berth_domain::iam::docker::{self, RegistryClaims};
-use berth_domain::iam::records::{self, AuditEvent, Namespace};
+use berth_domain::iam::records::{self, Namespace};
 use berth_domain::iam::{self, Action, Principal};
 use berth_domain::route::{self, Route};
 use berth_domain::{ErrorCode, OciError};
@@ -393,19 +393,15 @@ pub async fn audit(caller: &Caller, operation: &str, status: u16, source: String
     let Some((tenant, user)) = caller.who() else {
         return;
     };
-    berth_guest::audit::record(AuditEvent {
-        time: store::now(),
-        tenant,
+    let resource = operation.split_whitespace().nth(2).unwrap_or_default();
+    berth_guest::manage::audit(
+        &tenant,
         user,
-        operation: operation.to_string(),
-        resource: operation
-            .split_whitespace()
-            .nth(2)
-            .unwrap_or_default()
-            .to_string(),
+        operation.to_string(),
+        resource.to_string(),
         status,
         source,
-    })
+    )
     .await;
 }
 
