@@ -27,8 +27,9 @@ pub enum Caller {
     Invalid(&'static str),
     /// The store could not be read to check them.
     Fault(OciError),
-    /// Valid credentials, from an address the tenant's endpoint policy
-    /// does not let in (`berth_domain::network`).
+    /// Valid credentials from an address the tenant's endpoint policy does
+    /// not let in (`berth_domain::network`), or a console session's change
+    /// without its CSRF token.
     Denied(String),
 }
 
